@@ -1,0 +1,192 @@
+// headway: command-line client for a Headway server.
+//
+//   headway [--target=127.0.0.1:50051] [--json] COMMAND [ARGS]
+//   headway classify --model=digits [--head=H] [--top_k=K] IMAGE...
+//   headway embed --model=digits [--l2_normalize] IMAGE...
+//   headway swap-head --model=digits --head=H (--file=PATH_IN_STORE | --checkpoint=LOCAL_FILE)
+//                     [--labels_file=PATH_IN_STORE | --labels=a,b,...]
+//   headway models
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include <google/protobuf/util/json_util.h>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "client/headway_client.h"
+
+ABSL_FLAG(std::string, target, "127.0.0.1:50051", "Server address (gRPC target).");
+ABSL_FLAG(bool, json, false, "Print the server's response as JSON.");
+ABSL_FLAG(absl::Duration, timeout, absl::Seconds(30), "Deadline of each call.");
+ABSL_FLAG(std::string, model, "digits", "Model name.");
+ABSL_FLAG(std::string, head, "", "Head name (classify: empty means the default head).");
+ABSL_FLAG(int, top_k, 5, "classify: labels per image.");
+ABSL_FLAG(bool, l2_normalize, false, "embed: scale embeddings to unit length.");
+ABSL_FLAG(std::string, file, "", "swap-head: head file, relative to the model's folder.");
+ABSL_FLAG(std::string, checkpoint, "", "swap-head: a local head file to upload.");
+ABSL_FLAG(std::string, labels_file, "",
+          "swap-head: labels file, relative to the model's folder.");
+ABSL_FLAG(std::vector<std::string>, labels, {}, "swap-head: labels, comma separated.");
+
+namespace headway {
+namespace {
+
+constexpr char kUsage[] =
+    "Command-line client for a Headway server.\n"
+    "Usage: headway [--target=HOST:PORT] [--json] COMMAND [ARGS]\n"
+    "  classify --model=M [--head=H] [--top_k=K] IMAGE...   top-k labels per image\n"
+    "  embed --model=M [--l2_normalize] IMAGE...            backbone features per image\n"
+    "  swap-head --model=M --head=H (--file=F | --checkpoint=LOCAL_FILE)\n"
+    "            [--labels_file=F | --labels=a,b]          replace or add a head\n"
+    "  models                                               list models and heads";
+
+int Fail(const absl::Status& status) {
+  std::cerr << "headway: " << status << "\n";
+  return status.code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
+}
+
+void PrintJson(const google::protobuf::Message& message) {
+  std::string json;
+  google::protobuf::util::JsonPrintOptions options;
+  options.add_whitespace = true;
+  options.preserve_proto_field_names = true;
+  options.always_print_primitive_fields = true;
+  (void)google::protobuf::util::MessageToJsonString(message, &json, options);
+  std::cout << json;
+}
+
+absl::Status AddImages(const std::vector<char*>& files,
+                       google::protobuf::RepeatedPtrField<v1::Input>* inputs) {
+  if (files.empty()) return absl::InvalidArgumentError("give at least one image file");
+  for (const char* file : files) {
+    absl::StatusOr<v1::Input> input = ImageInputFromFile(file);
+    if (!input.ok()) return input.status();
+    *inputs->Add() = *std::move(input);
+  }
+  return absl::OkStatus();
+}
+
+int Classify(const HeadwayClient& client, const std::vector<char*>& files) {
+  v1::ClassifyRequest request;
+  request.set_model(absl::GetFlag(FLAGS_model));
+  request.set_head(absl::GetFlag(FLAGS_head));
+  request.set_top_k(absl::GetFlag(FLAGS_top_k));
+  if (absl::Status status = AddImages(files, request.mutable_inputs()); !status.ok()) {
+    return Fail(status);
+  }
+  absl::StatusOr<v1::ClassifyResponse> response = client.Classify(request);
+  if (!response.ok()) return Fail(response.status());
+  if (absl::GetFlag(FLAGS_json)) {
+    PrintJson(*response);
+    return 0;
+  }
+  std::cout << absl::StrFormat("model %s v%d, head %s v%d\n", response->model(),
+                               response->model_version(), response->head(),
+                               response->head_version());
+  for (int i = 0; i < response->results_size(); ++i) {
+    std::vector<std::string> labels;
+    for (const v1::ScoredLabel& label : response->results(i).labels()) {
+      labels.push_back(absl::StrFormat("%s (%.4f)", label.label(), label.score()));
+    }
+    std::cout << files[i] << ": " << absl::StrJoin(labels, ", ") << "\n";
+  }
+  return 0;
+}
+
+int Embed(const HeadwayClient& client, const std::vector<char*>& files) {
+  v1::EmbedRequest request;
+  request.set_model(absl::GetFlag(FLAGS_model));
+  request.set_l2_normalize(absl::GetFlag(FLAGS_l2_normalize));
+  if (absl::Status status = AddImages(files, request.mutable_inputs()); !status.ok()) {
+    return Fail(status);
+  }
+  absl::StatusOr<v1::EmbedResponse> response = client.Embed(request);
+  if (!response.ok()) return Fail(response.status());
+  if (absl::GetFlag(FLAGS_json)) {
+    PrintJson(*response);
+    return 0;
+  }
+  std::cout << absl::StrFormat("model %s v%d, dimension %d\n", response->model(),
+                               response->model_version(), response->dimension());
+  for (int i = 0; i < response->embeddings_size(); ++i) {
+    const auto& values = response->embeddings(i).values();
+    const int shown = std::min(values.size(), 8);
+    std::vector<std::string> head;
+    for (int j = 0; j < shown; ++j) head.push_back(absl::StrFormat("%.4f", values[j]));
+    std::cout << files[i] << ": [" << absl::StrJoin(head, ", ")
+              << (shown < values.size() ? ", ..." : "") << "]\n";
+  }
+  return 0;
+}
+
+int SwapHead(const HeadwayClient& client) {
+  v1::HotSwapHeadRequest request;
+  request.set_model(absl::GetFlag(FLAGS_model));
+  request.set_head(absl::GetFlag(FLAGS_head));
+  if (!absl::GetFlag(FLAGS_checkpoint).empty()) {
+    absl::StatusOr<v1::Input> bytes = ImageInputFromFile(absl::GetFlag(FLAGS_checkpoint));
+    if (!bytes.ok()) return Fail(bytes.status());
+    request.set_checkpoint(bytes->image());
+  } else {
+    request.set_file(absl::GetFlag(FLAGS_file));
+  }
+  request.set_labels_file(absl::GetFlag(FLAGS_labels_file));
+  for (const std::string& label : absl::GetFlag(FLAGS_labels)) request.add_labels(label);
+  absl::StatusOr<v1::HotSwapHeadResponse> response = client.HotSwapHead(request);
+  if (!response.ok()) return Fail(response.status());
+  if (absl::GetFlag(FLAGS_json)) {
+    PrintJson(*response);
+    return 0;
+  }
+  std::cout << absl::StrFormat("model %s: head %s now at version %d with %d classes\n",
+                               response->model(), response->head(), response->head_version(),
+                               response->num_classes());
+  return 0;
+}
+
+int Models(const HeadwayClient& client) {
+  absl::StatusOr<v1::ListModelsResponse> response = client.ListModels();
+  if (!response.ok()) return Fail(response.status());
+  if (absl::GetFlag(FLAGS_json)) {
+    PrintJson(*response);
+    return 0;
+  }
+  for (const v1::ModelStatus& model : response->models()) {
+    std::cout << absl::StrFormat("%s v%d  %s  %s  feature_dim=%d\n", model.name(),
+                                 model.version(), model.device(), model.state(),
+                                 model.feature_dim());
+    for (const v1::HeadStatus& head : model.heads()) {
+      std::cout << absl::StrFormat("  head %s v%d  classes=%d%s\n", head.name(), head.version(),
+                                   head.num_classes(), head.is_default() ? "  (default)" : "");
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace headway
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(headway::kUsage);
+  std::vector<char*> args = absl::ParseCommandLine(argc, argv);
+  if (args.size() < 2) {
+    std::cerr << headway::kUsage << "\n";
+    return 2;
+  }
+  const std::string command = args[1];
+  const std::vector<char*> operands(args.begin() + 2, args.end());
+  absl::StatusOr<std::unique_ptr<headway::HeadwayClient>> client =
+      headway::HeadwayClient::Create({absl::GetFlag(FLAGS_target), absl::GetFlag(FLAGS_timeout)});
+  if (!client.ok()) return headway::Fail(client.status());
+  if (command == "classify") return headway::Classify(**client, operands);
+  if (command == "embed") return headway::Embed(**client, operands);
+  if (command == "swap-head") return headway::SwapHead(**client);
+  if (command == "models") return headway::Models(**client);
+  std::cerr << "headway: unknown command \"" << command << "\"\n" << headway::kUsage << "\n";
+  return 2;
+}

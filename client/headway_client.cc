@@ -1,0 +1,84 @@
+#include "client/headway_client.h"
+
+#include <fstream>
+#include <sstream>
+
+#include <grpcpp/client_context.h>
+#include <grpcpp/create_channel.h>
+#include <grpcpp/security/credentials.h>
+
+#include "absl/strings/str_cat.h"
+
+namespace headway {
+namespace {
+
+absl::Status ToAbslStatus(const grpc::Status& status) {
+  return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
+                      status.error_message());
+}
+
+template <typename Response, typename Call>
+absl::StatusOr<Response> Invoke(absl::Duration timeout, Call call) {
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+  Response response;
+  const grpc::Status status = call(&context, &response);
+  if (!status.ok()) return ToAbslStatus(status);
+  return response;
+}
+
+}  // namespace
+
+HeadwayClient::HeadwayClient(const Options& options, std::shared_ptr<grpc::Channel> channel)
+    : options_(options),
+      channel_(std::move(channel)),
+      inference_(v1::InferenceService::NewStub(channel_)),
+      management_(v1::ManagementService::NewStub(channel_)) {}
+
+absl::StatusOr<std::unique_ptr<HeadwayClient>> HeadwayClient::Create(const Options& options) {
+  if (options.target.empty()) return absl::InvalidArgumentError("no target");
+  grpc::ChannelArguments arguments;
+  arguments.SetMaxReceiveMessageSize(options.max_message_bytes);
+  arguments.SetMaxSendMessageSize(options.max_message_bytes);
+  std::shared_ptr<grpc::Channel> channel = grpc::CreateCustomChannel(
+      options.target, grpc::InsecureChannelCredentials(), arguments);
+  return std::unique_ptr<HeadwayClient>(new HeadwayClient(options, std::move(channel)));
+}
+
+absl::StatusOr<v1::EmbedResponse> HeadwayClient::Embed(const v1::EmbedRequest& request) const {
+  return Invoke<v1::EmbedResponse>(options_.timeout, [&](auto* context, auto* response) {
+    return inference_->Embed(context, request, response);
+  });
+}
+
+absl::StatusOr<v1::ClassifyResponse> HeadwayClient::Classify(
+    const v1::ClassifyRequest& request) const {
+  return Invoke<v1::ClassifyResponse>(options_.timeout, [&](auto* context, auto* response) {
+    return inference_->Classify(context, request, response);
+  });
+}
+
+absl::StatusOr<v1::HotSwapHeadResponse> HeadwayClient::HotSwapHead(
+    const v1::HotSwapHeadRequest& request) const {
+  return Invoke<v1::HotSwapHeadResponse>(options_.timeout, [&](auto* context, auto* response) {
+    return management_->HotSwapHead(context, request, response);
+  });
+}
+
+absl::StatusOr<v1::ListModelsResponse> HeadwayClient::ListModels() const {
+  return Invoke<v1::ListModelsResponse>(options_.timeout, [&](auto* context, auto* response) {
+    return management_->ListModels(context, v1::ListModelsRequest(), response);
+  });
+}
+
+absl::StatusOr<v1::Input> ImageInputFromFile(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot open ", path.string()));
+  std::ostringstream bytes;
+  bytes << in.rdbuf();
+  v1::Input input;
+  input.set_image(bytes.str());
+  return input;
+}
+
+}  // namespace headway

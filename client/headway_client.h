@@ -1,0 +1,54 @@
+// HeadwayClient: a small C++ client for a Headway server: Embed, Classify,
+// HotSwapHead and ListModels, with per-call deadlines, returning absl::StatusOr.
+// Depends on the wire contract (proto/) only.
+//
+// Thread-safe: one client may serve many threads (gRPC stubs are thread-safe).
+#ifndef HEADWAY_CLIENT_HEADWAY_CLIENT_H_
+#define HEADWAY_CLIENT_HEADWAY_CLIENT_H_
+
+#include <filesystem>
+#include <memory>
+#include <string>
+
+#include <grpcpp/channel.h>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "headway/v1/inference.grpc.pb.h"
+#include "headway/v1/management.grpc.pb.h"
+
+namespace headway {
+
+class HeadwayClient {
+ public:
+  struct Options {
+    // gRPC target, e.g. "127.0.0.1:50051".
+    std::string target;
+    // Deadline of each call.
+    absl::Duration timeout = absl::Seconds(30);
+    int max_message_bytes = 64 << 20;
+  };
+
+  static absl::StatusOr<std::unique_ptr<HeadwayClient>> Create(const Options& options);
+
+  absl::StatusOr<v1::EmbedResponse> Embed(const v1::EmbedRequest& request) const;
+  absl::StatusOr<v1::ClassifyResponse> Classify(const v1::ClassifyRequest& request) const;
+  absl::StatusOr<v1::HotSwapHeadResponse> HotSwapHead(
+      const v1::HotSwapHeadRequest& request) const;
+  absl::StatusOr<v1::ListModelsResponse> ListModels() const;
+
+ private:
+  HeadwayClient(const Options& options, std::shared_ptr<grpc::Channel> channel);
+
+  Options options_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::InferenceService::Stub> inference_;
+  std::unique_ptr<v1::ManagementService::Stub> management_;
+};
+
+// An Input holding the bytes of an image file, sent as they are.
+absl::StatusOr<v1::Input> ImageInputFromFile(const std::filesystem::path& path);
+
+}  // namespace headway
+
+#endif  // HEADWAY_CLIENT_HEADWAY_CLIENT_H_

@@ -1,0 +1,26 @@
+// Device names as configs and requests spell them ("cpu", "cuda", "cuda:N") resolved
+// to LibTorch devices, with clear errors where the device does not exist on this
+// machine. Stateless and thread-safe.
+#ifndef HEADWAY_MODEL_STORE_DEVICE_H_
+#define HEADWAY_MODEL_STORE_DEVICE_H_
+
+#include <string>
+#include "absl/strings/string_view.h"
+
+#include <c10/core/Device.h>
+
+#include "absl/status/statusor.h"
+
+namespace headway {
+
+// Parses `spec` and checks that the device is usable here. An empty spec means cpu.
+// INVALID_ARGUMENT for a malformed name; FAILED_PRECONDITION for a CUDA device on a
+// machine without CUDA or with too few GPUs.
+absl::StatusOr<c10::Device> ResolveDevice(absl::string_view spec);
+
+// The canonical name of a device: "cpu", "cuda:0", ...
+std::string DeviceName(const c10::Device& device);
+
+}  // namespace headway
+
+#endif  // HEADWAY_MODEL_STORE_DEVICE_H_

@@ -1,0 +1,66 @@
+// Head: a model's output layer on the backbone's device: a TorchScript module mapping
+// features [N, D] to logits [N, C], with one label per class and a version.
+// Load checks that the head takes the backbone's D features and warms it up.
+//
+// Immutable after Load; Forward is thread-safe. Shared as shared_ptr<const Head> so a
+// request keeps the head it started with while another replaces it.
+#ifndef HEADWAY_MODEL_STORE_HEAD_H_
+#define HEADWAY_MODEL_STORE_HEAD_H_
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include "absl/strings/string_view.h"
+#include <vector>
+
+#include <torch/script.h>
+
+#include "absl/status/statusor.h"
+
+namespace headway {
+
+struct HeadSpec {
+  std::string name;
+  // A torch.jit.save archive, from a file or from a request.
+  std::string checkpoint;
+  // One per class; empty means the class indices ("0", "1", ...).
+  std::vector<std::string> labels;
+  c10::Device device = c10::Device(c10::kCPU);
+  // The backbone's feature dimension the head must take.
+  int64_t feature_dim = 0;
+  int64_t version = 1;
+};
+
+class Head {
+ public:
+  // INVALID_ARGUMENT when the checkpoint is not a TorchScript module, when the head
+  // takes another feature size than spec.feature_dim, or when labels and classes
+  // differ in number.
+  static absl::StatusOr<std::shared_ptr<const Head>> Load(const HeadSpec& spec);
+
+  // features: [N, D] on the head's device; returns logits [N, C]. Must run under
+  // c10::InferenceMode.
+  absl::StatusOr<at::Tensor> Forward(const at::Tensor& features) const;
+
+  const std::string& name() const { return name_; }
+  int64_t version() const { return version_; }
+  int64_t num_classes() const { return static_cast<int64_t>(labels_.size()); }
+  const std::vector<std::string>& labels() const { return labels_; }
+
+ private:
+  Head(std::string name, torch::jit::Module module, int64_t version);
+
+  std::string name_;
+  mutable torch::jit::Module module_;  // forward() is not const but is thread-safe
+  int64_t version_;
+  std::vector<std::string> labels_;
+};
+
+// Reads a labels file: one label per line, class index order; a trailing empty line
+// and carriage returns are ignored.
+absl::StatusOr<std::vector<std::string>> ReadLabelsFile(const std::filesystem::path& path);
+
+}  // namespace headway
+
+#endif  // HEADWAY_MODEL_STORE_HEAD_H_

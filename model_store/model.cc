@@ -1,0 +1,236 @@
+#include "model_store/model.h"
+
+#include <algorithm>
+#include <map>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "model_store/backbone.h"
+#include "model_store/device.h"
+#include "model_store/head.h"
+#include "model_store/model_config.h"
+#include "model_store/preprocessor.h"
+#include "model_store/status_macros.h"
+#include "model_store/torch_errors.h"
+
+namespace headway {
+
+// An immutable snapshot of a model's heads.
+struct Model::HeadTable {
+  std::map<std::string, std::shared_ptr<const Head>, std::less<>> heads;
+  std::string default_head;
+};
+
+namespace {
+
+constexpr int kDefaultTopK = 5;
+
+absl::Status CheckInputCount(size_t count, int limit) {
+  if (count == 0) return absl::InvalidArgumentError("request has no inputs");
+  if (count > static_cast<size_t>(limit)) {
+    return absl::InvalidArgumentError(absl::StrCat("request has ", count,
+                                                   " inputs; the limit is ", limit,
+                                                   " (limits.max_inputs_per_request)"));
+  }
+  return absl::OkStatus();
+}
+
+// Preprocesses every input and runs the backbone: features [N, D] on its device.
+absl::StatusOr<at::Tensor> ComputeFeatures(const Preprocessor& preprocessor,
+                                           const Backbone& backbone,
+                                           absl::Span<const InputView> inputs) {
+  std::vector<at::Tensor> items;
+  items.reserve(inputs.size());
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    absl::StatusOr<at::Tensor> item = preprocessor.Process(inputs[i]);
+    if (!item.ok()) {
+      return absl::Status(item.status().code(),
+                          absl::StrCat("input ", i, ": ", item.status().message()));
+    }
+    items.push_back(*std::move(item));
+  }
+  HEADWAY_ASSIGN_OR_RETURN(at::Tensor batch,
+                           CallTorch("batching inputs", absl::StatusCode::kInternal,
+                                     [&] { return at::stack(items).to(backbone.device()); }));
+  return backbone.Forward(batch);
+}
+
+}  // namespace
+
+Model::Model(std::filesystem::path model_dir, v1::ModelConfig config)
+    : model_dir_(std::move(model_dir)), config_(std::move(config)) {}
+
+Model::~Model() = default;
+
+absl::StatusOr<std::unique_ptr<Model>> Model::Load(const std::filesystem::path& model_dir,
+                                                   const v1::ModelConfig& config) {
+  std::unique_ptr<Model> model(new Model(model_dir, config));
+  HEADWAY_ASSIGN_OR_RETURN(const c10::Device device, ResolveDevice(config.device()));
+  HEADWAY_ASSIGN_OR_RETURN(model->preprocessor_, Preprocessor::Create(config.input()));
+  HEADWAY_ASSIGN_OR_RETURN(const std::filesystem::path backbone_file,
+                           ResolveModelFile(model_dir, config.backbone().file()));
+  HEADWAY_ASSIGN_OR_RETURN(
+      model->backbone_,
+      Backbone::Load(backbone_file, device, model->preprocessor_->input_shape()));
+
+  auto table = std::make_shared<HeadTable>();
+  table->default_head = config.default_head();
+  for (const v1::HeadConfig& head_config : config.heads()) {
+    HEADWAY_ASSIGN_OR_RETURN(const std::filesystem::path file,
+                             ResolveModelFile(model_dir, head_config.file()));
+    HEADWAY_ASSIGN_OR_RETURN(std::string checkpoint, ReadFileToString(file));
+    std::vector<std::string> labels;
+    if (!head_config.labels_file().empty()) {
+      HEADWAY_ASSIGN_OR_RETURN(const std::filesystem::path labels_file,
+                               ResolveModelFile(model_dir, head_config.labels_file()));
+      HEADWAY_ASSIGN_OR_RETURN(labels, ReadLabelsFile(labels_file));
+    }
+    HEADWAY_ASSIGN_OR_RETURN(
+        table->heads[head_config.name()],
+        model->LoadHead(head_config.name(), std::move(checkpoint), std::move(labels), 1));
+  }
+  absl::MutexLock lock(&model->heads_mu_);
+  model->heads_ = std::move(table);
+  return model;
+}
+
+absl::StatusOr<std::shared_ptr<const Head>> Model::LoadHead(std::string name,
+                                                            std::string checkpoint,
+                                                            std::vector<std::string> labels,
+                                                            int64_t version) const {
+  HeadSpec spec;
+  spec.name = std::move(name);
+  spec.checkpoint = std::move(checkpoint);
+  spec.labels = std::move(labels);
+  spec.device = backbone_->device();
+  spec.feature_dim = backbone_->feature_dim();
+  spec.version = version;
+  return Head::Load(spec);
+}
+
+std::shared_ptr<const Model::HeadTable> Model::heads() const {
+  absl::MutexLock lock(&heads_mu_);
+  return heads_;
+}
+
+absl::StatusOr<EmbedResult> Model::Embed(absl::Span<const InputView> inputs,
+                                         bool l2_normalize) const {
+  HEADWAY_RETURN_IF_ERROR(
+      CheckInputCount(inputs.size(), config_.limits().max_inputs_per_request()));
+  c10::InferenceMode inference;
+  HEADWAY_ASSIGN_OR_RETURN(at::Tensor features,
+                           ComputeFeatures(*preprocessor_, *backbone_, inputs));
+  features = features.to(torch::kCPU, torch::kFloat32).contiguous();
+  if (l2_normalize) {
+    features = features / features.norm(2, {1}, /*keepdim=*/true).clamp_min(1e-12);
+  }
+  EmbedResult result;
+  result.model_version = config_.version();
+  result.dimension = features.size(1);
+  const float* data = features.data_ptr<float>();
+  for (int64_t row = 0; row < features.size(0); ++row) {
+    result.embeddings.emplace_back(data + row * result.dimension,
+                                   data + (row + 1) * result.dimension);
+  }
+  return result;
+}
+
+absl::StatusOr<ClassifyResult> Model::Classify(absl::Span<const InputView> inputs,
+                                               absl::string_view head_name, int top_k) const {
+  if (top_k < 0) return absl::InvalidArgumentError("top_k must not be negative");
+  HEADWAY_RETURN_IF_ERROR(
+      CheckInputCount(inputs.size(), config_.limits().max_inputs_per_request()));
+  // The one snapshot this request answers from.
+  const std::shared_ptr<const HeadTable> table = heads();
+  if (head_name.empty()) head_name = table->default_head;
+  auto it = table->heads.find(head_name);
+  if (it == table->heads.end()) {
+    std::vector<std::string> names;
+    for (const auto& [name, head] : table->heads) names.push_back(name);
+    return absl::NotFoundError(absl::StrCat("model \"", name(), "\" has no head \"",
+                                            head_name, "\"; its heads: ",
+                                            absl::StrJoin(names, ", ")));
+  }
+  const std::shared_ptr<const Head> head = it->second;
+
+  c10::InferenceMode inference;
+  HEADWAY_ASSIGN_OR_RETURN(const at::Tensor features,
+                           ComputeFeatures(*preprocessor_, *backbone_, inputs));
+  HEADWAY_ASSIGN_OR_RETURN(const at::Tensor logits, head->Forward(features));
+  const int64_t k = std::min<int64_t>(top_k == 0 ? kDefaultTopK : top_k, head->num_classes());
+  const auto [scores, indices] = at::softmax(logits.to(torch::kFloat32), 1).topk(k, 1);
+  const at::Tensor cpu_scores = scores.to(torch::kCPU).contiguous();
+  const at::Tensor cpu_indices = indices.to(torch::kCPU, torch::kInt64).contiguous();
+
+  ClassifyResult result;
+  result.model_version = config_.version();
+  result.head = head->name();
+  result.head_version = head->version();
+  const float* score = cpu_scores.data_ptr<float>();
+  const int64_t* index = cpu_indices.data_ptr<int64_t>();
+  for (int64_t row = 0; row < cpu_scores.size(0); ++row) {
+    std::vector<ScoredLabel>& labels = result.results.emplace_back();
+    for (int64_t j = 0; j < k; ++j) {
+      const int64_t class_index = index[row * k + j];
+      labels.push_back({head->labels()[class_index], static_cast<int>(class_index),
+                        score[row * k + j]});
+    }
+  }
+  return result;
+}
+
+absl::StatusOr<HeadInfo> Model::SwapHead(const HeadSwap& swap) {
+  if (swap.head.empty()) return absl::InvalidArgumentError("head name is empty");
+  if (swap.file.empty() == swap.checkpoint.empty()) {
+    return absl::InvalidArgumentError("give exactly one of a head file and checkpoint bytes");
+  }
+  std::string checkpoint = swap.checkpoint;
+  if (!swap.file.empty()) {
+    HEADWAY_ASSIGN_OR_RETURN(const std::filesystem::path file,
+                             ResolveModelFile(model_dir_, swap.file));
+    HEADWAY_ASSIGN_OR_RETURN(checkpoint, ReadFileToString(file));
+  }
+  std::vector<std::string> labels = swap.labels;
+  if (!swap.labels_file.empty()) {
+    if (!labels.empty()) {
+      return absl::InvalidArgumentError("give labels inline or as a labels file, not both");
+    }
+    HEADWAY_ASSIGN_OR_RETURN(const std::filesystem::path labels_file,
+                             ResolveModelFile(model_dir_, swap.labels_file));
+    HEADWAY_ASSIGN_OR_RETURN(labels, ReadLabelsFile(labels_file));
+  }
+
+  absl::MutexLock swap_lock(&swap_mu_);
+  const std::shared_ptr<const HeadTable> current = heads();
+  auto it = current->heads.find(swap.head);
+  const int64_t version = it == current->heads.end() ? 1 : it->second->version() + 1;
+  // Built and warmed up to the side; requests keep using `current` meanwhile.
+  HEADWAY_ASSIGN_OR_RETURN(std::shared_ptr<const Head> head,
+                           LoadHead(swap.head, std::move(checkpoint), std::move(labels), version));
+  auto next = std::make_shared<HeadTable>(*current);
+  next->heads[swap.head] = head;
+  {
+    absl::MutexLock lock(&heads_mu_);
+    heads_ = std::move(next);
+  }
+  return HeadInfo{head->name(), head->version(), head->num_classes(),
+                  swap.head == current->default_head};
+}
+
+ModelInfo Model::Info() const {
+  const std::shared_ptr<const HeadTable> table = heads();
+  ModelInfo info;
+  info.name = config_.name();
+  info.version = config_.version();
+  info.device = DeviceName(backbone_->device());
+  info.state = "READY";
+  info.feature_dim = backbone_->feature_dim();
+  for (const auto& [name, head] : table->heads) {
+    info.heads.push_back(
+        {name, head->version(), head->num_classes(), name == table->default_head});
+  }
+  return info;
+}
+
+}  // namespace headway

@@ -1,0 +1,127 @@
+// Model: one served model: a preprocessor, a backbone on the model's device and a
+// table of named heads, built from a model folder and its ModelConfig.
+//
+// Thread safety: Embed, Classify and Info may run concurrently with each other and
+// with SwapHead. The head table is an immutable snapshot behind a shared_ptr: a
+// request copies it once and answers from it, so a swap never changes a request's
+// head midway; SwapHead loads and validates the new head to the side and only then
+// publishes a new table. Swaps are serialised among themselves.
+#ifndef HEADWAY_MODEL_STORE_MODEL_H_
+#define HEADWAY_MODEL_STORE_MODEL_H_
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include "absl/strings/string_view.h"
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/types/span.h"
+#include "headway/v1/model_config.pb.h"
+#include "model_store/input.h"
+
+namespace headway {
+
+class Backbone;
+class Head;
+class Preprocessor;
+
+struct EmbedResult {
+  int64_t model_version = 0;
+  int64_t dimension = 0;
+  std::vector<std::vector<float>> embeddings;  // one per input
+};
+
+struct ScoredLabel {
+  std::string label;
+  int index = 0;
+  float score = 0;
+};
+
+struct ClassifyResult {
+  int64_t model_version = 0;
+  std::string head;
+  int64_t head_version = 0;
+  std::vector<std::vector<ScoredLabel>> results;  // one per input, best first
+};
+
+// What HotSwapHead asks for. Exactly one of `file` (relative to the model's folder)
+// and `checkpoint` is set; labels come from `labels_file`, `labels`, or neither.
+struct HeadSwap {
+  std::string head;
+  std::string file;
+  std::string checkpoint;
+  std::string labels_file;
+  std::vector<std::string> labels;
+};
+
+struct HeadInfo {
+  std::string name;
+  int64_t version = 0;
+  int64_t num_classes = 0;
+  bool is_default = false;
+};
+
+struct ModelInfo {
+  std::string name;
+  int64_t version = 0;
+  std::string device;
+  std::string state;
+  int64_t feature_dim = 0;
+  std::vector<HeadInfo> heads;
+};
+
+class Model {
+ public:
+  // Loads the backbone and every configured head onto config.device() and warms them
+  // up. `config` must come from ReadModelConfig (validated, defaults filled).
+  static absl::StatusOr<std::unique_ptr<Model>> Load(const std::filesystem::path& model_dir,
+                                                     const v1::ModelConfig& config);
+  ~Model();
+  Model(const Model&) = delete;
+  Model& operator=(const Model&) = delete;
+
+  const std::string& name() const { return config_.name(); }
+
+  // Backbone features, one vector per input. INVALID_ARGUMENT names the bad input's
+  // index; an empty or oversized input list is INVALID_ARGUMENT too.
+  absl::StatusOr<EmbedResult> Embed(absl::Span<const InputView> inputs,
+                                    bool l2_normalize) const;
+
+  // Top-k labels with softmax scores from `head` (the default head when empty);
+  // NOT_FOUND for an unknown head. top_k 0 means 5; capped at the head's classes.
+  absl::StatusOr<ClassifyResult> Classify(absl::Span<const InputView> inputs,
+                                          absl::string_view head, int top_k) const;
+
+  // Replaces the head named swap.head, or adds it when new, without touching the
+  // backbone. On any error the old head keeps serving.
+  absl::StatusOr<HeadInfo> SwapHead(const HeadSwap& swap);
+
+  ModelInfo Info() const;
+
+ private:
+  struct HeadTable;
+
+  Model(std::filesystem::path model_dir, v1::ModelConfig config);
+  absl::StatusOr<std::shared_ptr<const Head>> LoadHead(std::string name,
+                                                       std::string checkpoint,
+                                                       std::vector<std::string> labels,
+                                                       int64_t version) const;
+  std::shared_ptr<const HeadTable> heads() const;
+
+  const std::filesystem::path model_dir_;
+  const v1::ModelConfig config_;
+  std::unique_ptr<Preprocessor> preprocessor_;
+  std::unique_ptr<Backbone> backbone_;
+
+  absl::Mutex swap_mu_;  // held for a whole swap, so swaps do not interleave
+  mutable absl::Mutex heads_mu_;
+  std::shared_ptr<const HeadTable> heads_ ABSL_GUARDED_BY(heads_mu_);
+};
+
+}  // namespace headway
+
+#endif  // HEADWAY_MODEL_STORE_MODEL_H_

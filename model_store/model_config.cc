@@ -1,0 +1,172 @@
+#include "model_store/model_config.h"
+
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <google/protobuf/io/tokenizer.h>
+#include <google/protobuf/text_format.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "model_store/status_macros.h"
+
+namespace headway {
+namespace {
+
+// Collects protobuf text-format errors as "line L, column C: message".
+class TextFormatErrors : public google::protobuf::io::ErrorCollector {
+ public:
+  void AddError(int line, int column, const std::string& message) override {
+    errors_.push_back(absl::StrCat("line ", line + 1, ", column ", column + 1, ": ", message));
+  }
+  void AddWarning(int, int, const std::string&) override {}
+  std::string Joined() const { return absl::StrJoin(errors_, "; "); }
+
+ private:
+  std::vector<std::string> errors_;
+};
+
+absl::Status ValidateInputSpec(const v1::InputSpec& input) {
+  if (input.channels() != 1 && input.channels() != 3) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("input.channels must be 1 or 3, got ", input.channels()));
+  }
+  if (input.height() <= 0 || input.width() <= 0 || input.height() > 8192 ||
+      input.width() > 8192) {
+    return absl::InvalidArgumentError(absl::StrCat("input.height and input.width must be in 1..8192, got ",
+                                                   input.height(), "x", input.width()));
+  }
+  if (input.resize() == v1::InputSpec::SHORTER_SIDE_THEN_CENTER_CROP &&
+      (input.resize_shorter_side() < input.height() ||
+       input.resize_shorter_side() < input.width())) {
+    return absl::InvalidArgumentError(
+        "input.resize_shorter_side must be at least input.height and input.width");
+  }
+  for (const auto& [field, values] :
+       {std::pair{"mean", &input.mean()}, std::pair{"std", &input.std()}}) {
+    if (values->size() > 1 && values->size() != input.channels()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "input.", field, " needs 1 or ", input.channels(), " values, got ", values->size()));
+    }
+  }
+  for (float s : input.std()) {
+    if (!(s > 0)) return absl::InvalidArgumentError("input.std values must be positive");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<v1::ModelConfig> ParseModelConfig(absl::string_view text) {
+  v1::ModelConfig config;
+  TextFormatErrors errors;
+  google::protobuf::TextFormat::Parser parser;
+  parser.RecordErrorsTo(&errors);
+  if (!parser.ParseFromString(std::string(text), &config)) {
+    return absl::InvalidArgumentError(absl::StrCat("malformed model config: ", errors.Joined()));
+  }
+  return config;
+}
+
+absl::Status ValidateModelConfig(const v1::ModelConfig& config) {
+  if (config.name().empty()) return absl::InvalidArgumentError("model config has no name");
+  if (config.backbone().file().empty()) {
+    return absl::InvalidArgumentError("model config has no backbone.file");
+  }
+  HEADWAY_RETURN_IF_ERROR(ResolveModelFile(".", config.backbone().file()).status());
+  HEADWAY_RETURN_IF_ERROR(ValidateInputSpec(config.input()));
+  if (config.heads().empty()) return absl::InvalidArgumentError("model config has no heads");
+  std::set<std::string> names;
+  for (const v1::HeadConfig& head : config.heads()) {
+    if (head.name().empty()) return absl::InvalidArgumentError("a head has no name");
+    if (!names.insert(head.name()).second) {
+      return absl::InvalidArgumentError(absl::StrCat("duplicate head \"", head.name(), "\""));
+    }
+    if (head.file().empty()) {
+      return absl::InvalidArgumentError(absl::StrCat("head \"", head.name(), "\" has no file"));
+    }
+    HEADWAY_RETURN_IF_ERROR(ResolveModelFile(".", head.file()).status());
+    if (!head.labels_file().empty()) {
+      HEADWAY_RETURN_IF_ERROR(ResolveModelFile(".", head.labels_file()).status());
+    }
+  }
+  if (!config.default_head().empty() && names.count(config.default_head()) == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("default_head \"", config.default_head(), "\" is not one of the heads"));
+  }
+  if (config.limits().max_inputs_per_request() < 0) {
+    return absl::InvalidArgumentError("limits.max_inputs_per_request must not be negative");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::ModelConfig> ReadModelConfig(const std::filesystem::path& model_dir) {
+  const std::filesystem::path path = model_dir / kModelConfigFileName;
+  HEADWAY_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
+  absl::StatusOr<v1::ModelConfig> parsed = ParseModelConfig(text);
+  if (!parsed.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path.string(), ": ", parsed.status().message()));
+  }
+  v1::ModelConfig config = *std::move(parsed);
+  if (absl::Status valid = ValidateModelConfig(config); !valid.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(path.string(), ": ", valid.message()));
+  }
+  const std::string folder = model_dir.filename().empty()
+                                 ? model_dir.parent_path().filename().string()
+                                 : model_dir.filename().string();
+  if (config.name() != folder) {
+    return absl::InvalidArgumentError(absl::StrCat(path.string(), ": model name \"",
+                                                   config.name(),
+                                                   "\" differs from its folder's name \"",
+                                                   folder, "\""));
+  }
+  if (config.backbone().format() == v1::BackboneConfig::FORMAT_UNSPECIFIED) {
+    config.mutable_backbone()->set_format(v1::BackboneConfig::TORCHSCRIPT);
+  }
+  v1::InputSpec& input = *config.mutable_input();
+  if (input.color_order() == v1::InputSpec::COLOR_ORDER_UNSPECIFIED) {
+    input.set_color_order(v1::InputSpec::RGB);
+  }
+  if (input.resize() == v1::InputSpec::RESIZE_UNSPECIFIED) {
+    input.set_resize(v1::InputSpec::STRETCH);
+  }
+  if (input.mean().empty()) input.add_mean(0.0f);
+  if (input.std().empty()) input.add_std(1.0f);
+  if (config.default_head().empty()) config.set_default_head(config.heads(0).name());
+  if (config.limits().max_inputs_per_request() == 0) {
+    config.mutable_limits()->set_max_inputs_per_request(kDefaultMaxInputsPerRequest);
+  }
+  return config;
+}
+
+absl::StatusOr<std::filesystem::path> ResolveModelFile(
+    const std::filesystem::path& model_dir, absl::string_view relative) {
+  if (relative.empty()) return absl::InvalidArgumentError("empty file path");
+  const std::filesystem::path path{std::string(relative)};
+  if (path.is_absolute()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("file path \"", relative, "\" must be relative to the model's folder"));
+  }
+  for (const std::filesystem::path& part : path) {
+    if (part == "..") {
+      return absl::InvalidArgumentError(
+          absl::StrCat("file path \"", relative, "\" must not contain \"..\""));
+    }
+  }
+  return model_dir / path;
+}
+
+absl::StatusOr<std::string> ReadFileToString(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot open ", path.string()));
+  std::ostringstream contents;
+  contents << in.rdbuf();
+  if (in.bad()) return absl::DataLossError(absl::StrCat("error reading ", path.string()));
+  return contents.str();
+}
+
+}  // namespace headway

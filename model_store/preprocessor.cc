@@ -1,0 +1,185 @@
+#include "model_store/preprocessor.h"
+
+#include <cmath>
+#include "absl/strings/string_view.h"
+
+#include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+#include <torch/types.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "model_store/status_macros.h"
+
+namespace headway {
+namespace {
+
+bool LooksLikeJpeg(absl::string_view bytes) {
+  return bytes.size() >= 3 && static_cast<unsigned char>(bytes[0]) == 0xFF &&
+         static_cast<unsigned char>(bytes[1]) == 0xD8 &&
+         static_cast<unsigned char>(bytes[2]) == 0xFF;
+}
+
+// libjpeg decodes a truncated JPEG with a warning and grey fill; a whole one ends with
+// the end-of-image marker (FF D9), possibly followed by a little padding.
+bool HasJpegEnd(absl::string_view bytes) {
+  constexpr size_t kMaxTrailingBytes = 64;
+  const size_t from = bytes.size() > kMaxTrailingBytes + 2 ? bytes.size() - kMaxTrailingBytes - 2 : 0;
+  for (size_t i = bytes.size() - 1; i > from; --i) {
+    if (static_cast<unsigned char>(bytes[i - 1]) == 0xFF &&
+        static_cast<unsigned char>(bytes[i]) == 0xD9) {
+      return true;
+    }
+  }
+  return false;
+}
+
+// Decodes to 8-bit pixels with `channels` channels (BGR when 3, OpenCV's order).
+absl::StatusOr<cv::Mat> DecodeImage(absl::string_view bytes, int channels) {
+  if (bytes.empty()) return absl::InvalidArgumentError("empty image");
+  if (LooksLikeJpeg(bytes) && !HasJpegEnd(bytes)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("truncated JPEG (", bytes.size(), " bytes, no end-of-image marker)"));
+  }
+  const cv::Mat encoded(1, static_cast<int>(bytes.size()), CV_8UC1,
+                        const_cast<char*>(bytes.data()));
+  cv::Mat image;
+  try {
+    image = cv::imdecode(encoded, channels == 1 ? cv::IMREAD_GRAYSCALE : cv::IMREAD_COLOR);
+  } catch (const cv::Exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat("cannot decode image: ", e.what()));
+  }
+  if (image.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "cannot decode image (", bytes.size(), " bytes): expected JPEG, PNG, BMP or WebP"));
+  }
+  return image;
+}
+
+// Wraps a uint8 pixel tensor [H, W] or [H, W, C] (RGB) as a Mat, converted to
+// `channels` channels in BGR order (what DecodeImage gives).
+absl::StatusOr<cv::Mat> PixelsFromTensor(const InputView& input, int channels) {
+  const std::vector<int64_t>& shape = input.shape;
+  const int64_t c = shape.size() == 3 ? shape[2] : 1;
+  if ((shape.size() != 2 && shape.size() != 3) || shape[0] <= 0 || shape[1] <= 0 ||
+      (c != 1 && c != 3) || shape[0] > 65536 || shape[1] > 65536) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("uint8 tensor has shape [", absl::StrJoin(shape, ", "),
+                     "]; expected [H, W] or [H, W, C] with C 1 or 3"));
+  }
+  const int64_t expected_bytes = shape[0] * shape[1] * c;
+  if (static_cast<int64_t>(input.data.size()) != expected_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat("uint8 tensor of shape [",
+                                                   absl::StrJoin(shape, ", "), "] needs ",
+                                                   expected_bytes, " bytes, got ",
+                                                   input.data.size()));
+  }
+  const cv::Mat view(static_cast<int>(shape[0]), static_cast<int>(shape[1]),
+                     CV_8UC(static_cast<int>(c)), const_cast<char*>(input.data.data()));
+  cv::Mat pixels;
+  if (c == channels) {
+    if (c == 3) {
+      cv::cvtColor(view, pixels, cv::COLOR_RGB2BGR);
+    } else {
+      pixels = view.clone();
+    }
+  } else {
+    cv::cvtColor(view, pixels, c == 3 ? cv::COLOR_RGB2GRAY : cv::COLOR_GRAY2BGR);
+  }
+  return pixels;
+}
+
+}  // namespace
+
+Preprocessor::Preprocessor(const v1::InputSpec& spec)
+    : spec_(spec), input_shape_{spec.channels(), spec.height(), spec.width()} {
+  auto per_channel = [&](const google::protobuf::RepeatedField<float>& values) {
+    at::Tensor t = torch::empty({spec.channels(), 1, 1}, torch::kFloat32);
+    for (int c = 0; c < spec.channels(); ++c) {
+      t[c] = values.size() == 1 ? values[0] : values[c];
+    }
+    return t;
+  };
+  mean_ = per_channel(spec.mean());
+  std_ = per_channel(spec.std());
+}
+
+absl::StatusOr<std::unique_ptr<Preprocessor>> Preprocessor::Create(
+    const v1::InputSpec& spec) {
+  if ((spec.channels() != 1 && spec.channels() != 3) || spec.height() <= 0 ||
+      spec.width() <= 0 || spec.mean().empty() || spec.std().empty()) {
+    return absl::InvalidArgumentError("input spec is incomplete");
+  }
+  return std::unique_ptr<Preprocessor>(new Preprocessor(spec));
+}
+
+absl::StatusOr<at::Tensor> Preprocessor::Process(const InputView& input) const {
+  const int channels = spec_.channels();
+  const int height = spec_.height();
+  const int width = spec_.width();
+
+  if (input.kind == InputView::Kind::kTensor) {
+    if (input.dtype == TensorType::kFloat32) {
+      if (input.shape != input_shape_) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "float32 tensor has shape [", absl::StrJoin(input.shape, ", "),
+            "]; the model takes [", absl::StrJoin(input_shape_, ", "), "]"));
+      }
+      const size_t expected_bytes = sizeof(float) * channels * height * width;
+      if (input.data.size() != expected_bytes) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("float32 tensor of shape [", absl::StrJoin(input.shape, ", "),
+                         "] needs ", expected_bytes, " bytes, got ", input.data.size()));
+      }
+      return torch::from_blob(const_cast<char*>(input.data.data()), input_shape_,
+                              torch::kFloat32)
+          .clone();
+    }
+    if (input.dtype != TensorType::kUint8) {
+      return absl::InvalidArgumentError("tensor dtype must be UINT8 or FLOAT32");
+    }
+  }
+
+  cv::Mat pixels;  // 8-bit, `channels` channels, BGR when 3
+  if (input.kind == InputView::Kind::kTensor) {
+    HEADWAY_ASSIGN_OR_RETURN(pixels, PixelsFromTensor(input, channels));
+  } else {
+    HEADWAY_ASSIGN_OR_RETURN(pixels, DecodeImage(input.data, channels));
+  }
+  if (channels == 3 && spec_.color_order() == v1::InputSpec::RGB) {
+    cv::cvtColor(pixels, pixels, cv::COLOR_BGR2RGB);
+  }
+
+  switch (spec_.resize()) {
+    case v1::InputSpec::NONE:
+      if (pixels.rows != height || pixels.cols != width) {
+        return absl::InvalidArgumentError(absl::StrCat("image is ", pixels.cols, "x",
+                                                       pixels.rows, "; the model takes ",
+                                                       width, "x", height));
+      }
+      break;
+    case v1::InputSpec::SHORTER_SIDE_THEN_CENTER_CROP: {
+      const double scale =
+          static_cast<double>(spec_.resize_shorter_side()) / std::min(pixels.rows, pixels.cols);
+      const int resized_rows = std::max(height, static_cast<int>(std::lround(pixels.rows * scale)));
+      const int resized_cols = std::max(width, static_cast<int>(std::lround(pixels.cols * scale)));
+      cv::resize(pixels, pixels, cv::Size(resized_cols, resized_rows), 0, 0, cv::INTER_LINEAR);
+      const int top = static_cast<int>(std::lround((resized_rows - height) / 2.0));
+      const int left = static_cast<int>(std::lround((resized_cols - width) / 2.0));
+      pixels = pixels(cv::Rect(left, top, width, height)).clone();
+      break;
+    }
+    default:  // STRETCH
+      if (pixels.rows != height || pixels.cols != width) {
+        cv::resize(pixels, pixels, cv::Size(width, height), 0, 0, cv::INTER_LINEAR);
+      }
+      break;
+  }
+  if (!pixels.isContinuous()) pixels = pixels.clone();
+
+  const at::Tensor hwc = torch::from_blob(pixels.data, {height, width, channels}, torch::kUInt8);
+  return hwc.permute({2, 0, 1}).to(torch::kFloat32).div_(255.0f).sub_(mean_).div_(std_).contiguous();
+}
+
+}  // namespace headway

@@ -1,0 +1,46 @@
+// Preprocessor turns request inputs into the backbone's input tensor [C, H, W] (float,
+// CPU), following a model's InputSpec: OpenCV decodes images (JPEG, PNG, BMP, WebP),
+// then colour conversion, resize or centre crop, scaling to [0, 1] and per-channel
+// normalisation. Raw uint8 pixel tensors take the same path; float32 tensors are taken
+// as already preprocessed and only checked.
+//
+// Immutable after Create; Process is thread-safe.
+#ifndef HEADWAY_MODEL_STORE_PREPROCESSOR_H_
+#define HEADWAY_MODEL_STORE_PREPROCESSOR_H_
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+
+#include "absl/status/statusor.h"
+#include "headway/v1/model_config.pb.h"
+#include "model_store/input.h"
+
+namespace headway {
+
+class Preprocessor {
+ public:
+  // `spec` must be valid with defaults filled, as ReadModelConfig returns it.
+  static absl::StatusOr<std::unique_ptr<Preprocessor>> Create(const v1::InputSpec& spec);
+
+  // INVALID_ARGUMENT, naming the problem, for undecodable or truncated images, wrong
+  // tensor shapes, types or sizes.
+  absl::StatusOr<at::Tensor> Process(const InputView& input) const;
+
+  // {C, H, W}.
+  const std::vector<int64_t>& input_shape() const { return input_shape_; }
+
+ private:
+  explicit Preprocessor(const v1::InputSpec& spec);
+
+  v1::InputSpec spec_;
+  std::vector<int64_t> input_shape_;
+  at::Tensor mean_;  // [C, 1, 1]
+  at::Tensor std_;   // [C, 1, 1]
+};
+
+}  // namespace headway
+
+#endif  // HEADWAY_MODEL_STORE_PREPROCESSOR_H_

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages Headway builds, tests and runs with.
+# Idempotent: does nothing when every package is already installed.
+# Usage (as root): scripts/install-deps.sh
+set -euo pipefail
+
+packages=(
+  build-essential cmake ninja-build ccache pkg-config
+  libtorch-dev
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
+  libabsl-dev
+  libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev
+  prometheus-cpp-dev
+  libgtest-dev libgmock-dev
+  # Training and exporting the bundled models, and the real data they train on.
+  python3 python3-torch python3-numpy python3-opencv opencv-doc
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+    missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-deps: missing packages (${missing[*]}); run as root to install them" >&2
+  exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -q --no-install-recommends "${missing[@]}"

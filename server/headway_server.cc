@@ -1,0 +1,63 @@
+#include "server/headway_server.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/security/server_credentials.h>
+#include <grpcpp/server_builder.h>
+
+#include "absl/strings/str_cat.h"
+
+namespace headway {
+
+HeadwayServer::HeadwayServer(const Options& options)
+    : registry_(options.registry),
+      workers_(std::make_unique<WorkerPool>(options.worker_threads)),
+      inference_(options.registry, workers_.get()),
+      management_(options.registry, workers_.get()) {}
+
+HeadwayServer::~HeadwayServer() {
+  Shutdown(absl::ZeroDuration());
+  Wait();
+  // Finish every queued request before the services go away.
+  workers_.reset();
+}
+
+absl::StatusOr<std::unique_ptr<HeadwayServer>> HeadwayServer::Start(const Options& options) {
+  if (options.registry == nullptr) return absl::InvalidArgumentError("no model registry");
+  std::unique_ptr<HeadwayServer> server(new HeadwayServer(options));
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  const std::string address = absl::StrCat(options.host, ":", options.port);
+  builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &server->port_);
+  builder.SetMaxReceiveMessageSize(options.max_message_bytes);
+  builder.SetMaxSendMessageSize(options.max_message_bytes);
+  builder.RegisterService(&server->inference_);
+  builder.RegisterService(&server->management_);
+  server->server_ = builder.BuildAndStart();
+  if (server->server_ == nullptr || server->port_ == 0) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", address));
+  }
+  // Every model is loaded and warmed up before the registry exists, so all serve now.
+  grpc::HealthCheckServiceInterface* health = server->server_->GetHealthCheckService();
+  health->SetServingStatus("", true);
+  for (const std::shared_ptr<Model>& model : options.registry->List()) {
+    health->SetServingStatus(model->name(), true);
+  }
+  return server;
+}
+
+void HeadwayServer::Shutdown(absl::Duration grace) {
+  if (server_ == nullptr) return;
+  if (grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService()) {
+    health->SetServingStatus(false);
+  }
+  server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
+}
+
+void HeadwayServer::Wait() {
+  if (server_ != nullptr) server_->Wait();
+}
+
+}  // namespace headway

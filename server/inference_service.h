@@ -1,0 +1,34 @@
+// InferenceServiceImpl: headway.v1.InferenceService (Embed, Classify) on gRPC's
+// callback API. A thin adapter: it converts wire messages to the core's types, looks
+// the model up in the registry and runs the request on the worker pool. It holds no
+// model state.
+//
+// Thread-safe; the registry and pool must outlive it.
+#ifndef HEADWAY_SERVER_INFERENCE_SERVICE_H_
+#define HEADWAY_SERVER_INFERENCE_SERVICE_H_
+
+#include "headway/v1/inference.grpc.pb.h"
+#include "model_store/model_registry.h"
+#include "server/worker_pool.h"
+
+namespace headway {
+
+class InferenceServiceImpl final : public v1::InferenceService::CallbackService {
+ public:
+  InferenceServiceImpl(const ModelRegistry* registry, WorkerPool* workers);
+
+  grpc::ServerUnaryReactor* Embed(grpc::CallbackServerContext* context,
+                                  const v1::EmbedRequest* request,
+                                  v1::EmbedResponse* response) override;
+  grpc::ServerUnaryReactor* Classify(grpc::CallbackServerContext* context,
+                                     const v1::ClassifyRequest* request,
+                                     v1::ClassifyResponse* response) override;
+
+ private:
+  const ModelRegistry* registry_;
+  WorkerPool* workers_;
+};
+
+}  // namespace headway
+
+#endif  // HEADWAY_SERVER_INFERENCE_SERVICE_H_

@@ -1,0 +1,42 @@
+#include "server/worker_pool.h"
+
+#include <utility>
+
+namespace headway {
+
+WorkerPool::WorkerPool(int threads) {
+  for (int i = 0; i < (threads > 0 ? threads : 1); ++i) {
+    threads_.emplace_back([this] { Run(); });
+  }
+}
+
+WorkerPool::~WorkerPool() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  for (std::thread& thread : threads_) thread.join();
+}
+
+void WorkerPool::Schedule(std::function<void()> task) {
+  absl::MutexLock lock(&mu_);
+  tasks_.push_back(std::move(task));
+}
+
+bool WorkerPool::HasTaskOrStopping() const { return stopping_ || !tasks_.empty(); }
+
+void WorkerPool::Run() {
+  while (true) {
+    std::function<void()> task;
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.Await(absl::Condition(this, &WorkerPool::HasTaskOrStopping));
+      if (tasks_.empty()) return;  // stopping, and nothing left to run
+      task = std::move(tasks_.front());
+      tasks_.pop_front();
+    }
+    task();
+  }
+}
+
+}  // namespace headway

@@ -1,0 +1,39 @@
+// WorkerPool: a fixed set of threads running tasks in FIFO order. gRPC's callback
+// threads hand inference here so they never block on a model.
+//
+// Thread-safe. The destructor runs every queued task, then joins the threads.
+#ifndef HEADWAY_SERVER_WORKER_POOL_H_
+#define HEADWAY_SERVER_WORKER_POOL_H_
+
+#include <deque>
+#include <functional>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+
+namespace headway {
+
+class WorkerPool {
+ public:
+  explicit WorkerPool(int threads);
+  ~WorkerPool();
+  WorkerPool(const WorkerPool&) = delete;
+  WorkerPool& operator=(const WorkerPool&) = delete;
+
+  void Schedule(std::function<void()> task);
+
+ private:
+  void Run();
+  bool HasTaskOrStopping() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  absl::Mutex mu_;
+  std::deque<std::function<void()>> tasks_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace headway
+
+#endif  // HEADWAY_SERVER_WORKER_POOL_H_
