@@ -6,6 +6,7 @@
 //   headway swap-head --model=digits --head=H (--file=PATH_IN_STORE | --checkpoint=LOCAL_FILE)
 //                     [--labels_file=PATH_IN_STORE | --labels=a,b,...]
 //   headway models
+//   headway health [SERVICE]
 #include <iostream>
 #include <string>
 #include <vector>
@@ -43,7 +44,8 @@ constexpr char kUsage[] =
     "  embed --model=M [--l2_normalize] IMAGE...            backbone features per image\n"
     "  swap-head --model=M --head=H (--file=F | --checkpoint=LOCAL_FILE)\n"
     "            [--labels_file=F | --labels=a,b]          replace or add a head\n"
-    "  models                                               list models and heads";
+    "  models                                               list models and heads\n"
+    "  health [SERVICE]                                     gRPC health (exit 0 if SERVING)";
 
 int Fail(const absl::Status& status) {
   std::cerr << "headway: " << status << "\n";
@@ -168,6 +170,15 @@ int Models(const HeadwayClient& client) {
   return 0;
 }
 
+int Health(const HeadwayClient& client, const std::vector<char*>& operands) {
+  const std::string service = operands.empty() ? "" : operands[0];
+  absl::StatusOr<grpc::health::v1::HealthCheckResponse::ServingStatus> status =
+      client.CheckHealth(service);
+  if (!status.ok()) return Fail(status.status());
+  std::cout << grpc::health::v1::HealthCheckResponse::ServingStatus_Name(*status) << "\n";
+  return *status == grpc::health::v1::HealthCheckResponse::SERVING ? 0 : 1;
+}
+
 }  // namespace
 }  // namespace headway
 
@@ -187,6 +198,7 @@ int main(int argc, char** argv) {
   if (command == "embed") return headway::Embed(**client, operands);
   if (command == "swap-head") return headway::SwapHead(**client);
   if (command == "models") return headway::Models(**client);
+  if (command == "health") return headway::Health(**client, operands);
   std::cerr << "headway: unknown command \"" << command << "\"\n" << headway::kUsage << "\n";
   return 2;
 }

@@ -33,7 +33,8 @@ HeadwayClient::HeadwayClient(const Options& options, std::shared_ptr<grpc::Chann
     : options_(options),
       channel_(std::move(channel)),
       inference_(v1::InferenceService::NewStub(channel_)),
-      management_(v1::ManagementService::NewStub(channel_)) {}
+      management_(v1::ManagementService::NewStub(channel_)),
+      health_(grpc::health::v1::Health::NewStub(channel_)) {}
 
 absl::StatusOr<std::unique_ptr<HeadwayClient>> HeadwayClient::Create(const Options& options) {
   if (options.target.empty()) return absl::InvalidArgumentError("no target");
@@ -69,6 +70,19 @@ absl::StatusOr<v1::ListModelsResponse> HeadwayClient::ListModels() const {
   return Invoke<v1::ListModelsResponse>(options_.timeout, [&](auto* context, auto* response) {
     return management_->ListModels(context, v1::ListModelsRequest(), response);
   });
+}
+
+absl::StatusOr<grpc::health::v1::HealthCheckResponse::ServingStatus>
+HeadwayClient::CheckHealth(const std::string& service) const {
+  grpc::health::v1::HealthCheckRequest request;
+  request.set_service(service);
+  absl::StatusOr<grpc::health::v1::HealthCheckResponse> response =
+      Invoke<grpc::health::v1::HealthCheckResponse>(
+          options_.timeout, [&](auto* context, auto* response) {
+            return health_->Check(context, request, response);
+          });
+  if (!response.ok()) return response.status();
+  return response->status();
 }
 
 absl::StatusOr<v1::Input> ImageInputFromFile(const std::filesystem::path& path) {

@@ -14,6 +14,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "headway/v1/inference.grpc.pb.h"
 #include "headway/v1/management.grpc.pb.h"
 
@@ -36,6 +37,9 @@ class HeadwayClient {
   absl::StatusOr<v1::HotSwapHeadResponse> HotSwapHead(
       const v1::HotSwapHeadRequest& request) const;
   absl::StatusOr<v1::ListModelsResponse> ListModels() const;
+  // The standard gRPC health check; `service` is "" (the whole server) or a model name.
+  absl::StatusOr<grpc::health::v1::HealthCheckResponse::ServingStatus> CheckHealth(
+      const std::string& service) const;
 
  private:
   HeadwayClient(const Options& options, std::shared_ptr<grpc::Channel> channel);
@@ -44,6 +48,7 @@ class HeadwayClient {
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::InferenceService::Stub> inference_;
   std::unique_ptr<v1::ManagementService::Stub> management_;
+  std::unique_ptr<grpc::health::v1::Health::Stub> health_;
 };
 
 // An Input holding the bytes of an image file, sent as they are.

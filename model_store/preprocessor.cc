@@ -36,6 +36,8 @@ bool HasJpegEnd(absl::string_view bytes) {
 }
 
 // Decodes to 8-bit pixels with `channels` channels (BGR when 3, OpenCV's order).
+// Always decodes as colour and converts here, so a colour image becomes grey by the
+// same formula (cv::cvtColor) whether it arrives encoded or as a pixel tensor.
 absl::StatusOr<cv::Mat> DecodeImage(absl::string_view bytes, int channels) {
   if (bytes.empty()) return absl::InvalidArgumentError("empty image");
   if (LooksLikeJpeg(bytes) && !HasJpegEnd(bytes)) {
@@ -46,7 +48,7 @@ absl::StatusOr<cv::Mat> DecodeImage(absl::string_view bytes, int channels) {
                         const_cast<char*>(bytes.data()));
   cv::Mat image;
   try {
-    image = cv::imdecode(encoded, channels == 1 ? cv::IMREAD_GRAYSCALE : cv::IMREAD_COLOR);
+    image = cv::imdecode(encoded, cv::IMREAD_COLOR);
   } catch (const cv::Exception& e) {
     return absl::InvalidArgumentError(absl::StrCat("cannot decode image: ", e.what()));
   }
@@ -54,6 +56,7 @@ absl::StatusOr<cv::Mat> DecodeImage(absl::string_view bytes, int channels) {
     return absl::InvalidArgumentError(absl::StrCat(
         "cannot decode image (", bytes.size(), " bytes): expected JPEG, PNG, BMP or WebP"));
   }
+  if (channels == 1) cv::cvtColor(image, image, cv::COLOR_BGR2GRAY);
   return image;
 }
 

@@ -1,0 +1,366 @@
+// End to end: the real headway_server binary on a free localhost port, serving the
+// bundled model store, driven by the real client library and CLI over TCP.
+#include <atomic>
+#include <fstream>
+#include <set>
+#include <thread>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <opencv2/imgcodecs.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "client/headway_client.h"
+#include "tests/support/digits_data.h"
+#include "tests/support/server_process.h"
+
+namespace headway {
+namespace {
+
+using ::grpc::health::v1::HealthCheckResponse;
+using ::testing::HasSubstr;
+
+v1::Input PngInput(int cell) {
+  v1::Input input;
+  input.set_image(testing::EncodePng(testing::DigitCell(cell)));
+  return input;
+}
+
+std::string ReadBytes(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+class ServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    absl::StatusOr<std::unique_ptr<testing::ServerProcess>> server =
+        testing::ServerProcess::Start(testing::ModelStore(), {"--worker_threads=2"});
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = *std::move(server);
+    absl::StatusOr<std::unique_ptr<HeadwayClient>> client =
+        HeadwayClient::Create({server_->target(), absl::Seconds(60)});
+    ASSERT_TRUE(client.ok()) << client.status();
+    client_ = *std::move(client);
+  }
+
+  // Classifies every held-out digit with `head`, 50 per request; returns the share of
+  // top-1 labels equal to `truth(digit)` and counts disagreements with PyTorch's
+  // `pytorch(digit)` prediction in `disagreements`.
+  template <typename Truth, typename PyTorch>
+  double HeldOutAccuracy(const std::string& head, Truth truth, PyTorch pytorch,
+                         int* disagreements) {
+    const testing::HeldOutSplit split = testing::ReadHeldOutSplit();
+    int correct = 0;
+    *disagreements = 0;
+    for (size_t start = 0; start < split.digits.size(); start += 50) {
+      v1::ClassifyRequest request;
+      request.set_model("digits");
+      request.set_head(head);
+      request.set_top_k(1);
+      const size_t end = std::min(split.digits.size(), start + 50);
+      for (size_t i = start; i < end; ++i) *request.add_inputs() = PngInput(split.digits[i].cell);
+      const absl::StatusOr<v1::ClassifyResponse> response = client_->Classify(request);
+      EXPECT_TRUE(response.ok()) << response.status();
+      if (!response.ok()) return 0;
+      for (size_t i = start; i < end; ++i) {
+        const int predicted = response->results(i - start).labels(0).index();
+        correct += predicted == truth(split.digits[i]);
+        *disagreements += predicted != pytorch(split.digits[i]);
+      }
+    }
+    return static_cast<double>(correct) / split.digits.size();
+  }
+
+  std::unique_ptr<testing::ServerProcess> server_;
+  std::unique_ptr<HeadwayClient> client_;
+};
+
+TEST_F(ServerTest, HealthIsServingAndModelsAreListed) {
+  EXPECT_EQ(*client_->CheckHealth(""), HealthCheckResponse::SERVING);
+  EXPECT_EQ(*client_->CheckHealth("digits"), HealthCheckResponse::SERVING);
+  EXPECT_EQ(client_->CheckHealth("nope").status().code(), absl::StatusCode::kNotFound);
+
+  const absl::StatusOr<v1::ListModelsResponse> models = client_->ListModels();
+  ASSERT_TRUE(models.ok()) << models.status();
+  ASSERT_EQ(models->models_size(), 1);
+  const v1::ModelStatus& digits = models->models(0);
+  EXPECT_EQ(digits.name(), "digits");
+  EXPECT_EQ(digits.device(), "cpu");
+  EXPECT_EQ(digits.state(), "READY");
+  EXPECT_EQ(digits.feature_dim(), 64);
+  ASSERT_EQ(digits.heads_size(), 1);
+  EXPECT_EQ(digits.heads(0).name(), "digit");
+  EXPECT_EQ(digits.heads(0).num_classes(), 10);
+  EXPECT_TRUE(digits.heads(0).is_default());
+}
+
+TEST_F(ServerTest, HeldOutDigitsGetTheAccuracyTrainingReported) {
+  int disagreements = 0;
+  const double accuracy = HeldOutAccuracy(
+      "", [](const auto& d) { return d.label; },
+      [](const auto& d) { return d.digit_prediction; }, &disagreements);
+  const testing::HeldOutSplit split = testing::ReadHeldOutSplit();
+  std::cout << "served held-out accuracy " << accuracy << " (training reported "
+            << split.digit_accuracy << "), " << disagreements
+            << " disagreements with PyTorch on " << split.digits.size() << " digits\n";
+  EXPECT_NEAR(accuracy, split.digit_accuracy, 0.0015);
+  EXPECT_LE(disagreements, 1);
+}
+
+TEST_F(ServerTest, EmbedGivesTheSameVectorForPngAndEquivalentTensors) {
+  const cv::Mat digit = testing::DigitCell(4242);
+  v1::EmbedRequest request;
+  request.set_model("digits");
+  *request.add_inputs() = PngInput(4242);
+  // The same pixels as a uint8 tensor [H, W] ...
+  v1::Tensor* pixels = request.add_inputs()->mutable_tensor();
+  pixels->set_dtype(v1::UINT8);
+  pixels->add_shape(20);
+  pixels->add_shape(20);
+  pixels->set_data(std::string(reinterpret_cast<const char*>(digit.data), 400));
+  // ... and as the preprocessed float32 tensor [1, 20, 20].
+  std::vector<float> normalised;
+  for (int i = 0; i < 400; ++i) {
+    normalised.push_back((digit.data[i] / 255.0f - testing::DigitsMean()) / testing::DigitsStd());
+  }
+  v1::Tensor* preprocessed = request.add_inputs()->mutable_tensor();
+  preprocessed->set_dtype(v1::FLOAT32);
+  for (int d : {1, 20, 20}) preprocessed->add_shape(d);
+  preprocessed->set_data(std::string(reinterpret_cast<const char*>(normalised.data()), 1600));
+
+  const absl::StatusOr<v1::EmbedResponse> response = client_->Embed(request);
+  ASSERT_TRUE(response.ok()) << response.status();
+  EXPECT_EQ(response->model(), "digits");
+  EXPECT_EQ(response->model_version(), 1);
+  EXPECT_EQ(response->dimension(), 64);
+  ASSERT_EQ(response->embeddings_size(), 3);
+  const auto& png = response->embeddings(0).values();
+  ASSERT_EQ(png.size(), 64);
+  EXPECT_THAT(response->embeddings(1).values(), ::testing::ElementsAreArray(png));
+  for (int i = 0; i < 64; ++i) {
+    EXPECT_NEAR(response->embeddings(2).values(i), png[i], 1e-4) << i;
+  }
+
+  request.set_l2_normalize(true);
+  const absl::StatusOr<v1::EmbedResponse> unit = client_->Embed(request);
+  ASSERT_TRUE(unit.ok()) << unit.status();
+  double norm = 0;
+  for (float v : unit->embeddings(0).values()) norm += v * v;
+  EXPECT_NEAR(norm, 1.0, 1e-5);
+}
+
+TEST_F(ServerTest, HotSwapHeadChangesLabelsAndRefusesAMismatchedHead) {
+  v1::HotSwapHeadRequest to_parity;
+  to_parity.set_model("digits");
+  to_parity.set_head("digit");
+  to_parity.set_file("heads/parity.pt");
+  to_parity.set_labels_file("heads/parity.labels");
+  absl::StatusOr<v1::HotSwapHeadResponse> swapped = client_->HotSwapHead(to_parity);
+  ASSERT_TRUE(swapped.ok()) << swapped.status();
+  EXPECT_EQ(swapped->head_version(), 2);
+  EXPECT_EQ(swapped->num_classes(), 2);
+
+  v1::ClassifyRequest request;
+  request.set_model("digits");
+  *request.add_inputs() = PngInput(100);
+  absl::StatusOr<v1::ClassifyResponse> response = client_->Classify(request);
+  ASSERT_TRUE(response.ok()) << response.status();
+  EXPECT_EQ(response->head_version(), 2);
+  ASSERT_EQ(response->results(0).labels_size(), 2);
+  std::set<std::string> labels;
+  for (const auto& label : response->results(0).labels()) labels.insert(label.label());
+  EXPECT_EQ(labels, (std::set<std::string>{"even", "odd"}));
+
+  int disagreements = 0;
+  const double parity_accuracy = HeldOutAccuracy(
+      "", [](const auto& d) { return d.label % 2; },
+      [](const auto& d) { return d.parity_prediction; }, &disagreements);
+  EXPECT_NEAR(parity_accuracy, testing::ReadHeldOutSplit().parity_accuracy, 0.0015);
+  EXPECT_LE(disagreements, 1);
+
+  // Back to ten digits from checkpoint bytes sent in the request, labels inline.
+  v1::HotSwapHeadRequest to_digit;
+  to_digit.set_model("digits");
+  to_digit.set_head("digit");
+  to_digit.set_checkpoint(ReadBytes(testing::ModelStore() / "digits/heads/digit.pt"));
+  for (int d = 0; d < 10; ++d) to_digit.add_labels(absl::StrCat("digit-", d));
+  swapped = client_->HotSwapHead(to_digit);
+  ASSERT_TRUE(swapped.ok()) << swapped.status();
+  EXPECT_EQ(swapped->head_version(), 3);
+
+  v1::HotSwapHeadRequest wrong_dim = to_digit;
+  wrong_dim.clear_labels();
+  wrong_dim.set_checkpoint(ReadBytes(testing::SourcePath("tests/data/head_wrong_dim.pt")));
+  const absl::StatusOr<v1::HotSwapHeadResponse> refused = client_->HotSwapHead(wrong_dim);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(refused.status().message(), HasSubstr("takes 32 features; the backbone gives 64"));
+
+  response = client_->Classify(request);
+  ASSERT_TRUE(response.ok()) << response.status();
+  EXPECT_EQ(response->head_version(), 3);
+  EXPECT_EQ(response->results(0).labels(0).label(), "digit-0");  // cell 100 is a zero
+}
+
+TEST_F(ServerTest, RequestsInFlightDuringSwapsAllAnswer) {
+  v1::HotSwapHeadRequest to_parity;
+  to_parity.set_model("digits");
+  to_parity.set_head("digit");
+  to_parity.set_file("heads/parity.pt");
+  to_parity.set_labels_file("heads/parity.labels");
+  v1::HotSwapHeadRequest to_digit = to_parity;
+  to_digit.set_file("heads/digit.pt");
+  to_digit.set_labels_file("heads/digit.labels");
+  const std::set<std::string> parity_labels = {"even", "odd"};
+
+  std::atomic<bool> done{false};
+  std::atomic<int> answered{0}, failed{0}, mislabelled{0};
+  std::vector<std::thread> clients;
+  for (int t = 0; t < 3; ++t) {
+    clients.emplace_back([&, t] {
+      v1::ClassifyRequest request;
+      request.set_model("digits");
+      request.set_top_k(2);
+      *request.add_inputs() = PngInput(1000 + t);
+      while (!done) {
+        const absl::StatusOr<v1::ClassifyResponse> response = client_->Classify(request);
+        if (!response.ok()) {
+          ++failed;
+          continue;
+        }
+        // Version 1, 3, 5, ... is the digit head; 2, 4, ... the parity head.
+        const bool parity = response->head_version() % 2 == 0;
+        for (const auto& label : response->results(0).labels()) {
+          mislabelled += (parity_labels.count(label.label()) == 1) != parity;
+        }
+        ++answered;
+      }
+    });
+  }
+  int swaps = 0;
+  for (; swaps < 40; ++swaps) {
+    ASSERT_TRUE(client_->HotSwapHead(swaps % 2 == 0 ? to_parity : to_digit).ok());
+  }
+  done = true;
+  for (std::thread& thread : clients) thread.join();
+  std::cout << swaps << " swaps, " << answered << " requests answered, " << failed
+            << " failed\n";
+  EXPECT_EQ(failed, 0);
+  EXPECT_EQ(mislabelled, 0);
+  EXPECT_GT(answered, 0);
+}
+
+struct BadRequest {
+  std::string name;
+  v1::ClassifyRequest request;
+  absl::StatusCode code;
+  std::string message;
+};
+
+TEST_F(ServerTest, BadInputsGetTheRightStatusAndTheServerKeepsAnswering) {
+  auto request = [](std::vector<v1::Input> inputs, std::string model = "digits",
+                    std::string head = "") {
+    v1::ClassifyRequest r;
+    r.set_model(model);
+    r.set_head(head);
+    for (v1::Input& input : inputs) *r.add_inputs() = std::move(input);
+    return r;
+  };
+  auto image = [](std::string bytes) {
+    v1::Input input;
+    input.set_image(std::move(bytes));
+    return input;
+  };
+  auto tensor = [](v1::DataType dtype, std::vector<int64_t> shape, size_t bytes) {
+    v1::Input input;
+    input.mutable_tensor()->set_dtype(dtype);
+    for (int64_t d : shape) input.mutable_tensor()->add_shape(d);
+    input.mutable_tensor()->set_data(std::string(bytes, '\0'));
+    return input;
+  };
+  std::vector<unsigned char> jpeg;
+  cv::imencode(".jpg", testing::DigitCell(5), jpeg);
+  const std::string truncated_jpeg(jpeg.begin(), jpeg.begin() + jpeg.size() / 2);
+
+  const std::vector<BadRequest> cases = {
+      {"empty bytes", request({image("")}), absl::StatusCode::kInvalidArgument,
+       "input 0: empty image"},
+      {"truncated jpeg", request({PngInput(1), image(truncated_jpeg)}),
+       absl::StatusCode::kInvalidArgument, "input 1: truncated JPEG"},
+      {"not an image", request({image("GIF89a....")}), absl::StatusCode::kInvalidArgument,
+       "input 0: cannot decode image"},
+      {"wrong tensor shape", request({tensor(v1::FLOAT32, {3, 20, 20}, 4800)}),
+       absl::StatusCode::kInvalidArgument, "the model takes [1, 20, 20]"},
+      {"tensor without dtype", request({tensor(v1::DATA_TYPE_UNSPECIFIED, {20, 20}, 400)}),
+       absl::StatusCode::kInvalidArgument, "dtype must be UINT8 or FLOAT32"},
+      {"input without kind", request({v1::Input()}), absl::StatusCode::kInvalidArgument,
+       "set either image or tensor"},
+      {"no inputs", request({}), absl::StatusCode::kInvalidArgument, "no inputs"},
+      {"unknown model", request({PngInput(1)}, "resnet"), absl::StatusCode::kNotFound,
+       "model \"resnet\" is not loaded"},
+      {"unknown head", request({PngInput(1)}, "digits", "cats"), absl::StatusCode::kNotFound,
+       "no head \"cats\""},
+  };
+  for (const BadRequest& bad : cases) {
+    const absl::StatusOr<v1::ClassifyResponse> response = client_->Classify(bad.request);
+    EXPECT_EQ(response.status().code(), bad.code) << bad.name << ": " << response.status();
+    EXPECT_THAT(response.status().message(), HasSubstr(bad.message)) << bad.name;
+  }
+
+  v1::HotSwapHeadRequest swap;
+  swap.set_model("digits");
+  swap.set_head("digit");
+  EXPECT_EQ(client_->HotSwapHead(swap).status().code(), absl::StatusCode::kInvalidArgument);
+  swap.set_file("../../../etc/passwd");
+  EXPECT_THAT(client_->HotSwapHead(swap).status().message(), HasSubstr("must not contain"));
+  swap.set_file("heads/missing.pt");
+  EXPECT_EQ(client_->HotSwapHead(swap).status().code(), absl::StatusCode::kNotFound);
+  swap.set_checkpoint("not a checkpoint");
+  EXPECT_EQ(client_->HotSwapHead(swap).status().code(), absl::StatusCode::kInvalidArgument);
+  swap.set_model("resnet");
+  EXPECT_EQ(client_->HotSwapHead(swap).status().code(), absl::StatusCode::kNotFound);
+
+  // Still serving, with the configured head.
+  const absl::StatusOr<v1::ClassifyResponse> good = client_->Classify(request({PngInput(100)}));
+  ASSERT_TRUE(good.ok()) << good.status();
+  EXPECT_EQ(good->head_version(), 1);
+  EXPECT_EQ(good->results(0).labels(0).label(), "0");
+}
+
+TEST_F(ServerTest, CliClassifiesADigitImage) {
+  const testing::HeldOutSplit split = testing::ReadHeldOutSplit();
+  const auto digit = std::find_if(split.digits.begin(), split.digits.end(), [](const auto& d) {
+    return d.label == 7 && d.digit_prediction == 7;
+  });
+  ASSERT_NE(digit, split.digits.end());
+  const std::filesystem::path file =
+      std::filesystem::temp_directory_path() / absl::StrCat("headway-seven-", getpid(), ".png");
+  cv::imwrite(file.string(), testing::DigitCell(digit->cell));
+  const std::string cli = absl::StrCat(HEADWAY_CLI_BINARY, " --target=", server_->target());
+
+  std::string output;
+  EXPECT_EQ(testing::RunCommand(absl::StrCat(cli, " classify --top_k=2 ", file.string()), &output),
+            0);
+  EXPECT_THAT(output, HasSubstr(absl::StrCat(file.string(), ": 7 (")));
+  output.clear();
+  EXPECT_EQ(testing::RunCommand(absl::StrCat(cli, " --json classify ", file.string()), &output), 0);
+  EXPECT_THAT(output, HasSubstr("\"label\": \"7\""));
+  output.clear();
+  EXPECT_EQ(testing::RunCommand(absl::StrCat(cli, " health"), &output), 0);
+  EXPECT_THAT(output, HasSubstr("SERVING"));
+  output.clear();
+  EXPECT_EQ(testing::RunCommand(absl::StrCat(cli, " embed ", file.string()), &output), 0);
+  EXPECT_THAT(output, HasSubstr("dimension 64"));
+  output.clear();
+  EXPECT_NE(testing::RunCommand(absl::StrCat(cli, " classify --model=nope ", file.string(),
+                                             " 2>&1"),
+                                &output),
+            0);
+  EXPECT_THAT(output, HasSubstr("NOT_FOUND"));
+  std::filesystem::remove(file);
+}
+
+TEST_F(ServerTest, SigtermStopsTheServerCleanly) { EXPECT_EQ(server_->Stop(), 0); }
+
+}  // namespace
+}  // namespace headway

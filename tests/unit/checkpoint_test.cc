@@ -1,0 +1,146 @@
+// Loading backbones and heads from TorchScript archives, device names, and head
+// validation against the backbone's feature size.
+#include <fstream>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <torch/cuda.h>
+
+#include "model_store/backbone.h"
+#include "model_store/device.h"
+#include "model_store/head.h"
+#include "model_store/model_config.h"
+#include "tests/support/digits_data.h"
+
+namespace headway {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+const std::filesystem::path kDigits = testing::ModelStore() / "digits";
+
+std::string ReadBytes(const std::filesystem::path& path) {
+  absl::StatusOr<std::string> bytes = ReadFileToString(path);
+  EXPECT_TRUE(bytes.ok()) << bytes.status();
+  return bytes.value_or("");
+}
+
+HeadSpec DigitsHeadSpec(const std::filesystem::path& file) {
+  HeadSpec spec;
+  spec.name = "h";
+  spec.checkpoint = ReadBytes(file);
+  spec.feature_dim = 64;
+  return spec;
+}
+
+TEST(DeviceTest, ResolvesNames) {
+  EXPECT_EQ(DeviceName(*ResolveDevice("cpu")), "cpu");
+  EXPECT_EQ(DeviceName(*ResolveDevice("")), "cpu");
+  EXPECT_EQ(ResolveDevice("gpu").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ResolveDevice("cuda:x").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ResolveDevice("cuda:-1").status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(DeviceTest, CudaWithoutCudaIsFailedPrecondition) {
+  if (torch::cuda::is_available()) GTEST_SKIP() << "this machine has CUDA";
+  for (const char* name : {"cuda", "cuda:0", "cuda:3"}) {
+    const absl::StatusOr<c10::Device> device = ResolveDevice(name);
+    EXPECT_EQ(device.status().code(), absl::StatusCode::kFailedPrecondition) << name;
+    EXPECT_THAT(device.status().message(), HasSubstr("CUDA is not available")) << name;
+  }
+}
+
+TEST(DeviceTest, CudaIndexBeyondTheGpusIsFailedPrecondition) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "needs CUDA";
+  EXPECT_EQ(ResolveDevice("cuda:255").status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(DeviceName(*ResolveDevice("cuda")), "cuda:0");
+}
+
+TEST(BackboneTest, LoadsTorchScriptAndLearnsFeatureDim) {
+  const absl::StatusOr<std::unique_ptr<Backbone>> backbone =
+      Backbone::Load(kDigits / "backbone.pt", c10::Device(c10::kCPU), {1, 20, 20});
+  ASSERT_TRUE(backbone.ok()) << backbone.status();
+  EXPECT_EQ((*backbone)->feature_dim(), 64);
+  c10::InferenceMode inference;
+  const absl::StatusOr<at::Tensor> features = (*backbone)->Forward(torch::rand({3, 1, 20, 20}));
+  ASSERT_TRUE(features.ok()) << features.status();
+  EXPECT_THAT(features->sizes(), ElementsAre(3, 64));
+}
+
+TEST(BackboneTest, WrongInputShapeIsReportedAtLoad) {
+  const absl::StatusOr<std::unique_ptr<Backbone>> backbone =
+      Backbone::Load(kDigits / "backbone.pt", c10::Device(c10::kCPU), {3, 32, 32});
+  EXPECT_EQ(backbone.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(backbone.status().message(), HasSubstr("backbone forward"));
+}
+
+TEST(BackboneTest, MissingAndCorruptFilesAreClearErrors) {
+  const absl::StatusOr<std::unique_ptr<Backbone>> missing =
+      Backbone::Load(kDigits / "no-such.pt", c10::Device(c10::kCPU), {1, 20, 20});
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(missing.status().message(), HasSubstr("no-such.pt"));
+
+  const std::filesystem::path corrupt = std::filesystem::temp_directory_path() / "corrupt.pt";
+  std::ofstream(corrupt) << "not a zip archive";
+  const absl::StatusOr<std::unique_ptr<Backbone>> garbage =
+      Backbone::Load(corrupt, c10::Device(c10::kCPU), {1, 20, 20});
+  std::filesystem::remove(corrupt);
+  EXPECT_EQ(garbage.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(garbage.status().message(), HasSubstr("loading backbone"));
+}
+
+TEST(HeadTest, LoadsALinearHeadWithLabels) {
+  HeadSpec spec = DigitsHeadSpec(kDigits / "heads" / "digit.pt");
+  spec.labels = *ReadLabelsFile(kDigits / "heads" / "digit.labels");
+  spec.version = 4;
+  const absl::StatusOr<std::shared_ptr<const Head>> head = Head::Load(spec);
+  ASSERT_TRUE(head.ok()) << head.status();
+  EXPECT_EQ((*head)->num_classes(), 10);
+  EXPECT_EQ((*head)->labels()[7], "7");
+  EXPECT_EQ((*head)->version(), 4);
+  c10::InferenceMode inference;
+  EXPECT_THAT((*head)->Forward(torch::rand({5, 64}))->sizes(), ElementsAre(5, 10));
+}
+
+TEST(HeadTest, WithoutLabelsTheClassIndicesAreTheLabels) {
+  const absl::StatusOr<std::shared_ptr<const Head>> head =
+      Head::Load(DigitsHeadSpec(kDigits / "heads" / "parity.pt"));
+  ASSERT_TRUE(head.ok()) << head.status();
+  EXPECT_THAT((*head)->labels(), ElementsAre("0", "1"));
+}
+
+TEST(HeadTest, RefusesAHeadForAnotherFeatureSize) {
+  const absl::StatusOr<std::shared_ptr<const Head>> head =
+      Head::Load(DigitsHeadSpec(testing::SourcePath("tests/data/head_wrong_dim.pt")));
+  EXPECT_EQ(head.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(head.status().message(), HasSubstr("takes 32 features; the backbone gives 64"));
+}
+
+TEST(HeadTest, RefusesLabelsThatDoNotMatchTheClasses) {
+  HeadSpec spec = DigitsHeadSpec(testing::SourcePath("tests/data/head_three_class.pt"));
+  spec.labels = {"cat", "dog"};
+  const absl::StatusOr<std::shared_ptr<const Head>> head = Head::Load(spec);
+  EXPECT_EQ(head.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(head.status().message(), HasSubstr("has 3 classes but 2 labels"));
+}
+
+TEST(HeadTest, RefusesBytesThatAreNotACheckpoint) {
+  HeadSpec spec;
+  spec.name = "junk";
+  spec.checkpoint = "PK\x03\x04 not really a zip";
+  spec.feature_dim = 64;
+  const absl::StatusOr<std::shared_ptr<const Head>> head = Head::Load(spec);
+  EXPECT_EQ(head.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(head.status().message(), HasSubstr("loading head \"junk\""));
+}
+
+TEST(LabelsTest, ReadsOneLabelPerLine) {
+  const std::filesystem::path file = std::filesystem::temp_directory_path() / "labels.txt";
+  std::ofstream(file) << "cat\r\ndog\n";
+  EXPECT_THAT(*ReadLabelsFile(file), ElementsAre("cat", "dog"));
+  std::filesystem::remove(file);
+}
+
+}  // namespace
+}  // namespace headway

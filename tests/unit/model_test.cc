@@ -1,0 +1,186 @@
+// Model: the bundled digits model end to end inside the core: preprocessing, backbone,
+// heads, top-k, and head swaps that keep the old head on failure.
+#include "model_store/model.h"
+
+#include <algorithm>
+#include <atomic>
+#include <deque>
+#include <thread>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "model_store/model_config.h"
+#include "tests/support/digits_data.h"
+
+namespace headway {
+namespace {
+
+using ::testing::HasSubstr;
+
+class ModelTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const std::filesystem::path dir = testing::ModelStore() / "digits";
+    absl::StatusOr<v1::ModelConfig> config = ReadModelConfig(dir);
+    ASSERT_TRUE(config.ok()) << config.status();
+    absl::StatusOr<std::unique_ptr<Model>> model = Model::Load(dir, *config);
+    ASSERT_TRUE(model.ok()) << model.status();
+    model_ = *std::move(model);
+  }
+
+  // PNG inputs for held-out cells; `bytes_` keeps them alive.
+  std::vector<InputView> Inputs(const std::vector<int>& cells) {
+    std::vector<InputView> inputs;
+    for (int cell : cells) bytes_.push_back(testing::EncodePng(testing::DigitCell(cell)));
+    for (size_t i = bytes_.size() - cells.size(); i < bytes_.size(); ++i) {
+      InputView input;
+      input.data = bytes_[i];
+      inputs.push_back(input);
+    }
+    return inputs;
+  }
+
+  std::unique_ptr<Model> model_;
+  std::deque<std::string> bytes_;
+};
+
+TEST_F(ModelTest, ClassifiesHeldOutDigitsAsPyTorchDid) {
+  const testing::HeldOutSplit split = testing::ReadHeldOutSplit();
+  ASSERT_GE(split.digits.size(), 20u);
+  std::vector<int> cells;
+  for (size_t i = 0; i < 20; ++i) cells.push_back(split.digits[i * 37 % split.digits.size()].cell);
+  const absl::StatusOr<ClassifyResult> result = model_->Classify(Inputs(cells), "", 3);
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->head, "digit");
+  EXPECT_EQ(result->head_version, 1);
+  ASSERT_EQ(result->results.size(), cells.size());
+  for (size_t i = 0; i < cells.size(); ++i) {
+    const testing::HeldOutDigit& digit = split.digits[i * 37 % split.digits.size()];
+    ASSERT_EQ(result->results[i].size(), 3u);
+    EXPECT_EQ(result->results[i][0].index, digit.digit_prediction) << "cell " << digit.cell;
+    EXPECT_GE(result->results[i][0].score, result->results[i][1].score);
+  }
+}
+
+TEST_F(ModelTest, TopKIsCappedAtTheClassCount) {
+  const absl::StatusOr<ClassifyResult> result = model_->Classify(Inputs({0}), "digit", 50);
+  ASSERT_TRUE(result.ok()) << result.status();
+  ASSERT_EQ(result->results[0].size(), 10u);
+  float total = 0;
+  for (const ScoredLabel& label : result->results[0]) total += label.score;
+  EXPECT_NEAR(total, 1.0f, 1e-5);
+  EXPECT_EQ(model_->Classify(Inputs({0}), "", -1).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(ModelTest, EmbedGivesTheBackboneFeatures) {
+  const absl::StatusOr<EmbedResult> plain = model_->Embed(Inputs({10, 2010}), false);
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  EXPECT_EQ(plain->dimension, 64);
+  ASSERT_EQ(plain->embeddings.size(), 2u);
+  EXPECT_NE(plain->embeddings[0], plain->embeddings[1]);
+
+  const absl::StatusOr<EmbedResult> unit = model_->Embed(Inputs({10}), true);
+  ASSERT_TRUE(unit.ok()) << unit.status();
+  double norm = 0;
+  for (float v : unit->embeddings[0]) norm += v * v;
+  EXPECT_NEAR(norm, 1.0, 1e-5);
+}
+
+TEST_F(ModelTest, BadInputIsNamedByIndex) {
+  std::vector<InputView> inputs = Inputs({1, 2});
+  inputs[1].data = "garbage";
+  const absl::StatusOr<ClassifyResult> result = model_->Classify(inputs, "", 1);
+  EXPECT_EQ(result.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(result.status().message(), HasSubstr("input 1: cannot decode image"));
+  EXPECT_THAT(model_->Embed({}, false).status().message(), HasSubstr("no inputs"));
+  std::vector<int> many(kDefaultMaxInputsPerRequest + 1, 0);
+  EXPECT_THAT(model_->Embed(Inputs(many), false).status().message(), HasSubstr("the limit is"));
+}
+
+TEST_F(ModelTest, UnknownHeadIsNotFound) {
+  const absl::StatusOr<ClassifyResult> result = model_->Classify(Inputs({0}), "nope", 1);
+  EXPECT_EQ(result.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(result.status().message(), HasSubstr("no head \"nope\"; its heads: digit"));
+}
+
+TEST_F(ModelTest, SwapHeadReplacesAddsAndKeepsTheOldHeadOnFailure) {
+  HeadSwap parity;
+  parity.head = "digit";
+  parity.file = "heads/parity.pt";
+  parity.labels_file = "heads/parity.labels";
+  const absl::StatusOr<HeadInfo> swapped = model_->SwapHead(parity);
+  ASSERT_TRUE(swapped.ok()) << swapped.status();
+  EXPECT_EQ(swapped->version, 2);
+  EXPECT_EQ(swapped->num_classes, 2);
+  // A held-out digit PyTorch called odd.
+  const testing::HeldOutSplit split = testing::ReadHeldOutSplit();
+  const auto odd = std::find_if(split.digits.begin(), split.digits.end(),
+                                [](const auto& d) { return d.parity_prediction == 1; });
+  ASSERT_NE(odd, split.digits.end());
+  absl::StatusOr<ClassifyResult> result = model_->Classify(Inputs({odd->cell}), "", 2);
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->head_version, 2);
+  EXPECT_EQ(result->results[0][0].label, "odd");
+  EXPECT_EQ(result->results[0][1].label, "even");
+
+  HeadSwap wrong_dim;
+  wrong_dim.head = "digit";
+  wrong_dim.checkpoint = *ReadFileToString(testing::SourcePath("tests/data/head_wrong_dim.pt"));
+  EXPECT_EQ(model_->SwapHead(wrong_dim).status().code(), absl::StatusCode::kInvalidArgument);
+  result = model_->Classify(Inputs({600}), "", 1);
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->head_version, 2);
+
+  HeadSwap escape = parity;
+  escape.file = "../../etc/passwd";
+  EXPECT_EQ(model_->SwapHead(escape).status().code(), absl::StatusCode::kInvalidArgument);
+
+  HeadSwap added = parity;
+  added.head = "parity";
+  ASSERT_TRUE(model_->SwapHead(added).ok());
+  const ModelInfo info = model_->Info();
+  ASSERT_EQ(info.heads.size(), 2u);
+  EXPECT_EQ(info.heads[0].name, "digit");
+  EXPECT_TRUE(info.heads[0].is_default);
+  EXPECT_EQ(info.heads[1].name, "parity");
+  EXPECT_EQ(info.heads[1].version, 1);
+}
+
+TEST_F(ModelTest, RequestsDuringSwapsAnswerFromOneHeadVersion) {
+  const HeadSwap to_parity{"digit", "heads/parity.pt", "", "heads/parity.labels", {}};
+  const HeadSwap to_digit{"digit", "heads/digit.pt", "", "heads/digit.labels", {}};
+  const std::vector<InputView> inputs = Inputs({600, 1700, 4321});
+  auto top_labels = [&](const ClassifyResult& result) {
+    std::vector<std::string> labels;
+    for (const auto& scored : result.results) labels.push_back(scored[0].label);
+    return labels;
+  };
+  // Odd versions are the 10-digit head (1, 3, ...), even ones the parity head.
+  const std::vector<std::string> digit_answer = top_labels(*model_->Classify(inputs, "", 1));
+  ASSERT_TRUE(model_->SwapHead(to_parity).ok());
+  const std::vector<std::string> parity_answer = top_labels(*model_->Classify(inputs, "", 1));
+  ASSERT_TRUE(model_->SwapHead(to_digit).ok());
+
+  std::atomic<bool> done{false};
+  std::atomic<int> answered{0};
+  std::thread reader([&] {
+    while (!done) {
+      const absl::StatusOr<ClassifyResult> result = model_->Classify(inputs, "", 1);
+      ASSERT_TRUE(result.ok()) << result.status();
+      EXPECT_EQ(top_labels(*result), result->head_version % 2 == 0 ? parity_answer : digit_answer)
+          << "head version " << result->head_version;
+      ++answered;
+    }
+  });
+  for (int i = 0; i < 20; ++i) {
+    ASSERT_TRUE(model_->SwapHead(i % 2 == 0 ? to_parity : to_digit).ok());
+  }
+  done = true;
+  reader.join();
+  EXPECT_GT(answered.load(), 0);
+}
+
+}  // namespace
+}  // namespace headway

@@ -1,0 +1,206 @@
+#include "model_store/preprocessor.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+#include <torch/types.h>
+
+#include "tests/support/digits_data.h"
+
+namespace headway {
+namespace {
+
+using ::testing::HasSubstr;
+
+v1::InputSpec Spec(int channels, int height, int width, v1::InputSpec::Resize resize) {
+  v1::InputSpec spec;
+  spec.set_channels(channels);
+  spec.set_height(height);
+  spec.set_width(width);
+  spec.set_resize(resize);
+  spec.set_color_order(v1::InputSpec::RGB);
+  spec.add_mean(0.0f);
+  spec.add_std(1.0f);
+  return spec;
+}
+
+std::unique_ptr<Preprocessor> Make(const v1::InputSpec& spec) {
+  absl::StatusOr<std::unique_ptr<Preprocessor>> preprocessor = Preprocessor::Create(spec);
+  EXPECT_TRUE(preprocessor.ok()) << preprocessor.status();
+  return *std::move(preprocessor);
+}
+
+InputView Image(const std::string& bytes) {
+  InputView input;
+  input.kind = InputView::Kind::kEncodedImage;
+  input.data = bytes;
+  return input;
+}
+
+InputView Tensor(TensorType dtype, std::vector<int64_t> shape, absl::string_view data) {
+  InputView input;
+  input.kind = InputView::Kind::kTensor;
+  input.dtype = dtype;
+  input.shape = std::move(shape);
+  input.data = data;
+  return input;
+}
+
+// A 2x2 BGR image whose pixels are all different.
+cv::Mat KnownPixels() {
+  cv::Mat image(2, 2, CV_8UC3);
+  image.at<cv::Vec3b>(0, 0) = {10, 20, 30};  // B, G, R
+  image.at<cv::Vec3b>(0, 1) = {40, 50, 60};
+  image.at<cv::Vec3b>(1, 0) = {70, 80, 90};
+  image.at<cv::Vec3b>(1, 1) = {100, 110, 120};
+  return image;
+}
+
+TEST(PreprocessorTest, PngBecomesNormalisedRgbChw) {
+  v1::InputSpec spec = Spec(3, 2, 2, v1::InputSpec::NONE);
+  spec.clear_mean();
+  spec.clear_std();
+  for (float m : {0.1f, 0.2f, 0.3f}) spec.add_mean(m);
+  for (float s : {0.5f, 0.25f, 0.125f}) spec.add_std(s);
+  const std::string png = testing::EncodePng(KnownPixels());
+
+  const absl::StatusOr<at::Tensor> tensor = Make(spec)->Process(Image(png));
+  ASSERT_TRUE(tensor.ok()) << tensor.status();
+  ASSERT_EQ(tensor->sizes(), (std::vector<int64_t>{3, 2, 2}));
+  // Channel 0 is red: 30 at (0,0), 120 at (1,1).
+  EXPECT_NEAR((*tensor)[0][0][0].item<float>(), (30 / 255.0f - 0.1f) / 0.5f, 1e-6);
+  EXPECT_NEAR((*tensor)[0][1][1].item<float>(), (120 / 255.0f - 0.1f) / 0.5f, 1e-6);
+  // Channel 1 is green, channel 2 blue.
+  EXPECT_NEAR((*tensor)[1][0][1].item<float>(), (50 / 255.0f - 0.2f) / 0.25f, 1e-6);
+  EXPECT_NEAR((*tensor)[2][1][0].item<float>(), (70 / 255.0f - 0.3f) / 0.125f, 1e-6);
+}
+
+TEST(PreprocessorTest, BgrModelsKeepOpenCvOrder) {
+  v1::InputSpec spec = Spec(3, 2, 2, v1::InputSpec::NONE);
+  spec.set_color_order(v1::InputSpec::BGR);
+  const absl::StatusOr<at::Tensor> tensor =
+      Make(spec)->Process(Image(testing::EncodePng(KnownPixels())));
+  ASSERT_TRUE(tensor.ok()) << tensor.status();
+  EXPECT_NEAR((*tensor)[0][0][0].item<float>(), 10 / 255.0f, 1e-6);
+  EXPECT_NEAR((*tensor)[2][0][0].item<float>(), 30 / 255.0f, 1e-6);
+}
+
+TEST(PreprocessorTest, GreyModelsConvertColourImages) {
+  const absl::StatusOr<at::Tensor> tensor = Make(Spec(1, 2, 2, v1::InputSpec::NONE))
+                                                ->Process(Image(testing::EncodePng(KnownPixels())));
+  ASSERT_TRUE(tensor.ok()) << tensor.status();
+  ASSERT_EQ(tensor->sizes(), (std::vector<int64_t>{1, 2, 2}));
+  // OpenCV's grey: 0.299 R + 0.587 G + 0.114 B = 21.85 -> 22 for R 30, G 20, B 10.
+  EXPECT_NEAR((*tensor)[0][0][0].item<float>(), 22 / 255.0f, 1e-6);
+}
+
+TEST(PreprocessorTest, StretchResizesToTheModelSize) {
+  const cv::Mat image(40, 60, CV_8UC1, cv::Scalar(200));
+  const absl::StatusOr<at::Tensor> tensor =
+      Make(Spec(1, 20, 20, v1::InputSpec::STRETCH))->Process(Image(testing::EncodePng(image)));
+  ASSERT_TRUE(tensor.ok()) << tensor.status();
+  ASSERT_EQ(tensor->sizes(), (std::vector<int64_t>{1, 20, 20}));
+  EXPECT_NEAR(tensor->min().item<float>(), 200 / 255.0f, 1e-6);
+  EXPECT_NEAR(tensor->max().item<float>(), 200 / 255.0f, 1e-6);
+}
+
+TEST(PreprocessorTest, ShorterSideThenCentreCrop) {
+  // 4 rows x 8 columns, each column its own value; shorter side 4 keeps the size, the
+  // 2x2 centre crop takes rows 1..2 and columns 3..4.
+  cv::Mat image(4, 8, CV_8UC1);
+  for (int c = 0; c < 8; ++c) image.col(c).setTo(c * 10);
+  v1::InputSpec spec = Spec(1, 2, 2, v1::InputSpec::SHORTER_SIDE_THEN_CENTER_CROP);
+  spec.set_resize_shorter_side(4);
+  const absl::StatusOr<at::Tensor> tensor =
+      Make(spec)->Process(Image(testing::EncodePng(image)));
+  ASSERT_TRUE(tensor.ok()) << tensor.status();
+  EXPECT_NEAR((*tensor)[0][0][0].item<float>(), 30 / 255.0f, 1e-6);
+  EXPECT_NEAR((*tensor)[0][1][1].item<float>(), 40 / 255.0f, 1e-6);
+}
+
+TEST(PreprocessorTest, Uint8TensorMatchesTheSameImageAsPng) {
+  const cv::Mat digit = testing::DigitCell(1234);
+  const auto preprocessor = Make(Spec(1, 20, 20, v1::InputSpec::STRETCH));
+  const absl::string_view pixels(reinterpret_cast<const char*>(digit.data), 400);
+  const absl::StatusOr<at::Tensor> from_tensor =
+      preprocessor->Process(Tensor(TensorType::kUint8, {20, 20}, pixels));
+  const absl::StatusOr<at::Tensor> from_png =
+      preprocessor->Process(Image(testing::EncodePng(digit)));
+  ASSERT_TRUE(from_tensor.ok()) << from_tensor.status();
+  ASSERT_TRUE(from_png.ok()) << from_png.status();
+  EXPECT_TRUE(torch::equal(*from_tensor, *from_png));
+}
+
+TEST(PreprocessorTest, Uint8RgbTensorMatchesPng) {
+  const cv::Mat bgr = KnownPixels();
+  cv::Mat rgb;
+  cv::cvtColor(bgr, rgb, cv::COLOR_BGR2RGB);
+  const auto preprocessor = Make(Spec(3, 2, 2, v1::InputSpec::NONE));
+  const absl::StatusOr<at::Tensor> from_tensor = preprocessor->Process(Tensor(
+      TensorType::kUint8, {2, 2, 3}, absl::string_view(reinterpret_cast<char*>(rgb.data), 12)));
+  const absl::StatusOr<at::Tensor> from_png =
+      preprocessor->Process(Image(testing::EncodePng(bgr)));
+  ASSERT_TRUE(from_tensor.ok()) << from_tensor.status();
+  ASSERT_TRUE(from_png.ok()) << from_png.status();
+  EXPECT_TRUE(torch::equal(*from_tensor, *from_png));
+}
+
+TEST(PreprocessorTest, Float32TensorPassesThrough) {
+  const std::vector<float> values = {1.5f, -2.0f, 0.25f, 8.0f};
+  const absl::StatusOr<at::Tensor> tensor =
+      Make(Spec(1, 2, 2, v1::InputSpec::STRETCH))
+          ->Process(Tensor(TensorType::kFloat32, {1, 2, 2},
+                           absl::string_view(reinterpret_cast<const char*>(values.data()), 16)));
+  ASSERT_TRUE(tensor.ok()) << tensor.status();
+  EXPECT_EQ((*tensor)[0][1][1].item<float>(), 8.0f);
+  EXPECT_EQ((*tensor)[0][0][1].item<float>(), -2.0f);
+}
+
+struct BadInput {
+  const char* name;
+  InputView input;
+  const char* expected_message;
+};
+
+TEST(PreprocessorTest, BadInputsAreInvalidArgumentsNamingTheProblem) {
+  static const std::string kGarbage = "this is not an image";
+  static const std::string kDigitPng = testing::EncodePng(testing::DigitCell(0));
+  static const std::string kTruncatedPng = kDigitPng.substr(0, kDigitPng.size() / 2);
+  std::vector<unsigned char> jpeg;
+  cv::imencode(".jpg", cv::Mat(64, 64, CV_8UC3, cv::Scalar(1, 2, 3)), jpeg);
+  static const std::string kTruncatedJpeg(jpeg.begin(), jpeg.begin() + jpeg.size() / 2);
+  static const std::string kFloats(4 * 400, '\0');
+
+  const std::vector<BadInput> cases = {
+      {"empty", Image(""), "empty image"},
+      {"garbage", Image(kGarbage), "cannot decode image"},
+      {"truncated png", Image(kTruncatedPng), "cannot decode image"},
+      {"truncated jpeg", Image(kTruncatedJpeg), "truncated JPEG"},
+      {"float wrong shape", Tensor(TensorType::kFloat32, {1, 20, 21}, kFloats),
+       "the model takes [1, 20, 20]"},
+      {"float wrong bytes", Tensor(TensorType::kFloat32, {1, 20, 20}, "abc"), "needs 1600 bytes"},
+      {"uint8 rank 1", Tensor(TensorType::kUint8, {400}, kFloats), "expected [H, W]"},
+      {"uint8 four channels", Tensor(TensorType::kUint8, {10, 10, 4}, kFloats),
+       "expected [H, W]"},
+      {"uint8 wrong bytes", Tensor(TensorType::kUint8, {20, 20}, "abc"), "needs 400 bytes"},
+      {"no dtype", Tensor(TensorType::kUnspecified, {20, 20}, kFloats), "dtype"},
+  };
+  const auto preprocessor = Make(Spec(1, 20, 20, v1::InputSpec::STRETCH));
+  for (const BadInput& bad : cases) {
+    const absl::StatusOr<at::Tensor> tensor = preprocessor->Process(bad.input);
+    EXPECT_EQ(tensor.status().code(), absl::StatusCode::kInvalidArgument) << bad.name;
+    EXPECT_THAT(tensor.status().message(), HasSubstr(bad.expected_message)) << bad.name;
+  }
+}
+
+TEST(PreprocessorTest, NoneRefusesOtherSizes) {
+  const absl::StatusOr<at::Tensor> tensor =
+      Make(Spec(1, 20, 20, v1::InputSpec::NONE))
+          ->Process(Image(testing::EncodePng(cv::Mat(10, 10, CV_8UC1, cv::Scalar(0)))));
+  EXPECT_EQ(tensor.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(tensor.status().message(), HasSubstr("image is 10x10; the model takes 20x20"));
+}
+
+}  // namespace
+}  // namespace headway
