@@ -1,11 +1,11 @@
 #include "client/headway_client.h"
 
-#include <fstream>
-#include <sstream>
-
 #include <grpcpp/client_context.h>
 #include <grpcpp/create_channel.h>
 #include <grpcpp/security/credentials.h>
+
+#include <fstream>
+#include <sstream>
 
 #include "absl/strings/str_cat.h"
 
@@ -29,14 +29,16 @@ absl::StatusOr<Response> Invoke(absl::Duration timeout, Call call) {
 
 }  // namespace
 
-HeadwayClient::HeadwayClient(const Options& options, std::shared_ptr<grpc::Channel> channel)
+HeadwayClient::HeadwayClient(const Options& options,
+                             std::shared_ptr<grpc::Channel> channel)
     : options_(options),
       channel_(std::move(channel)),
       inference_(v1::InferenceService::NewStub(channel_)),
       management_(v1::ManagementService::NewStub(channel_)),
       health_(grpc::health::v1::Health::NewStub(channel_)) {}
 
-absl::StatusOr<std::unique_ptr<HeadwayClient>> HeadwayClient::Create(const Options& options) {
+absl::StatusOr<std::unique_ptr<HeadwayClient>> HeadwayClient::Create(
+    const Options& options) {
   if (options.target.empty()) return absl::InvalidArgumentError("no target");
   grpc::ChannelArguments arguments;
   arguments.SetMaxReceiveMessageSize(options.max_message_bytes);
@@ -46,7 +48,8 @@ absl::StatusOr<std::unique_ptr<HeadwayClient>> HeadwayClient::Create(const Optio
   return std::unique_ptr<HeadwayClient>(new HeadwayClient(options, std::move(channel)));
 }
 
-absl::StatusOr<v1::EmbedResponse> HeadwayClient::Embed(const v1::EmbedRequest& request) const {
+absl::StatusOr<v1::EmbedResponse> HeadwayClient::Embed(
+    const v1::EmbedRequest& request) const {
   return Invoke<v1::EmbedResponse>(options_.timeout, [&](auto* context, auto* response) {
     return inference_->Embed(context, request, response);
   });
@@ -54,22 +57,25 @@ absl::StatusOr<v1::EmbedResponse> HeadwayClient::Embed(const v1::EmbedRequest& r
 
 absl::StatusOr<v1::ClassifyResponse> HeadwayClient::Classify(
     const v1::ClassifyRequest& request) const {
-  return Invoke<v1::ClassifyResponse>(options_.timeout, [&](auto* context, auto* response) {
-    return inference_->Classify(context, request, response);
-  });
+  return Invoke<v1::ClassifyResponse>(
+      options_.timeout, [&](auto* context, auto* response) {
+        return inference_->Classify(context, request, response);
+      });
 }
 
 absl::StatusOr<v1::HotSwapHeadResponse> HeadwayClient::HotSwapHead(
     const v1::HotSwapHeadRequest& request) const {
-  return Invoke<v1::HotSwapHeadResponse>(options_.timeout, [&](auto* context, auto* response) {
-    return management_->HotSwapHead(context, request, response);
-  });
+  return Invoke<v1::HotSwapHeadResponse>(
+      options_.timeout, [&](auto* context, auto* response) {
+        return management_->HotSwapHead(context, request, response);
+      });
 }
 
 absl::StatusOr<v1::ListModelsResponse> HeadwayClient::ListModels() const {
-  return Invoke<v1::ListModelsResponse>(options_.timeout, [&](auto* context, auto* response) {
-    return management_->ListModels(context, v1::ListModelsRequest(), response);
-  });
+  return Invoke<v1::ListModelsResponse>(
+      options_.timeout, [&](auto* context, auto* response) {
+        return management_->ListModels(context, v1::ListModelsRequest(), response);
+      });
 }
 
 absl::StatusOr<grpc::health::v1::HealthCheckResponse::ServingStatus>

@@ -6,11 +6,11 @@
 #ifndef HEADWAY_CLIENT_HEADWAY_CLIENT_H_
 #define HEADWAY_CLIENT_HEADWAY_CLIENT_H_
 
+#include <grpcpp/channel.h>
+
 #include <filesystem>
 #include <memory>
 #include <string>
-
-#include <grpcpp/channel.h>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"

@@ -13,13 +13,13 @@ absl::StatusOr<std::unique_ptr<Backbone>> Backbone::Load(
     const std::filesystem::path& file, c10::Device device,
     const std::vector<int64_t>& input_shape) {
   const std::string context = absl::StrCat("loading backbone ", file.string());
-  HEADWAY_ASSIGN_OR_RETURN(
-      torch::jit::Module module,
-      CallTorch(context, absl::StatusCode::kInvalidArgument, [&] {
-        torch::jit::Module m = torch::jit::load(file.string(), device);
-        m.eval();
-        return m;
-      }));
+  HEADWAY_ASSIGN_OR_RETURN(torch::jit::Module module,
+                           CallTorch(context, absl::StatusCode::kInvalidArgument, [&] {
+                             torch::jit::Module m =
+                                 torch::jit::load(file.string(), device);
+                             m.eval();
+                             return m;
+                           }));
   std::unique_ptr<Backbone> backbone(new Backbone(std::move(module), device));
 
   c10::InferenceMode inference;
@@ -27,7 +27,8 @@ absl::StatusOr<std::unique_ptr<Backbone>> Backbone::Load(
   probe_shape.insert(probe_shape.end(), input_shape.begin(), input_shape.end());
   HEADWAY_ASSIGN_OR_RETURN(
       at::Tensor features,
-      backbone->Forward(torch::zeros(probe_shape, torch::dtype(torch::kFloat32).device(device))));
+      backbone->Forward(
+          torch::zeros(probe_shape, torch::dtype(torch::kFloat32).device(device))));
   backbone->feature_dim_ = features.size(1);
   return backbone;
 }
@@ -38,8 +39,8 @@ absl::StatusOr<at::Tensor> Backbone::Forward(const at::Tensor& batch) const {
       CallTorch("backbone forward", absl::StatusCode::kInvalidArgument, [&] {
         c10::IValue output = module_.forward({batch});
         if (!output.isTensor()) {
-          throw std::runtime_error(absl::StrCat("backbone returned a ",
-                                                output.tagKind(), ", not a tensor"));
+          throw std::runtime_error(
+              absl::StrCat("backbone returned a ", output.tagKind(), ", not a tensor"));
         }
         return output.toTensor();
       }));

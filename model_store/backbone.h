@@ -7,12 +7,12 @@
 #ifndef HEADWAY_MODEL_STORE_BACKBONE_H_
 #define HEADWAY_MODEL_STORE_BACKBONE_H_
 
+#include <torch/script.h>
+
 #include <cstdint>
 #include <filesystem>
 #include <memory>
 #include <vector>
-
-#include <torch/script.h>
 
 #include "absl/status/statusor.h"
 
@@ -24,9 +24,9 @@ class Backbone {
   // INVALID_ARGUMENT when the file is not a TorchScript module, or when the module
   // fails on, or does not return one feature row per item of, an input of
   // `input_shape` ({C, H, W}).
-  static absl::StatusOr<std::unique_ptr<Backbone>> Load(const std::filesystem::path& file,
-                                                        c10::Device device,
-                                                        const std::vector<int64_t>& input_shape);
+  static absl::StatusOr<std::unique_ptr<Backbone>> Load(
+      const std::filesystem::path& file, c10::Device device,
+      const std::vector<int64_t>& input_shape);
 
   // batch: float [N, C, H, W] on device(). Returns features [N, feature_dim()] on
   // device(). Must run under c10::InferenceMode.

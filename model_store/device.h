@@ -4,12 +4,12 @@
 #ifndef HEADWAY_MODEL_STORE_DEVICE_H_
 #define HEADWAY_MODEL_STORE_DEVICE_H_
 
-#include <string>
-#include "absl/strings/string_view.h"
-
 #include <c10/core/Device.h>
 
+#include <string>
+
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace headway {
 

@@ -7,16 +7,16 @@
 #ifndef HEADWAY_MODEL_STORE_HEAD_H_
 #define HEADWAY_MODEL_STORE_HEAD_H_
 
+#include <torch/script.h>
+
 #include <cstdint>
 #include <filesystem>
 #include <memory>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <vector>
 
-#include <torch/script.h>
-
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace headway {
 
@@ -59,7 +59,8 @@ class Head {
 
 // Reads a labels file: one label per line, class index order; a trailing empty line
 // and carriage returns are ignored.
-absl::StatusOr<std::vector<std::string>> ReadLabelsFile(const std::filesystem::path& path);
+absl::StatusOr<std::vector<std::string>> ReadLabelsFile(
+    const std::filesystem::path& path);
 
 }  // namespace headway
 

@@ -4,8 +4,9 @@
 #define HEADWAY_MODEL_STORE_INPUT_H_
 
 #include <cstdint>
-#include "absl/strings/string_view.h"
 #include <vector>
+
+#include "absl/strings/string_view.h"
 
 namespace headway {
 

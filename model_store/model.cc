@@ -51,8 +51,9 @@ absl::StatusOr<at::Tensor> ComputeFeatures(const Preprocessor& preprocessor,
     items.push_back(*std::move(item));
   }
   HEADWAY_ASSIGN_OR_RETURN(at::Tensor batch,
-                           CallTorch("batching inputs", absl::StatusCode::kInternal,
-                                     [&] { return at::stack(items).to(backbone.device()); }));
+                           CallTorch("batching inputs", absl::StatusCode::kInternal, [&] {
+                             return at::stack(items).to(backbone.device());
+                           }));
   return backbone.Forward(batch);
 }
 
@@ -95,10 +96,9 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(const std::filesystem::path& 
   return model;
 }
 
-absl::StatusOr<std::shared_ptr<const Head>> Model::LoadHead(std::string name,
-                                                            std::string checkpoint,
-                                                            std::vector<std::string> labels,
-                                                            int64_t version) const {
+absl::StatusOr<std::shared_ptr<const Head>> Model::LoadHead(
+    std::string name, std::string checkpoint, std::vector<std::string> labels,
+    int64_t version) const {
   HeadSpec spec;
   spec.name = std::move(name);
   spec.checkpoint = std::move(checkpoint);
@@ -137,7 +137,8 @@ absl::StatusOr<EmbedResult> Model::Embed(absl::Span<const InputView> inputs,
 }
 
 absl::StatusOr<ClassifyResult> Model::Classify(absl::Span<const InputView> inputs,
-                                               absl::string_view head_name, int top_k) const {
+                                               absl::string_view head_name,
+                                               int top_k) const {
   if (top_k < 0) return absl::InvalidArgumentError("top_k must not be negative");
   HEADWAY_RETURN_IF_ERROR(
       CheckInputCount(inputs.size(), config_.limits().max_inputs_per_request()));
@@ -148,9 +149,9 @@ absl::StatusOr<ClassifyResult> Model::Classify(absl::Span<const InputView> input
   if (it == table->heads.end()) {
     std::vector<std::string> names;
     for (const auto& [name, head] : table->heads) names.push_back(name);
-    return absl::NotFoundError(absl::StrCat("model \"", name(), "\" has no head \"",
-                                            head_name, "\"; its heads: ",
-                                            absl::StrJoin(names, ", ")));
+    return absl::NotFoundError(
+        absl::StrCat("model \"", name(), "\" has no head \"", head_name,
+                     "\"; its heads: ", absl::StrJoin(names, ", ")));
   }
   const std::shared_ptr<const Head> head = it->second;
 
@@ -158,7 +159,8 @@ absl::StatusOr<ClassifyResult> Model::Classify(absl::Span<const InputView> input
   HEADWAY_ASSIGN_OR_RETURN(const at::Tensor features,
                            ComputeFeatures(*preprocessor_, *backbone_, inputs));
   HEADWAY_ASSIGN_OR_RETURN(const at::Tensor logits, head->Forward(features));
-  const int64_t k = std::min<int64_t>(top_k == 0 ? kDefaultTopK : top_k, head->num_classes());
+  const int64_t k =
+      std::min<int64_t>(top_k == 0 ? kDefaultTopK : top_k, head->num_classes());
   const auto [scores, indices] = at::softmax(logits.to(torch::kFloat32), 1).topk(k, 1);
   const at::Tensor cpu_scores = scores.to(torch::kCPU).contiguous();
   const at::Tensor cpu_indices = indices.to(torch::kCPU, torch::kInt64).contiguous();
@@ -183,7 +185,8 @@ absl::StatusOr<ClassifyResult> Model::Classify(absl::Span<const InputView> input
 absl::StatusOr<HeadInfo> Model::SwapHead(const HeadSwap& swap) {
   if (swap.head.empty()) return absl::InvalidArgumentError("head name is empty");
   if (swap.file.empty() == swap.checkpoint.empty()) {
-    return absl::InvalidArgumentError("give exactly one of a head file and checkpoint bytes");
+    return absl::InvalidArgumentError(
+        "give exactly one of a head file and checkpoint bytes");
   }
   std::string checkpoint = swap.checkpoint;
   if (!swap.file.empty()) {
@@ -194,7 +197,8 @@ absl::StatusOr<HeadInfo> Model::SwapHead(const HeadSwap& swap) {
   std::vector<std::string> labels = swap.labels;
   if (!swap.labels_file.empty()) {
     if (!labels.empty()) {
-      return absl::InvalidArgumentError("give labels inline or as a labels file, not both");
+      return absl::InvalidArgumentError(
+          "give labels inline or as a labels file, not both");
     }
     HEADWAY_ASSIGN_OR_RETURN(const std::filesystem::path labels_file,
                              ResolveModelFile(model_dir_, swap.labels_file));
@@ -206,8 +210,9 @@ absl::StatusOr<HeadInfo> Model::SwapHead(const HeadSwap& swap) {
   auto it = current->heads.find(swap.head);
   const int64_t version = it == current->heads.end() ? 1 : it->second->version() + 1;
   // Built and warmed up to the side; requests keep using `current` meanwhile.
-  HEADWAY_ASSIGN_OR_RETURN(std::shared_ptr<const Head> head,
-                           LoadHead(swap.head, std::move(checkpoint), std::move(labels), version));
+  HEADWAY_ASSIGN_OR_RETURN(
+      std::shared_ptr<const Head> head,
+      LoadHead(swap.head, std::move(checkpoint), std::move(labels), version));
   auto next = std::make_shared<HeadTable>(*current);
   next->heads[swap.head] = head;
   {

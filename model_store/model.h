@@ -13,11 +13,11 @@
 #include <filesystem>
 #include <memory>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/types/span.h"
 #include "headway/v1/model_config.pb.h"
@@ -78,8 +78,8 @@ class Model {
  public:
   // Loads the backbone and every configured head onto config.device() and warms them
   // up. `config` must come from ReadModelConfig (validated, defaults filled).
-  static absl::StatusOr<std::unique_ptr<Model>> Load(const std::filesystem::path& model_dir,
-                                                     const v1::ModelConfig& config);
+  static absl::StatusOr<std::unique_ptr<Model>> Load(
+      const std::filesystem::path& model_dir, const v1::ModelConfig& config);
   ~Model();
   Model(const Model&) = delete;
   Model& operator=(const Model&) = delete;

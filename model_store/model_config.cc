@@ -1,13 +1,13 @@
 #include "model_store/model_config.h"
 
+#include <google/protobuf/io/tokenizer.h>
+#include <google/protobuf/text_format.h>
+
 #include <fstream>
 #include <set>
 #include <sstream>
 #include <string>
 #include <vector>
-
-#include <google/protobuf/io/tokenizer.h>
-#include <google/protobuf/text_format.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -20,7 +20,8 @@ namespace {
 class TextFormatErrors : public google::protobuf::io::ErrorCollector {
  public:
   void AddError(int line, int column, const std::string& message) override {
-    errors_.push_back(absl::StrCat("line ", line + 1, ", column ", column + 1, ": ", message));
+    errors_.push_back(
+        absl::StrCat("line ", line + 1, ", column ", column + 1, ": ", message));
   }
   void AddWarning(int, int, const std::string&) override {}
   std::string Joined() const { return absl::StrJoin(errors_, "; "); }
@@ -36,8 +37,9 @@ absl::Status ValidateInputSpec(const v1::InputSpec& input) {
   }
   if (input.height() <= 0 || input.width() <= 0 || input.height() > 8192 ||
       input.width() > 8192) {
-    return absl::InvalidArgumentError(absl::StrCat("input.height and input.width must be in 1..8192, got ",
-                                                   input.height(), "x", input.width()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("input.height and input.width must be in 1..8192, got ",
+                     input.height(), "x", input.width()));
   }
   if (input.resize() == v1::InputSpec::SHORTER_SIDE_THEN_CENTER_CROP &&
       (input.resize_shorter_side() < input.height() ||
@@ -48,8 +50,9 @@ absl::Status ValidateInputSpec(const v1::InputSpec& input) {
   for (const auto& [field, values] :
        {std::pair{"mean", &input.mean()}, std::pair{"std", &input.std()}}) {
     if (values->size() > 1 && values->size() != input.channels()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "input.", field, " needs 1 or ", input.channels(), " values, got ", values->size()));
+      return absl::InvalidArgumentError(absl::StrCat("input.", field, " needs 1 or ",
+                                                     input.channels(), " values, got ",
+                                                     values->size()));
     }
   }
   for (float s : input.std()) {
@@ -66,27 +69,32 @@ absl::StatusOr<v1::ModelConfig> ParseModelConfig(absl::string_view text) {
   google::protobuf::TextFormat::Parser parser;
   parser.RecordErrorsTo(&errors);
   if (!parser.ParseFromString(std::string(text), &config)) {
-    return absl::InvalidArgumentError(absl::StrCat("malformed model config: ", errors.Joined()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("malformed model config: ", errors.Joined()));
   }
   return config;
 }
 
 absl::Status ValidateModelConfig(const v1::ModelConfig& config) {
-  if (config.name().empty()) return absl::InvalidArgumentError("model config has no name");
+  if (config.name().empty())
+    return absl::InvalidArgumentError("model config has no name");
   if (config.backbone().file().empty()) {
     return absl::InvalidArgumentError("model config has no backbone.file");
   }
   HEADWAY_RETURN_IF_ERROR(ResolveModelFile(".", config.backbone().file()).status());
   HEADWAY_RETURN_IF_ERROR(ValidateInputSpec(config.input()));
-  if (config.heads().empty()) return absl::InvalidArgumentError("model config has no heads");
+  if (config.heads().empty())
+    return absl::InvalidArgumentError("model config has no heads");
   std::set<std::string> names;
   for (const v1::HeadConfig& head : config.heads()) {
     if (head.name().empty()) return absl::InvalidArgumentError("a head has no name");
     if (!names.insert(head.name()).second) {
-      return absl::InvalidArgumentError(absl::StrCat("duplicate head \"", head.name(), "\""));
+      return absl::InvalidArgumentError(
+          absl::StrCat("duplicate head \"", head.name(), "\""));
     }
     if (head.file().empty()) {
-      return absl::InvalidArgumentError(absl::StrCat("head \"", head.name(), "\" has no file"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("head \"", head.name(), "\" has no file"));
     }
     HEADWAY_RETURN_IF_ERROR(ResolveModelFile(".", head.file()).status());
     if (!head.labels_file().empty()) {
@@ -94,11 +102,12 @@ absl::Status ValidateModelConfig(const v1::ModelConfig& config) {
     }
   }
   if (!config.default_head().empty() && names.count(config.default_head()) == 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("default_head \"", config.default_head(), "\" is not one of the heads"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "default_head \"", config.default_head(), "\" is not one of the heads"));
   }
   if (config.limits().max_inputs_per_request() < 0) {
-    return absl::InvalidArgumentError("limits.max_inputs_per_request must not be negative");
+    return absl::InvalidArgumentError(
+        "limits.max_inputs_per_request must not be negative");
   }
   return absl::OkStatus();
 }
@@ -119,10 +128,9 @@ absl::StatusOr<v1::ModelConfig> ReadModelConfig(const std::filesystem::path& mod
                                  ? model_dir.parent_path().filename().string()
                                  : model_dir.filename().string();
   if (config.name() != folder) {
-    return absl::InvalidArgumentError(absl::StrCat(path.string(), ": model name \"",
-                                                   config.name(),
-                                                   "\" differs from its folder's name \"",
-                                                   folder, "\""));
+    return absl::InvalidArgumentError(
+        absl::StrCat(path.string(), ": model name \"", config.name(),
+                     "\" differs from its folder's name \"", folder, "\""));
   }
   if (config.backbone().format() == v1::BackboneConfig::FORMAT_UNSPECIFIED) {
     config.mutable_backbone()->set_format(v1::BackboneConfig::TORCHSCRIPT);
@@ -148,8 +156,8 @@ absl::StatusOr<std::filesystem::path> ResolveModelFile(
   if (relative.empty()) return absl::InvalidArgumentError("empty file path");
   const std::filesystem::path path{std::string(relative)};
   if (path.is_absolute()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("file path \"", relative, "\" must be relative to the model's folder"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "file path \"", relative, "\" must be relative to the model's folder"));
   }
   for (const std::filesystem::path& part : path) {
     if (part == "..") {

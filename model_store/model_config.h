@@ -5,10 +5,10 @@
 #define HEADWAY_MODEL_STORE_MODEL_CONFIG_H_
 
 #include <filesystem>
-#include "absl/strings/string_view.h"
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "headway/v1/model_config.pb.h"
 
 namespace headway {

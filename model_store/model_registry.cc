@@ -9,7 +9,8 @@
 
 namespace headway {
 
-absl::StatusOr<std::unique_ptr<ModelRegistry>> ModelRegistry::Create(const Options& options) {
+absl::StatusOr<std::unique_ptr<ModelRegistry>> ModelRegistry::Create(
+    const Options& options) {
   std::error_code error;
   if (!std::filesystem::is_directory(options.model_store, error)) {
     return absl::NotFoundError(
@@ -17,14 +18,16 @@ absl::StatusOr<std::unique_ptr<ModelRegistry>> ModelRegistry::Create(const Optio
   }
   std::unique_ptr<ModelRegistry> registry(new ModelRegistry());
   std::vector<std::filesystem::path> model_dirs;
-  for (const auto& entry : std::filesystem::directory_iterator(options.model_store, error)) {
-    if (entry.is_directory() && std::filesystem::exists(entry.path() / kModelConfigFileName)) {
+  for (const auto& entry :
+       std::filesystem::directory_iterator(options.model_store, error)) {
+    if (entry.is_directory() &&
+        std::filesystem::exists(entry.path() / kModelConfigFileName)) {
       model_dirs.push_back(entry.path());
     }
   }
   if (error) {
-    return absl::UnavailableError(
-        absl::StrCat("cannot list ", options.model_store.string(), ": ", error.message()));
+    return absl::UnavailableError(absl::StrCat(
+        "cannot list ", options.model_store.string(), ": ", error.message()));
   }
   if (model_dirs.empty()) {
     return absl::NotFoundError(absl::StrCat("model store ", options.model_store.string(),
@@ -35,8 +38,9 @@ absl::StatusOr<std::unique_ptr<ModelRegistry>> ModelRegistry::Create(const Optio
     HEADWAY_ASSIGN_OR_RETURN(const v1::ModelConfig config, ReadModelConfig(dir));
     absl::StatusOr<std::unique_ptr<Model>> model = Model::Load(dir, config);
     if (!model.ok()) {
-      return absl::Status(model.status().code(), absl::StrCat("model \"", config.name(),
-                                                              "\": ", model.status().message()));
+      return absl::Status(
+          model.status().code(),
+          absl::StrCat("model \"", config.name(), "\": ", model.status().message()));
     }
     absl::MutexLock lock(&registry->mu_);
     registry->models_[config.name()] = std::move(*model);
@@ -50,8 +54,8 @@ absl::StatusOr<std::shared_ptr<Model>> ModelRegistry::Find(absl::string_view nam
   if (it == models_.end()) {
     std::vector<std::string> names;
     for (const auto& [model_name, model] : models_) names.push_back(model_name);
-    return absl::NotFoundError(absl::StrCat("model \"", name, "\" is not loaded; models: ",
-                                            absl::StrJoin(names, ", ")));
+    return absl::NotFoundError(absl::StrCat(
+        "model \"", name, "\" is not loaded; models: ", absl::StrJoin(names, ", ")));
   }
   return it->second;
 }

@@ -1,15 +1,15 @@
 #include "model_store/preprocessor.h"
 
-#include <cmath>
-#include "absl/strings/string_view.h"
+#include <torch/types.h>
 
+#include <cmath>
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
-#include <torch/types.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/string_view.h"
 #include "model_store/status_macros.h"
 
 namespace headway {
@@ -25,7 +25,8 @@ bool LooksLikeJpeg(absl::string_view bytes) {
 // the end-of-image marker (FF D9), possibly followed by a little padding.
 bool HasJpegEnd(absl::string_view bytes) {
   constexpr size_t kMaxTrailingBytes = 64;
-  const size_t from = bytes.size() > kMaxTrailingBytes + 2 ? bytes.size() - kMaxTrailingBytes - 2 : 0;
+  const size_t from =
+      bytes.size() > kMaxTrailingBytes + 2 ? bytes.size() - kMaxTrailingBytes - 2 : 0;
   for (size_t i = bytes.size() - 1; i > from; --i) {
     if (static_cast<unsigned char>(bytes[i - 1]) == 0xFF &&
         static_cast<unsigned char>(bytes[i]) == 0xD9) {
@@ -41,8 +42,8 @@ bool HasJpegEnd(absl::string_view bytes) {
 absl::StatusOr<cv::Mat> DecodeImage(absl::string_view bytes, int channels) {
   if (bytes.empty()) return absl::InvalidArgumentError("empty image");
   if (LooksLikeJpeg(bytes) && !HasJpegEnd(bytes)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("truncated JPEG (", bytes.size(), " bytes, no end-of-image marker)"));
+    return absl::InvalidArgumentError(absl::StrCat("truncated JPEG (", bytes.size(),
+                                                   " bytes, no end-of-image marker)"));
   }
   const cv::Mat encoded(1, static_cast<int>(bytes.size()), CV_8UC1,
                         const_cast<char*>(bytes.data()));
@@ -53,8 +54,9 @@ absl::StatusOr<cv::Mat> DecodeImage(absl::string_view bytes, int channels) {
     return absl::InvalidArgumentError(absl::StrCat("cannot decode image: ", e.what()));
   }
   if (image.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "cannot decode image (", bytes.size(), " bytes): expected JPEG, PNG, BMP or WebP"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot decode image (", bytes.size(),
+                     " bytes): expected JPEG, PNG, BMP or WebP"));
   }
   if (channels == 1) cv::cvtColor(image, image, cv::COLOR_BGR2GRAY);
   return image;
@@ -73,10 +75,9 @@ absl::StatusOr<cv::Mat> PixelsFromTensor(const InputView& input, int channels) {
   }
   const int64_t expected_bytes = shape[0] * shape[1] * c;
   if (static_cast<int64_t>(input.data.size()) != expected_bytes) {
-    return absl::InvalidArgumentError(absl::StrCat("uint8 tensor of shape [",
-                                                   absl::StrJoin(shape, ", "), "] needs ",
-                                                   expected_bytes, " bytes, got ",
-                                                   input.data.size()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("uint8 tensor of shape [", absl::StrJoin(shape, ", "), "] needs ",
+                     expected_bytes, " bytes, got ", input.data.size()));
   }
   const cv::Mat view(static_cast<int>(shape[0]), static_cast<int>(shape[1]),
                      CV_8UC(static_cast<int>(c)), const_cast<char*>(input.data.data()));
@@ -125,9 +126,9 @@ absl::StatusOr<at::Tensor> Preprocessor::Process(const InputView& input) const {
   if (input.kind == InputView::Kind::kTensor) {
     if (input.dtype == TensorType::kFloat32) {
       if (input.shape != input_shape_) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "float32 tensor has shape [", absl::StrJoin(input.shape, ", "),
-            "]; the model takes [", absl::StrJoin(input_shape_, ", "), "]"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("float32 tensor has shape [", absl::StrJoin(input.shape, ", "),
+                         "]; the model takes [", absl::StrJoin(input_shape_, ", "), "]"));
       }
       const size_t expected_bytes = sizeof(float) * channels * height * width;
       if (input.data.size() != expected_bytes) {
@@ -163,11 +164,14 @@ absl::StatusOr<at::Tensor> Preprocessor::Process(const InputView& input) const {
       }
       break;
     case v1::InputSpec::SHORTER_SIDE_THEN_CENTER_CROP: {
-      const double scale =
-          static_cast<double>(spec_.resize_shorter_side()) / std::min(pixels.rows, pixels.cols);
-      const int resized_rows = std::max(height, static_cast<int>(std::lround(pixels.rows * scale)));
-      const int resized_cols = std::max(width, static_cast<int>(std::lround(pixels.cols * scale)));
-      cv::resize(pixels, pixels, cv::Size(resized_cols, resized_rows), 0, 0, cv::INTER_LINEAR);
+      const double scale = static_cast<double>(spec_.resize_shorter_side()) /
+                           std::min(pixels.rows, pixels.cols);
+      const int resized_rows =
+          std::max(height, static_cast<int>(std::lround(pixels.rows * scale)));
+      const int resized_cols =
+          std::max(width, static_cast<int>(std::lround(pixels.cols * scale)));
+      cv::resize(pixels, pixels, cv::Size(resized_cols, resized_rows), 0, 0,
+                 cv::INTER_LINEAR);
       const int top = static_cast<int>(std::lround((resized_rows - height) / 2.0));
       const int left = static_cast<int>(std::lround((resized_cols - width) / 2.0));
       pixels = pixels(cv::Rect(left, top, width, height)).clone();
@@ -181,8 +185,14 @@ absl::StatusOr<at::Tensor> Preprocessor::Process(const InputView& input) const {
   }
   if (!pixels.isContinuous()) pixels = pixels.clone();
 
-  const at::Tensor hwc = torch::from_blob(pixels.data, {height, width, channels}, torch::kUInt8);
-  return hwc.permute({2, 0, 1}).to(torch::kFloat32).div_(255.0f).sub_(mean_).div_(std_).contiguous();
+  const at::Tensor hwc =
+      torch::from_blob(pixels.data, {height, width, channels}, torch::kUInt8);
+  return hwc.permute({2, 0, 1})
+      .to(torch::kFloat32)
+      .div_(255.0f)
+      .sub_(mean_)
+      .div_(std_)
+      .contiguous();
 }
 
 }  // namespace headway

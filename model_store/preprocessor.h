@@ -8,11 +8,11 @@
 #ifndef HEADWAY_MODEL_STORE_PREPROCESSOR_H_
 #define HEADWAY_MODEL_STORE_PREPROCESSOR_H_
 
+#include <ATen/core/Tensor.h>
+
 #include <cstdint>
 #include <memory>
 #include <vector>
-
-#include <ATen/core/Tensor.h>
 
 #include "absl/status/statusor.h"
 #include "headway/v1/model_config.pb.h"

@@ -7,9 +7,9 @@
 #include "absl/status/statusor.h"
 
 // Returns `expr` from the enclosing function when it is not OK.
-#define HEADWAY_RETURN_IF_ERROR(expr)                \
-  do {                                               \
-    ::absl::Status headway_status_ = (expr);         \
+#define HEADWAY_RETURN_IF_ERROR(expr)                  \
+  do {                                                 \
+    ::absl::Status headway_status_ = (expr);           \
     if (!headway_status_.ok()) return headway_status_; \
   } while (false)
 

@@ -4,17 +4,17 @@
 #ifndef HEADWAY_MODEL_STORE_TORCH_ERRORS_H_
 #define HEADWAY_MODEL_STORE_TORCH_ERRORS_H_
 
+#include <c10/util/Exception.h>
+
 #include <exception>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <type_traits>
 #include <utility>
-
-#include <c10/util/Exception.h>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 
 namespace headway {
 
@@ -25,11 +25,10 @@ std::string TorchErrorSummary(const c10::Error& error);
 // message starts with `context`. fn may return void, a value, or an absl::Status(Or).
 template <typename Fn>
 auto CallTorch(absl::string_view context, absl::StatusCode code, Fn&& fn)
-    -> std::conditional_t<std::is_void_v<std::invoke_result_t<Fn>>, absl::Status,
-                          std::conditional_t<std::is_same_v<std::invoke_result_t<Fn>,
-                                                            absl::Status>,
-                                             absl::Status,
-                                             absl::StatusOr<std::invoke_result_t<Fn>>>> {
+    -> std::conditional_t<
+        std::is_void_v<std::invoke_result_t<Fn>>, absl::Status,
+        std::conditional_t<std::is_same_v<std::invoke_result_t<Fn>, absl::Status>,
+                           absl::Status, absl::StatusOr<std::invoke_result_t<Fn>>>> {
   try {
     if constexpr (std::is_void_v<std::invoke_result_t<Fn>>) {
       std::forward<Fn>(fn)();

@@ -30,7 +30,7 @@ OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "digits")
 SEED = 20261128
 CELL = 20
 HELDOUT_PER_CLASS = 100
-EPOCHS = 12
+EPOCHS = 20
 BATCH = 64
 
 
@@ -110,7 +110,7 @@ def main():
 
     parity_head = nn.Linear(64, 2)
     print("training parity head on frozen features")
-    train(backbone, parity_head, x[train_idx], parity[train_idx], 4,
+    train(backbone, parity_head, x[train_idx], parity[train_idx], 10,
           list(parity_head.parameters()), gen)
 
     with torch.no_grad():

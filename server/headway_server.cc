@@ -22,7 +22,8 @@ HeadwayServer::~HeadwayServer() {
   workers_.reset();
 }
 
-absl::StatusOr<std::unique_ptr<HeadwayServer>> HeadwayServer::Start(const Options& options) {
+absl::StatusOr<std::unique_ptr<HeadwayServer>> HeadwayServer::Start(
+    const Options& options) {
   if (options.registry == nullptr) return absl::InvalidArgumentError("no model registry");
   std::unique_ptr<HeadwayServer> server(new HeadwayServer(options));
 

@@ -6,10 +6,10 @@
 #ifndef HEADWAY_SERVER_HEADWAY_SERVER_H_
 #define HEADWAY_SERVER_HEADWAY_SERVER_H_
 
+#include <grpcpp/server.h>
+
 #include <memory>
 #include <string>
-
-#include <grpcpp/server.h>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"

@@ -47,8 +47,10 @@ absl::StatusOr<std::vector<InputView>> ToInputViews(
 
 absl::Status RunEmbed(const ModelRegistry& registry, const v1::EmbedRequest& request,
                       v1::EmbedResponse& response) {
-  HEADWAY_ASSIGN_OR_RETURN(const std::shared_ptr<Model> model, registry.Find(request.model()));
-  HEADWAY_ASSIGN_OR_RETURN(const std::vector<InputView> inputs, ToInputViews(request.inputs()));
+  HEADWAY_ASSIGN_OR_RETURN(const std::shared_ptr<Model> model,
+                           registry.Find(request.model()));
+  HEADWAY_ASSIGN_OR_RETURN(const std::vector<InputView> inputs,
+                           ToInputViews(request.inputs()));
   HEADWAY_ASSIGN_OR_RETURN(const EmbedResult result,
                            model->Embed(inputs, request.l2_normalize()));
   response.set_model(model->name());
@@ -60,10 +62,13 @@ absl::Status RunEmbed(const ModelRegistry& registry, const v1::EmbedRequest& req
   return absl::OkStatus();
 }
 
-absl::Status RunClassify(const ModelRegistry& registry, const v1::ClassifyRequest& request,
+absl::Status RunClassify(const ModelRegistry& registry,
+                         const v1::ClassifyRequest& request,
                          v1::ClassifyResponse& response) {
-  HEADWAY_ASSIGN_OR_RETURN(const std::shared_ptr<Model> model, registry.Find(request.model()));
-  HEADWAY_ASSIGN_OR_RETURN(const std::vector<InputView> inputs, ToInputViews(request.inputs()));
+  HEADWAY_ASSIGN_OR_RETURN(const std::shared_ptr<Model> model,
+                           registry.Find(request.model()));
+  HEADWAY_ASSIGN_OR_RETURN(const std::vector<InputView> inputs,
+                           ToInputViews(request.inputs()));
   HEADWAY_ASSIGN_OR_RETURN(const ClassifyResult result,
                            model->Classify(inputs, request.head(), request.top_k()));
   response.set_model(model->name());
@@ -88,9 +93,9 @@ InferenceServiceImpl::InferenceServiceImpl(const ModelRegistry* registry,
                                            WorkerPool* workers)
     : registry_(registry), workers_(workers) {}
 
-grpc::ServerUnaryReactor* InferenceServiceImpl::Embed(grpc::CallbackServerContext* context,
-                                                      const v1::EmbedRequest* request,
-                                                      v1::EmbedResponse* response) {
+grpc::ServerUnaryReactor* InferenceServiceImpl::Embed(
+    grpc::CallbackServerContext* context, const v1::EmbedRequest* request,
+    v1::EmbedResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   workers_->Schedule([this, reactor, request, response] {
     reactor->Finish(ToGrpcStatus(RunEmbed(*registry_, *request, *response)));

@@ -9,7 +9,8 @@ namespace {
 absl::Status RunHotSwapHead(const ModelRegistry& registry,
                             const v1::HotSwapHeadRequest& request,
                             v1::HotSwapHeadResponse& response) {
-  HEADWAY_ASSIGN_OR_RETURN(const std::shared_ptr<Model> model, registry.Find(request.model()));
+  HEADWAY_ASSIGN_OR_RETURN(const std::shared_ptr<Model> model,
+                           registry.Find(request.model()));
   HeadSwap swap;
   swap.head = request.head();
   swap.file = request.file();
@@ -19,7 +20,8 @@ absl::Status RunHotSwapHead(const ModelRegistry& registry,
   if (request.source_case() == v1::HotSwapHeadRequest::SOURCE_NOT_SET) {
     return absl::InvalidArgumentError("set either file or checkpoint");
   }
-  if (request.source_case() == v1::HotSwapHeadRequest::kCheckpoint && swap.checkpoint.empty()) {
+  if (request.source_case() == v1::HotSwapHeadRequest::kCheckpoint &&
+      swap.checkpoint.empty()) {
     return absl::InvalidArgumentError("checkpoint is empty");
   }
   HEADWAY_ASSIGN_OR_RETURN(const HeadInfo head, model->SwapHead(swap));

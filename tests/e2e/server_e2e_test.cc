@@ -1,13 +1,13 @@
 // End to end: the real headway_server binary on a free localhost port, serving the
 // bundled model store, driven by the real client library and CLI over TCP.
-#include <atomic>
-#include <fstream>
-#include <set>
-#include <thread>
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
+#include <atomic>
+#include <fstream>
 #include <opencv2/imgcodecs.hpp>
+#include <set>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "client/headway_client.h"
@@ -28,7 +28,8 @@ v1::Input PngInput(int cell) {
 
 std::string ReadBytes(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  return std::string((std::istreambuf_iterator<char>(in)),
+                     std::istreambuf_iterator<char>());
 }
 
 class ServerTest : public ::testing::Test {
@@ -59,7 +60,8 @@ class ServerTest : public ::testing::Test {
       request.set_head(head);
       request.set_top_k(1);
       const size_t end = std::min(split.digits.size(), start + 50);
-      for (size_t i = start; i < end; ++i) *request.add_inputs() = PngInput(split.digits[i].cell);
+      for (size_t i = start; i < end; ++i)
+        *request.add_inputs() = PngInput(split.digits[i].cell);
       const absl::StatusOr<v1::ClassifyResponse> response = client_->Classify(request);
       EXPECT_TRUE(response.ok()) << response.status();
       if (!response.ok()) return 0;
@@ -122,12 +124,14 @@ TEST_F(ServerTest, EmbedGivesTheSameVectorForPngAndEquivalentTensors) {
   // ... and as the preprocessed float32 tensor [1, 20, 20].
   std::vector<float> normalised;
   for (int i = 0; i < 400; ++i) {
-    normalised.push_back((digit.data[i] / 255.0f - testing::DigitsMean()) / testing::DigitsStd());
+    normalised.push_back((digit.data[i] / 255.0f - testing::DigitsMean()) /
+                         testing::DigitsStd());
   }
   v1::Tensor* preprocessed = request.add_inputs()->mutable_tensor();
   preprocessed->set_dtype(v1::FLOAT32);
   for (int d : {1, 20, 20}) preprocessed->add_shape(d);
-  preprocessed->set_data(std::string(reinterpret_cast<const char*>(normalised.data()), 1600));
+  preprocessed->set_data(
+      std::string(reinterpret_cast<const char*>(normalised.data()), 1600));
 
   const absl::StatusOr<v1::EmbedResponse> response = client_->Embed(request);
   ASSERT_TRUE(response.ok()) << response.status();
@@ -191,10 +195,12 @@ TEST_F(ServerTest, HotSwapHeadChangesLabelsAndRefusesAMismatchedHead) {
 
   v1::HotSwapHeadRequest wrong_dim = to_digit;
   wrong_dim.clear_labels();
-  wrong_dim.set_checkpoint(ReadBytes(testing::SourcePath("tests/data/head_wrong_dim.pt")));
+  wrong_dim.set_checkpoint(
+      ReadBytes(testing::SourcePath("tests/data/head_wrong_dim.pt")));
   const absl::StatusOr<v1::HotSwapHeadResponse> refused = client_->HotSwapHead(wrong_dim);
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(refused.status().message(), HasSubstr("takes 32 features; the backbone gives 64"));
+  EXPECT_THAT(refused.status().message(),
+              HasSubstr("takes 32 features; the backbone gives 64"));
 
   response = client_->Classify(request);
   ASSERT_TRUE(response.ok()) << response.status();
@@ -291,37 +297,43 @@ TEST_F(ServerTest, BadInputsGetTheRightStatusAndTheServerKeepsAnswering) {
        "input 0: cannot decode image"},
       {"wrong tensor shape", request({tensor(v1::FLOAT32, {3, 20, 20}, 4800)}),
        absl::StatusCode::kInvalidArgument, "the model takes [1, 20, 20]"},
-      {"tensor without dtype", request({tensor(v1::DATA_TYPE_UNSPECIFIED, {20, 20}, 400)}),
+      {"tensor without dtype",
+       request({tensor(v1::DATA_TYPE_UNSPECIFIED, {20, 20}, 400)}),
        absl::StatusCode::kInvalidArgument, "dtype must be UINT8 or FLOAT32"},
       {"input without kind", request({v1::Input()}), absl::StatusCode::kInvalidArgument,
        "set either image or tensor"},
       {"no inputs", request({}), absl::StatusCode::kInvalidArgument, "no inputs"},
       {"unknown model", request({PngInput(1)}, "resnet"), absl::StatusCode::kNotFound,
        "model \"resnet\" is not loaded"},
-      {"unknown head", request({PngInput(1)}, "digits", "cats"), absl::StatusCode::kNotFound,
-       "no head \"cats\""},
+      {"unknown head", request({PngInput(1)}, "digits", "cats"),
+       absl::StatusCode::kNotFound, "no head \"cats\""},
   };
   for (const BadRequest& bad : cases) {
     const absl::StatusOr<v1::ClassifyResponse> response = client_->Classify(bad.request);
-    EXPECT_EQ(response.status().code(), bad.code) << bad.name << ": " << response.status();
+    EXPECT_EQ(response.status().code(), bad.code)
+        << bad.name << ": " << response.status();
     EXPECT_THAT(response.status().message(), HasSubstr(bad.message)) << bad.name;
   }
 
   v1::HotSwapHeadRequest swap;
   swap.set_model("digits");
   swap.set_head("digit");
-  EXPECT_EQ(client_->HotSwapHead(swap).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(client_->HotSwapHead(swap).status().code(),
+            absl::StatusCode::kInvalidArgument);
   swap.set_file("../../../etc/passwd");
-  EXPECT_THAT(client_->HotSwapHead(swap).status().message(), HasSubstr("must not contain"));
+  EXPECT_THAT(client_->HotSwapHead(swap).status().message(),
+              HasSubstr("must not contain"));
   swap.set_file("heads/missing.pt");
   EXPECT_EQ(client_->HotSwapHead(swap).status().code(), absl::StatusCode::kNotFound);
   swap.set_checkpoint("not a checkpoint");
-  EXPECT_EQ(client_->HotSwapHead(swap).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(client_->HotSwapHead(swap).status().code(),
+            absl::StatusCode::kInvalidArgument);
   swap.set_model("resnet");
   EXPECT_EQ(client_->HotSwapHead(swap).status().code(), absl::StatusCode::kNotFound);
 
   // Still serving, with the configured head.
-  const absl::StatusOr<v1::ClassifyResponse> good = client_->Classify(request({PngInput(100)}));
+  const absl::StatusOr<v1::ClassifyResponse> good =
+      client_->Classify(request({PngInput(100)}));
   ASSERT_TRUE(good.ok()) << good.status();
   EXPECT_EQ(good->head_version(), 1);
   EXPECT_EQ(good->results(0).labels(0).label(), "0");
@@ -329,21 +341,25 @@ TEST_F(ServerTest, BadInputsGetTheRightStatusAndTheServerKeepsAnswering) {
 
 TEST_F(ServerTest, CliClassifiesADigitImage) {
   const testing::HeldOutSplit split = testing::ReadHeldOutSplit();
-  const auto digit = std::find_if(split.digits.begin(), split.digits.end(), [](const auto& d) {
-    return d.label == 7 && d.digit_prediction == 7;
-  });
+  const auto digit =
+      std::find_if(split.digits.begin(), split.digits.end(),
+                   [](const auto& d) { return d.label == 7 && d.digit_prediction == 7; });
   ASSERT_NE(digit, split.digits.end());
-  const std::filesystem::path file =
-      std::filesystem::temp_directory_path() / absl::StrCat("headway-seven-", getpid(), ".png");
+  const std::filesystem::path file = std::filesystem::temp_directory_path() /
+                                     absl::StrCat("headway-seven-", getpid(), ".png");
   cv::imwrite(file.string(), testing::DigitCell(digit->cell));
-  const std::string cli = absl::StrCat(HEADWAY_CLI_BINARY, " --target=", server_->target());
+  const std::string cli =
+      absl::StrCat(HEADWAY_CLI_BINARY, " --target=", server_->target());
 
   std::string output;
-  EXPECT_EQ(testing::RunCommand(absl::StrCat(cli, " classify --top_k=2 ", file.string()), &output),
+  EXPECT_EQ(testing::RunCommand(absl::StrCat(cli, " classify --top_k=2 ", file.string()),
+                                &output),
             0);
   EXPECT_THAT(output, HasSubstr(absl::StrCat(file.string(), ": 7 (")));
   output.clear();
-  EXPECT_EQ(testing::RunCommand(absl::StrCat(cli, " --json classify ", file.string()), &output), 0);
+  EXPECT_EQ(
+      testing::RunCommand(absl::StrCat(cli, " --json classify ", file.string()), &output),
+      0);
   EXPECT_THAT(output, HasSubstr("\"label\": \"7\""));
   output.clear();
   EXPECT_EQ(testing::RunCommand(absl::StrCat(cli, " health"), &output), 0);
@@ -352,10 +368,10 @@ TEST_F(ServerTest, CliClassifiesADigitImage) {
   EXPECT_EQ(testing::RunCommand(absl::StrCat(cli, " embed ", file.string()), &output), 0);
   EXPECT_THAT(output, HasSubstr("dimension 64"));
   output.clear();
-  EXPECT_NE(testing::RunCommand(absl::StrCat(cli, " classify --model=nope ", file.string(),
-                                             " 2>&1"),
-                                &output),
-            0);
+  EXPECT_NE(
+      testing::RunCommand(
+          absl::StrCat(cli, " classify --model=nope ", file.string(), " 2>&1"), &output),
+      0);
   EXPECT_THAT(output, HasSubstr("NOT_FOUND"));
   std::filesystem::remove(file);
 }

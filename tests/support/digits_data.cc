@@ -1,11 +1,11 @@
 #include "tests/support/digits_data.h"
 
+#include <gtest/gtest.h>
+
 #include <fstream>
+#include <opencv2/imgcodecs.hpp>
 #include <regex>
 #include <sstream>
-
-#include <gtest/gtest.h>
-#include <opencv2/imgcodecs.hpp>
 
 namespace headway::testing {
 namespace {
@@ -23,7 +23,8 @@ float ConfigValue(const std::string& field) {
   text << in.rdbuf();
   std::smatch match;
   const std::string contents = text.str();
-  if (!std::regex_search(contents, match, std::regex("\\b" + field + ": ([0-9.eE+-]+)"))) {
+  if (!std::regex_search(contents, match,
+                         std::regex("\\b" + field + ": ([0-9.eE+-]+)"))) {
     ADD_FAILURE() << "no " << field << " in the digits config";
     return 0;
   }
@@ -67,7 +68,8 @@ HeldOutSplit ReadHeldOutSplit() {
     if (line.empty() || line[0] == '#') continue;
     HeldOutDigit digit;
     std::istringstream fields(line);
-    fields >> digit.cell >> digit.label >> digit.digit_prediction >> digit.parity_prediction;
+    fields >> digit.cell >> digit.label >> digit.digit_prediction >>
+        digit.parity_prediction;
     split.digits.push_back(digit);
   }
   return split;

@@ -4,10 +4,9 @@
 #define HEADWAY_TESTS_SUPPORT_DIGITS_DATA_H_
 
 #include <filesystem>
+#include <opencv2/core.hpp>
 #include <string>
 #include <vector>
-
-#include <opencv2/core.hpp>
 
 namespace headway::testing {
 

@@ -14,7 +14,8 @@
 namespace headway::testing {
 
 absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::Start(
-    const std::filesystem::path& model_store, const std::vector<std::string>& extra_flags) {
+    const std::filesystem::path& model_store,
+    const std::vector<std::string>& extra_flags) {
   std::unique_ptr<ServerProcess> server(new ServerProcess());
   char work_template[] = "/tmp/headway-test-XXXXXX";
   if (mkdtemp(work_template) == nullptr) return absl::InternalError("mkdtemp failed");
@@ -50,7 +51,8 @@ absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::Start(
     if (waitpid(server->pid_, &status, WNOHANG) == server->pid_) {
       server->pid_ = -1;
       std::ifstream log(log_file);
-      std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+      std::string text((std::istreambuf_iterator<char>(log)),
+                       std::istreambuf_iterator<char>());
       return absl::InternalError(absl::StrCat("headway_server exited at start: ", text));
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
@@ -80,7 +82,8 @@ int RunCommand(const std::string& command, std::string* output) {
   if (pipe == nullptr) return -1;
   char buffer[4096];
   size_t read = 0;
-  while ((read = std::fread(buffer, 1, sizeof(buffer), pipe)) > 0) output->append(buffer, read);
+  while ((read = std::fread(buffer, 1, sizeof(buffer), pipe)) > 0)
+    output->append(buffer, read);
   const int status = pclose(pipe);
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }

@@ -19,7 +19,8 @@ class ServerProcess {
   // Starts headway_server with --host=127.0.0.1 --port=0 and `extra_flags`, and waits
   // until it serves (it writes its port to a file once it does).
   static absl::StatusOr<std::unique_ptr<ServerProcess>> Start(
-      const std::filesystem::path& model_store, const std::vector<std::string>& extra_flags = {});
+      const std::filesystem::path& model_store,
+      const std::vector<std::string>& extra_flags = {});
   ~ServerProcess();
 
   std::string target() const;

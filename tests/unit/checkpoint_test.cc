@@ -1,10 +1,10 @@
 // Loading backbones and heads from TorchScript archives, device names, and head
 // validation against the backbone's feature size.
-#include <fstream>
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <torch/cuda.h>
+
+#include <fstream>
 
 #include "model_store/backbone.h"
 #include "model_store/device.h"
@@ -53,7 +53,8 @@ TEST(DeviceTest, CudaWithoutCudaIsFailedPrecondition) {
 
 TEST(DeviceTest, CudaIndexBeyondTheGpusIsFailedPrecondition) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "needs CUDA";
-  EXPECT_EQ(ResolveDevice("cuda:255").status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(ResolveDevice("cuda:255").status().code(),
+            absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(DeviceName(*ResolveDevice("cuda")), "cuda:0");
 }
 
@@ -63,7 +64,8 @@ TEST(BackboneTest, LoadsTorchScriptAndLearnsFeatureDim) {
   ASSERT_TRUE(backbone.ok()) << backbone.status();
   EXPECT_EQ((*backbone)->feature_dim(), 64);
   c10::InferenceMode inference;
-  const absl::StatusOr<at::Tensor> features = (*backbone)->Forward(torch::rand({3, 1, 20, 20}));
+  const absl::StatusOr<at::Tensor> features =
+      (*backbone)->Forward(torch::rand({3, 1, 20, 20}));
   ASSERT_TRUE(features.ok()) << features.status();
   EXPECT_THAT(features->sizes(), ElementsAre(3, 64));
 }
@@ -81,7 +83,8 @@ TEST(BackboneTest, MissingAndCorruptFilesAreClearErrors) {
   EXPECT_EQ(missing.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(missing.status().message(), HasSubstr("no-such.pt"));
 
-  const std::filesystem::path corrupt = std::filesystem::temp_directory_path() / "corrupt.pt";
+  const std::filesystem::path corrupt =
+      std::filesystem::temp_directory_path() / "corrupt.pt";
   std::ofstream(corrupt) << "not a zip archive";
   const absl::StatusOr<std::unique_ptr<Backbone>> garbage =
       Backbone::Load(corrupt, c10::Device(c10::kCPU), {1, 20, 20});
@@ -114,7 +117,8 @@ TEST(HeadTest, RefusesAHeadForAnotherFeatureSize) {
   const absl::StatusOr<std::shared_ptr<const Head>> head =
       Head::Load(DigitsHeadSpec(testing::SourcePath("tests/data/head_wrong_dim.pt")));
   EXPECT_EQ(head.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(head.status().message(), HasSubstr("takes 32 features; the backbone gives 64"));
+  EXPECT_THAT(head.status().message(),
+              HasSubstr("takes 32 features; the backbone gives 64"));
 }
 
 TEST(HeadTest, RefusesLabelsThatDoNotMatchTheClasses) {
@@ -136,7 +140,8 @@ TEST(HeadTest, RefusesBytesThatAreNotACheckpoint) {
 }
 
 TEST(LabelsTest, ReadsOneLabelPerLine) {
-  const std::filesystem::path file = std::filesystem::temp_directory_path() / "labels.txt";
+  const std::filesystem::path file =
+      std::filesystem::temp_directory_path() / "labels.txt";
   std::ofstream(file) << "cat\r\ndog\n";
   EXPECT_THAT(*ReadLabelsFile(file), ElementsAre("cat", "dog"));
   std::filesystem::remove(file);

@@ -1,9 +1,9 @@
 #include "model_store/model_config.h"
 
-#include <fstream>
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
+#include <fstream>
 
 #include "tests/support/digits_data.h"
 
@@ -15,8 +15,18 @@ using ::testing::HasSubstr;
 constexpr char kValidConfig[] = R"pb(
   name: "m"
   backbone { file: "backbone.pt" }
-  input { channels: 3 height: 224 width: 224 mean: [0.485, 0.456, 0.406] std: 0.25 }
-  heads { name: "imagenet" file: "heads/imagenet.pt" labels_file: "heads/imagenet.labels" }
+  input {
+    channels: 3
+    height: 224
+    width: 224
+    mean: [ 0.485, 0.456, 0.406 ]
+    std: 0.25
+  }
+  heads {
+    name: "imagenet"
+    file: "heads/imagenet.pt"
+    labels_file: "heads/imagenet.labels"
+  }
   heads { name: "pets" file: "heads/pets.pt" }
   default_head: "pets"
 )pb";
@@ -69,18 +79,19 @@ TEST_P(InvalidConfigTest, IsRejectedWithAClearMessage) {
 
 INSTANTIATE_TEST_SUITE_P(
     Cases, InvalidConfigTest,
-    ::testing::Values(InvalidCase{"input { channels: 2 }", "channels must be 1 or 3"},
-                      InvalidCase{"input { height: -1 }", "height"},
-                      InvalidCase{"input { std: [0, 1] }", "std"},
-                      InvalidCase{"input { resize: SHORTER_SIDE_THEN_CENTER_CROP "
-                                  "resize_shorter_side: 100 }",
-                                  "resize_shorter_side"},
-                      InvalidCase{"heads { name: \"pets\" file: \"x.pt\" }", "duplicate head"},
-                      InvalidCase{"heads { name: \"x\" }", "has no file"},
-                      InvalidCase{"default_head: \"nope\"", "default_head \"nope\""},
-                      InvalidCase{"backbone { file: \"/etc/passwd\" }", "must be relative"},
-                      InvalidCase{"heads { name: \"x\" file: \"../other/h.pt\" }",
-                                  "must not contain \"..\""}));
+    ::testing::Values(
+        InvalidCase{"input { channels: 2 }", "channels must be 1 or 3"},
+        InvalidCase{"input { height: -1 }", "height"},
+        InvalidCase{"input { std: [0, 1] }", "std"},
+        InvalidCase{"input { resize: SHORTER_SIDE_THEN_CENTER_CROP "
+                    "resize_shorter_side: 100 }",
+                    "resize_shorter_side"},
+        InvalidCase{"heads { name: \"pets\" file: \"x.pt\" }", "duplicate head"},
+        InvalidCase{"heads { name: \"x\" }", "has no file"},
+        InvalidCase{"default_head: \"nope\"", "default_head \"nope\""},
+        InvalidCase{"backbone { file: \"/etc/passwd\" }", "must be relative"},
+        InvalidCase{"heads { name: \"x\" file: \"../other/h.pt\" }",
+                    "must not contain \"..\""}));
 
 TEST(ModelConfigTest, ReadsTheBundledDigitsConfigAndFillsDefaults) {
   const absl::StatusOr<v1::ModelConfig> config =
@@ -95,7 +106,8 @@ TEST(ModelConfigTest, ReadsTheBundledDigitsConfigAndFillsDefaults) {
 }
 
 TEST(ModelConfigTest, NameMustMatchFolder) {
-  const std::filesystem::path dir = std::filesystem::temp_directory_path() / "headway-cfg-x";
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / "headway-cfg-x";
   std::filesystem::create_directories(dir);
   std::ofstream(dir / kModelConfigFileName) << kValidConfig;
   const absl::StatusOr<v1::ModelConfig> config = ReadModelConfig(dir);

@@ -2,13 +2,13 @@
 // heads, top-k, and head swaps that keep the old head on failure.
 #include "model_store/model.h"
 
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
 #include <algorithm>
 #include <atomic>
 #include <deque>
 #include <thread>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
 
 #include "model_store/model_config.h"
 #include "tests/support/digits_data.h"
@@ -49,7 +49,8 @@ TEST_F(ModelTest, ClassifiesHeldOutDigitsAsPyTorchDid) {
   const testing::HeldOutSplit split = testing::ReadHeldOutSplit();
   ASSERT_GE(split.digits.size(), 20u);
   std::vector<int> cells;
-  for (size_t i = 0; i < 20; ++i) cells.push_back(split.digits[i * 37 % split.digits.size()].cell);
+  for (size_t i = 0; i < 20; ++i)
+    cells.push_back(split.digits[i * 37 % split.digits.size()].cell);
   const absl::StatusOr<ClassifyResult> result = model_->Classify(Inputs(cells), "", 3);
   ASSERT_TRUE(result.ok()) << result.status();
   EXPECT_EQ(result->head, "digit");
@@ -58,13 +59,15 @@ TEST_F(ModelTest, ClassifiesHeldOutDigitsAsPyTorchDid) {
   for (size_t i = 0; i < cells.size(); ++i) {
     const testing::HeldOutDigit& digit = split.digits[i * 37 % split.digits.size()];
     ASSERT_EQ(result->results[i].size(), 3u);
-    EXPECT_EQ(result->results[i][0].index, digit.digit_prediction) << "cell " << digit.cell;
+    EXPECT_EQ(result->results[i][0].index, digit.digit_prediction)
+        << "cell " << digit.cell;
     EXPECT_GE(result->results[i][0].score, result->results[i][1].score);
   }
 }
 
 TEST_F(ModelTest, TopKIsCappedAtTheClassCount) {
-  const absl::StatusOr<ClassifyResult> result = model_->Classify(Inputs({0}), "digit", 50);
+  const absl::StatusOr<ClassifyResult> result =
+      model_->Classify(Inputs({0}), "digit", 50);
   ASSERT_TRUE(result.ok()) << result.status();
   ASSERT_EQ(result->results[0].size(), 10u);
   float total = 0;
@@ -96,7 +99,8 @@ TEST_F(ModelTest, BadInputIsNamedByIndex) {
   EXPECT_THAT(result.status().message(), HasSubstr("input 1: cannot decode image"));
   EXPECT_THAT(model_->Embed({}, false).status().message(), HasSubstr("no inputs"));
   std::vector<int> many(kDefaultMaxInputsPerRequest + 1, 0);
-  EXPECT_THAT(model_->Embed(Inputs(many), false).status().message(), HasSubstr("the limit is"));
+  EXPECT_THAT(model_->Embed(Inputs(many), false).status().message(),
+              HasSubstr("the limit is"));
 }
 
 TEST_F(ModelTest, UnknownHeadIsNotFound) {
@@ -127,8 +131,10 @@ TEST_F(ModelTest, SwapHeadReplacesAddsAndKeepsTheOldHeadOnFailure) {
 
   HeadSwap wrong_dim;
   wrong_dim.head = "digit";
-  wrong_dim.checkpoint = *ReadFileToString(testing::SourcePath("tests/data/head_wrong_dim.pt"));
-  EXPECT_EQ(model_->SwapHead(wrong_dim).status().code(), absl::StatusCode::kInvalidArgument);
+  wrong_dim.checkpoint =
+      *ReadFileToString(testing::SourcePath("tests/data/head_wrong_dim.pt"));
+  EXPECT_EQ(model_->SwapHead(wrong_dim).status().code(),
+            absl::StatusCode::kInvalidArgument);
   result = model_->Classify(Inputs({600}), "", 1);
   ASSERT_TRUE(result.ok()) << result.status();
   EXPECT_EQ(result->head_version, 2);
@@ -158,9 +164,11 @@ TEST_F(ModelTest, RequestsDuringSwapsAnswerFromOneHeadVersion) {
     return labels;
   };
   // Odd versions are the 10-digit head (1, 3, ...), even ones the parity head.
-  const std::vector<std::string> digit_answer = top_labels(*model_->Classify(inputs, "", 1));
+  const std::vector<std::string> digit_answer =
+      top_labels(*model_->Classify(inputs, "", 1));
   ASSERT_TRUE(model_->SwapHead(to_parity).ok());
-  const std::vector<std::string> parity_answer = top_labels(*model_->Classify(inputs, "", 1));
+  const std::vector<std::string> parity_answer =
+      top_labels(*model_->Classify(inputs, "", 1));
   ASSERT_TRUE(model_->SwapHead(to_digit).ok());
 
   std::atomic<bool> done{false};
@@ -169,7 +177,8 @@ TEST_F(ModelTest, RequestsDuringSwapsAnswerFromOneHeadVersion) {
     while (!done) {
       const absl::StatusOr<ClassifyResult> result = model_->Classify(inputs, "", 1);
       ASSERT_TRUE(result.ok()) << result.status();
-      EXPECT_EQ(top_labels(*result), result->head_version % 2 == 0 ? parity_answer : digit_answer)
+      EXPECT_EQ(top_labels(*result),
+                result->head_version % 2 == 0 ? parity_answer : digit_answer)
           << "head version " << result->head_version;
       ++answered;
     }

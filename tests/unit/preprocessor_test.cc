@@ -2,9 +2,10 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <torch/types.h>
+
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
-#include <torch/types.h>
 
 #include "tests/support/digits_data.h"
 
@@ -87,8 +88,9 @@ TEST(PreprocessorTest, BgrModelsKeepOpenCvOrder) {
 }
 
 TEST(PreprocessorTest, GreyModelsConvertColourImages) {
-  const absl::StatusOr<at::Tensor> tensor = Make(Spec(1, 2, 2, v1::InputSpec::NONE))
-                                                ->Process(Image(testing::EncodePng(KnownPixels())));
+  const absl::StatusOr<at::Tensor> tensor =
+      Make(Spec(1, 2, 2, v1::InputSpec::NONE))
+          ->Process(Image(testing::EncodePng(KnownPixels())));
   ASSERT_TRUE(tensor.ok()) << tensor.status();
   ASSERT_EQ(tensor->sizes(), (std::vector<int64_t>{1, 2, 2}));
   // OpenCV's grey: 0.299 R + 0.587 G + 0.114 B = 21.85 -> 22 for R 30, G 20, B 10.
@@ -98,7 +100,8 @@ TEST(PreprocessorTest, GreyModelsConvertColourImages) {
 TEST(PreprocessorTest, StretchResizesToTheModelSize) {
   const cv::Mat image(40, 60, CV_8UC1, cv::Scalar(200));
   const absl::StatusOr<at::Tensor> tensor =
-      Make(Spec(1, 20, 20, v1::InputSpec::STRETCH))->Process(Image(testing::EncodePng(image)));
+      Make(Spec(1, 20, 20, v1::InputSpec::STRETCH))
+          ->Process(Image(testing::EncodePng(image)));
   ASSERT_TRUE(tensor.ok()) << tensor.status();
   ASSERT_EQ(tensor->sizes(), (std::vector<int64_t>{1, 20, 20}));
   EXPECT_NEAR(tensor->min().item<float>(), 200 / 255.0f, 1e-6);
@@ -137,8 +140,9 @@ TEST(PreprocessorTest, Uint8RgbTensorMatchesPng) {
   cv::Mat rgb;
   cv::cvtColor(bgr, rgb, cv::COLOR_BGR2RGB);
   const auto preprocessor = Make(Spec(3, 2, 2, v1::InputSpec::NONE));
-  const absl::StatusOr<at::Tensor> from_tensor = preprocessor->Process(Tensor(
-      TensorType::kUint8, {2, 2, 3}, absl::string_view(reinterpret_cast<char*>(rgb.data), 12)));
+  const absl::StatusOr<at::Tensor> from_tensor = preprocessor->Process(
+      Tensor(TensorType::kUint8, {2, 2, 3},
+             absl::string_view(reinterpret_cast<char*>(rgb.data), 12)));
   const absl::StatusOr<at::Tensor> from_png =
       preprocessor->Process(Image(testing::EncodePng(bgr)));
   ASSERT_TRUE(from_tensor.ok()) << from_tensor.status();
@@ -150,8 +154,9 @@ TEST(PreprocessorTest, Float32TensorPassesThrough) {
   const std::vector<float> values = {1.5f, -2.0f, 0.25f, 8.0f};
   const absl::StatusOr<at::Tensor> tensor =
       Make(Spec(1, 2, 2, v1::InputSpec::STRETCH))
-          ->Process(Tensor(TensorType::kFloat32, {1, 2, 2},
-                           absl::string_view(reinterpret_cast<const char*>(values.data()), 16)));
+          ->Process(Tensor(
+              TensorType::kFloat32, {1, 2, 2},
+              absl::string_view(reinterpret_cast<const char*>(values.data()), 16)));
   ASSERT_TRUE(tensor.ok()) << tensor.status();
   EXPECT_EQ((*tensor)[0][1][1].item<float>(), 8.0f);
   EXPECT_EQ((*tensor)[0][0][1].item<float>(), -2.0f);
@@ -179,11 +184,13 @@ TEST(PreprocessorTest, BadInputsAreInvalidArgumentsNamingTheProblem) {
       {"truncated jpeg", Image(kTruncatedJpeg), "truncated JPEG"},
       {"float wrong shape", Tensor(TensorType::kFloat32, {1, 20, 21}, kFloats),
        "the model takes [1, 20, 20]"},
-      {"float wrong bytes", Tensor(TensorType::kFloat32, {1, 20, 20}, "abc"), "needs 1600 bytes"},
+      {"float wrong bytes", Tensor(TensorType::kFloat32, {1, 20, 20}, "abc"),
+       "needs 1600 bytes"},
       {"uint8 rank 1", Tensor(TensorType::kUint8, {400}, kFloats), "expected [H, W]"},
       {"uint8 four channels", Tensor(TensorType::kUint8, {10, 10, 4}, kFloats),
        "expected [H, W]"},
-      {"uint8 wrong bytes", Tensor(TensorType::kUint8, {20, 20}, "abc"), "needs 400 bytes"},
+      {"uint8 wrong bytes", Tensor(TensorType::kUint8, {20, 20}, "abc"),
+       "needs 400 bytes"},
       {"no dtype", Tensor(TensorType::kUnspecified, {20, 20}, kFloats), "dtype"},
   };
   const auto preprocessor = Make(Spec(1, 20, 20, v1::InputSpec::STRETCH));
@@ -199,7 +206,8 @@ TEST(PreprocessorTest, NoneRefusesOtherSizes) {
       Make(Spec(1, 20, 20, v1::InputSpec::NONE))
           ->Process(Image(testing::EncodePng(cv::Mat(10, 10, CV_8UC1, cv::Scalar(0)))));
   EXPECT_EQ(tensor.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(tensor.status().message(), HasSubstr("image is 10x10; the model takes 20x20"));
+  EXPECT_THAT(tensor.status().message(),
+              HasSubstr("image is 10x10; the model takes 20x20"));
 }
 
 }  // namespace

@@ -3,15 +3,16 @@
 //   headway [--target=127.0.0.1:50051] [--json] COMMAND [ARGS]
 //   headway classify --model=digits [--head=H] [--top_k=K] IMAGE...
 //   headway embed --model=digits [--l2_normalize] IMAGE...
-//   headway swap-head --model=digits --head=H (--file=PATH_IN_STORE | --checkpoint=LOCAL_FILE)
+//   headway swap-head --model=digits --head=H (--file=PATH_IN_STORE |
+//   --checkpoint=LOCAL_FILE)
 //                     [--labels_file=PATH_IN_STORE | --labels=a,b,...]
 //   headway models
 //   headway health [SERVICE]
+#include <google/protobuf/util/json_util.h>
+
 #include <iostream>
 #include <string>
 #include <vector>
-
-#include <google/protobuf/util/json_util.h>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -45,7 +46,8 @@ constexpr char kUsage[] =
     "  swap-head --model=M --head=H (--file=F | --checkpoint=LOCAL_FILE)\n"
     "            [--labels_file=F | --labels=a,b]          replace or add a head\n"
     "  models                                               list models and heads\n"
-    "  health [SERVICE]                                     gRPC health (exit 0 if SERVING)";
+    "  health [SERVICE]                                     gRPC health (exit 0 if "
+    "SERVING)";
 
 int Fail(const absl::Status& status) {
   std::cerr << "headway: " << status << "\n";
@@ -146,8 +148,8 @@ int SwapHead(const HeadwayClient& client) {
     return 0;
   }
   std::cout << absl::StrFormat("model %s: head %s now at version %d with %d classes\n",
-                               response->model(), response->head(), response->head_version(),
-                               response->num_classes());
+                               response->model(), response->head(),
+                               response->head_version(), response->num_classes());
   return 0;
 }
 
@@ -163,8 +165,9 @@ int Models(const HeadwayClient& client) {
                                  model.version(), model.device(), model.state(),
                                  model.feature_dim());
     for (const v1::HeadStatus& head : model.heads()) {
-      std::cout << absl::StrFormat("  head %s v%d  classes=%d%s\n", head.name(), head.version(),
-                                   head.num_classes(), head.is_default() ? "  (default)" : "");
+      std::cout << absl::StrFormat("  head %s v%d  classes=%d%s\n", head.name(),
+                                   head.version(), head.num_classes(),
+                                   head.is_default() ? "  (default)" : "");
     }
   }
   return 0;
@@ -192,13 +195,15 @@ int main(int argc, char** argv) {
   const std::string command = args[1];
   const std::vector<char*> operands(args.begin() + 2, args.end());
   absl::StatusOr<std::unique_ptr<headway::HeadwayClient>> client =
-      headway::HeadwayClient::Create({absl::GetFlag(FLAGS_target), absl::GetFlag(FLAGS_timeout)});
+      headway::HeadwayClient::Create(
+          {absl::GetFlag(FLAGS_target), absl::GetFlag(FLAGS_timeout)});
   if (!client.ok()) return headway::Fail(client.status());
   if (command == "classify") return headway::Classify(**client, operands);
   if (command == "embed") return headway::Embed(**client, operands);
   if (command == "swap-head") return headway::SwapHead(**client);
   if (command == "models") return headway::Models(**client);
   if (command == "health") return headway::Health(**client, operands);
-  std::cerr << "headway: unknown command \"" << command << "\"\n" << headway::kUsage << "\n";
+  std::cerr << "headway: unknown command \"" << command << "\"\n"
+            << headway::kUsage << "\n";
   return 2;
 }

@@ -72,8 +72,9 @@ int main(int argc, char** argv) {
   absl::StatusOr<std::unique_ptr<headway::HeadwayServer>> server =
       headway::HeadwayServer::Start(options);
   if (!server.ok()) return Fail(server.status());
-  std::cerr << "serving on " << options.host << ":" << (*server)->port() << " (models loaded in "
-            << absl::FormatDuration(absl::Now() - load_start) << ")" << std::endl;
+  std::cerr << "serving on " << options.host << ":" << (*server)->port()
+            << " (models loaded in " << absl::FormatDuration(absl::Now() - load_start)
+            << ")" << std::endl;
   if (const std::string port_file = absl::GetFlag(FLAGS_port_file); !port_file.empty()) {
     const std::string partial = port_file + ".tmp";
     std::ofstream(partial) << (*server)->port() << "\n";
