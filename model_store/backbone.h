@@ -1,32 +1,56 @@
-// Backbone: a TorchScript feature extractor (the network without its output layer) on
-// one device. Load probes it with a zero input of the model's shape to learn its
-// feature dimension, which also warms it up.
+// Backbone: a feature extractor (the network without its output layer) on one device,
+// from a TorchScript archive, or from a state_dict or training checkpoint loaded into a
+// TorchScript architecture. Load probes it with a zero input of the model's shape to
+// learn its feature dimension, which also warms it up.
 //
 // Immutable after Load; Forward is thread-safe (TorchScript modules may run
 // concurrently for inference).
 #ifndef HEADWAY_MODEL_STORE_BACKBONE_H_
 #define HEADWAY_MODEL_STORE_BACKBONE_H_
 
-#include <torch/script.h>
-
 #include <cstdint>
-#include <filesystem>
 #include <memory>
+#include <optional>
+#include <set>
+#include <string>
 #include <vector>
 
+#include <torch/script.h>
+
 #include "absl/status/statusor.h"
+#include "model_store/checkpoint.h"
 
 namespace headway {
 
+struct BackboneSpec {
+  // The weights: a TorchScript archive, a state_dict or a training checkpoint.
+  std::string weights;
+  // For a state_dict or training checkpoint: the TorchScript archive of the
+  // architecture they load into. Empty for a TorchScript archive.
+  std::string architecture;
+  // When set, the weights must be of this kind.
+  std::optional<Checkpoint::Contents> expected_contents;
+  StateDictOptions load;
+  c10::Device device = c10::Device(c10::kCPU);
+  // {C, H, W} of one input.
+  std::vector<int64_t> input_shape;
+};
+
+// What loading found.
+struct BackboneLoadInfo {
+  Checkpoint::Contents contents = Checkpoint::Contents::kTorchScriptModule;
+  std::optional<int64_t> epoch;          // training checkpoints
+  std::vector<std::string> labels;       // training checkpoints with class names
+  std::set<std::string> saved_locations; // torch.save storages' devices
+  LoadReport report;                     // state_dict loads
+};
+
 class Backbone {
  public:
-  // Loads a torch.jit.save archive with every tensor mapped onto `device`.
-  // INVALID_ARGUMENT when the file is not a TorchScript module, or when the module
-  // fails on, or does not return one feature row per item of, an input of
-  // `input_shape` ({C, H, W}).
-  static absl::StatusOr<std::unique_ptr<Backbone>> Load(
-      const std::filesystem::path& file, c10::Device device,
-      const std::vector<int64_t>& input_shape);
+  // INVALID_ARGUMENT naming the problem: an unreadable checkpoint, a missing or wrong
+  // architecture, a strict load that does not match, or a module that fails on, or
+  // does not return one feature row per item of, an input of spec.input_shape.
+  static absl::StatusOr<std::unique_ptr<Backbone>> Load(const BackboneSpec& spec);
 
   // batch: float [N, C, H, W] on device(). Returns features [N, feature_dim()] on
   // device(). Must run under c10::InferenceMode.
@@ -34,12 +58,14 @@ class Backbone {
 
   int64_t feature_dim() const { return feature_dim_; }
   c10::Device device() const { return device_; }
+  const BackboneLoadInfo& load_info() const { return load_info_; }
 
  private:
-  Backbone(torch::jit::Module module, c10::Device device);
+  Backbone(torch::jit::Module module, c10::Device device, BackboneLoadInfo load_info);
 
   mutable torch::jit::Module module_;  // forward() is not const but is thread-safe
   c10::Device device_;
+  BackboneLoadInfo load_info_;
   int64_t feature_dim_ = 0;
 };
 

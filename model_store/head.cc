@@ -3,57 +3,95 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "model_store/checkpoint.h"
 #include "model_store/model_config.h"
 #include "model_store/status_macros.h"
 #include "model_store/torch_errors.h"
 
 namespace headway {
 
-Head::Head(std::string name, torch::jit::Module module, int64_t version)
-    : name_(std::move(name)), module_(std::move(module)), version_(version) {}
+namespace {
+
+// The weight [C, D] and bias [C] of a linear head saved as a state_dict.
+absl::Status TakeLinearLayer(const StateDict& state_dict, absl::string_view key_prefix,
+                             at::Tensor& weight, at::Tensor& bias) {
+  const StateDict selected = SelectKeys(state_dict, key_prefix);
+  for (const auto& [name, tensor] : selected) {
+    if (name == "weight") weight = tensor;
+    if (name == "bias") bias = tensor;
+  }
+  if (!weight.defined() || weight.dim() != 2 ||
+      (bias.defined() && (bias.dim() != 1 || bias.size(0) != weight.size(0)))) {
+    std::vector<std::string> keys;
+    for (const auto& [name, tensor] : state_dict) keys.push_back(name);
+    if (keys.size() > 8) keys.resize(8);
+    return absl::InvalidArgumentError(absl::StrCat(
+        "a state_dict head needs ", key_prefix, "weight [C, D] and ", key_prefix,
+        "bias [C] (key_prefix selects them in a whole model's state_dict); its keys: ",
+        absl::StrJoin(keys, ", "), state_dict.size() > 8 ? ", ..." : ""));
+  }
+  weight = weight.to(torch::kFloat32).contiguous();
+  if (bias.defined()) bias = bias.to(torch::kFloat32).contiguous();
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+Head::Head(std::string name, int64_t version) : name_(std::move(name)), version_(version) {}
 
 absl::StatusOr<std::shared_ptr<const Head>> Head::Load(const HeadSpec& spec) {
-  const std::string context = absl::StrCat("loading head \"", spec.name, "\"");
-  HEADWAY_ASSIGN_OR_RETURN(torch::jit::Module module,
-                           CallTorch(context, absl::StatusCode::kInvalidArgument, [&] {
-                             std::istringstream archive(spec.checkpoint);
-                             torch::jit::Module m =
-                                 torch::jit::load(archive, spec.device);
-                             m.eval();
-                             return m;
-                           }));
-
-  // A linear layer states its input size: say exactly what differs.
-  if (module.hasattr("weight") && module.attr("weight").isTensor()) {
-    const at::Tensor weight = module.attr("weight").toTensor();
-    if (weight.dim() == 2 && weight.size(1) != spec.feature_dim) {
+  absl::StatusOr<Checkpoint> checkpoint = ReadCheckpoint(spec.checkpoint, spec.device);
+  if (!checkpoint.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("loading head \"", spec.name, "\": ", checkpoint.status().message()));
+  }
+  std::shared_ptr<Head> head(new Head(spec.name, spec.version));
+  if (checkpoint->module) {
+    head->module_ = std::move(checkpoint->module);
+    // A linear layer states its input size: say exactly what differs.
+    if (head->module_->hasattr("weight") && head->module_->attr("weight").isTensor()) {
+      head->weight_ = head->module_->attr("weight").toTensor();
+    }
+  } else {
+    absl::Status linear =
+        TakeLinearLayer(checkpoint->state_dict, spec.key_prefix, head->weight_, head->bias_);
+    if (!linear.ok()) {
       return absl::InvalidArgumentError(
-          absl::StrCat("head \"", spec.name, "\" takes ", weight.size(1),
-                       " features; the backbone gives ", spec.feature_dim));
+          absl::StrCat("loading head \"", spec.name, "\": ", linear.message()));
     }
   }
-  std::shared_ptr<Head> head(new Head(spec.name, std::move(module), spec.version));
+  if (head->weight_.defined() && head->weight_.dim() == 2 &&
+      head->weight_.size(1) != spec.feature_dim) {
+    return absl::InvalidArgumentError(absl::StrCat("head \"", spec.name, "\" takes ",
+                                                   head->weight_.size(1),
+                                                   " features; the backbone gives ",
+                                                   spec.feature_dim));
+  }
 
   c10::InferenceMode inference;
-  const at::Tensor probe = torch::zeros(
-      {1, spec.feature_dim}, torch::dtype(torch::kFloat32).device(spec.device));
+  const at::Tensor probe =
+      torch::zeros({1, spec.feature_dim}, torch::dtype(torch::kFloat32).device(spec.device));
   absl::StatusOr<at::Tensor> logits = head->Forward(probe);
   if (!logits.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("head \"", spec.name, "\" cannot take the backbone's ",
-                     spec.feature_dim, " features: ", logits.status().message()));
+    return absl::InvalidArgumentError(absl::StrCat("head \"", spec.name,
+                                                   "\" cannot take the backbone's ",
+                                                   spec.feature_dim,
+                                                   " features: ", logits.status().message()));
   }
   const int64_t classes = logits->size(1);
-  if (spec.labels.empty()) {
+  const std::vector<std::string>& labels =
+      spec.labels.empty() ? checkpoint->labels : spec.labels;
+  if (labels.empty()) {
     for (int64_t i = 0; i < classes; ++i) head->labels_.push_back(std::to_string(i));
-  } else if (static_cast<int64_t>(spec.labels.size()) != classes) {
-    return absl::InvalidArgumentError(absl::StrCat("head \"", spec.name, "\" has ",
-                                                   classes, " classes but ",
-                                                   spec.labels.size(), " labels"));
+  } else if (static_cast<int64_t>(labels.size()) != classes) {
+    return absl::InvalidArgumentError(absl::StrCat("head \"", spec.name, "\" has ", classes,
+                                                   " classes but ", labels.size(),
+                                                   " labels"));
   } else {
-    head->labels_ = spec.labels;
+    head->labels_ = labels;
   }
   return std::shared_ptr<const Head>(std::move(head));
 }
@@ -62,7 +100,8 @@ absl::StatusOr<at::Tensor> Head::Forward(const at::Tensor& features) const {
   HEADWAY_ASSIGN_OR_RETURN(
       at::Tensor logits,
       CallTorch("head forward", absl::StatusCode::kInvalidArgument, [&] {
-        c10::IValue output = module_.forward({features});
+        if (!module_) return at::linear(features, weight_, bias_);
+        c10::IValue output = module_->forward({features});
         if (!output.isTensor()) {
           throw std::runtime_error(
               absl::StrCat("head returned a ", output.tagKind(), ", not a tensor"));

@@ -1,6 +1,9 @@
-// Head: a model's output layer on the backbone's device: a TorchScript module mapping
-// features [N, D] to logits [N, C], with one label per class and a version.
-// Load checks that the head takes the backbone's D features and warms it up.
+// Head: a model's output layer on the backbone's device, mapping features [N, D] to
+// logits [N, C], with one label per class and a version. It comes from a TorchScript
+// module, or from a state_dict or training checkpoint holding a linear layer's
+// weight [C, D] and bias [C] (for example the "fc." keys of a whole ResNet's
+// state_dict). Load checks that the head takes the backbone's D features and warms it
+// up.
 //
 // Immutable after Load; Forward is thread-safe. Shared as shared_ptr<const Head> so a
 // request keeps the head it started with while another replaces it.
@@ -12,6 +15,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -22,9 +26,13 @@ namespace headway {
 
 struct HeadSpec {
   std::string name;
-  // A torch.jit.save archive, from a file or from a request.
+  // A TorchScript archive, state_dict or training checkpoint, from a file or a request.
   std::string checkpoint;
-  // One per class; empty means the class indices ("0", "1", ...).
+  // For state_dicts: the linear layer's keys are <key_prefix>weight and
+  // <key_prefix>bias.
+  std::string key_prefix;
+  // One per class. When empty: the checkpoint's labels (class_to_idx, ...) if it has
+  // them, else the class indices ("0", "1", ...).
   std::vector<std::string> labels;
   c10::Device device = c10::Device(c10::kCPU);
   // The backbone's feature dimension the head must take.
@@ -49,10 +57,13 @@ class Head {
   const std::vector<std::string>& labels() const { return labels_; }
 
  private:
-  Head(std::string name, torch::jit::Module module, int64_t version);
+  Head(std::string name, int64_t version);
 
   std::string name_;
-  mutable torch::jit::Module module_;  // forward() is not const but is thread-safe
+  // A TorchScript head, or a linear layer's weight and (optional) bias.
+  mutable std::optional<torch::jit::Module> module_;  // forward() is thread-safe
+  at::Tensor weight_;
+  at::Tensor bias_;
   int64_t version_;
   std::vector<std::string> labels_;
 };

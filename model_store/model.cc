@@ -6,6 +6,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "model_store/backbone.h"
 #include "model_store/device.h"
 #include "model_store/head.h"
@@ -57,6 +59,43 @@ absl::StatusOr<at::Tensor> ComputeFeatures(const Preprocessor& preprocessor,
   return backbone.Forward(batch);
 }
 
+absl::StatusOr<std::optional<Checkpoint::Contents>> ExpectedContents(
+    v1::BackboneConfig::Format format) {
+  switch (format) {
+    case v1::BackboneConfig::TORCHSCRIPT:
+      return Checkpoint::Contents::kTorchScriptModule;
+    case v1::BackboneConfig::STATE_DICT:
+      return Checkpoint::Contents::kStateDict;
+    case v1::BackboneConfig::TRAINING_CHECKPOINT:
+      return Checkpoint::Contents::kTrainingCheckpoint;
+    case v1::BackboneConfig::FORMAT_UNSPECIFIED:
+      return std::nullopt;
+    default:
+      return absl::InvalidArgumentError(absl::StrCat("unknown backbone.format ", format));
+  }
+}
+
+// Reads the backbone's files as the config names them.
+absl::StatusOr<BackboneSpec> MakeBackboneSpec(const std::filesystem::path& model_dir,
+                                              const v1::BackboneConfig& config) {
+  BackboneSpec spec;
+  HEADWAY_ASSIGN_OR_RETURN(const std::filesystem::path weights,
+                           ResolveModelFile(model_dir, config.file()));
+  HEADWAY_ASSIGN_OR_RETURN(spec.weights, ReadFileToString(weights));
+  if (!config.architecture().empty()) {
+    HEADWAY_ASSIGN_OR_RETURN(const std::filesystem::path architecture,
+                             ResolveModelFile(model_dir, config.architecture()));
+    HEADWAY_ASSIGN_OR_RETURN(spec.architecture, ReadFileToString(architecture));
+  }
+  HEADWAY_ASSIGN_OR_RETURN(spec.expected_contents, ExpectedContents(config.format()));
+  spec.load.mode =
+      config.load_mode() == v1::BackboneConfig::PARTIAL ? LoadMode::kPartial : LoadMode::kStrict;
+  spec.load.key_prefix = config.key_prefix();
+  spec.load.ignore_prefixes.assign(config.ignore_prefixes().begin(),
+                                   config.ignore_prefixes().end());
+  return spec;
+}
+
 }  // namespace
 
 Model::Model(std::filesystem::path model_dir, v1::ModelConfig config)
@@ -66,14 +105,21 @@ Model::~Model() = default;
 
 absl::StatusOr<std::unique_ptr<Model>> Model::Load(const std::filesystem::path& model_dir,
                                                    const v1::ModelConfig& config) {
+  const absl::Time start = absl::Now();
   std::unique_ptr<Model> model(new Model(model_dir, config));
   HEADWAY_ASSIGN_OR_RETURN(const c10::Device device, ResolveDevice(config.device()));
   HEADWAY_ASSIGN_OR_RETURN(model->preprocessor_, Preprocessor::Create(config.input()));
-  HEADWAY_ASSIGN_OR_RETURN(const std::filesystem::path backbone_file,
-                           ResolveModelFile(model_dir, config.backbone().file()));
-  HEADWAY_ASSIGN_OR_RETURN(
-      model->backbone_,
-      Backbone::Load(backbone_file, device, model->preprocessor_->input_shape()));
+  HEADWAY_ASSIGN_OR_RETURN(BackboneSpec backbone_spec,
+                           MakeBackboneSpec(model_dir, config.backbone()));
+  backbone_spec.device = device;
+  backbone_spec.input_shape = model->preprocessor_->input_shape();
+  absl::StatusOr<std::unique_ptr<Backbone>> backbone = Backbone::Load(backbone_spec);
+  if (!backbone.ok()) {
+    return absl::Status(backbone.status().code(),
+                        absl::StrCat("backbone ", config.backbone().file(), ": ",
+                                     backbone.status().message()));
+  }
+  model->backbone_ = *std::move(backbone);
 
   auto table = std::make_shared<HeadTable>();
   table->default_head = config.default_head();
@@ -87,21 +133,23 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(const std::filesystem::path& 
                                ResolveModelFile(model_dir, head_config.labels_file()));
       HEADWAY_ASSIGN_OR_RETURN(labels, ReadLabelsFile(labels_file));
     }
-    HEADWAY_ASSIGN_OR_RETURN(
-        table->heads[head_config.name()],
-        model->LoadHead(head_config.name(), std::move(checkpoint), std::move(labels), 1));
+    HEADWAY_ASSIGN_OR_RETURN(table->heads[head_config.name()],
+                             model->LoadHead(head_config.name(), std::move(checkpoint),
+                                             head_config.key_prefix(), std::move(labels), 1));
   }
+  model->load_time_ms_ = absl::ToInt64Milliseconds(absl::Now() - start);
   absl::MutexLock lock(&model->heads_mu_);
   model->heads_ = std::move(table);
   return model;
 }
 
 absl::StatusOr<std::shared_ptr<const Head>> Model::LoadHead(
-    std::string name, std::string checkpoint, std::vector<std::string> labels,
-    int64_t version) const {
+    std::string name, std::string checkpoint, std::string key_prefix,
+    std::vector<std::string> labels, int64_t version) const {
   HeadSpec spec;
   spec.name = std::move(name);
   spec.checkpoint = std::move(checkpoint);
+  spec.key_prefix = std::move(key_prefix);
   spec.labels = std::move(labels);
   spec.device = backbone_->device();
   spec.feature_dim = backbone_->feature_dim();
@@ -212,7 +260,7 @@ absl::StatusOr<HeadInfo> Model::SwapHead(const HeadSwap& swap) {
   // Built and warmed up to the side; requests keep using `current` meanwhile.
   HEADWAY_ASSIGN_OR_RETURN(
       std::shared_ptr<const Head> head,
-      LoadHead(swap.head, std::move(checkpoint), std::move(labels), version));
+      LoadHead(swap.head, std::move(checkpoint), swap.key_prefix, std::move(labels), version));
   auto next = std::make_shared<HeadTable>(*current);
   next->heads[swap.head] = head;
   {
@@ -231,6 +279,14 @@ ModelInfo Model::Info() const {
   info.device = DeviceName(backbone_->device());
   info.state = "READY";
   info.feature_dim = backbone_->feature_dim();
+  const BackboneLoadInfo& load = backbone_->load_info();
+  info.backbone_format = ContentsName(load.contents);
+  info.epoch = load.epoch.value_or(0);
+  if (load.contents != Checkpoint::Contents::kTorchScriptModule) {
+    info.load_report = load.report.Summary();
+  }
+  info.saved_locations.assign(load.saved_locations.begin(), load.saved_locations.end());
+  info.load_time_ms = load_time_ms_;
   for (const auto& [name, head] : table->heads) {
     info.heads.push_back(
         {name, head->version(), head->num_classes(), name == table->default_head});

@@ -56,6 +56,8 @@ struct HeadSwap {
   std::string checkpoint;
   std::string labels_file;
   std::vector<std::string> labels;
+  // For state_dict heads: where the linear layer's weight and bias keys start.
+  std::string key_prefix;
 };
 
 struct HeadInfo {
@@ -72,6 +74,11 @@ struct ModelInfo {
   std::string state;
   int64_t feature_dim = 0;
   std::vector<HeadInfo> heads;
+  std::string backbone_format;  // "TorchScript module", "state_dict", ...
+  int64_t epoch = 0;            // a training checkpoint's; 0 when none
+  std::string load_report;      // state_dict loads: what was loaded, missing, ...
+  std::vector<std::string> saved_locations;
+  int64_t load_time_ms = 0;
 };
 
 class Model {
@@ -108,6 +115,7 @@ class Model {
   Model(std::filesystem::path model_dir, v1::ModelConfig config);
   absl::StatusOr<std::shared_ptr<const Head>> LoadHead(std::string name,
                                                        std::string checkpoint,
+                                                       std::string key_prefix,
                                                        std::vector<std::string> labels,
                                                        int64_t version) const;
   std::shared_ptr<const HeadTable> heads() const;
@@ -116,6 +124,7 @@ class Model {
   const v1::ModelConfig config_;
   std::unique_ptr<Preprocessor> preprocessor_;
   std::unique_ptr<Backbone> backbone_;
+  int64_t load_time_ms_ = 0;
 
   absl::Mutex swap_mu_;  // held for a whole swap, so swaps do not interleave
   mutable absl::Mutex heads_mu_;

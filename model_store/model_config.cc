@@ -82,6 +82,19 @@ absl::Status ValidateModelConfig(const v1::ModelConfig& config) {
     return absl::InvalidArgumentError("model config has no backbone.file");
   }
   HEADWAY_RETURN_IF_ERROR(ResolveModelFile(".", config.backbone().file()).status());
+  const v1::BackboneConfig& backbone = config.backbone();
+  if (!backbone.architecture().empty()) {
+    HEADWAY_RETURN_IF_ERROR(ResolveModelFile(".", backbone.architecture()).status());
+    if (backbone.format() == v1::BackboneConfig::TORCHSCRIPT) {
+      return absl::InvalidArgumentError(
+          "backbone.architecture is for STATE_DICT and TRAINING_CHECKPOINT weights, not "
+          "TORCHSCRIPT");
+    }
+  } else if (backbone.format() == v1::BackboneConfig::STATE_DICT ||
+             backbone.format() == v1::BackboneConfig::TRAINING_CHECKPOINT) {
+    return absl::InvalidArgumentError(
+        "backbone.architecture is required for STATE_DICT and TRAINING_CHECKPOINT weights");
+  }
   HEADWAY_RETURN_IF_ERROR(ValidateInputSpec(config.input()));
   if (config.heads().empty())
     return absl::InvalidArgumentError("model config has no heads");
@@ -132,8 +145,8 @@ absl::StatusOr<v1::ModelConfig> ReadModelConfig(const std::filesystem::path& mod
         absl::StrCat(path.string(), ": model name \"", config.name(),
                      "\" differs from its folder's name \"", folder, "\""));
   }
-  if (config.backbone().format() == v1::BackboneConfig::FORMAT_UNSPECIFIED) {
-    config.mutable_backbone()->set_format(v1::BackboneConfig::TORCHSCRIPT);
+  if (config.backbone().load_mode() == v1::BackboneConfig::LOAD_MODE_UNSPECIFIED) {
+    config.mutable_backbone()->set_load_mode(v1::BackboneConfig::STRICT);
   }
   v1::InputSpec& input = *config.mutable_input();
   if (input.color_order() == v1::InputSpec::COLOR_ORDER_UNSPECIFIED) {

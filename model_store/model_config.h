@@ -23,9 +23,9 @@ absl::StatusOr<v1::ModelConfig> ParseModelConfig(absl::string_view text);
 // default head that exists, relative file paths inside the model's folder.
 absl::Status ValidateModelConfig(const v1::ModelConfig& config);
 
-// Reads, parses and validates <model_dir>/config.pbtxt, fills defaults (TorchScript
-// format, RGB, STRETCH, mean 0 / std 1, default head = first head), and checks that
-// the config's name matches the folder's.
+// Reads, parses and validates <model_dir>/config.pbtxt, fills defaults (strict loads,
+// RGB, STRETCH, mean 0 / std 1, default head = first head, input limit), and checks
+// that the config's name matches the folder's.
 absl::StatusOr<v1::ModelConfig> ReadModelConfig(const std::filesystem::path& model_dir);
 
 // Resolves `relative` (from a config or a request) inside `model_dir`. Refuses empty,

@@ -16,6 +16,7 @@ absl::Status RunHotSwapHead(const ModelRegistry& registry,
   swap.file = request.file();
   swap.checkpoint = request.checkpoint();
   swap.labels_file = request.labels_file();
+  swap.key_prefix = request.key_prefix();
   swap.labels.assign(request.labels().begin(), request.labels().end());
   if (request.source_case() == v1::HotSwapHeadRequest::SOURCE_NOT_SET) {
     return absl::InvalidArgumentError("set either file or checkpoint");
@@ -41,6 +42,13 @@ void FillListModels(const ModelRegistry& registry, v1::ListModelsResponse& respo
     status.set_device(info.device);
     status.set_state(info.state);
     status.set_feature_dim(static_cast<int32_t>(info.feature_dim));
+    status.set_backbone_format(info.backbone_format);
+    status.set_epoch(info.epoch);
+    status.set_load_report(info.load_report);
+    for (const std::string& location : info.saved_locations) {
+      status.add_saved_locations(location);
+    }
+    status.set_load_time_ms(info.load_time_ms);
     for (const HeadInfo& head : info.heads) {
       v1::HeadStatus& head_status = *status.add_heads();
       head_status.set_name(head.name);

@@ -26,6 +26,16 @@ std::string ReadBytes(const std::filesystem::path& path) {
   return bytes.value_or("");
 }
 
+absl::StatusOr<std::unique_ptr<Backbone>> LoadBackbone(const std::filesystem::path& file,
+                                                       std::vector<int64_t> input_shape) {
+  BackboneSpec spec;
+  absl::StatusOr<std::string> bytes = ReadFileToString(file);
+  if (!bytes.ok()) return bytes.status();
+  spec.weights = *std::move(bytes);
+  spec.input_shape = std::move(input_shape);
+  return Backbone::Load(spec);
+}
+
 HeadSpec DigitsHeadSpec(const std::filesystem::path& file) {
   HeadSpec spec;
   spec.name = "h";
@@ -60,7 +70,7 @@ TEST(DeviceTest, CudaIndexBeyondTheGpusIsFailedPrecondition) {
 
 TEST(BackboneTest, LoadsTorchScriptAndLearnsFeatureDim) {
   const absl::StatusOr<std::unique_ptr<Backbone>> backbone =
-      Backbone::Load(kDigits / "backbone.pt", c10::Device(c10::kCPU), {1, 20, 20});
+      LoadBackbone(kDigits / "backbone.pt", {1, 20, 20});
   ASSERT_TRUE(backbone.ok()) << backbone.status();
   EXPECT_EQ((*backbone)->feature_dim(), 64);
   c10::InferenceMode inference;
@@ -72,25 +82,25 @@ TEST(BackboneTest, LoadsTorchScriptAndLearnsFeatureDim) {
 
 TEST(BackboneTest, WrongInputShapeIsReportedAtLoad) {
   const absl::StatusOr<std::unique_ptr<Backbone>> backbone =
-      Backbone::Load(kDigits / "backbone.pt", c10::Device(c10::kCPU), {3, 32, 32});
+      LoadBackbone(kDigits / "backbone.pt", {3, 32, 32});
   EXPECT_EQ(backbone.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(backbone.status().message(), HasSubstr("backbone forward"));
 }
 
 TEST(BackboneTest, MissingAndCorruptFilesAreClearErrors) {
   const absl::StatusOr<std::unique_ptr<Backbone>> missing =
-      Backbone::Load(kDigits / "no-such.pt", c10::Device(c10::kCPU), {1, 20, 20});
-  EXPECT_EQ(missing.status().code(), absl::StatusCode::kInvalidArgument);
+      LoadBackbone(kDigits / "no-such.pt", {1, 20, 20});
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
   EXPECT_THAT(missing.status().message(), HasSubstr("no-such.pt"));
 
   const std::filesystem::path corrupt =
       std::filesystem::temp_directory_path() / "corrupt.pt";
   std::ofstream(corrupt) << "not a zip archive";
   const absl::StatusOr<std::unique_ptr<Backbone>> garbage =
-      Backbone::Load(corrupt, c10::Device(c10::kCPU), {1, 20, 20});
+      LoadBackbone(corrupt, {1, 20, 20});
   std::filesystem::remove(corrupt);
   EXPECT_EQ(garbage.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(garbage.status().message(), HasSubstr("loading backbone"));
+  EXPECT_THAT(garbage.status().message(), HasSubstr("not a checkpoint"));
 }
 
 TEST(HeadTest, LoadsALinearHeadWithLabels) {

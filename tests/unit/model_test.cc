@@ -155,8 +155,8 @@ TEST_F(ModelTest, SwapHeadReplacesAddsAndKeepsTheOldHeadOnFailure) {
 }
 
 TEST_F(ModelTest, RequestsDuringSwapsAnswerFromOneHeadVersion) {
-  const HeadSwap to_parity{"digit", "heads/parity.pt", "", "heads/parity.labels", {}};
-  const HeadSwap to_digit{"digit", "heads/digit.pt", "", "heads/digit.labels", {}};
+  const HeadSwap to_parity{"digit", "heads/parity.pt", "", "heads/parity.labels", {}, ""};
+  const HeadSwap to_digit{"digit", "heads/digit.pt", "", "heads/digit.labels", {}, ""};
   const std::vector<InputView> inputs = Inputs({600, 1700, 4321});
   auto top_labels = [&](const ClassifyResult& result) {
     std::vector<std::string> labels;

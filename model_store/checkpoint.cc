@@ -1,0 +1,242 @@
+#include "model_store/checkpoint.h"
+
+#include <map>
+#include <sstream>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
+#include "model_store/status_macros.h"
+#include "model_store/torch_errors.h"
+
+namespace headway {
+namespace {
+
+using Kind = PickleValue::Kind;
+
+constexpr const char* kWeightsKeys[] = {"model_state_dict", "state_dict", "model",
+                                        "model_state",      "net",        "weights"};
+
+// A dict whose keys are strings and values tensors, as a StateDict.
+std::optional<StateDict> AsStateDict(const PickleValuePtr& value) {
+  if (value == nullptr || value->kind != Kind::kDict || value->entries.empty()) {
+    return std::nullopt;
+  }
+  StateDict state_dict;
+  for (const auto& [key, tensor] : value->entries) {
+    if (key->kind != Kind::kString || tensor->kind != Kind::kTensor) return std::nullopt;
+    state_dict.emplace_back(key->text, tensor->tensor);
+  }
+  return state_dict;
+}
+
+bool IsPickledModule(const PickleValuePtr& value) {
+  return value != nullptr && value->kind == Kind::kObject;
+}
+
+// Labels from 'class_to_idx' ({name: index}) or a list under 'labels' / 'classes'.
+absl::StatusOr<std::vector<std::string>> LabelsOf(const PickleValue& root) {
+  std::vector<std::string> labels;
+  if (const PickleValuePtr class_to_idx = root.Find("class_to_idx");
+      class_to_idx != nullptr && class_to_idx->kind == Kind::kDict) {
+    std::map<int64_t, std::string> by_index;
+    for (const auto& [name, index] : class_to_idx->entries) {
+      if (name->kind != Kind::kString || index->kind != Kind::kInt) {
+        return absl::InvalidArgumentError("class_to_idx must map names to integers");
+      }
+      by_index[index->integer] = name->text;
+    }
+    int64_t expected = 0;
+    for (auto& [index, name] : by_index) {
+      if (index != expected++) {
+        return absl::InvalidArgumentError("class_to_idx indices must be 0..N-1");
+      }
+      labels.push_back(std::move(name));
+    }
+    return labels;
+  }
+  for (const char* key : {"labels", "classes", "class_names"}) {
+    const PickleValuePtr list = root.Find(key);
+    if (list == nullptr || (list->kind != Kind::kList && list->kind != Kind::kTuple)) continue;
+    for (const PickleValuePtr& item : list->items) {
+      if (item->kind != Kind::kString) {
+        return absl::InvalidArgumentError(absl::StrCat("'", key, "' must hold strings"));
+      }
+      labels.push_back(item->text);
+    }
+    return labels;
+  }
+  return labels;
+}
+
+absl::StatusOr<Checkpoint> FromTorchSave(TorchSaveContents contents) {
+  Checkpoint checkpoint;
+  checkpoint.saved_locations = std::move(contents.saved_locations);
+  const PickleValuePtr& root = contents.root;
+  if (IsPickledModule(root)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the checkpoint is a pickled ", root->text,
+        " object (torch.save(model)); save model.state_dict() or use torch.jit.save"));
+  }
+  if (std::optional<StateDict> state_dict = AsStateDict(root)) {
+    checkpoint.contents = Checkpoint::Contents::kStateDict;
+    checkpoint.state_dict = *std::move(state_dict);
+    return checkpoint;
+  }
+  if (root->kind != Kind::kDict) {
+    return absl::InvalidArgumentError("the checkpoint holds no dict of weights");
+  }
+  for (const char* key : kWeightsKeys) {
+    const PickleValuePtr weights = root->Find(key);
+    if (weights == nullptr) continue;
+    if (IsPickledModule(weights)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "the checkpoint's '", key, "' is a pickled ", weights->text,
+          " object; save model.state_dict() under it instead"));
+    }
+    std::optional<StateDict> state_dict = AsStateDict(weights);
+    if (!state_dict) continue;
+    checkpoint.contents = Checkpoint::Contents::kTrainingCheckpoint;
+    checkpoint.state_dict = *std::move(state_dict);
+    checkpoint.weights_key = key;
+    if (const PickleValuePtr epoch = root->Find("epoch");
+        epoch != nullptr && epoch->kind == Kind::kInt) {
+      checkpoint.epoch = epoch->integer;
+    }
+    HEADWAY_ASSIGN_OR_RETURN(checkpoint.labels, LabelsOf(*root));
+    return checkpoint;
+  }
+  std::vector<std::string> keys;
+  for (const auto& [key, value] : root->entries) {
+    if (key->kind == Kind::kString) keys.push_back(key->text);
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      "the checkpoint holds no state_dict: expected a dict of tensors, or one under ",
+      absl::StrJoin(kWeightsKeys, ", "), "; its keys: ", absl::StrJoin(keys, ", ")));
+}
+
+std::string ShapeOf(const at::Tensor& tensor) {
+  return absl::StrCat("[", absl::StrJoin(tensor.sizes(), ", "), "]");
+}
+
+std::string Listed(const std::vector<std::string>& names) {
+  constexpr size_t kShown = 5;
+  std::vector<std::string> shown(names.begin(),
+                                 names.begin() + std::min(kShown, names.size()));
+  return absl::StrCat(absl::StrJoin(shown, ", "),
+                      names.size() > kShown ? absl::StrCat(" and ", names.size() - kShown, " more")
+                                            : "");
+}
+
+}  // namespace
+
+const char* ContentsName(Checkpoint::Contents contents) {
+  switch (contents) {
+    case Checkpoint::Contents::kTorchScriptModule:
+      return "TorchScript module";
+    case Checkpoint::Contents::kStateDict:
+      return "state_dict";
+    case Checkpoint::Contents::kTrainingCheckpoint:
+      return "training checkpoint";
+  }
+  return "checkpoint";
+}
+
+absl::StatusOr<Checkpoint> ReadCheckpoint(const std::string& bytes, c10::Device device) {
+  switch (DetectArchiveFormat(bytes)) {
+    case ArchiveFormat::kTorchScript: {
+      Checkpoint checkpoint;
+      checkpoint.contents = Checkpoint::Contents::kTorchScriptModule;
+      HEADWAY_ASSIGN_OR_RETURN(
+          checkpoint.module,
+          CallTorch("loading TorchScript archive", absl::StatusCode::kInvalidArgument, [&] {
+            std::istringstream archive(bytes);
+            torch::jit::Module module = torch::jit::load(archive, device);
+            module.eval();
+            return std::optional<torch::jit::Module>(std::move(module));
+          }));
+      return checkpoint;
+    }
+    case ArchiveFormat::kTorchSave:
+    case ArchiveFormat::kLegacyTorchSave: {
+      HEADWAY_ASSIGN_OR_RETURN(TorchSaveContents contents, ReadTorchSave(bytes, device));
+      return FromTorchSave(std::move(contents));
+    }
+    case ArchiveFormat::kUnknown:
+      break;
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      "not a checkpoint (", bytes.size(),
+      " bytes): expected a torch.jit.save archive or a torch.save zip archive"));
+}
+
+std::string LoadReport::Summary() const {
+  std::string summary = absl::StrCat("loaded ", loaded, " tensors");
+  if (!missing.empty()) absl::StrAppend(&summary, "; missing: ", Listed(missing));
+  if (!unexpected.empty()) absl::StrAppend(&summary, "; unexpected: ", Listed(unexpected));
+  if (!mismatched.empty()) absl::StrAppend(&summary, "; shape mismatch: ", Listed(mismatched));
+  return summary;
+}
+
+StateDict SelectKeys(const StateDict& state_dict, absl::string_view prefix) {
+  bool all_data_parallel = !state_dict.empty();
+  for (const auto& [name, tensor] : state_dict) {
+    all_data_parallel = all_data_parallel && absl::StartsWith(name, "module.");
+  }
+  StateDict selected;
+  for (const auto& [name, tensor] : state_dict) {
+    absl::string_view key = name;
+    if (all_data_parallel) absl::ConsumePrefix(&key, "module.");
+    if (absl::ConsumePrefix(&key, prefix)) selected.emplace_back(std::string(key), tensor);
+  }
+  return selected;
+}
+
+absl::StatusOr<LoadReport> LoadStateDict(torch::jit::Module& module, const StateDict& state_dict,
+                                         const StateDictOptions& options) {
+  const StateDict selected = SelectKeys(state_dict, options.key_prefix);
+  std::map<std::string, at::Tensor> targets;
+  for (const auto& parameter : module.named_parameters(/*recurse=*/true)) {
+    targets.emplace(parameter.name, parameter.value);
+  }
+  for (const auto& buffer : module.named_buffers(/*recurse=*/true)) {
+    targets.emplace(buffer.name, buffer.value);
+  }
+
+  LoadReport report;
+  std::vector<std::pair<at::Tensor, at::Tensor>> copies;  // (target, source)
+  std::set<std::string> seen;
+  for (const auto& [name, source] : selected) {
+    auto it = targets.find(name);
+    if (it == targets.end()) {
+      const bool ignored = std::any_of(options.ignore_prefixes.begin(), options.ignore_prefixes.end(),
+                                       [&](const std::string& p) { return absl::StartsWith(name, p); });
+      if (!ignored) report.unexpected.push_back(name);
+      continue;
+    }
+    seen.insert(name);
+    if (it->second.sizes() != source.sizes()) {
+      report.mismatched.push_back(absl::StrCat(name, ": saved ", ShapeOf(source), " vs module ",
+                                               ShapeOf(it->second)));
+      continue;
+    }
+    copies.emplace_back(it->second, source);
+  }
+  for (const auto& [name, target] : targets) {
+    if (seen.count(name) == 0) report.missing.push_back(name);
+  }
+  if (options.mode == LoadMode::kStrict && !report.complete()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("state_dict does not match the architecture (strict load): ",
+                     report.Summary()));
+  }
+  HEADWAY_RETURN_IF_ERROR(CallTorch("copying state_dict", absl::StatusCode::kInvalidArgument, [&] {
+    torch::NoGradGuard no_grad;
+    for (auto& [target, source] : copies) target.copy_(source);
+  }));
+  report.loaded = static_cast<int64_t>(copies.size());
+  return report;
+}
+
+}  // namespace headway
