@@ -13,15 +13,15 @@ absl::StatusOr<torch::jit::Module> BuildModule(const BackboneSpec& spec,
   HEADWAY_ASSIGN_OR_RETURN(Checkpoint weights, ReadCheckpoint(spec.weights, spec.device));
   info.contents = weights.contents;
   if (spec.expected_contents && *spec.expected_contents != weights.contents) {
-    return absl::InvalidArgumentError(absl::StrCat("expected a ",
-                                                   ContentsName(*spec.expected_contents),
-                                                   " but the file is a ",
-                                                   ContentsName(weights.contents)));
+    return absl::InvalidArgumentError(
+        absl::StrCat("expected a ", ContentsName(*spec.expected_contents),
+                     " but the file is a ", ContentsName(weights.contents)));
   }
   if (weights.contents == Checkpoint::Contents::kTorchScriptModule) {
     if (!spec.architecture.empty()) {
       return absl::InvalidArgumentError(
-          "a TorchScript backbone carries its own architecture; drop backbone.architecture");
+          "a TorchScript backbone carries its own architecture; drop "
+          "backbone.architecture");
     }
     return *std::move(weights.module);
   }
@@ -34,34 +34,38 @@ absl::StatusOr<torch::jit::Module> BuildModule(const BackboneSpec& spec,
         " holds weights only: set backbone.architecture to a TorchScript archive of the "
         "network they load into"));
   }
-  absl::StatusOr<Checkpoint> architecture = ReadCheckpoint(spec.architecture, spec.device);
+  absl::StatusOr<Checkpoint> architecture =
+      ReadCheckpoint(spec.architecture, spec.device);
   if (!architecture.ok() ||
       architecture->contents != Checkpoint::Contents::kTorchScriptModule) {
     return absl::InvalidArgumentError(absl::StrCat(
         "backbone.architecture must be a TorchScript archive",
         architecture.ok() ? "" : absl::StrCat(": ", architecture.status().message())));
   }
-  HEADWAY_ASSIGN_OR_RETURN(info.report,
-                           LoadStateDict(*architecture->module, weights.state_dict, spec.load));
+  HEADWAY_ASSIGN_OR_RETURN(
+      info.report, LoadStateDict(*architecture->module, weights.state_dict, spec.load));
   return *std::move(architecture->module);
 }
 
 }  // namespace
 
-Backbone::Backbone(torch::jit::Module module, c10::Device device, BackboneLoadInfo load_info)
+Backbone::Backbone(torch::jit::Module module, c10::Device device,
+                   BackboneLoadInfo load_info)
     : module_(std::move(module)), device_(device), load_info_(std::move(load_info)) {}
 
 absl::StatusOr<std::unique_ptr<Backbone>> Backbone::Load(const BackboneSpec& spec) {
   BackboneLoadInfo info;
   HEADWAY_ASSIGN_OR_RETURN(torch::jit::Module module, BuildModule(spec, info));
-  std::unique_ptr<Backbone> backbone(new Backbone(std::move(module), spec.device, std::move(info)));
+  std::unique_ptr<Backbone> backbone(
+      new Backbone(std::move(module), spec.device, std::move(info)));
 
   c10::InferenceMode inference;
   std::vector<int64_t> probe_shape = {1};
   probe_shape.insert(probe_shape.end(), spec.input_shape.begin(), spec.input_shape.end());
   HEADWAY_ASSIGN_OR_RETURN(
       at::Tensor features,
-      backbone->Forward(torch::zeros(probe_shape, torch::dtype(torch::kFloat32).device(spec.device))));
+      backbone->Forward(
+          torch::zeros(probe_shape, torch::dtype(torch::kFloat32).device(spec.device))));
   backbone->feature_dim_ = features.size(1);
   return backbone;
 }
@@ -72,8 +76,8 @@ absl::StatusOr<at::Tensor> Backbone::Forward(const at::Tensor& batch) const {
       CallTorch("backbone forward", absl::StatusCode::kInvalidArgument, [&] {
         c10::IValue output = module_.forward({batch});
         if (!output.isTensor()) {
-          throw std::runtime_error(absl::StrCat("backbone returned a ",
-                                                output.tagKind(), ", not a tensor"));
+          throw std::runtime_error(
+              absl::StrCat("backbone returned a ", output.tagKind(), ", not a tensor"));
         }
         return output.toTensor();
       }));

@@ -8,14 +8,14 @@
 #ifndef HEADWAY_MODEL_STORE_BACKBONE_H_
 #define HEADWAY_MODEL_STORE_BACKBONE_H_
 
+#include <torch/script.h>
+
 #include <cstdint>
 #include <memory>
 #include <optional>
 #include <set>
 #include <string>
 #include <vector>
-
-#include <torch/script.h>
 
 #include "absl/status/statusor.h"
 #include "model_store/checkpoint.h"
@@ -39,10 +39,10 @@ struct BackboneSpec {
 // What loading found.
 struct BackboneLoadInfo {
   Checkpoint::Contents contents = Checkpoint::Contents::kTorchScriptModule;
-  std::optional<int64_t> epoch;          // training checkpoints
-  std::vector<std::string> labels;       // training checkpoints with class names
-  std::set<std::string> saved_locations; // torch.save storages' devices
-  LoadReport report;                     // state_dict loads
+  std::optional<int64_t> epoch;           // training checkpoints
+  std::vector<std::string> labels;        // training checkpoints with class names
+  std::set<std::string> saved_locations;  // torch.save storages' devices
+  LoadReport report;                      // state_dict loads
 };
 
 class Backbone {

@@ -58,7 +58,8 @@ absl::StatusOr<std::vector<std::string>> LabelsOf(const PickleValue& root) {
   }
   for (const char* key : {"labels", "classes", "class_names"}) {
     const PickleValuePtr list = root.Find(key);
-    if (list == nullptr || (list->kind != Kind::kList && list->kind != Kind::kTuple)) continue;
+    if (list == nullptr || (list->kind != Kind::kList && list->kind != Kind::kTuple))
+      continue;
     for (const PickleValuePtr& item : list->items) {
       if (item->kind != Kind::kString) {
         return absl::InvalidArgumentError(absl::StrCat("'", key, "' must hold strings"));
@@ -91,9 +92,9 @@ absl::StatusOr<Checkpoint> FromTorchSave(TorchSaveContents contents) {
     const PickleValuePtr weights = root->Find(key);
     if (weights == nullptr) continue;
     if (IsPickledModule(weights)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "the checkpoint's '", key, "' is a pickled ", weights->text,
-          " object; save model.state_dict() under it instead"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("the checkpoint's '", key, "' is a pickled ", weights->text,
+                       " object; save model.state_dict() under it instead"));
     }
     std::optional<StateDict> state_dict = AsStateDict(weights);
     if (!state_dict) continue;
@@ -124,9 +125,9 @@ std::string Listed(const std::vector<std::string>& names) {
   constexpr size_t kShown = 5;
   std::vector<std::string> shown(names.begin(),
                                  names.begin() + std::min(kShown, names.size()));
-  return absl::StrCat(absl::StrJoin(shown, ", "),
-                      names.size() > kShown ? absl::StrCat(" and ", names.size() - kShown, " more")
-                                            : "");
+  return absl::StrCat(
+      absl::StrJoin(shown, ", "),
+      names.size() > kShown ? absl::StrCat(" and ", names.size() - kShown, " more") : "");
 }
 
 }  // namespace
@@ -150,12 +151,13 @@ absl::StatusOr<Checkpoint> ReadCheckpoint(const std::string& bytes, c10::Device 
       checkpoint.contents = Checkpoint::Contents::kTorchScriptModule;
       HEADWAY_ASSIGN_OR_RETURN(
           checkpoint.module,
-          CallTorch("loading TorchScript archive", absl::StatusCode::kInvalidArgument, [&] {
-            std::istringstream archive(bytes);
-            torch::jit::Module module = torch::jit::load(archive, device);
-            module.eval();
-            return std::optional<torch::jit::Module>(std::move(module));
-          }));
+          CallTorch("loading TorchScript archive", absl::StatusCode::kInvalidArgument,
+                    [&] {
+                      std::istringstream archive(bytes);
+                      torch::jit::Module module = torch::jit::load(archive, device);
+                      module.eval();
+                      return std::optional<torch::jit::Module>(std::move(module));
+                    }));
       return checkpoint;
     }
     case ArchiveFormat::kTorchSave:
@@ -174,8 +176,10 @@ absl::StatusOr<Checkpoint> ReadCheckpoint(const std::string& bytes, c10::Device 
 std::string LoadReport::Summary() const {
   std::string summary = absl::StrCat("loaded ", loaded, " tensors");
   if (!missing.empty()) absl::StrAppend(&summary, "; missing: ", Listed(missing));
-  if (!unexpected.empty()) absl::StrAppend(&summary, "; unexpected: ", Listed(unexpected));
-  if (!mismatched.empty()) absl::StrAppend(&summary, "; shape mismatch: ", Listed(mismatched));
+  if (!unexpected.empty())
+    absl::StrAppend(&summary, "; unexpected: ", Listed(unexpected));
+  if (!mismatched.empty())
+    absl::StrAppend(&summary, "; shape mismatch: ", Listed(mismatched));
   return summary;
 }
 
@@ -188,12 +192,14 @@ StateDict SelectKeys(const StateDict& state_dict, absl::string_view prefix) {
   for (const auto& [name, tensor] : state_dict) {
     absl::string_view key = name;
     if (all_data_parallel) absl::ConsumePrefix(&key, "module.");
-    if (absl::ConsumePrefix(&key, prefix)) selected.emplace_back(std::string(key), tensor);
+    if (absl::ConsumePrefix(&key, prefix))
+      selected.emplace_back(std::string(key), tensor);
   }
   return selected;
 }
 
-absl::StatusOr<LoadReport> LoadStateDict(torch::jit::Module& module, const StateDict& state_dict,
+absl::StatusOr<LoadReport> LoadStateDict(torch::jit::Module& module,
+                                         const StateDict& state_dict,
                                          const StateDictOptions& options) {
   const StateDict selected = SelectKeys(state_dict, options.key_prefix);
   std::map<std::string, at::Tensor> targets;
@@ -210,15 +216,16 @@ absl::StatusOr<LoadReport> LoadStateDict(torch::jit::Module& module, const State
   for (const auto& [name, source] : selected) {
     auto it = targets.find(name);
     if (it == targets.end()) {
-      const bool ignored = std::any_of(options.ignore_prefixes.begin(), options.ignore_prefixes.end(),
-                                       [&](const std::string& p) { return absl::StartsWith(name, p); });
+      const bool ignored =
+          std::any_of(options.ignore_prefixes.begin(), options.ignore_prefixes.end(),
+                      [&](const std::string& p) { return absl::StartsWith(name, p); });
       if (!ignored) report.unexpected.push_back(name);
       continue;
     }
     seen.insert(name);
     if (it->second.sizes() != source.sizes()) {
-      report.mismatched.push_back(absl::StrCat(name, ": saved ", ShapeOf(source), " vs module ",
-                                               ShapeOf(it->second)));
+      report.mismatched.push_back(absl::StrCat(name, ": saved ", ShapeOf(source),
+                                               " vs module ", ShapeOf(it->second)));
       continue;
     }
     copies.emplace_back(it->second, source);
@@ -227,14 +234,14 @@ absl::StatusOr<LoadReport> LoadStateDict(torch::jit::Module& module, const State
     if (seen.count(name) == 0) report.missing.push_back(name);
   }
   if (options.mode == LoadMode::kStrict && !report.complete()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("state_dict does not match the architecture (strict load): ",
-                     report.Summary()));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "state_dict does not match the architecture (strict load): ", report.Summary()));
   }
-  HEADWAY_RETURN_IF_ERROR(CallTorch("copying state_dict", absl::StatusCode::kInvalidArgument, [&] {
-    torch::NoGradGuard no_grad;
-    for (auto& [target, source] : copies) target.copy_(source);
-  }));
+  HEADWAY_RETURN_IF_ERROR(
+      CallTorch("copying state_dict", absl::StatusCode::kInvalidArgument, [&] {
+        torch::NoGradGuard no_grad;
+        for (auto& [target, source] : copies) target.copy_(source);
+      }));
   report.loaded = static_cast<int64_t>(copies.size());
   return report;
 }

@@ -13,14 +13,14 @@
 #ifndef HEADWAY_MODEL_STORE_CHECKPOINT_H_
 #define HEADWAY_MODEL_STORE_CHECKPOINT_H_
 
+#include <torch/script.h>
+
 #include <cstdint>
 #include <optional>
 #include <set>
 #include <string>
 #include <utility>
 #include <vector>
-
-#include <torch/script.h>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -73,7 +73,9 @@ struct LoadReport {
   std::vector<std::string> unexpected;  // in the state_dict, not in the module
   std::vector<std::string> mismatched;  // "name: saved [a, b] vs module [c, d]"
 
-  bool complete() const { return missing.empty() && unexpected.empty() && mismatched.empty(); }
+  bool complete() const {
+    return missing.empty() && unexpected.empty() && mismatched.empty();
+  }
   // "loaded N tensors; missing: ...; unexpected: ...; shape mismatch: ..." (lists cut
   // after a few names).
   std::string Summary() const;
@@ -85,7 +87,8 @@ StateDict SelectKeys(const StateDict& state_dict, absl::string_view prefix);
 
 // Copies `state_dict` into the parameters and buffers of `module` (on its device).
 // Strict mode fails with INVALID_ARGUMENT listing every problem and changes nothing.
-absl::StatusOr<LoadReport> LoadStateDict(torch::jit::Module& module, const StateDict& state_dict,
+absl::StatusOr<LoadReport> LoadStateDict(torch::jit::Module& module,
+                                         const StateDict& state_dict,
                                          const StateDictOptions& options);
 
 }  // namespace headway

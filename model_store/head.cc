@@ -40,13 +40,14 @@ absl::Status TakeLinearLayer(const StateDict& state_dict, absl::string_view key_
 
 }  // namespace
 
-Head::Head(std::string name, int64_t version) : name_(std::move(name)), version_(version) {}
+Head::Head(std::string name, int64_t version)
+    : name_(std::move(name)), version_(version) {}
 
 absl::StatusOr<std::shared_ptr<const Head>> Head::Load(const HeadSpec& spec) {
   absl::StatusOr<Checkpoint> checkpoint = ReadCheckpoint(spec.checkpoint, spec.device);
   if (!checkpoint.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("loading head \"", spec.name, "\": ", checkpoint.status().message()));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "loading head \"", spec.name, "\": ", checkpoint.status().message()));
   }
   std::shared_ptr<Head> head(new Head(spec.name, spec.version));
   if (checkpoint->module) {
@@ -56,8 +57,8 @@ absl::StatusOr<std::shared_ptr<const Head>> Head::Load(const HeadSpec& spec) {
       head->weight_ = head->module_->attr("weight").toTensor();
     }
   } else {
-    absl::Status linear =
-        TakeLinearLayer(checkpoint->state_dict, spec.key_prefix, head->weight_, head->bias_);
+    absl::Status linear = TakeLinearLayer(checkpoint->state_dict, spec.key_prefix,
+                                          head->weight_, head->bias_);
     if (!linear.ok()) {
       return absl::InvalidArgumentError(
           absl::StrCat("loading head \"", spec.name, "\": ", linear.message()));
@@ -65,21 +66,19 @@ absl::StatusOr<std::shared_ptr<const Head>> Head::Load(const HeadSpec& spec) {
   }
   if (head->weight_.defined() && head->weight_.dim() == 2 &&
       head->weight_.size(1) != spec.feature_dim) {
-    return absl::InvalidArgumentError(absl::StrCat("head \"", spec.name, "\" takes ",
-                                                   head->weight_.size(1),
-                                                   " features; the backbone gives ",
-                                                   spec.feature_dim));
+    return absl::InvalidArgumentError(
+        absl::StrCat("head \"", spec.name, "\" takes ", head->weight_.size(1),
+                     " features; the backbone gives ", spec.feature_dim));
   }
 
   c10::InferenceMode inference;
-  const at::Tensor probe =
-      torch::zeros({1, spec.feature_dim}, torch::dtype(torch::kFloat32).device(spec.device));
+  const at::Tensor probe = torch::zeros(
+      {1, spec.feature_dim}, torch::dtype(torch::kFloat32).device(spec.device));
   absl::StatusOr<at::Tensor> logits = head->Forward(probe);
   if (!logits.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat("head \"", spec.name,
-                                                   "\" cannot take the backbone's ",
-                                                   spec.feature_dim,
-                                                   " features: ", logits.status().message()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("head \"", spec.name, "\" cannot take the backbone's ",
+                     spec.feature_dim, " features: ", logits.status().message()));
   }
   const int64_t classes = logits->size(1);
   const std::vector<std::string>& labels =
@@ -87,9 +86,9 @@ absl::StatusOr<std::shared_ptr<const Head>> Head::Load(const HeadSpec& spec) {
   if (labels.empty()) {
     for (int64_t i = 0; i < classes; ++i) head->labels_.push_back(std::to_string(i));
   } else if (static_cast<int64_t>(labels.size()) != classes) {
-    return absl::InvalidArgumentError(absl::StrCat("head \"", spec.name, "\" has ", classes,
-                                                   " classes but ", labels.size(),
-                                                   " labels"));
+    return absl::InvalidArgumentError(absl::StrCat("head \"", spec.name, "\" has ",
+                                                   classes, " classes but ",
+                                                   labels.size(), " labels"));
   } else {
     head->labels_ = labels;
   }

@@ -88,8 +88,8 @@ absl::StatusOr<BackboneSpec> MakeBackboneSpec(const std::filesystem::path& model
     HEADWAY_ASSIGN_OR_RETURN(spec.architecture, ReadFileToString(architecture));
   }
   HEADWAY_ASSIGN_OR_RETURN(spec.expected_contents, ExpectedContents(config.format()));
-  spec.load.mode =
-      config.load_mode() == v1::BackboneConfig::PARTIAL ? LoadMode::kPartial : LoadMode::kStrict;
+  spec.load.mode = config.load_mode() == v1::BackboneConfig::PARTIAL ? LoadMode::kPartial
+                                                                     : LoadMode::kStrict;
   spec.load.key_prefix = config.key_prefix();
   spec.load.ignore_prefixes.assign(config.ignore_prefixes().begin(),
                                    config.ignore_prefixes().end());
@@ -133,9 +133,10 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(const std::filesystem::path& 
                                ResolveModelFile(model_dir, head_config.labels_file()));
       HEADWAY_ASSIGN_OR_RETURN(labels, ReadLabelsFile(labels_file));
     }
-    HEADWAY_ASSIGN_OR_RETURN(table->heads[head_config.name()],
-                             model->LoadHead(head_config.name(), std::move(checkpoint),
-                                             head_config.key_prefix(), std::move(labels), 1));
+    HEADWAY_ASSIGN_OR_RETURN(
+        table->heads[head_config.name()],
+        model->LoadHead(head_config.name(), std::move(checkpoint),
+                        head_config.key_prefix(), std::move(labels), 1));
   }
   model->load_time_ms_ = absl::ToInt64Milliseconds(absl::Now() - start);
   absl::MutexLock lock(&model->heads_mu_);
@@ -258,9 +259,9 @@ absl::StatusOr<HeadInfo> Model::SwapHead(const HeadSwap& swap) {
   auto it = current->heads.find(swap.head);
   const int64_t version = it == current->heads.end() ? 1 : it->second->version() + 1;
   // Built and warmed up to the side; requests keep using `current` meanwhile.
-  HEADWAY_ASSIGN_OR_RETURN(
-      std::shared_ptr<const Head> head,
-      LoadHead(swap.head, std::move(checkpoint), swap.key_prefix, std::move(labels), version));
+  HEADWAY_ASSIGN_OR_RETURN(std::shared_ptr<const Head> head,
+                           LoadHead(swap.head, std::move(checkpoint), swap.key_prefix,
+                                    std::move(labels), version));
   auto next = std::make_shared<HeadTable>(*current);
   next->heads[swap.head] = head;
   {

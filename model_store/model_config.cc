@@ -93,7 +93,8 @@ absl::Status ValidateModelConfig(const v1::ModelConfig& config) {
   } else if (backbone.format() == v1::BackboneConfig::STATE_DICT ||
              backbone.format() == v1::BackboneConfig::TRAINING_CHECKPOINT) {
     return absl::InvalidArgumentError(
-        "backbone.architecture is required for STATE_DICT and TRAINING_CHECKPOINT weights");
+        "backbone.architecture is required for STATE_DICT and TRAINING_CHECKPOINT "
+        "weights");
   }
   HEADWAY_RETURN_IF_ERROR(ValidateInputSpec(config.input()));
   if (config.heads().empty())

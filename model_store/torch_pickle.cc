@@ -1,11 +1,11 @@
 #include "model_store/torch_pickle.h"
 
+#include <caffe2/serialize/inline_container.h>
+#include <torch/types.h>
+
 #include <cstring>
 #include <map>
 #include <sstream>
-
-#include <caffe2/serialize/inline_container.h>
-#include <torch/types.h>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -36,15 +36,21 @@ PickleValuePtr MakeText(Kind kind, std::string text) {
 }
 
 absl::StatusOr<c10::ScalarType> StorageScalarType(absl::string_view storage_class) {
-  static const auto* const kTypes = new std::map<std::string, c10::ScalarType, std::less<>>{
-      {"torch.FloatStorage", c10::kFloat},         {"torch.DoubleStorage", c10::kDouble},
-      {"torch.HalfStorage", c10::kHalf},           {"torch.BFloat16Storage", c10::kBFloat16},
-      {"torch.LongStorage", c10::kLong},           {"torch.IntStorage", c10::kInt},
-      {"torch.ShortStorage", c10::kShort},         {"torch.CharStorage", c10::kChar},
-      {"torch.ByteStorage", c10::kByte},           {"torch.BoolStorage", c10::kBool},
-      {"torch.ComplexFloatStorage", c10::kComplexFloat},
-      {"torch.ComplexDoubleStorage", c10::kComplexDouble},
-  };
+  static const auto* const kTypes =
+      new std::map<std::string, c10::ScalarType, std::less<>>{
+          {"torch.FloatStorage", c10::kFloat},
+          {"torch.DoubleStorage", c10::kDouble},
+          {"torch.HalfStorage", c10::kHalf},
+          {"torch.BFloat16Storage", c10::kBFloat16},
+          {"torch.LongStorage", c10::kLong},
+          {"torch.IntStorage", c10::kInt},
+          {"torch.ShortStorage", c10::kShort},
+          {"torch.CharStorage", c10::kChar},
+          {"torch.ByteStorage", c10::kByte},
+          {"torch.BoolStorage", c10::kBool},
+          {"torch.ComplexFloatStorage", c10::kComplexFloat},
+          {"torch.ComplexDoubleStorage", c10::kComplexDouble},
+      };
   auto it = kTypes->find(storage_class);
   if (it == kTypes->end()) {
     return absl::InvalidArgumentError(
@@ -63,16 +69,18 @@ class StorageLoader {
                                   int64_t numel, const std::string& location) {
     auto it = storages_.find(key);
     if (it != storages_.end()) return it->second;
-    HEADWAY_ASSIGN_OR_RETURN(const c10::ScalarType type, StorageScalarType(storage_class));
+    HEADWAY_ASSIGN_OR_RETURN(const c10::ScalarType type,
+                             StorageScalarType(storage_class));
     const std::string record = "data/" + key;
     if (numel < 0 || !reader_->hasRecord(record)) {
-      return absl::InvalidArgumentError(absl::StrCat("storage record ", record, " is missing"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("storage record ", record, " is missing"));
     }
     auto [data, size] = reader_->getRecord(record);
     const size_t needed = static_cast<size_t>(numel) * c10::elementSize(type);
     if (size < needed) {
-      return absl::InvalidArgumentError(absl::StrCat("storage record ", record, " has ", size,
-                                                     " bytes; ", needed, " expected"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "storage record ", record, " has ", size, " bytes; ", needed, " expected"));
     }
     at::Tensor storage = torch::empty({numel}, torch::dtype(type));
     std::memcpy(storage.data_ptr(), data.get(), needed);
@@ -207,13 +215,15 @@ class PickleReader {
     HEADWAY_ASSIGN_OR_RETURN(PickleValuePtr dict, Top());
     if (dict->kind != Kind::kDict) return Error("SETITEM on a value that is not a dict");
     if (pairs.size() % 2 != 0) return Error("SETITEMS with an odd number of values");
-    for (size_t i = 0; i < pairs.size(); i += 2) dict->entries.emplace_back(pairs[i], pairs[i + 1]);
+    for (size_t i = 0; i < pairs.size(); i += 2)
+      dict->entries.emplace_back(pairs[i], pairs[i + 1]);
     return absl::OkStatus();
   }
 
   absl::Status Append(const std::vector<PickleValuePtr>& values) {
     HEADWAY_ASSIGN_OR_RETURN(PickleValuePtr list, Top());
-    if (list->kind != Kind::kList && list->kind != Kind::kSet && list->kind != Kind::kObject) {
+    if (list->kind != Kind::kList && list->kind != Kind::kSet &&
+        list->kind != Kind::kObject) {
       return Error("APPEND on a value that is not a list");
     }
     list->items.insert(list->items.end(), values.begin(), values.end());
@@ -229,21 +239,23 @@ class PickleReader {
         pid->items[3]->kind != Kind::kString || pid->items[4]->kind != Kind::kInt) {
       return Error("unsupported persistent id (expected a torch storage)");
     }
-    HEADWAY_ASSIGN_OR_RETURN(at::Tensor storage,
-                             storages_->Load(pid->items[2]->text, pid->items[1]->text,
-                                             pid->items[4]->integer, pid->items[3]->text));
+    HEADWAY_ASSIGN_OR_RETURN(
+        at::Tensor storage, storages_->Load(pid->items[2]->text, pid->items[1]->text,
+                                            pid->items[4]->integer, pid->items[3]->text));
     PickleValuePtr value = MakeValue(Kind::kTensor);
     value->tensor = std::move(storage);
     return Push(std::move(value));
   }
 
-  absl::StatusOr<PickleValuePtr> Reduce(const PickleValue& callable, const PickleValue& args) {
+  absl::StatusOr<PickleValuePtr> Reduce(const PickleValue& callable,
+                                        const PickleValue& args) {
     const std::string& name = callable.text;
     if (callable.kind == Kind::kGlobal) {
       if (name == "collections.OrderedDict" || name == "builtins.dict") {
         return MakeValue(Kind::kDict);
       }
-      if (name == "torch._utils._rebuild_tensor_v2" || name == "torch._utils._rebuild_tensor") {
+      if (name == "torch._utils._rebuild_tensor_v2" ||
+          name == "torch._utils._rebuild_tensor") {
         if (args.items.size() < 4 || args.items[0]->kind != Kind::kTensor ||
             args.items[2]->kind != Kind::kTuple || args.items[3]->kind != Kind::kTuple) {
           return Error("malformed _rebuild_tensor arguments");
@@ -252,10 +264,12 @@ class PickleReader {
         const std::vector<int64_t> stride = IntsOf(*args.items[3]);
         const int64_t offset = args.items[1]->integer;
         const at::Tensor& storage = args.items[0]->tensor;
-        if (size.size() != stride.size()) return Error("tensor size and stride differ in rank");
+        if (size.size() != stride.size())
+          return Error("tensor size and stride differ in rank");
         int64_t last = offset;
         for (size_t d = 0; d < size.size(); ++d) {
-          if (size[d] < 0 || stride[d] < 0) return Error("negative tensor size or stride");
+          if (size[d] < 0 || stride[d] < 0)
+            return Error("negative tensor size or stride");
           if (size[d] == 0) last = -1;
           if (last >= 0) last += (size[d] - 1) * stride[d];
         }
@@ -291,7 +305,7 @@ class PickleReader {
         return absl::OkStatus();
       case 'N':
         return Push(MakeValue(Kind::kNone));
-      case 0x88:  // NEWTRUE
+      case 0x88:    // NEWTRUE
       case 0x89: {  // NEWFALSE
         PickleValuePtr value = MakeValue(Kind::kBool);
         value->boolean = op == 0x88;
@@ -333,20 +347,23 @@ class PickleReader {
       case 'B': {  // BINBYTES
         HEADWAY_ASSIGN_OR_RETURN(const uint32_t n, TakeLittleEndian<uint32_t>());
         HEADWAY_ASSIGN_OR_RETURN(absl::string_view bytes, Take(n));
-        return Push(MakeText(op == 'B' ? Kind::kBytes : Kind::kString, std::string(bytes)));
+        return Push(
+            MakeText(op == 'B' ? Kind::kBytes : Kind::kString, std::string(bytes)));
       }
       case 0x8c:   // SHORT_BINUNICODE
       case 'U':    // SHORT_BINSTRING
       case 'C': {  // SHORT_BINBYTES
         HEADWAY_ASSIGN_OR_RETURN(const uint8_t n, TakeLittleEndian<uint8_t>());
         HEADWAY_ASSIGN_OR_RETURN(absl::string_view bytes, Take(n));
-        return Push(MakeText(op == 'C' ? Kind::kBytes : Kind::kString, std::string(bytes)));
+        return Push(
+            MakeText(op == 'C' ? Kind::kBytes : Kind::kString, std::string(bytes)));
       }
-      case 0x8d:   // BINUNICODE8
+      case 0x8d:    // BINUNICODE8
       case 0x8e: {  // BINBYTES8
         HEADWAY_ASSIGN_OR_RETURN(const uint64_t n, TakeLittleEndian<uint64_t>());
         HEADWAY_ASSIGN_OR_RETURN(absl::string_view bytes, Take(n));
-        return Push(MakeText(op == 0x8e ? Kind::kBytes : Kind::kString, std::string(bytes)));
+        return Push(
+            MakeText(op == 0x8e ? Kind::kBytes : Kind::kString, std::string(bytes)));
       }
       case ')':
         return Push(MakeValue(Kind::kTuple));
@@ -357,11 +374,12 @@ class PickleReader {
       case 0x8f:  // EMPTY_SET
         return Push(MakeValue(Kind::kSet));
       case 't':
-      case 'l':    // LIST
+      case 'l':     // LIST
       case 0x91: {  // FROZENSET
         HEADWAY_ASSIGN_OR_RETURN(std::vector<PickleValuePtr> items, PopToMark());
-        PickleValuePtr value =
-            MakeValue(op == 't' ? Kind::kTuple : op == 'l' ? Kind::kList : Kind::kSet);
+        PickleValuePtr value = MakeValue(op == 't'   ? Kind::kTuple
+                                         : op == 'l' ? Kind::kList
+                                                     : Kind::kSet);
         value->items = std::move(items);
         return Push(std::move(value));
       }
@@ -480,7 +498,8 @@ PickleValuePtr PickleValue::Find(absl::string_view key) const {
 ArchiveFormat DetectArchiveFormat(const std::string& bytes) {
   if (!IsZip(bytes)) {
     // The legacy format is a pickle (protocol 2) of torch.save's magic number first.
-    return absl::StartsWith(bytes, "\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19")
+    return absl::StartsWith(bytes,
+                            "\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19")
                ? ArchiveFormat::kLegacyTorchSave
                : ArchiveFormat::kUnknown;
   }
@@ -494,16 +513,19 @@ ArchiveFormat DetectArchiveFormat(const std::string& bytes) {
         for (const std::string& record : reader.getAllRecords()) {
           if (absl::StartsWith(record, "code/")) return ArchiveFormat::kTorchScript;
         }
-        return reader.hasRecord("data.pkl") ? ArchiveFormat::kTorchSave : ArchiveFormat::kUnknown;
+        return reader.hasRecord("data.pkl") ? ArchiveFormat::kTorchSave
+                                            : ArchiveFormat::kUnknown;
       });
   return format.value_or(ArchiveFormat::kUnknown);
 }
 
-absl::StatusOr<TorchSaveContents> ReadTorchSave(const std::string& bytes, c10::Device device) {
+absl::StatusOr<TorchSaveContents> ReadTorchSave(const std::string& bytes,
+                                                c10::Device device) {
   if (!IsZip(bytes)) {
     if (DetectArchiveFormat(bytes) == ArchiveFormat::kLegacyTorchSave) {
       return absl::InvalidArgumentError(
-          "legacy torch.save format (PyTorch < 1.6, or _use_new_zipfile_serialization=False) "
+          "legacy torch.save format (PyTorch < 1.6, or "
+          "_use_new_zipfile_serialization=False) "
           "is not supported: load it in PyTorch and save it again with torch.save");
     }
     return absl::InvalidArgumentError("not a torch.save archive (no zip header)");
@@ -519,15 +541,15 @@ absl::StatusOr<TorchSaveContents> ReadTorchSave(const std::string& bytes, c10::D
   }
   StorageLoader storages(reader.get(), device);
   TorchSaveContents contents;
-  absl::Status status = CallTorch("reading torch.save archive", absl::StatusCode::kInvalidArgument,
-                                  [&]() -> absl::Status {
-                                    auto [data, size] = reader->getRecord("data.pkl");
-                                    const absl::string_view pickle(
-                                        static_cast<const char*>(data.get()), size);
-                                    PickleReader unpickler(pickle, &storages);
-                                    HEADWAY_ASSIGN_OR_RETURN(contents.root, unpickler.Read());
-                                    return absl::OkStatus();
-                                  });
+  absl::Status status = CallTorch(
+      "reading torch.save archive", absl::StatusCode::kInvalidArgument,
+      [&]() -> absl::Status {
+        auto [data, size] = reader->getRecord("data.pkl");
+        const absl::string_view pickle(static_cast<const char*>(data.get()), size);
+        PickleReader unpickler(pickle, &storages);
+        HEADWAY_ASSIGN_OR_RETURN(contents.root, unpickler.Read());
+        return absl::OkStatus();
+      });
   HEADWAY_RETURN_IF_ERROR(status);
   contents.saved_locations = storages.saved_locations();
   return contents;

@@ -12,15 +12,15 @@
 #ifndef HEADWAY_MODEL_STORE_TORCH_PICKLE_H_
 #define HEADWAY_MODEL_STORE_TORCH_PICKLE_H_
 
+#include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
+
 #include <cstdint>
 #include <memory>
 #include <set>
 #include <string>
 #include <utility>
 #include <vector>
-
-#include <ATen/core/Tensor.h>
-#include <c10/core/Device.h>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -42,7 +42,7 @@ struct PickleValue {
     kTuple,
     kList,
     kSet,
-    kDict,    // dict and collections.OrderedDict, in insertion order
+    kDict,  // dict and collections.OrderedDict, in insertion order
     kTensor,
     kGlobal,  // a class or function reference: `text` is "module.name"
     kObject,  // an instance of a class we do not rebuild: `text` is its class
@@ -52,11 +52,11 @@ struct PickleValue {
   bool boolean = false;
   int64_t integer = 0;
   double real = 0;
-  std::string text;                    // kString, kBytes, kGlobal, kObject
-  std::vector<PickleValuePtr> items;   // kTuple, kList, kSet; kObject: its arguments
+  std::string text;                   // kString, kBytes, kGlobal, kObject
+  std::vector<PickleValuePtr> items;  // kTuple, kList, kSet; kObject: its arguments
   std::vector<std::pair<PickleValuePtr, PickleValuePtr>> entries;  // kDict
-  PickleValuePtr state;                // set by BUILD (an OrderedDict's _metadata, ...)
-  at::Tensor tensor;                   // kTensor
+  PickleValuePtr state;  // set by BUILD (an OrderedDict's _metadata, ...)
+  at::Tensor tensor;     // kTensor
 
   // The value under string key `key` of a dict, or nullptr.
   PickleValuePtr Find(absl::string_view key) const;
@@ -82,7 +82,8 @@ struct TorchSaveContents {
 // Reads a torch.save zip archive, mapping every storage onto `device`.
 // INVALID_ARGUMENT names what is wrong: not a zip, a legacy archive, a malformed
 // pickle, a missing or short storage record, an unsupported storage type.
-absl::StatusOr<TorchSaveContents> ReadTorchSave(const std::string& bytes, c10::Device device);
+absl::StatusOr<TorchSaveContents> ReadTorchSave(const std::string& bytes,
+                                                c10::Device device);
 
 }  // namespace headway
 

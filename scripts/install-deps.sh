@@ -13,7 +13,7 @@ packages=(
   prometheus-cpp-dev
   libgtest-dev libgmock-dev
   # Training and exporting the bundled models, and the real data they train on.
-  python3 python3-torch python3-numpy python3-opencv opencv-doc
+  python3 python3-torch python3-torchvision python3-numpy python3-opencv opencv-doc
 )
 
 missing=()

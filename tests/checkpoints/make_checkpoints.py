@@ -25,6 +25,13 @@ classifier's last linear layer is the head and the rest is the backbone:
   {arch}_features.f32       PyTorch's backbone output for it  [2, D]
   {arch}_logits.f32         PyTorch's head output for it      [2, C]
   manifest.txt              "arch feature_dim classes head_prefix" per architecture
+
+and a model store, store/, serving them as users would configure them:
+  store/resnet18_training     the training checkpoint into the architecture, with the
+                              head taken from the same file's "fc." keys and its labels
+                              from class_to_idx
+  store/mobilenet_v3_small_cuda0  the cuda:0-saved state_dict on a CPU server, with the
+                              head from the head's own state_dict
 """
 import os
 import sys
@@ -115,6 +122,35 @@ def make(name, out, manifest):
     manifest.write(f"{name} {features.shape[1]} {logits.shape[1]} {head_prefix}\n")
 
 
+STORE_CONFIG = """name: "{name}"
+version: 1
+device: "cpu"
+backbone {{
+  file: "{weights}"
+  format: {format}
+  architecture: "arch.pt"
+  ignore_prefixes: "{head_prefix}"
+}}
+input {{ channels: 3 height: {size} width: {size} resize: NONE }}
+heads {{ name: "imagenet" file: "{head_file}" key_prefix: "{head_key_prefix}" }}
+"""
+
+
+def make_store(out, name, arch, weights, fmt, head_file, head_key_prefix, head_prefix):
+    folder = os.path.join(out, "store", name)
+    os.makedirs(folder, exist_ok=True)
+    for source, target in ((f"{arch}_arch.pt", "arch.pt"), (weights, weights),
+                           (head_file, head_file)):
+        link = os.path.join(folder, target)
+        if os.path.exists(link):
+            os.remove(link)
+        os.link(os.path.join(out, source), link)
+    with open(os.path.join(folder, "config.pbtxt"), "w") as f:
+        f.write(STORE_CONFIG.format(name=name, weights=weights, format=fmt, size=SIZE,
+                                    head_file=head_file, head_key_prefix=head_key_prefix,
+                                    head_prefix=head_prefix))
+
+
 def main():
     out = sys.argv[1]
     os.makedirs(out, exist_ok=True)
@@ -122,6 +158,11 @@ def main():
     with open(os.path.join(out, "manifest.txt.tmp"), "w") as manifest:
         for name in ("resnet18", "mobilenet_v3_small"):
             make(name, out, manifest)
+    make_store(out, "resnet18_training", "resnet18", "resnet18_training.pt",
+               "TRAINING_CHECKPOINT", "resnet18_training.pt", "fc.", "fc.")
+    make_store(out, "mobilenet_v3_small_cuda0", "mobilenet_v3_small",
+               "mobilenet_v3_small_cuda0.pt", "STATE_DICT",
+               "mobilenet_v3_small_head_state_dict.pt", "", "classifier.3.")
     os.replace(os.path.join(out, "manifest.txt.tmp"), os.path.join(out, "manifest.txt"))
 
 
