@@ -13,6 +13,7 @@
 #include "model_store/head.h"
 #include "model_store/model_config.h"
 #include "model_store/preprocessor.h"
+#include "model_store/retirer.h"
 #include "model_store/status_macros.h"
 #include "model_store/torch_errors.h"
 
@@ -98,16 +99,20 @@ absl::StatusOr<BackboneSpec> MakeBackboneSpec(const std::filesystem::path& model
 
 }  // namespace
 
-Model::Model(std::filesystem::path model_dir, v1::ModelConfig config)
-    : model_dir_(std::move(model_dir)), config_(std::move(config)) {}
+Model::Model(const Options& options)
+    : model_dir_(options.model_dir), config_(options.config), retirer_(options.retirer) {}
 
 Model::~Model() = default;
 
-absl::StatusOr<std::unique_ptr<Model>> Model::Load(const std::filesystem::path& model_dir,
-                                                   const v1::ModelConfig& config) {
+absl::StatusOr<std::unique_ptr<Model>> Model::Load(const Options& options) {
   const absl::Time start = absl::Now();
-  std::unique_ptr<Model> model(new Model(model_dir, config));
-  HEADWAY_ASSIGN_OR_RETURN(const c10::Device device, ResolveDevice(config.device()));
+  const std::filesystem::path& model_dir = options.model_dir;
+  const v1::ModelConfig& config = options.config;
+  std::unique_ptr<Model> model(new Model(options));
+  HEADWAY_ASSIGN_OR_RETURN(
+      const c10::Device device,
+      ResolveDevice(options.device.empty() ? config.device() : options.device));
+  model->device_name_ = DeviceName(device);
   HEADWAY_ASSIGN_OR_RETURN(model->preprocessor_, Preprocessor::Create(config.input()));
   HEADWAY_ASSIGN_OR_RETURN(BackboneSpec backbone_spec,
                            MakeBackboneSpec(model_dir, config.backbone()));
@@ -263,13 +268,37 @@ absl::StatusOr<HeadInfo> Model::SwapHead(const HeadSwap& swap) {
                            LoadHead(swap.head, std::move(checkpoint), swap.key_prefix,
                                     std::move(labels), version));
   auto next = std::make_shared<HeadTable>(*current);
-  next->heads[swap.head] = head;
+  std::shared_ptr<const Head> replaced = std::exchange(next->heads[swap.head], head);
+  Publish(std::move(next), std::move(replaced));
+  return HeadInfo{head->name(), head->version(), head->num_classes(),
+                  swap.head == current->default_head};
+}
+
+absl::Status Model::RemoveHead(absl::string_view head_name) {
+  absl::MutexLock swap_lock(&swap_mu_);
+  const std::shared_ptr<const HeadTable> current = heads();
+  auto it = current->heads.find(head_name);
+  if (it == current->heads.end()) {
+    return absl::NotFoundError(
+        absl::StrCat("model \"", name(), "\" has no head \"", head_name, "\""));
+  }
+  if (head_name == current->default_head) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "head \"", head_name, "\" is the default head of model \"", name(), "\""));
+  }
+  auto next = std::make_shared<HeadTable>(*current);
+  next->heads.erase(std::string(head_name));
+  Publish(std::move(next), it->second);
+  return absl::OkStatus();
+}
+
+void Model::Publish(std::shared_ptr<const HeadTable> next,
+                    std::shared_ptr<const Head> retired) {
   {
     absl::MutexLock lock(&heads_mu_);
     heads_ = std::move(next);
   }
-  return HeadInfo{head->name(), head->version(), head->num_classes(),
-                  swap.head == current->default_head};
+  if (retirer_ != nullptr) retirer_->Retire(std::move(retired));
 }
 
 ModelInfo Model::Info() const {
@@ -277,7 +306,7 @@ ModelInfo Model::Info() const {
   ModelInfo info;
   info.name = config_.name();
   info.version = config_.version();
-  info.device = DeviceName(backbone_->device());
+  info.device = device_name_;
   info.state = "READY";
   info.feature_dim = backbone_->feature_dim();
   const BackboneLoadInfo& load = backbone_->load_info();

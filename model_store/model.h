@@ -28,6 +28,7 @@ namespace headway {
 class Backbone;
 class Head;
 class Preprocessor;
+class Retirer;
 
 struct EmbedResult {
   int64_t model_version = 0;
@@ -83,15 +84,28 @@ struct ModelInfo {
 
 class Model {
  public:
-  // Loads the backbone and every configured head onto config.device() and warms them
-  // up. `config` must come from ReadModelConfig (validated, defaults filled).
-  static absl::StatusOr<std::unique_ptr<Model>> Load(
-      const std::filesystem::path& model_dir, const v1::ModelConfig& config);
+  struct Options {
+    std::filesystem::path model_dir;
+    // From ReadModelConfig (validated, defaults filled).
+    v1::ModelConfig config;
+    // Overrides config.device() when set.
+    std::string device;
+    // Destroys swapped-out heads once their last request is done; when null they go
+    // with their last reader.
+    Retirer* retirer = nullptr;
+  };
+
+  // Loads the backbone and every configured head onto the device and warms them up.
+  // FAILED_PRECONDITION for a CUDA device this machine lacks.
+  static absl::StatusOr<std::unique_ptr<Model>> Load(const Options& options);
   ~Model();
   Model(const Model&) = delete;
   Model& operator=(const Model&) = delete;
 
   const std::string& name() const { return config_.name(); }
+  // "cpu", "cuda:0", ...
+  const std::string& device() const { return device_name_; }
+  const std::filesystem::path& model_dir() const { return model_dir_; }
 
   // Backbone features, one vector per input. INVALID_ARGUMENT names the bad input's
   // index; an empty or oversized input list is INVALID_ARGUMENT too.
@@ -107,21 +121,29 @@ class Model {
   // backbone. On any error the old head keeps serving.
   absl::StatusOr<HeadInfo> SwapHead(const HeadSwap& swap);
 
+  // Removes a head; NOT_FOUND when absent, FAILED_PRECONDITION for the default head.
+  absl::Status RemoveHead(absl::string_view head);
+
   ModelInfo Info() const;
 
  private:
   struct HeadTable;
 
-  Model(std::filesystem::path model_dir, v1::ModelConfig config);
+  explicit Model(const Options& options);
   absl::StatusOr<std::shared_ptr<const Head>> LoadHead(std::string name,
                                                        std::string checkpoint,
                                                        std::string key_prefix,
                                                        std::vector<std::string> labels,
                                                        int64_t version) const;
   std::shared_ptr<const HeadTable> heads() const;
+  // Publishes `next` and retires what `retired` held.
+  void Publish(std::shared_ptr<const HeadTable> next,
+               std::shared_ptr<const Head> retired);
 
   const std::filesystem::path model_dir_;
   const v1::ModelConfig config_;
+  Retirer* const retirer_;
+  std::string device_name_;
   std::unique_ptr<Preprocessor> preprocessor_;
   std::unique_ptr<Backbone> backbone_;
   int64_t load_time_ms_ = 0;

@@ -1,12 +1,15 @@
-// ModelRegistry: the served models by name, loaded from a model store (a folder with
-// one sub-folder per model, each holding a config.pbtxt). It is the only place
-// requests look models up.
+// ModelRegistry: every served model instance, by model name and device. Models come
+// from a model store (a folder with one sub-folder per model, each holding a
+// config.pbtxt); a model may be loaded on several devices at once. It is the only
+// place requests look models up, and the only writer of the model store (persisted
+// head swaps).
 //
-// Thread-safe. Models are shared: a request keeps its shared_ptr<Model> until it
-// answers.
+// Thread-safe. Instances are shared: a request keeps its shared_ptr<Model> until it
+// answers, so unloading never fails a request in flight.
 #ifndef HEADWAY_MODEL_STORE_MODEL_REGISTRY_H_
 #define HEADWAY_MODEL_STORE_MODEL_REGISTRY_H_
 
+#include <atomic>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -18,8 +21,14 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "model_store/model.h"
+#include "model_store/retirer.h"
 
 namespace headway {
+
+struct SwapResult {
+  HeadInfo head;
+  std::vector<std::string> devices;  // the instances now serving it
+};
 
 class ModelRegistry {
  public:
@@ -27,22 +36,61 @@ class ModelRegistry {
     std::filesystem::path model_store;
   };
 
-  // Loads every model of the store. Fails when the store is missing, holds no model,
-  // or any model fails to load: a server should not start half-configured.
+  // Loads every model of the store on its configured device. Fails when the store is
+  // missing, holds no model, or any model fails to load: a server should not start
+  // half-configured.
   static absl::StatusOr<std::unique_ptr<ModelRegistry>> Create(const Options& options);
+  ~ModelRegistry();
 
-  // NOT_FOUND, listing the loaded models, when `name` is not one of them.
-  absl::StatusOr<std::shared_ptr<Model>> Find(absl::string_view name) const;
+  // The instance of `name` on `device`; with an empty device, one of its instances
+  // (round robin). NOT_FOUND names what is loaded.
+  absl::StatusOr<std::shared_ptr<Model>> Find(absl::string_view name,
+                                              absl::string_view device = "") const;
 
-  // Every model, by name.
-  std::vector<std::shared_ptr<Model>> List() const;
+  // Every instance, by name then device; only `name`'s when set.
+  std::vector<std::shared_ptr<Model>> List(absl::string_view name = "") const;
+
+  // Loads store folder `name` on `device` (its config's device when empty).
+  // ALREADY_EXISTS when that instance is loaded; NOT_FOUND when the store has no such
+  // model; FAILED_PRECONDITION for a device this machine lacks.
+  absl::StatusOr<std::shared_ptr<Model>> LoadModel(absl::string_view name,
+                                                   absl::string_view device);
+
+  // Unloads the instance on `device`, or every instance when empty; returns their
+  // devices. Requests in flight on them still finish.
+  absl::StatusOr<std::vector<std::string>> UnloadModel(absl::string_view name,
+                                                       absl::string_view device);
+
+  // Swaps (or adds) a head on every instance of `model` (or the one on `device`).
+  // With `persist`, then writes the head and the config into the store atomically.
+  absl::StatusOr<SwapResult> SwapHead(absl::string_view model, const HeadSwap& swap,
+                                      bool persist, absl::string_view device = "");
+
+  // Removes a head from every instance; with `persist` from the config too.
+  absl::Status RemoveHead(absl::string_view model, absl::string_view head, bool persist);
 
  private:
-  ModelRegistry() = default;
+  explicit ModelRegistry(const Options& options) : options_(options) {}
 
+  absl::StatusOr<std::shared_ptr<Model>> LoadInstance(absl::string_view name,
+                                                      absl::string_view device);
+  absl::Status PersistSwap(const Model& model, const HeadSwap& swap);
+  absl::Status PersistRemoval(const Model& model, absl::string_view head);
+
+  const Options options_;
+  // Declared first so that it outlives the models whose heads it releases.
+  Retirer retirer_;
+  absl::Mutex store_mu_;  // serialises writes to the model store
   mutable absl::Mutex mu_;
-  std::map<std::string, std::shared_ptr<Model>, std::less<>> models_ ABSL_GUARDED_BY(mu_);
+  // name -> instances, one per device.
+  std::map<std::string, std::vector<std::shared_ptr<Model>>, std::less<>> models_
+      ABSL_GUARDED_BY(mu_);
+  mutable std::atomic<uint64_t> next_instance_{0};
 };
+
+// Head names become file names when persisted: letters, digits, '_', '-' and '.', not
+// starting with '.'. INVALID_ARGUMENT otherwise.
+absl::Status ValidateHeadName(absl::string_view head);
 
 }  // namespace headway
 

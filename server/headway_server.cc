@@ -13,7 +13,17 @@ HeadwayServer::HeadwayServer(const Options& options)
     : registry_(options.registry),
       workers_(std::make_unique<WorkerPool>(options.worker_threads)),
       inference_(options.registry, workers_.get()),
-      management_(options.registry, workers_.get()) {}
+      management_(options.registry, workers_.get(),
+                  [this](const std::string& model, bool serving) {
+                    SetModelHealth(model, serving);
+                  }) {}
+
+void HeadwayServer::SetModelHealth(const std::string& model, bool serving) {
+  if (server_ == nullptr) return;
+  if (grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService()) {
+    health->SetServingStatus(model, serving);
+  }
+}
 
 HeadwayServer::~HeadwayServer() {
   Shutdown(absl::ZeroDuration());

@@ -29,7 +29,7 @@ class HeadwayServer {
     // Threads running inference and head loads.
     int worker_threads = 2;
     int max_message_bytes = 64 << 20;
-    const ModelRegistry* registry = nullptr;
+    ModelRegistry* registry = nullptr;
   };
 
   // Starts listening. UNAVAILABLE when the address cannot be bound.
@@ -49,7 +49,10 @@ class HeadwayServer {
  private:
   HeadwayServer(const Options& options);
 
-  const ModelRegistry* registry_;
+  // The health service's status for a model's service name.
+  void SetModelHealth(const std::string& model, bool serving);
+
+  ModelRegistry* registry_;
   std::unique_ptr<WorkerPool> workers_;
   InferenceServiceImpl inference_;
   ManagementServiceImpl management_;

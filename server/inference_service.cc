@@ -48,12 +48,13 @@ absl::StatusOr<std::vector<InputView>> ToInputViews(
 absl::Status RunEmbed(const ModelRegistry& registry, const v1::EmbedRequest& request,
                       v1::EmbedResponse& response) {
   HEADWAY_ASSIGN_OR_RETURN(const std::shared_ptr<Model> model,
-                           registry.Find(request.model()));
+                           registry.Find(request.model(), request.device()));
   HEADWAY_ASSIGN_OR_RETURN(const std::vector<InputView> inputs,
                            ToInputViews(request.inputs()));
   HEADWAY_ASSIGN_OR_RETURN(const EmbedResult result,
                            model->Embed(inputs, request.l2_normalize()));
   response.set_model(model->name());
+  response.set_device(model->device());
   response.set_model_version(result.model_version);
   response.set_dimension(static_cast<int32_t>(result.dimension));
   for (const std::vector<float>& embedding : result.embeddings) {
@@ -66,12 +67,13 @@ absl::Status RunClassify(const ModelRegistry& registry,
                          const v1::ClassifyRequest& request,
                          v1::ClassifyResponse& response) {
   HEADWAY_ASSIGN_OR_RETURN(const std::shared_ptr<Model> model,
-                           registry.Find(request.model()));
+                           registry.Find(request.model(), request.device()));
   HEADWAY_ASSIGN_OR_RETURN(const std::vector<InputView> inputs,
                            ToInputViews(request.inputs()));
   HEADWAY_ASSIGN_OR_RETURN(const ClassifyResult result,
                            model->Classify(inputs, request.head(), request.top_k()));
   response.set_model(model->name());
+  response.set_device(model->device());
   response.set_model_version(result.model_version);
   response.set_head(result.head);
   response.set_head_version(result.head_version);

@@ -1,10 +1,13 @@
-// ManagementServiceImpl: headway.v1.ManagementService (HotSwapHead, ListModels) on
-// gRPC's callback API. A thin adapter over the registry; holds no model state.
-// Head loads run on the worker pool, off gRPC's threads.
+// ManagementServiceImpl: headway.v1.ManagementService (HotSwapHead, RemoveHead,
+// LoadModel, UnloadModel, ListModels) on gRPC's callback API. A thin adapter over the
+// registry; holds no model state. Loads run on the worker pool, off gRPC's threads.
 //
 // Thread-safe; the registry and pool must outlive it.
 #ifndef HEADWAY_SERVER_MANAGEMENT_SERVICE_H_
 #define HEADWAY_SERVER_MANAGEMENT_SERVICE_H_
+
+#include <functional>
+#include <string>
 
 #include "headway/v1/management.grpc.pb.h"
 #include "model_store/model_registry.h"
@@ -14,19 +17,41 @@ namespace headway {
 
 class ManagementServiceImpl final : public v1::ManagementService::CallbackService {
  public:
-  ManagementServiceImpl(const ModelRegistry* registry, WorkerPool* workers);
+  // Called with a model's name and whether any instance of it is loaded, after each
+  // load and unload (the server's health service follows it).
+  using ModelHealthCallback = std::function<void(const std::string& model, bool serving)>;
+
+  ManagementServiceImpl(ModelRegistry* registry, WorkerPool* workers,
+                        ModelHealthCallback on_model_health);
 
   grpc::ServerUnaryReactor* HotSwapHead(grpc::CallbackServerContext* context,
                                         const v1::HotSwapHeadRequest* request,
                                         v1::HotSwapHeadResponse* response) override;
+  grpc::ServerUnaryReactor* RemoveHead(grpc::CallbackServerContext* context,
+                                       const v1::RemoveHeadRequest* request,
+                                       v1::RemoveHeadResponse* response) override;
+  grpc::ServerUnaryReactor* LoadModel(grpc::CallbackServerContext* context,
+                                      const v1::LoadModelRequest* request,
+                                      v1::LoadModelResponse* response) override;
+  grpc::ServerUnaryReactor* UnloadModel(grpc::CallbackServerContext* context,
+                                        const v1::UnloadModelRequest* request,
+                                        v1::UnloadModelResponse* response) override;
   grpc::ServerUnaryReactor* ListModels(grpc::CallbackServerContext* context,
                                        const v1::ListModelsRequest* request,
                                        v1::ListModelsResponse* response) override;
 
  private:
-  const ModelRegistry* registry_;
+  // Runs `work` on the worker pool and finishes the call with its status.
+  grpc::ServerUnaryReactor* Defer(grpc::CallbackServerContext* context,
+                                  std::function<absl::Status()> work);
+
+  ModelRegistry* registry_;
   WorkerPool* workers_;
+  ModelHealthCallback on_model_health_;
 };
+
+// Fills a ModelStatus from a model instance.
+void FillModelStatus(const Model& model, v1::ModelStatus& status);
 
 }  // namespace headway
 

@@ -4,6 +4,7 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <torch/cuda.h>
 
 #include <algorithm>
 #include <atomic>
@@ -11,6 +12,7 @@
 #include <thread>
 
 #include "model_store/model_config.h"
+#include "model_store/retirer.h"
 #include "tests/support/digits_data.h"
 
 namespace headway {
@@ -24,7 +26,11 @@ class ModelTest : public ::testing::Test {
     const std::filesystem::path dir = testing::ModelStore() / "digits";
     absl::StatusOr<v1::ModelConfig> config = ReadModelConfig(dir);
     ASSERT_TRUE(config.ok()) << config.status();
-    absl::StatusOr<std::unique_ptr<Model>> model = Model::Load(dir, *config);
+    Model::Options options;
+    options.model_dir = dir;
+    options.config = *config;
+    options.retirer = &retirer_;
+    absl::StatusOr<std::unique_ptr<Model>> model = Model::Load(options);
     ASSERT_TRUE(model.ok()) << model.status();
     model_ = *std::move(model);
   }
@@ -41,6 +47,7 @@ class ModelTest : public ::testing::Test {
     return inputs;
   }
 
+  Retirer retirer_;  // outlives model_
   std::unique_ptr<Model> model_;
   std::deque<std::string> bytes_;
 };
@@ -152,6 +159,40 @@ TEST_F(ModelTest, SwapHeadReplacesAddsAndKeepsTheOldHeadOnFailure) {
   EXPECT_TRUE(info.heads[0].is_default);
   EXPECT_EQ(info.heads[1].name, "parity");
   EXPECT_EQ(info.heads[1].version, 1);
+}
+
+TEST_F(ModelTest, RemoveHeadKeepsTheDefault) {
+  HeadSwap parity{"parity", "heads/parity.pt", "", "heads/parity.labels", {}, ""};
+  ASSERT_TRUE(model_->SwapHead(parity).ok());
+  ASSERT_TRUE(model_->Classify(Inputs({0}), "parity", 1).ok());
+  ASSERT_TRUE(model_->RemoveHead("parity").ok());
+  EXPECT_EQ(model_->Classify(Inputs({0}), "parity", 1).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(model_->RemoveHead("parity").code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(model_->RemoveHead("digit").code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(model_->Classify(Inputs({0}), "", 1).ok());
+}
+
+TEST_F(ModelTest, SwappedOutHeadsAreReleasedByTheRetirer) {
+  HeadSwap parity{"digit", "heads/parity.pt", "", "heads/parity.labels", {}, ""};
+  ASSERT_TRUE(model_->SwapHead(parity).ok());
+  // The old head was handed over; with no request holding it, it goes soon.
+  for (int i = 0; i < 200 && retirer_.pending() > 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(retirer_.pending(), 0u);
+}
+
+TEST(ModelDeviceTest, CudaWithoutCudaIsFailedPrecondition) {
+  if (torch::cuda::is_available()) GTEST_SKIP() << "this machine has CUDA";
+  const std::filesystem::path dir = testing::ModelStore() / "digits";
+  Model::Options options;
+  options.model_dir = dir;
+  options.config = *ReadModelConfig(dir);
+  options.device = "cuda:1";
+  const absl::StatusOr<std::unique_ptr<Model>> model = Model::Load(options);
+  EXPECT_EQ(model.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(model.status().message(), HasSubstr("CUDA is not available"));
 }
 
 TEST_F(ModelTest, RequestsDuringSwapsAnswerFromOneHeadVersion) {
