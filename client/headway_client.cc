@@ -71,10 +71,37 @@ absl::StatusOr<v1::HotSwapHeadResponse> HeadwayClient::HotSwapHead(
       });
 }
 
-absl::StatusOr<v1::ListModelsResponse> HeadwayClient::ListModels() const {
+absl::StatusOr<v1::RemoveHeadResponse> HeadwayClient::RemoveHead(
+    const v1::RemoveHeadRequest& request) const {
+  return Invoke<v1::RemoveHeadResponse>(
+      options_.timeout, [&](auto* context, auto* response) {
+        return management_->RemoveHead(context, request, response);
+      });
+}
+
+absl::StatusOr<v1::LoadModelResponse> HeadwayClient::LoadModel(
+    const v1::LoadModelRequest& request) const {
+  return Invoke<v1::LoadModelResponse>(
+      options_.timeout, [&](auto* context, auto* response) {
+        return management_->LoadModel(context, request, response);
+      });
+}
+
+absl::StatusOr<v1::UnloadModelResponse> HeadwayClient::UnloadModel(
+    const v1::UnloadModelRequest& request) const {
+  return Invoke<v1::UnloadModelResponse>(
+      options_.timeout, [&](auto* context, auto* response) {
+        return management_->UnloadModel(context, request, response);
+      });
+}
+
+absl::StatusOr<v1::ListModelsResponse> HeadwayClient::ListModels(
+    const std::string& model) const {
+  v1::ListModelsRequest request;
+  request.set_model(model);
   return Invoke<v1::ListModelsResponse>(
       options_.timeout, [&](auto* context, auto* response) {
-        return management_->ListModels(context, v1::ListModelsRequest(), response);
+        return management_->ListModels(context, request, response);
       });
 }
 

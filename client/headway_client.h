@@ -36,7 +36,14 @@ class HeadwayClient {
   absl::StatusOr<v1::ClassifyResponse> Classify(const v1::ClassifyRequest& request) const;
   absl::StatusOr<v1::HotSwapHeadResponse> HotSwapHead(
       const v1::HotSwapHeadRequest& request) const;
-  absl::StatusOr<v1::ListModelsResponse> ListModels() const;
+  absl::StatusOr<v1::RemoveHeadResponse> RemoveHead(
+      const v1::RemoveHeadRequest& request) const;
+  absl::StatusOr<v1::LoadModelResponse> LoadModel(
+      const v1::LoadModelRequest& request) const;
+  absl::StatusOr<v1::UnloadModelResponse> UnloadModel(
+      const v1::UnloadModelRequest& request) const;
+  // Every loaded instance, or only `model`'s.
+  absl::StatusOr<v1::ListModelsResponse> ListModels(const std::string& model = "") const;
   // The standard gRPC health check; `service` is "" (the whole server) or a model name.
   absl::StatusOr<grpc::health::v1::HealthCheckResponse::ServingStatus> CheckHealth(
       const std::string& service) const;

@@ -5,7 +5,11 @@
 //   headway embed --model=digits [--l2_normalize] IMAGE...
 //   headway swap-head --model=digits --head=H (--file=PATH_IN_STORE |
 //   --checkpoint=LOCAL_FILE)
-//                     [--labels_file=PATH_IN_STORE | --labels=a,b,...]
+//                     [--labels_file=PATH_IN_STORE | --labels=a,b,...] [--key_prefix=fc.]
+//                     [--persist] [--device=D]
+//   headway remove-head --model=digits --head=H [--persist]
+//   headway load --model=digits [--device=cpu]
+//   headway unload --model=digits [--device=cpu]
 //   headway models
 //   headway health [SERVICE]
 #include <google/protobuf/util/json_util.h>
@@ -17,6 +21,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
@@ -34,6 +39,12 @@ ABSL_FLAG(std::string, checkpoint, "", "swap-head: a local head file to upload."
 ABSL_FLAG(std::string, labels_file, "",
           "swap-head: labels file, relative to the model's folder.");
 ABSL_FLAG(std::vector<std::string>, labels, {}, "swap-head: labels, comma separated.");
+ABSL_FLAG(std::string, key_prefix, "",
+          "swap-head: a state_dict head's key prefix (e.g. fc. in a whole model's).");
+ABSL_FLAG(bool, persist, false,
+          "swap-head, remove-head: also write it into the model store.");
+ABSL_FLAG(std::string, device, "",
+          "The model instance's device (cpu, cuda:N); empty: the server chooses.");
 
 namespace headway {
 namespace {
@@ -44,7 +55,12 @@ constexpr char kUsage[] =
     "  classify --model=M [--head=H] [--top_k=K] IMAGE...   top-k labels per image\n"
     "  embed --model=M [--l2_normalize] IMAGE...            backbone features per image\n"
     "  swap-head --model=M --head=H (--file=F | --checkpoint=LOCAL_FILE)\n"
-    "            [--labels_file=F | --labels=a,b]          replace or add a head\n"
+    "            [--labels_file=F | --labels=a,b] [--key_prefix=P] [--persist]\n"
+    "                                                       replace or add a head\n"
+    "  remove-head --model=M --head=H [--persist]           remove a head\n"
+    "  load --model=M [--device=D]                          load a model (on a device)\n"
+    "  unload --model=M [--device=D]                        unload a model's "
+    "instance(s)\n"
     "  models                                               list models and heads\n"
     "  health [SERVICE]                                     gRPC health (exit 0 if "
     "SERVING)";
@@ -80,6 +96,7 @@ int Classify(const HeadwayClient& client, const std::vector<char*>& files) {
   request.set_model(absl::GetFlag(FLAGS_model));
   request.set_head(absl::GetFlag(FLAGS_head));
   request.set_top_k(absl::GetFlag(FLAGS_top_k));
+  request.set_device(absl::GetFlag(FLAGS_device));
   if (absl::Status status = AddImages(files, request.mutable_inputs()); !status.ok()) {
     return Fail(status);
   }
@@ -106,6 +123,7 @@ int Embed(const HeadwayClient& client, const std::vector<char*>& files) {
   v1::EmbedRequest request;
   request.set_model(absl::GetFlag(FLAGS_model));
   request.set_l2_normalize(absl::GetFlag(FLAGS_l2_normalize));
+  request.set_device(absl::GetFlag(FLAGS_device));
   if (absl::Status status = AddImages(files, request.mutable_inputs()); !status.ok()) {
     return Fail(status);
   }
@@ -140,6 +158,9 @@ int SwapHead(const HeadwayClient& client) {
     request.set_file(absl::GetFlag(FLAGS_file));
   }
   request.set_labels_file(absl::GetFlag(FLAGS_labels_file));
+  request.set_key_prefix(absl::GetFlag(FLAGS_key_prefix));
+  request.set_persist(absl::GetFlag(FLAGS_persist));
+  request.set_device(absl::GetFlag(FLAGS_device));
   for (const std::string& label : absl::GetFlag(FLAGS_labels)) request.add_labels(label);
   absl::StatusOr<v1::HotSwapHeadResponse> response = client.HotSwapHead(request);
   if (!response.ok()) return Fail(response.status());
@@ -153,6 +174,44 @@ int SwapHead(const HeadwayClient& client) {
   return 0;
 }
 
+int RemoveHead(const HeadwayClient& client) {
+  v1::RemoveHeadRequest request;
+  request.set_model(absl::GetFlag(FLAGS_model));
+  request.set_head(absl::GetFlag(FLAGS_head));
+  request.set_persist(absl::GetFlag(FLAGS_persist));
+  absl::StatusOr<v1::RemoveHeadResponse> response = client.RemoveHead(request);
+  if (!response.ok()) return Fail(response.status());
+  std::cout << "model " << request.model() << ": head " << request.head() << " removed\n";
+  return 0;
+}
+
+int LoadModel(const HeadwayClient& client) {
+  v1::LoadModelRequest request;
+  request.set_model(absl::GetFlag(FLAGS_model));
+  request.set_device(absl::GetFlag(FLAGS_device));
+  absl::StatusOr<v1::LoadModelResponse> response = client.LoadModel(request);
+  if (!response.ok()) return Fail(response.status());
+  if (absl::GetFlag(FLAGS_json)) {
+    PrintJson(*response);
+    return 0;
+  }
+  std::cout << absl::StrFormat("model %s loaded on %s in %d ms\n",
+                               response->status().name(), response->status().device(),
+                               response->status().load_time_ms());
+  return 0;
+}
+
+int UnloadModel(const HeadwayClient& client) {
+  v1::UnloadModelRequest request;
+  request.set_model(absl::GetFlag(FLAGS_model));
+  request.set_device(absl::GetFlag(FLAGS_device));
+  absl::StatusOr<v1::UnloadModelResponse> response = client.UnloadModel(request);
+  if (!response.ok()) return Fail(response.status());
+  std::cout << "model " << request.model() << " unloaded from "
+            << absl::StrJoin(response->devices(), ", ") << "\n";
+  return 0;
+}
+
 int Models(const HeadwayClient& client) {
   absl::StatusOr<v1::ListModelsResponse> response = client.ListModels();
   if (!response.ok()) return Fail(response.status());
@@ -161,9 +220,13 @@ int Models(const HeadwayClient& client) {
     return 0;
   }
   for (const v1::ModelStatus& model : response->models()) {
-    std::cout << absl::StrFormat("%s v%d  %s  %s  feature_dim=%d\n", model.name(),
-                                 model.version(), model.device(), model.state(),
-                                 model.feature_dim());
+    std::cout << absl::StrFormat(
+        "%s v%d  %s  %s  feature_dim=%d  %s%s  loaded in %d ms\n", model.name(),
+        model.version(), model.device(), model.state(), model.feature_dim(),
+        model.backbone_format(),
+        model.epoch() > 0 ? absl::StrCat(" (epoch ", model.epoch(), ")") : "",
+        model.load_time_ms());
+    if (!model.load_report().empty()) std::cout << "  " << model.load_report() << "\n";
     for (const v1::HeadStatus& head : model.heads()) {
       std::cout << absl::StrFormat("  head %s v%d  classes=%d%s\n", head.name(),
                                    head.version(), head.num_classes(),
@@ -202,6 +265,9 @@ int main(int argc, char** argv) {
   if (command == "embed") return headway::Embed(**client, operands);
   if (command == "swap-head") return headway::SwapHead(**client);
   if (command == "models") return headway::Models(**client);
+  if (command == "remove-head") return headway::RemoveHead(**client);
+  if (command == "load") return headway::LoadModel(**client);
+  if (command == "unload") return headway::UnloadModel(**client);
   if (command == "health") return headway::Health(**client, operands);
   std::cerr << "headway: unknown command \"" << command << "\"\n"
             << headway::kUsage << "\n";

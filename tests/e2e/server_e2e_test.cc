@@ -222,7 +222,7 @@ TEST_F(ServerTest, RequestsInFlightDuringSwapsAllAnswer) {
   std::atomic<bool> done{false};
   std::atomic<int> answered{0}, failed{0}, mislabelled{0};
   std::vector<std::thread> clients;
-  for (int t = 0; t < 3; ++t) {
+  for (int t = 0; t < 4; ++t) {
     clients.emplace_back([&, t] {
       v1::ClassifyRequest request;
       request.set_model("digits");
@@ -244,7 +244,7 @@ TEST_F(ServerTest, RequestsInFlightDuringSwapsAllAnswer) {
     });
   }
   int swaps = 0;
-  for (; swaps < 40; ++swaps) {
+  for (; swaps < 300; ++swaps) {
     ASSERT_TRUE(client_->HotSwapHead(swaps % 2 == 0 ? to_parity : to_digit).ok());
   }
   done = true;
