@@ -47,6 +47,41 @@ absl::StatusOr<torch::jit::Module> BuildModule(const BackboneSpec& spec,
   return *std::move(architecture->module);
 }
 
+// torch.jit.freeze + optimize_for_inference, checked on a random input against the
+// plain module; returns the plain module when optimizing fails or changes outputs.
+torch::jit::Module Optimized(torch::jit::Module module, const BackboneSpec& spec,
+                             BackboneLoadInfo& info) {
+  constexpr double kTolerance = 1e-4;
+  std::vector<int64_t> shape = {2};
+  shape.insert(shape.end(), spec.input_shape.begin(), spec.input_shape.end());
+  absl::StatusOr<torch::jit::Module> optimized =
+      CallTorch("optimizing", absl::StatusCode::kInternal, [&] {
+        torch::jit::Module frozen = torch::jit::freeze(module.clone());
+        return torch::jit::optimize_for_inference(frozen);
+      });
+  if (!optimized.ok()) {
+    info.optimize_note = std::string(optimized.status().message());
+    return module;
+  }
+  absl::StatusOr<double> difference =
+      CallTorch("checking the optimized graph", absl::StatusCode::kInternal, [&] {
+        c10::InferenceMode inference;
+        const at::Tensor probe =
+            torch::rand(shape, torch::dtype(torch::kFloat32).device(spec.device));
+        const at::Tensor expected = module.forward({probe}).toTensor();
+        const at::Tensor actual = optimized->forward({probe}).toTensor();
+        return (expected - actual).abs().max().item<double>();
+      });
+  if (!difference.ok() || *difference > kTolerance) {
+    info.optimize_note = difference.ok()
+                             ? absl::StrCat("optimized outputs differ by ", *difference)
+                             : std::string(difference.status().message());
+    return module;
+  }
+  info.optimized = true;
+  return *std::move(optimized);
+}
+
 }  // namespace
 
 Backbone::Backbone(torch::jit::Module module, c10::Device device,
@@ -56,6 +91,7 @@ Backbone::Backbone(torch::jit::Module module, c10::Device device,
 absl::StatusOr<std::unique_ptr<Backbone>> Backbone::Load(const BackboneSpec& spec) {
   BackboneLoadInfo info;
   HEADWAY_ASSIGN_OR_RETURN(torch::jit::Module module, BuildModule(spec, info));
+  if (spec.optimize) module = Optimized(std::move(module), spec, info);
   std::unique_ptr<Backbone> backbone(
       new Backbone(std::move(module), spec.device, std::move(info)));
 

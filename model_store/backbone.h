@@ -34,6 +34,9 @@ struct BackboneSpec {
   c10::Device device = c10::Device(c10::kCPU);
   // {C, H, W} of one input.
   std::vector<int64_t> input_shape;
+  // Freeze and optimize the TorchScript graph for inference (torch.jit.freeze +
+  // optimize_for_inference), kept only when its outputs match the plain module's.
+  bool optimize = false;
 };
 
 // What loading found.
@@ -43,6 +46,9 @@ struct BackboneLoadInfo {
   std::vector<std::string> labels;        // training checkpoints with class names
   std::set<std::string> saved_locations;  // torch.save storages' devices
   LoadReport report;                      // state_dict loads
+  // Whether the optimized graph serves; otherwise why not (empty when not asked).
+  bool optimized = false;
+  std::string optimize_note;
 };
 
 class Backbone {

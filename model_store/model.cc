@@ -6,9 +6,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "model_store/backbone.h"
+#include "model_store/batcher.h"
 #include "model_store/device.h"
 #include "model_store/head.h"
 #include "model_store/model_config.h"
@@ -39,10 +41,9 @@ absl::Status CheckInputCount(size_t count, int limit) {
   return absl::OkStatus();
 }
 
-// Preprocesses every input and runs the backbone: features [N, D] on its device.
-absl::StatusOr<at::Tensor> ComputeFeatures(const Preprocessor& preprocessor,
-                                           const Backbone& backbone,
-                                           absl::Span<const InputView> inputs) {
+// Preprocesses every input into one batch [N, C, H, W]; errors name the input.
+absl::StatusOr<at::Tensor> Preprocess(const Preprocessor& preprocessor,
+                                      absl::Span<const InputView> inputs) {
   std::vector<at::Tensor> items;
   items.reserve(inputs.size());
   for (size_t i = 0; i < inputs.size(); ++i) {
@@ -53,11 +54,62 @@ absl::StatusOr<at::Tensor> ComputeFeatures(const Preprocessor& preprocessor,
     }
     items.push_back(*std::move(item));
   }
-  HEADWAY_ASSIGN_OR_RETURN(at::Tensor batch,
-                           CallTorch("batching inputs", absl::StatusCode::kInternal, [&] {
-                             return at::stack(items).to(backbone.device());
-                           }));
-  return backbone.Forward(batch);
+  return CallTorch("batching inputs", absl::StatusCode::kInternal,
+                   [&] { return at::stack(items); });
+}
+
+EmbedResult MakeEmbedResult(at::Tensor features, bool l2_normalize, int64_t version) {
+  features = features.to(torch::kCPU, torch::kFloat32).contiguous();
+  if (l2_normalize) {
+    features = features / features.norm(2, {1}, /*keepdim=*/true).clamp_min(1e-12);
+  }
+  EmbedResult result;
+  result.model_version = version;
+  result.dimension = features.size(1);
+  const float* data = features.data_ptr<float>();
+  for (int64_t row = 0; row < features.size(0); ++row) {
+    result.embeddings.emplace_back(data + row * result.dimension,
+                                   data + (row + 1) * result.dimension);
+  }
+  return result;
+}
+
+absl::StatusOr<ClassifyResult> MakeClassifyResult(const Head& head, const at::Tensor& features,
+                                                  int top_k, int64_t version) {
+  HEADWAY_ASSIGN_OR_RETURN(const at::Tensor logits, head.Forward(features));
+  const int64_t k = std::min<int64_t>(top_k == 0 ? kDefaultTopK : top_k, head.num_classes());
+  const auto [scores, indices] = at::softmax(logits.to(torch::kFloat32), 1).topk(k, 1);
+  const at::Tensor cpu_scores = scores.to(torch::kCPU).contiguous();
+  const at::Tensor cpu_indices = indices.to(torch::kCPU, torch::kInt64).contiguous();
+
+  ClassifyResult result;
+  result.model_version = version;
+  result.head = head.name();
+  result.head_version = head.version();
+  const float* score = cpu_scores.data_ptr<float>();
+  const int64_t* index = cpu_indices.data_ptr<int64_t>();
+  for (int64_t row = 0; row < cpu_scores.size(0); ++row) {
+    std::vector<ScoredLabel>& labels = result.results.emplace_back();
+    for (int64_t j = 0; j < k; ++j) {
+      const int64_t class_index = index[row * k + j];
+      labels.push_back(
+          {head.labels()[class_index], static_cast<int>(class_index), score[row * k + j]});
+    }
+  }
+  return result;
+}
+
+// Runs an async call and waits for its answer.
+template <typename Result, typename Call>
+absl::StatusOr<Result> Wait(Call call) {
+  absl::Notification answered;
+  absl::StatusOr<Result> result = absl::UnknownError("no answer");
+  call([&](absl::StatusOr<Result> answer) {
+    result = std::move(answer);
+    answered.Notify();
+  });
+  answered.WaitForNotification();
+  return result;
 }
 
 absl::StatusOr<std::optional<Checkpoint::Contents>> ExpectedContents(
@@ -118,6 +170,7 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(const Options& options) {
                            MakeBackboneSpec(model_dir, config.backbone()));
   backbone_spec.device = device;
   backbone_spec.input_shape = model->preprocessor_->input_shape();
+  backbone_spec.optimize = config.optimize();
   absl::StatusOr<std::unique_ptr<Backbone>> backbone = Backbone::Load(backbone_spec);
   if (!backbone.ok()) {
     return absl::Status(backbone.status().code(),
@@ -125,6 +178,22 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(const Options& options) {
                                      backbone.status().message()));
   }
   model->backbone_ = *std::move(backbone);
+  const v1::BatchingConfig& batching = config.batching();
+  Batcher::Options batcher_options;
+  batcher_options.max_batch_size = std::max(1, batching.max_batch_size());
+  batcher_options.max_queue_delay = absl::Microseconds(batching.max_queue_delay_us());
+  batcher_options.max_queue_size =
+      batching.max_queue_size() > 0 ? batching.max_queue_size() : 256;
+  batcher_options.workers = std::max(1, config.model_workers());
+  const Backbone* backbone_ptr = model->backbone_.get();
+  model->batcher_ = std::make_unique<Batcher>(
+      batcher_options, [backbone_ptr](const at::Tensor& inputs) -> absl::StatusOr<at::Tensor> {
+        HEADWAY_ASSIGN_OR_RETURN(
+            at::Tensor on_device,
+            CallTorch("moving inputs to the device", absl::StatusCode::kInternal,
+                      [&] { return inputs.to(backbone_ptr->device()); }));
+        return backbone_ptr->Forward(on_device);
+      });
 
   auto table = std::make_shared<HeadTable>();
   table->default_head = config.default_head();
@@ -170,70 +239,77 @@ std::shared_ptr<const Model::HeadTable> Model::heads() const {
 
 absl::StatusOr<EmbedResult> Model::Embed(absl::Span<const InputView> inputs,
                                          bool l2_normalize) const {
-  HEADWAY_RETURN_IF_ERROR(
-      CheckInputCount(inputs.size(), config_.limits().max_inputs_per_request()));
-  c10::InferenceMode inference;
-  HEADWAY_ASSIGN_OR_RETURN(at::Tensor features,
-                           ComputeFeatures(*preprocessor_, *backbone_, inputs));
-  features = features.to(torch::kCPU, torch::kFloat32).contiguous();
-  if (l2_normalize) {
-    features = features / features.norm(2, {1}, /*keepdim=*/true).clamp_min(1e-12);
-  }
-  EmbedResult result;
-  result.model_version = config_.version();
-  result.dimension = features.size(1);
-  const float* data = features.data_ptr<float>();
-  for (int64_t row = 0; row < features.size(0); ++row) {
-    result.embeddings.emplace_back(data + row * result.dimension,
-                                   data + (row + 1) * result.dimension);
-  }
-  return result;
+  return Wait<EmbedResult>(
+      [&](auto done) { EmbedAsync(inputs, l2_normalize, RequestControl(), std::move(done)); });
 }
 
 absl::StatusOr<ClassifyResult> Model::Classify(absl::Span<const InputView> inputs,
                                                absl::string_view head_name,
                                                int top_k) const {
-  if (top_k < 0) return absl::InvalidArgumentError("top_k must not be negative");
-  HEADWAY_RETURN_IF_ERROR(
-      CheckInputCount(inputs.size(), config_.limits().max_inputs_per_request()));
-  // The one snapshot this request answers from.
+  return Wait<ClassifyResult>([&](auto done) {
+    ClassifyAsync(inputs, head_name, top_k, RequestControl(), std::move(done));
+  });
+}
+
+void Model::EmbedAsync(absl::Span<const InputView> inputs, bool l2_normalize,
+                       RequestControl control,
+                       std::function<void(absl::StatusOr<EmbedResult>)> done) const {
+  if (absl::Status count =
+          CheckInputCount(inputs.size(), config_.limits().max_inputs_per_request());
+      !count.ok()) {
+    return done(count);
+  }
+  absl::StatusOr<at::Tensor> batch = Preprocess(*preprocessor_, inputs);
+  if (!batch.ok()) return done(batch.status());
+  BatchTask task;
+  task.inputs = *std::move(batch);
+  task.control = std::move(control);
+  task.done = [done, l2_normalize, version = config_.version()](
+                  absl::StatusOr<at::Tensor> features) {
+    if (!features.ok()) return done(features.status());
+    done(MakeEmbedResult(*std::move(features), l2_normalize, version));
+  };
+  if (absl::Status queued = batcher_->Enqueue(std::move(task)); !queued.ok()) done(queued);
+}
+
+void Model::ClassifyAsync(absl::Span<const InputView> inputs, absl::string_view head_name,
+                          int top_k, RequestControl control,
+                          std::function<void(absl::StatusOr<ClassifyResult>)> done) const {
+  if (top_k < 0) return done(absl::InvalidArgumentError("top_k must not be negative"));
+  if (absl::Status count =
+          CheckInputCount(inputs.size(), config_.limits().max_inputs_per_request());
+      !count.ok()) {
+    return done(count);
+  }
+  // The one snapshot this request answers from, whatever swaps happen meanwhile.
   const std::shared_ptr<const HeadTable> table = heads();
   if (head_name.empty()) head_name = table->default_head;
   auto it = table->heads.find(head_name);
   if (it == table->heads.end()) {
     std::vector<std::string> names;
     for (const auto& [name, head] : table->heads) names.push_back(name);
-    return absl::NotFoundError(
-        absl::StrCat("model \"", name(), "\" has no head \"", head_name,
-                     "\"; its heads: ", absl::StrJoin(names, ", ")));
+    return done(absl::NotFoundError(absl::StrCat("model \"", name(), "\" has no head \"",
+                                                 head_name, "\"; its heads: ",
+                                                 absl::StrJoin(names, ", "))));
   }
-  const std::shared_ptr<const Head> head = it->second;
+  absl::StatusOr<at::Tensor> batch = Preprocess(*preprocessor_, inputs);
+  if (!batch.ok()) return done(batch.status());
+  BatchTask task;
+  task.inputs = *std::move(batch);
+  task.control = std::move(control);
+  // Each request's head runs on its own rows of the shared backbone pass.
+  task.done = [done, head = it->second, top_k, version = config_.version()](
+                  absl::StatusOr<at::Tensor> features) {
+    if (!features.ok()) return done(features.status());
+    done(MakeClassifyResult(*head, *features, top_k, version));
+  };
+  if (absl::Status queued = batcher_->Enqueue(std::move(task)); !queued.ok()) done(queued);
+}
 
-  c10::InferenceMode inference;
-  HEADWAY_ASSIGN_OR_RETURN(const at::Tensor features,
-                           ComputeFeatures(*preprocessor_, *backbone_, inputs));
-  HEADWAY_ASSIGN_OR_RETURN(const at::Tensor logits, head->Forward(features));
-  const int64_t k =
-      std::min<int64_t>(top_k == 0 ? kDefaultTopK : top_k, head->num_classes());
-  const auto [scores, indices] = at::softmax(logits.to(torch::kFloat32), 1).topk(k, 1);
-  const at::Tensor cpu_scores = scores.to(torch::kCPU).contiguous();
-  const at::Tensor cpu_indices = indices.to(torch::kCPU, torch::kInt64).contiguous();
-
-  ClassifyResult result;
-  result.model_version = config_.version();
-  result.head = head->name();
-  result.head_version = head->version();
-  const float* score = cpu_scores.data_ptr<float>();
-  const int64_t* index = cpu_indices.data_ptr<int64_t>();
-  for (int64_t row = 0; row < cpu_scores.size(0); ++row) {
-    std::vector<ScoredLabel>& labels = result.results.emplace_back();
-    for (int64_t j = 0; j < k; ++j) {
-      const int64_t class_index = index[row * k + j];
-      labels.push_back({head->labels()[class_index], static_cast<int>(class_index),
-                        score[row * k + j]});
-    }
-  }
-  return result;
+Model::BatchingStats Model::batching_stats() const {
+  const Batcher::Stats stats = batcher_->stats();
+  return {stats.batches, stats.inputs, stats.largest_batch,
+          stats.expired, stats.cancelled, stats.refused};
 }
 
 absl::StatusOr<HeadInfo> Model::SwapHead(const HeadSwap& swap) {
@@ -317,6 +393,7 @@ ModelInfo Model::Info() const {
   }
   info.saved_locations.assign(load.saved_locations.begin(), load.saved_locations.end());
   info.load_time_ms = load_time_ms_;
+  info.optimized = load.optimized;
   for (const auto& [name, head] : table->heads) {
     info.heads.push_back(
         {name, head->version(), head->num_classes(), name == table->default_head});

@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -22,10 +23,12 @@
 #include "absl/types/span.h"
 #include "headway/v1/model_config.pb.h"
 #include "model_store/input.h"
+#include "model_store/request_control.h"
 
 namespace headway {
 
 class Backbone;
+class Batcher;
 class Head;
 class Preprocessor;
 class Retirer;
@@ -80,6 +83,7 @@ struct ModelInfo {
   std::string load_report;      // state_dict loads: what was loaded, missing, ...
   std::vector<std::string> saved_locations;
   int64_t load_time_ms = 0;
+  bool optimized = false;  // serving a frozen, inference-optimized graph
 };
 
 class Model {
@@ -117,6 +121,28 @@ class Model {
   absl::StatusOr<ClassifyResult> Classify(absl::Span<const InputView> inputs,
                                           absl::string_view head, int top_k) const;
 
+  // The same, answered through `done` once a batch has run: the inputs are
+  // preprocessed on the calling thread, then queued for the model's batcher (see
+  // batching in the config). `done` runs on a batcher thread, or on the calling thread
+  // for requests refused at once (bad input, full queue, expired deadline).
+  void EmbedAsync(absl::Span<const InputView> inputs, bool l2_normalize,
+                  RequestControl control,
+                  std::function<void(absl::StatusOr<EmbedResult>)> done) const;
+  void ClassifyAsync(absl::Span<const InputView> inputs, absl::string_view head, int top_k,
+                     RequestControl control,
+                     std::function<void(absl::StatusOr<ClassifyResult>)> done) const;
+
+  // Batches run, inputs batched, requests dropped and refused so far.
+  struct BatchingStats {
+    int64_t batches = 0;
+    int64_t inputs = 0;
+    int64_t largest_batch = 0;
+    int64_t expired = 0;
+    int64_t cancelled = 0;
+    int64_t refused = 0;
+  };
+  BatchingStats batching_stats() const;
+
   // Replaces the head named swap.head, or adds it when new, without touching the
   // backbone. On any error the old head keeps serving.
   absl::StatusOr<HeadInfo> SwapHead(const HeadSwap& swap);
@@ -146,6 +172,7 @@ class Model {
   std::string device_name_;
   std::unique_ptr<Preprocessor> preprocessor_;
   std::unique_ptr<Backbone> backbone_;
+  std::unique_ptr<Batcher> batcher_;  // after backbone_: stops first
   int64_t load_time_ms_ = 0;
 
   absl::Mutex swap_mu_;  // held for a whole swap, so swaps do not interleave

@@ -119,6 +119,12 @@ absl::Status ValidateModelConfig(const v1::ModelConfig& config) {
     return absl::InvalidArgumentError(absl::StrCat(
         "default_head \"", config.default_head(), "\" is not one of the heads"));
   }
+  const v1::BatchingConfig& batching = config.batching();
+  if (batching.max_batch_size() < 0 || batching.max_queue_delay_us() < 0 ||
+      batching.max_queue_size() < 0 || config.model_workers() < 0) {
+    return absl::InvalidArgumentError(
+        "batching values and model_workers must not be negative");
+  }
   if (config.limits().max_inputs_per_request() < 0) {
     return absl::InvalidArgumentError(
         "limits.max_inputs_per_request must not be negative");

@@ -3,6 +3,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "model_store/status_macros.h"
 #include "server/grpc_status.h"
 
@@ -45,35 +46,38 @@ absl::StatusOr<std::vector<InputView>> ToInputViews(
   return views;
 }
 
-absl::Status RunEmbed(const ModelRegistry& registry, const v1::EmbedRequest& request,
-                      v1::EmbedResponse& response) {
-  HEADWAY_ASSIGN_OR_RETURN(const std::shared_ptr<Model> model,
-                           registry.Find(request.model(), request.device()));
-  HEADWAY_ASSIGN_OR_RETURN(const std::vector<InputView> inputs,
-                           ToInputViews(request.inputs()));
-  HEADWAY_ASSIGN_OR_RETURN(const EmbedResult result,
-                           model->Embed(inputs, request.l2_normalize()));
-  response.set_model(model->name());
-  response.set_device(model->device());
+RequestControl ControlOf(grpc::CallbackServerContext* context) {
+  RequestControl control;
+  if (context->deadline() != std::chrono::system_clock::time_point::max()) {
+    control.deadline = absl::FromChrono(context->deadline());
+  }
+  control.cancelled = [context] { return context->IsCancelled(); };
+  return control;
+}
+
+// The status for a request that nobody waits for any more, or OK.
+absl::Status Abandoned(const RequestControl& control) {
+  if (control.cancelled()) return absl::CancelledError("the request was cancelled");
+  if (absl::Now() > control.deadline) {
+    return absl::DeadlineExceededError("the request's deadline passed before it ran");
+  }
+  return absl::OkStatus();
+}
+
+void FillEmbed(const Model& model, const EmbedResult& result, v1::EmbedResponse& response) {
+  response.set_model(model.name());
+  response.set_device(model.device());
   response.set_model_version(result.model_version);
   response.set_dimension(static_cast<int32_t>(result.dimension));
   for (const std::vector<float>& embedding : result.embeddings) {
     response.add_embeddings()->mutable_values()->Add(embedding.begin(), embedding.end());
   }
-  return absl::OkStatus();
 }
 
-absl::Status RunClassify(const ModelRegistry& registry,
-                         const v1::ClassifyRequest& request,
-                         v1::ClassifyResponse& response) {
-  HEADWAY_ASSIGN_OR_RETURN(const std::shared_ptr<Model> model,
-                           registry.Find(request.model(), request.device()));
-  HEADWAY_ASSIGN_OR_RETURN(const std::vector<InputView> inputs,
-                           ToInputViews(request.inputs()));
-  HEADWAY_ASSIGN_OR_RETURN(const ClassifyResult result,
-                           model->Classify(inputs, request.head(), request.top_k()));
-  response.set_model(model->name());
-  response.set_device(model->device());
+void FillClassify(const Model& model, const ClassifyResult& result,
+                  v1::ClassifyResponse& response) {
+  response.set_model(model.name());
+  response.set_device(model.device());
   response.set_model_version(result.model_version);
   response.set_head(result.head);
   response.set_head_version(result.head_version);
@@ -86,7 +90,27 @@ absl::Status RunClassify(const ModelRegistry& registry,
       out.set_score(scored.score);
     }
   }
-  return absl::OkStatus();
+}
+
+// Looks the model up and converts the inputs; on error finishes the call.
+template <typename Request>
+std::shared_ptr<Model> Prepare(const ModelRegistry& registry, const Request& request,
+                               const RequestControl& control, grpc::ServerUnaryReactor* reactor,
+                               std::vector<InputView>& inputs) {
+  absl::Status status = Abandoned(control);
+  absl::StatusOr<std::shared_ptr<Model>> model =
+      status.ok() ? registry.Find(request.model(), request.device()) : status;
+  if (!model.ok()) {
+    reactor->Finish(ToGrpcStatus(model.status()));
+    return nullptr;
+  }
+  absl::StatusOr<std::vector<InputView>> views = ToInputViews(request.inputs());
+  if (!views.ok()) {
+    reactor->Finish(ToGrpcStatus(views.status()));
+    return nullptr;
+  }
+  inputs = *std::move(views);
+  return *std::move(model);
 }
 
 }  // namespace
@@ -95,12 +119,20 @@ InferenceServiceImpl::InferenceServiceImpl(const ModelRegistry* registry,
                                            WorkerPool* workers)
     : registry_(registry), workers_(workers) {}
 
-grpc::ServerUnaryReactor* InferenceServiceImpl::Embed(
-    grpc::CallbackServerContext* context, const v1::EmbedRequest* request,
-    v1::EmbedResponse* response) {
+grpc::ServerUnaryReactor* InferenceServiceImpl::Embed(grpc::CallbackServerContext* context,
+                                                      const v1::EmbedRequest* request,
+                                                      v1::EmbedResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  workers_->Schedule([this, reactor, request, response] {
-    reactor->Finish(ToGrpcStatus(RunEmbed(*registry_, *request, *response)));
+  workers_->Schedule([this, context, reactor, request, response] {
+    RequestControl control = ControlOf(context);
+    std::vector<InputView> inputs;
+    std::shared_ptr<Model> model = Prepare(*registry_, *request, control, reactor, inputs);
+    if (model == nullptr) return;
+    model->EmbedAsync(inputs, request->l2_normalize(), std::move(control),
+                      [model, reactor, response](absl::StatusOr<EmbedResult> result) {
+                        if (result.ok()) FillEmbed(*model, *result, *response);
+                        reactor->Finish(ToGrpcStatus(result.status()));
+                      });
   });
   return reactor;
 }
@@ -109,8 +141,16 @@ grpc::ServerUnaryReactor* InferenceServiceImpl::Classify(
     grpc::CallbackServerContext* context, const v1::ClassifyRequest* request,
     v1::ClassifyResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  workers_->Schedule([this, reactor, request, response] {
-    reactor->Finish(ToGrpcStatus(RunClassify(*registry_, *request, *response)));
+  workers_->Schedule([this, context, reactor, request, response] {
+    RequestControl control = ControlOf(context);
+    std::vector<InputView> inputs;
+    std::shared_ptr<Model> model = Prepare(*registry_, *request, control, reactor, inputs);
+    if (model == nullptr) return;
+    model->ClassifyAsync(inputs, request->head(), request->top_k(), std::move(control),
+                         [model, reactor, response](absl::StatusOr<ClassifyResult> result) {
+                           if (result.ok()) FillClassify(*model, *result, *response);
+                           reactor->Finish(ToGrpcStatus(result.status()));
+                         });
   });
   return reactor;
 }

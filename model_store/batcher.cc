@@ -1,0 +1,138 @@
+#include "model_store/batcher.h"
+
+#include <utility>
+
+#include <torch/types.h>
+
+#include "absl/strings/str_cat.h"
+#include "model_store/torch_errors.h"
+
+namespace headway {
+
+Batcher::Batcher(const Options& options,
+                 std::function<absl::StatusOr<at::Tensor>(const at::Tensor&)> forward)
+    : options_(options), forward_(std::move(forward)) {
+  for (int i = 0; i < std::max(1, options_.workers); ++i) {
+    workers_.emplace_back([this] { Run(); });
+  }
+}
+
+Batcher::~Batcher() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  for (std::thread& worker : workers_) worker.join();
+}
+
+absl::Status Batcher::Enqueue(BatchTask task) {
+  task.enqueued = absl::Now();
+  if (task.enqueued > task.control.deadline) {
+    return absl::DeadlineExceededError("the request's deadline passed before it was queued");
+  }
+  absl::MutexLock lock(&mu_);
+  if (static_cast<int>(queue_.size()) >= options_.max_queue_size) {
+    ++stats_.refused;
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "the model's queue is full (", options_.max_queue_size,
+        " requests, batching.max_queue_size); retry later"));
+  }
+  queued_inputs_ += task.inputs.size(0);
+  queue_.push_back(std::move(task));
+  return absl::OkStatus();
+}
+
+Batcher::Stats Batcher::stats() const {
+  absl::MutexLock lock(&mu_);
+  return stats_;
+}
+
+int Batcher::queue_size() const {
+  absl::MutexLock lock(&mu_);
+  return static_cast<int>(queue_.size());
+}
+
+bool Batcher::HasWorkOrStopping() const { return stopping_ || !queue_.empty(); }
+
+bool Batcher::BatchReady() const {
+  return stopping_ || queued_inputs_ >= options_.max_batch_size ||
+         absl::Now() >= queue_.front().enqueued + options_.max_queue_delay;
+}
+
+std::vector<BatchTask> Batcher::NextBatch() {
+  std::vector<BatchTask> batch;
+  std::vector<BatchTask> dropped;
+  {
+    absl::MutexLock lock(&mu_);
+    mu_.Await(absl::Condition(this, &Batcher::HasWorkOrStopping));
+    if (queue_.empty()) return batch;  // stopping
+    // The delay counts from the oldest waiting request.
+    while (!BatchReady()) {
+      const absl::Time oldest_due = queue_.front().enqueued + options_.max_queue_delay;
+      mu_.AwaitWithDeadline(absl::Condition(this, &Batcher::BatchReady), oldest_due);
+      if (queue_.empty()) return batch;
+    }
+    const absl::Time now = absl::Now();
+    int64_t rows = 0;
+    while (!queue_.empty()) {
+      BatchTask& next = queue_.front();
+      const int64_t n = next.inputs.size(0);
+      const bool expired = now > next.control.deadline;
+      const bool cancelled = !expired && next.control.cancelled && next.control.cancelled();
+      if (!expired && !cancelled && !batch.empty() && rows + n > options_.max_batch_size) {
+        break;
+      }
+      queued_inputs_ -= n;
+      if (expired || cancelled) {
+        ++(expired ? stats_.expired : stats_.cancelled);
+        dropped.push_back(std::move(next));
+      } else {
+        rows += n;
+        batch.push_back(std::move(next));
+      }
+      queue_.pop_front();
+    }
+    if (!batch.empty()) {
+      ++stats_.batches;
+      stats_.inputs += rows;
+      stats_.largest_batch = std::max(stats_.largest_batch, rows);
+    }
+  }
+  for (BatchTask& task : dropped) {
+    const bool expired = absl::Now() > task.control.deadline;
+    task.done(expired ? absl::DeadlineExceededError(
+                            "the request's deadline passed while it waited for a batch")
+                      : absl::CancelledError("the request was cancelled while it waited"));
+  }
+  return batch;
+}
+
+void Batcher::Run() {
+  c10::InferenceMode inference;
+  while (true) {
+    std::vector<BatchTask> batch = NextBatch();
+    if (batch.empty()) {
+      absl::MutexLock lock(&mu_);
+      if (stopping_ && queue_.empty()) return;
+      continue;
+    }
+    std::vector<at::Tensor> inputs;
+    for (const BatchTask& task : batch) inputs.push_back(task.inputs);
+    absl::StatusOr<at::Tensor> features =
+        CallTorch("batching inputs", absl::StatusCode::kInternal,
+                  [&] { return inputs.size() == 1 ? inputs[0] : at::cat(inputs); });
+    if (features.ok()) features = forward_(*features);
+    int64_t row = 0;
+    for (BatchTask& task : batch) {
+      const int64_t n = task.inputs.size(0);
+      if (features.ok()) {
+        task.done(features->narrow(0, row, n));
+      } else {
+        task.done(features.status());
+      }
+      row += n;
+    }
+  }
+}
+
+}  // namespace headway

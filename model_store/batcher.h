@@ -1,0 +1,93 @@
+// Batcher: dynamic batching for one model instance. Requests queue with their
+// preprocessed inputs; worker threads take a batch when it holds max_batch_size inputs
+// or when the oldest waiting request has waited max_queue_delay, run one forward pass
+// over it, and hand each request its own rows. The queue is bounded: a full queue
+// refuses new requests at once (RESOURCE_EXHAUSTED). A request whose deadline passed
+// or that was cancelled while it waited is dropped before it joins a batch and never
+// computed.
+//
+// Thread-safe. The destructor stops the workers after the queued requests ran.
+#ifndef HEADWAY_MODEL_STORE_BATCHER_H_
+#define HEADWAY_MODEL_STORE_BATCHER_H_
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <thread>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "model_store/request_control.h"
+
+namespace headway {
+
+struct BatchTask {
+  at::Tensor inputs;  // [n, C, H, W]
+  RequestControl control;
+  // Runs on a batcher worker with this task's rows of the forward pass's output
+  // ([n, D]), or why the task was not computed.
+  std::function<void(absl::StatusOr<at::Tensor>)> done;
+  absl::Time enqueued;  // set by Enqueue
+};
+
+class Batcher {
+ public:
+  struct Options {
+    // Inputs per forward pass; 1 turns batching off.
+    int max_batch_size = 1;
+    // How long the oldest waiting request may wait for a batch to fill.
+    absl::Duration max_queue_delay = absl::ZeroDuration();
+    // Requests waiting at most; more are refused.
+    int max_queue_size = 256;
+    // Threads running forward passes.
+    int workers = 1;
+  };
+
+  struct Stats {
+    int64_t batches = 0;
+    int64_t inputs = 0;
+    int64_t largest_batch = 0;
+    int64_t expired = 0;
+    int64_t cancelled = 0;
+    int64_t refused = 0;
+  };
+
+  // `forward` maps a batch [N, C, H, W] to [N, D]; it runs on the worker threads.
+  Batcher(const Options& options,
+          std::function<absl::StatusOr<at::Tensor>(const at::Tensor&)> forward);
+  ~Batcher();
+  Batcher(const Batcher&) = delete;
+  Batcher& operator=(const Batcher&) = delete;
+
+  // Queues `task`. RESOURCE_EXHAUSTED when the queue is full, DEADLINE_EXCEEDED when
+  // the deadline has passed already; task.done is not called then.
+  absl::Status Enqueue(BatchTask task);
+
+  Stats stats() const;
+  int queue_size() const;
+
+ private:
+  void Run();
+  // Takes the next batch off the queue, answering expired and cancelled tasks.
+  std::vector<BatchTask> NextBatch();
+  bool BatchReady() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool HasWorkOrStopping() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const Options options_;
+  const std::function<absl::StatusOr<at::Tensor>(const at::Tensor&)> forward_;
+  mutable absl::Mutex mu_;
+  std::deque<BatchTask> queue_ ABSL_GUARDED_BY(mu_);
+  int64_t queued_inputs_ ABSL_GUARDED_BY(mu_) = 0;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  Stats stats_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::thread> workers_;
+};
+
+}  // namespace headway
+
+#endif  // HEADWAY_MODEL_STORE_BATCHER_H_
