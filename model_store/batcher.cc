@@ -1,8 +1,8 @@
 #include "model_store/batcher.h"
 
-#include <utility>
-
 #include <torch/types.h>
+
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "model_store/torch_errors.h"
@@ -28,14 +28,15 @@ Batcher::~Batcher() {
 absl::Status Batcher::Enqueue(BatchTask task) {
   task.enqueued = absl::Now();
   if (task.enqueued > task.control.deadline) {
-    return absl::DeadlineExceededError("the request's deadline passed before it was queued");
+    return absl::DeadlineExceededError(
+        "the request's deadline passed before it was queued");
   }
   absl::MutexLock lock(&mu_);
   if (static_cast<int>(queue_.size()) >= options_.max_queue_size) {
     ++stats_.refused;
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "the model's queue is full (", options_.max_queue_size,
-        " requests, batching.max_queue_size); retry later"));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("the model's queue is full (", options_.max_queue_size,
+                     " requests, batching.max_queue_size); retry later"));
   }
   queued_inputs_ += task.inputs.size(0);
   queue_.push_back(std::move(task));
@@ -78,8 +79,10 @@ std::vector<BatchTask> Batcher::NextBatch() {
       BatchTask& next = queue_.front();
       const int64_t n = next.inputs.size(0);
       const bool expired = now > next.control.deadline;
-      const bool cancelled = !expired && next.control.cancelled && next.control.cancelled();
-      if (!expired && !cancelled && !batch.empty() && rows + n > options_.max_batch_size) {
+      const bool cancelled =
+          !expired && next.control.cancelled && next.control.cancelled();
+      if (!expired && !cancelled && !batch.empty() &&
+          rows + n > options_.max_batch_size) {
         break;
       }
       queued_inputs_ -= n;
@@ -100,9 +103,10 @@ std::vector<BatchTask> Batcher::NextBatch() {
   }
   for (BatchTask& task : dropped) {
     const bool expired = absl::Now() > task.control.deadline;
-    task.done(expired ? absl::DeadlineExceededError(
-                            "the request's deadline passed while it waited for a batch")
-                      : absl::CancelledError("the request was cancelled while it waited"));
+    task.done(expired
+                  ? absl::DeadlineExceededError(
+                        "the request's deadline passed while it waited for a batch")
+                  : absl::CancelledError("the request was cancelled while it waited"));
   }
   return batch;
 }

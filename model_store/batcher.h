@@ -10,13 +10,13 @@
 #ifndef HEADWAY_MODEL_STORE_BATCHER_H_
 #define HEADWAY_MODEL_STORE_BATCHER_H_
 
+#include <ATen/core/Tensor.h>
+
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <thread>
 #include <vector>
-
-#include <ATen/core/Tensor.h>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"

@@ -74,10 +74,12 @@ EmbedResult MakeEmbedResult(at::Tensor features, bool l2_normalize, int64_t vers
   return result;
 }
 
-absl::StatusOr<ClassifyResult> MakeClassifyResult(const Head& head, const at::Tensor& features,
-                                                  int top_k, int64_t version) {
+absl::StatusOr<ClassifyResult> MakeClassifyResult(const Head& head,
+                                                  const at::Tensor& features, int top_k,
+                                                  int64_t version) {
   HEADWAY_ASSIGN_OR_RETURN(const at::Tensor logits, head.Forward(features));
-  const int64_t k = std::min<int64_t>(top_k == 0 ? kDefaultTopK : top_k, head.num_classes());
+  const int64_t k =
+      std::min<int64_t>(top_k == 0 ? kDefaultTopK : top_k, head.num_classes());
   const auto [scores, indices] = at::softmax(logits.to(torch::kFloat32), 1).topk(k, 1);
   const at::Tensor cpu_scores = scores.to(torch::kCPU).contiguous();
   const at::Tensor cpu_indices = indices.to(torch::kCPU, torch::kInt64).contiguous();
@@ -92,8 +94,8 @@ absl::StatusOr<ClassifyResult> MakeClassifyResult(const Head& head, const at::Te
     std::vector<ScoredLabel>& labels = result.results.emplace_back();
     for (int64_t j = 0; j < k; ++j) {
       const int64_t class_index = index[row * k + j];
-      labels.push_back(
-          {head.labels()[class_index], static_cast<int>(class_index), score[row * k + j]});
+      labels.push_back({head.labels()[class_index], static_cast<int>(class_index),
+                        score[row * k + j]});
     }
   }
   return result;
@@ -187,7 +189,8 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(const Options& options) {
   batcher_options.workers = std::max(1, config.model_workers());
   const Backbone* backbone_ptr = model->backbone_.get();
   model->batcher_ = std::make_unique<Batcher>(
-      batcher_options, [backbone_ptr](const at::Tensor& inputs) -> absl::StatusOr<at::Tensor> {
+      batcher_options,
+      [backbone_ptr](const at::Tensor& inputs) -> absl::StatusOr<at::Tensor> {
         HEADWAY_ASSIGN_OR_RETURN(
             at::Tensor on_device,
             CallTorch("moving inputs to the device", absl::StatusCode::kInternal,
@@ -239,8 +242,9 @@ std::shared_ptr<const Model::HeadTable> Model::heads() const {
 
 absl::StatusOr<EmbedResult> Model::Embed(absl::Span<const InputView> inputs,
                                          bool l2_normalize) const {
-  return Wait<EmbedResult>(
-      [&](auto done) { EmbedAsync(inputs, l2_normalize, RequestControl(), std::move(done)); });
+  return Wait<EmbedResult>([&](auto done) {
+    EmbedAsync(inputs, l2_normalize, RequestControl(), std::move(done));
+  });
 }
 
 absl::StatusOr<ClassifyResult> Model::Classify(absl::Span<const InputView> inputs,
@@ -264,17 +268,19 @@ void Model::EmbedAsync(absl::Span<const InputView> inputs, bool l2_normalize,
   BatchTask task;
   task.inputs = *std::move(batch);
   task.control = std::move(control);
-  task.done = [done, l2_normalize, version = config_.version()](
-                  absl::StatusOr<at::Tensor> features) {
+  task.done = [done, l2_normalize,
+               version = config_.version()](absl::StatusOr<at::Tensor> features) {
     if (!features.ok()) return done(features.status());
     done(MakeEmbedResult(*std::move(features), l2_normalize, version));
   };
-  if (absl::Status queued = batcher_->Enqueue(std::move(task)); !queued.ok()) done(queued);
+  if (absl::Status queued = batcher_->Enqueue(std::move(task)); !queued.ok())
+    done(queued);
 }
 
-void Model::ClassifyAsync(absl::Span<const InputView> inputs, absl::string_view head_name,
-                          int top_k, RequestControl control,
-                          std::function<void(absl::StatusOr<ClassifyResult>)> done) const {
+void Model::ClassifyAsync(
+    absl::Span<const InputView> inputs, absl::string_view head_name, int top_k,
+    RequestControl control,
+    std::function<void(absl::StatusOr<ClassifyResult>)> done) const {
   if (top_k < 0) return done(absl::InvalidArgumentError("top_k must not be negative"));
   if (absl::Status count =
           CheckInputCount(inputs.size(), config_.limits().max_inputs_per_request());
@@ -288,9 +294,9 @@ void Model::ClassifyAsync(absl::Span<const InputView> inputs, absl::string_view 
   if (it == table->heads.end()) {
     std::vector<std::string> names;
     for (const auto& [name, head] : table->heads) names.push_back(name);
-    return done(absl::NotFoundError(absl::StrCat("model \"", name(), "\" has no head \"",
-                                                 head_name, "\"; its heads: ",
-                                                 absl::StrJoin(names, ", "))));
+    return done(absl::NotFoundError(
+        absl::StrCat("model \"", name(), "\" has no head \"", head_name,
+                     "\"; its heads: ", absl::StrJoin(names, ", "))));
   }
   absl::StatusOr<at::Tensor> batch = Preprocess(*preprocessor_, inputs);
   if (!batch.ok()) return done(batch.status());
@@ -298,17 +304,18 @@ void Model::ClassifyAsync(absl::Span<const InputView> inputs, absl::string_view 
   task.inputs = *std::move(batch);
   task.control = std::move(control);
   // Each request's head runs on its own rows of the shared backbone pass.
-  task.done = [done, head = it->second, top_k, version = config_.version()](
-                  absl::StatusOr<at::Tensor> features) {
+  task.done = [done, head = it->second, top_k,
+               version = config_.version()](absl::StatusOr<at::Tensor> features) {
     if (!features.ok()) return done(features.status());
     done(MakeClassifyResult(*head, *features, top_k, version));
   };
-  if (absl::Status queued = batcher_->Enqueue(std::move(task)); !queued.ok()) done(queued);
+  if (absl::Status queued = batcher_->Enqueue(std::move(task)); !queued.ok())
+    done(queued);
 }
 
 Model::BatchingStats Model::batching_stats() const {
   const Batcher::Stats stats = batcher_->stats();
-  return {stats.batches, stats.inputs, stats.largest_batch,
+  return {stats.batches, stats.inputs,    stats.largest_batch,
           stats.expired, stats.cancelled, stats.refused};
 }
 

@@ -128,8 +128,8 @@ class Model {
   void EmbedAsync(absl::Span<const InputView> inputs, bool l2_normalize,
                   RequestControl control,
                   std::function<void(absl::StatusOr<EmbedResult>)> done) const;
-  void ClassifyAsync(absl::Span<const InputView> inputs, absl::string_view head, int top_k,
-                     RequestControl control,
+  void ClassifyAsync(absl::Span<const InputView> inputs, absl::string_view head,
+                     int top_k, RequestControl control,
                      std::function<void(absl::StatusOr<ClassifyResult>)> done) const;
 
   // Batches run, inputs batched, requests dropped and refused so far.

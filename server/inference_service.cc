@@ -64,7 +64,8 @@ absl::Status Abandoned(const RequestControl& control) {
   return absl::OkStatus();
 }
 
-void FillEmbed(const Model& model, const EmbedResult& result, v1::EmbedResponse& response) {
+void FillEmbed(const Model& model, const EmbedResult& result,
+               v1::EmbedResponse& response) {
   response.set_model(model.name());
   response.set_device(model.device());
   response.set_model_version(result.model_version);
@@ -95,7 +96,8 @@ void FillClassify(const Model& model, const ClassifyResult& result,
 // Looks the model up and converts the inputs; on error finishes the call.
 template <typename Request>
 std::shared_ptr<Model> Prepare(const ModelRegistry& registry, const Request& request,
-                               const RequestControl& control, grpc::ServerUnaryReactor* reactor,
+                               const RequestControl& control,
+                               grpc::ServerUnaryReactor* reactor,
                                std::vector<InputView>& inputs) {
   absl::Status status = Abandoned(control);
   absl::StatusOr<std::shared_ptr<Model>> model =
@@ -119,14 +121,15 @@ InferenceServiceImpl::InferenceServiceImpl(const ModelRegistry* registry,
                                            WorkerPool* workers)
     : registry_(registry), workers_(workers) {}
 
-grpc::ServerUnaryReactor* InferenceServiceImpl::Embed(grpc::CallbackServerContext* context,
-                                                      const v1::EmbedRequest* request,
-                                                      v1::EmbedResponse* response) {
+grpc::ServerUnaryReactor* InferenceServiceImpl::Embed(
+    grpc::CallbackServerContext* context, const v1::EmbedRequest* request,
+    v1::EmbedResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   workers_->Schedule([this, context, reactor, request, response] {
     RequestControl control = ControlOf(context);
     std::vector<InputView> inputs;
-    std::shared_ptr<Model> model = Prepare(*registry_, *request, control, reactor, inputs);
+    std::shared_ptr<Model> model =
+        Prepare(*registry_, *request, control, reactor, inputs);
     if (model == nullptr) return;
     model->EmbedAsync(inputs, request->l2_normalize(), std::move(control),
                       [model, reactor, response](absl::StatusOr<EmbedResult> result) {
@@ -144,13 +147,15 @@ grpc::ServerUnaryReactor* InferenceServiceImpl::Classify(
   workers_->Schedule([this, context, reactor, request, response] {
     RequestControl control = ControlOf(context);
     std::vector<InputView> inputs;
-    std::shared_ptr<Model> model = Prepare(*registry_, *request, control, reactor, inputs);
+    std::shared_ptr<Model> model =
+        Prepare(*registry_, *request, control, reactor, inputs);
     if (model == nullptr) return;
-    model->ClassifyAsync(inputs, request->head(), request->top_k(), std::move(control),
-                         [model, reactor, response](absl::StatusOr<ClassifyResult> result) {
-                           if (result.ok()) FillClassify(*model, *result, *response);
-                           reactor->Finish(ToGrpcStatus(result.status()));
-                         });
+    model->ClassifyAsync(
+        inputs, request->head(), request->top_k(), std::move(control),
+        [model, reactor, response](absl::StatusOr<ClassifyResult> result) {
+          if (result.ok()) FillClassify(*model, *result, *response);
+          reactor->Finish(ToGrpcStatus(result.status()));
+        });
   });
   return reactor;
 }

@@ -11,6 +11,7 @@
 #include <deque>
 #include <thread>
 
+#include "absl/synchronization/notification.h"
 #include "model_store/model_config.h"
 #include "model_store/retirer.h"
 #include "tests/support/digits_data.h"
@@ -181,6 +182,69 @@ TEST_F(ModelTest, SwappedOutHeadsAreReleasedByTheRetirer) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   EXPECT_EQ(retirer_.pending(), 0u);
+}
+
+TEST_F(ModelTest, OneBackbonePassServesAMixedBatchOfHeadsAndEmbeddings) {
+  const std::filesystem::path dir = testing::ModelStore() / "digits";
+  Model::Options options;
+  options.model_dir = dir;
+  options.config = *ReadModelConfig(dir);
+  options.config.mutable_batching()->set_max_batch_size(16);
+  options.config.mutable_batching()->set_max_queue_delay_us(500000);
+  absl::StatusOr<std::unique_ptr<Model>> batched = Model::Load(options);
+  ASSERT_TRUE(batched.ok()) << batched.status();
+  HeadSwap parity{"parity", "heads/parity.pt", "", "heads/parity.labels", {}, ""};
+  ASSERT_TRUE((*batched)->SwapHead(parity).ok());
+  ASSERT_TRUE(model_->SwapHead(parity).ok());
+
+  const std::vector<InputView> seven = Inputs({3500});
+  const std::vector<InputView> two_fours = Inputs({2000, 2100});
+  absl::StatusOr<ClassifyResult> digit, odd;
+  absl::StatusOr<EmbedResult> embedded;
+  absl::Notification d1, d2, d3;
+  (*batched)->ClassifyAsync(seven, "digit", 1, {},
+                            [&](auto r) { digit = r, d1.Notify(); });
+  (*batched)->ClassifyAsync(seven, "parity", 1, {},
+                            [&](auto r) { odd = r, d2.Notify(); });
+  (*batched)->EmbedAsync(two_fours, false, {},
+                         [&](auto r) { embedded = r, d3.Notify(); });
+  d1.WaitForNotification();
+  d2.WaitForNotification();
+  d3.WaitForNotification();
+
+  const Model::BatchingStats stats = (*batched)->batching_stats();
+  EXPECT_EQ(stats.batches, 1);
+  EXPECT_EQ(stats.inputs, 4);
+  // The same answers as unbatched requests.
+  ASSERT_TRUE(digit.ok() && odd.ok() && embedded.ok());
+  EXPECT_EQ(digit->results[0][0].label,
+            model_->Classify(seven, "digit", 1)->results[0][0].label);
+  EXPECT_EQ(odd->results[0][0].label,
+            model_->Classify(seven, "parity", 1)->results[0][0].label);
+  const absl::StatusOr<EmbedResult> alone = model_->Embed(two_fours, false);
+  ASSERT_TRUE(alone.ok());
+  for (size_t i = 0; i < 64; ++i) {
+    EXPECT_NEAR(embedded->embeddings[1][i], alone->embeddings[1][i], 1e-5);
+  }
+}
+
+TEST_F(ModelTest, OptimizedGraphServesTheSameAnswers) {
+  const std::filesystem::path dir = testing::ModelStore() / "digits";
+  Model::Options options;
+  options.model_dir = dir;
+  options.config = *ReadModelConfig(dir);
+  options.config.set_optimize(true);
+  absl::StatusOr<std::unique_ptr<Model>> optimized = Model::Load(options);
+  ASSERT_TRUE(optimized.ok()) << optimized.status();
+  EXPECT_TRUE((*optimized)->Info().optimized);
+  const std::vector<InputView> inputs = Inputs({10, 1010, 2010, 3010});
+  const absl::StatusOr<EmbedResult> fast = (*optimized)->Embed(inputs, false);
+  const absl::StatusOr<EmbedResult> plain = model_->Embed(inputs, false);
+  ASSERT_TRUE(fast.ok() && plain.ok());
+  for (size_t r = 0; r < inputs.size(); ++r) {
+    for (size_t i = 0; i < 64; ++i)
+      EXPECT_NEAR(fast->embeddings[r][i], plain->embeddings[r][i], 1e-4);
+  }
 }
 
 TEST(ModelDeviceTest, CudaWithoutCudaIsFailedPrecondition) {

@@ -1,0 +1,168 @@
+#include "model_store/batcher.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <torch/types.h>
+
+#include <atomic>
+#include <thread>
+
+#include "absl/synchronization/notification.h"
+
+namespace headway {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::UnorderedElementsAre;
+
+// A forward pass that records each batch's size and can be held shut.
+class RecordingForward {
+ public:
+  absl::StatusOr<at::Tensor> operator()(const at::Tensor& batch) {
+    if (gate_ != nullptr) gate_->WaitForNotification();
+    absl::MutexLock lock(&mu_);
+    sizes_.push_back(batch.size(0));
+    return batch.flatten(1).sum(1, /*keepdim=*/true);
+  }
+  std::vector<int64_t> sizes() {
+    absl::MutexLock lock(&mu_);
+    return sizes_;
+  }
+  absl::Notification* gate_ = nullptr;
+
+ private:
+  absl::Mutex mu_;
+  std::vector<int64_t> sizes_;
+};
+
+struct Outcome {
+  absl::Notification done;
+  absl::StatusOr<at::Tensor> result = absl::UnknownError("not answered");
+};
+
+BatchTask Task(float value, int rows, Outcome* outcome, RequestControl control = {}) {
+  BatchTask task;
+  task.inputs = torch::full({rows, 1, 2, 2}, value);
+  task.control = std::move(control);
+  task.done = [outcome](absl::StatusOr<at::Tensor> result) {
+    outcome->result = std::move(result);
+    outcome->done.Notify();
+  };
+  return task;
+}
+
+TEST(BatcherTest, FullBatchRunsAtOnceAndEachTaskGetsItsRows) {
+  RecordingForward forward;
+  Batcher::Options options;
+  options.max_batch_size = 3;
+  options.max_queue_delay = absl::Hours(1);  // only a full batch can run
+  Batcher batcher(options, [&](const at::Tensor& b) { return forward(b); });
+  Outcome a, b;
+  ASSERT_TRUE(batcher.Enqueue(Task(1, 1, &a)).ok());
+  ASSERT_TRUE(batcher.Enqueue(Task(2, 2, &b)).ok());
+  a.done.WaitForNotification();
+  b.done.WaitForNotification();
+  EXPECT_THAT(forward.sizes(), ElementsAre(3));
+  ASSERT_TRUE(a.result.ok() && b.result.ok());
+  EXPECT_EQ(a.result->size(0), 1);
+  EXPECT_EQ((*a.result)[0][0].item<float>(), 4.0f);  // four pixels of 1
+  EXPECT_EQ(b.result->size(0), 2);
+  EXPECT_EQ((*b.result)[1][0].item<float>(), 8.0f);
+}
+
+TEST(BatcherTest, DelayCountsFromTheOldestWaitingRequest) {
+  // A at 0 ms, B at 400 ms, C at 800 ms, delay 600 ms. Counted from the oldest, A and B
+  // run at 600 ms and C alone later; counted from the newest, all three would wait
+  // together until 1000 ms.
+  RecordingForward forward;
+  Batcher::Options options;
+  options.max_batch_size = 16;
+  options.max_queue_delay = absl::Milliseconds(600);
+  Batcher batcher(options, [&](const at::Tensor& b) { return forward(b); });
+  Outcome a, b, c;
+  ASSERT_TRUE(batcher.Enqueue(Task(1, 1, &a)).ok());
+  absl::SleepFor(absl::Milliseconds(400));
+  ASSERT_TRUE(batcher.Enqueue(Task(1, 1, &b)).ok());
+  absl::SleepFor(absl::Milliseconds(400));
+  ASSERT_TRUE(batcher.Enqueue(Task(1, 1, &c)).ok());
+  c.done.WaitForNotification();
+  EXPECT_THAT(forward.sizes(), ElementsAre(2, 1));
+}
+
+TEST(BatcherTest, FullQueueRefusesAtOnce) {
+  RecordingForward forward;
+  absl::Notification gate;
+  forward.gate_ = &gate;
+  Batcher::Options options;
+  options.max_queue_size = 2;
+  Batcher batcher(options, [&](const at::Tensor& b) { return forward(b); });
+  Outcome running, queued1, queued2, refused;
+  ASSERT_TRUE(batcher.Enqueue(Task(1, 1, &running)).ok());
+  while (batcher.queue_size() > 0) absl::SleepFor(absl::Milliseconds(1));  // taken
+  ASSERT_TRUE(batcher.Enqueue(Task(1, 1, &queued1)).ok());
+  ASSERT_TRUE(batcher.Enqueue(Task(1, 1, &queued2)).ok());
+  const absl::Status full = batcher.Enqueue(Task(1, 1, &refused));
+  EXPECT_EQ(full.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(std::string(full.message()), ::testing::HasSubstr("max_queue_size"));
+  gate.Notify();
+  queued2.done.WaitForNotification();
+  EXPECT_TRUE(queued1.result.ok() && queued2.result.ok());
+  EXPECT_FALSE(refused.done.HasBeenNotified());
+  EXPECT_EQ(batcher.stats().refused, 1);
+}
+
+TEST(BatcherTest, ExpiredAndCancelledRequestsAreDroppedBeforeTheyRun) {
+  RecordingForward forward;
+  absl::Notification gate;
+  forward.gate_ = &gate;
+  Batcher batcher({}, [&](const at::Tensor& b) { return forward(b); });
+  Outcome running, expiring, cancelled, kept;
+  ASSERT_TRUE(batcher.Enqueue(Task(1, 1, &running)).ok());
+  while (batcher.queue_size() > 0) absl::SleepFor(absl::Milliseconds(1));
+  RequestControl short_deadline;
+  short_deadline.deadline = absl::Now() + absl::Milliseconds(20);
+  ASSERT_TRUE(batcher.Enqueue(Task(5, 5, &expiring, short_deadline)).ok());
+  std::atomic<bool> client_gone{false};
+  RequestControl cancellable;
+  cancellable.cancelled = [&] { return client_gone.load(); };
+  ASSERT_TRUE(batcher.Enqueue(Task(7, 7, &cancelled, cancellable)).ok());
+  ASSERT_TRUE(batcher.Enqueue(Task(1, 2, &kept)).ok());
+  absl::SleepFor(absl::Milliseconds(50));
+  client_gone = true;
+  gate.Notify();
+  kept.done.WaitForNotification();
+  expiring.done.WaitForNotification();
+  cancelled.done.WaitForNotification();
+  EXPECT_EQ(expiring.result.status().code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_EQ(cancelled.result.status().code(), absl::StatusCode::kCancelled);
+  EXPECT_TRUE(kept.result.ok());
+  // Never computed: only the 1-row and 2-row tasks reached a forward pass.
+  EXPECT_THAT(forward.sizes(), ElementsAre(1, 2));
+  EXPECT_EQ(batcher.stats().expired, 1);
+  EXPECT_EQ(batcher.stats().cancelled, 1);
+
+  Outcome late;
+  RequestControl past;
+  past.deadline = absl::Now() - absl::Seconds(1);
+  EXPECT_EQ(batcher.Enqueue(Task(1, 1, &late, past)).code(),
+            absl::StatusCode::kDeadlineExceeded);
+}
+
+TEST(BatcherTest, ForwardErrorsReachEveryTaskOfTheBatch) {
+  Batcher::Options options;
+  options.max_batch_size = 2;
+  options.max_queue_delay = absl::Hours(1);
+  Batcher batcher(options, [](const at::Tensor&) -> absl::StatusOr<at::Tensor> {
+    return absl::InternalError("boom");
+  });
+  Outcome a, b;
+  ASSERT_TRUE(batcher.Enqueue(Task(1, 1, &a)).ok());
+  ASSERT_TRUE(batcher.Enqueue(Task(1, 1, &b)).ok());
+  a.done.WaitForNotification();
+  b.done.WaitForNotification();
+  EXPECT_EQ(a.result.status().message(), "boom");
+  EXPECT_EQ(b.result.status().message(), "boom");
+}
+
+}  // namespace
+}  // namespace headway
