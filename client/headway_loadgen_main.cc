@@ -1,0 +1,118 @@
+// headway_loadgen: load generator for a Headway server. Closed loop (--concurrency) or
+// open loop (--rate, constant or --poisson), for --duration or --requests after a
+// --warmup; inputs from image files or random tensors; Embed, Classify or the empty
+// gRPC health call. Prints throughput, latency percentiles and errors by status code,
+// and writes them as JSON with --json_out.
+#include <fstream>
+#include <iostream>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
+#include "client/headway_client.h"
+#include "client/load_generator.h"
+
+ABSL_FLAG(std::string, target, "127.0.0.1:50051", "Server address (gRPC target).");
+ABSL_FLAG(std::string, rpc, "classify", "classify, embed, or health (an empty RPC).");
+ABSL_FLAG(std::string, model, "digits", "Model name.");
+ABSL_FLAG(std::string, head, "", "Head for classify; empty: the default head.");
+ABSL_FLAG(int, concurrency, 4, "Closed loop: calls kept in flight.");
+ABSL_FLAG(double, rate, 0, "Open loop: calls started per second (0: closed loop).");
+ABSL_FLAG(bool, poisson, false, "Open loop: Poisson arrivals instead of constant gaps.");
+ABSL_FLAG(absl::Duration, duration, absl::Seconds(10), "Measured time.");
+ABSL_FLAG(int64_t, requests, 0, "Stop after this many measured calls (0: --duration).");
+ABSL_FLAG(absl::Duration, warmup, absl::Seconds(2), "Time run first and not measured.");
+ABSL_FLAG(int, channels, 1, "gRPC channels (connections) to spread calls over.");
+ABSL_FLAG(absl::Duration, timeout, absl::Seconds(30), "Deadline of each call.");
+ABSL_FLAG(std::vector<std::string>, images, {}, "Image files to send, comma separated.");
+ABSL_FLAG(std::string, tensor_shape, "",
+          "Send random float32 tensors of this shape (C,H,W) instead of images.");
+ABSL_FLAG(int, inputs_per_request, 1, "Inputs in each request.");
+ABSL_FLAG(std::string, json_out, "", "Write the report as JSON to this file.");
+ABSL_FLAG(bool, progress, true, "Show progress on stderr.");
+
+namespace {
+
+absl::StatusOr<std::vector<headway::v1::Input>> Inputs() {
+  std::vector<headway::v1::Input> inputs;
+  for (const std::string& file : absl::GetFlag(FLAGS_images)) {
+    absl::StatusOr<headway::v1::Input> input = headway::ImageInputFromFile(file);
+    if (!input.ok()) return input.status();
+    inputs.push_back(*std::move(input));
+  }
+  const std::string shape_text = absl::GetFlag(FLAGS_tensor_shape);
+  if (shape_text.empty()) return inputs;
+  std::vector<int64_t> shape;
+  int64_t elements = 1;
+  for (absl::string_view part : absl::StrSplit(shape_text, ',')) {
+    int64_t d = 0;
+    if (!absl::SimpleAtoi(part, &d) || d <= 0) {
+      return absl::InvalidArgumentError(
+          "--tensor_shape must be positive integers, e.g. 3,224,224");
+    }
+    shape.push_back(d);
+    elements *= d;
+  }
+  std::mt19937 random(7);
+  std::normal_distribution<float> normal;
+  for (int variant = 0; variant < 8; ++variant) {
+    std::vector<float> values(elements);
+    for (float& v : values) v = normal(random);
+    headway::v1::Input input;
+    headway::v1::Tensor& tensor = *input.mutable_tensor();
+    tensor.set_dtype(headway::v1::FLOAT32);
+    for (int64_t d : shape) tensor.add_shape(d);
+    tensor.set_data(reinterpret_cast<const char*>(values.data()),
+                    values.size() * sizeof(float));
+    inputs.push_back(std::move(input));
+  }
+  return inputs;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "Load generator for a Headway server.\n"
+      "Usage: headway_loadgen --target=HOST:PORT [--rpc=classify] (--images=a.png,b.jpg "
+      "| "
+      "--tensor_shape=3,224,224) [--concurrency=N | --rate=R [--poisson]] "
+      "[--duration=10s]");
+  absl::ParseCommandLine(argc, argv);
+  absl::StatusOr<std::vector<headway::v1::Input>> inputs = Inputs();
+  if (!inputs.ok()) {
+    std::cerr << "headway_loadgen: " << inputs.status() << "\n";
+    return 2;
+  }
+  headway::LoadOptions options;
+  options.target = absl::GetFlag(FLAGS_target);
+  options.rpc = absl::GetFlag(FLAGS_rpc);
+  options.model = absl::GetFlag(FLAGS_model);
+  options.head = absl::GetFlag(FLAGS_head);
+  options.concurrency = absl::GetFlag(FLAGS_concurrency);
+  options.rate = absl::GetFlag(FLAGS_rate);
+  options.poisson = absl::GetFlag(FLAGS_poisson);
+  options.duration = absl::GetFlag(FLAGS_duration);
+  options.requests = absl::GetFlag(FLAGS_requests);
+  options.warmup = absl::GetFlag(FLAGS_warmup);
+  options.channels = absl::GetFlag(FLAGS_channels);
+  options.timeout = absl::GetFlag(FLAGS_timeout);
+  options.inputs = *std::move(inputs);
+  options.inputs_per_request = absl::GetFlag(FLAGS_inputs_per_request);
+  options.progress = absl::GetFlag(FLAGS_progress);
+  absl::StatusOr<headway::LoadReport> report = headway::RunLoad(options);
+  if (!report.ok()) {
+    std::cerr << "headway_loadgen: " << report.status() << "\n";
+    return 2;
+  }
+  std::cout << report->ToText();
+  if (const std::string path = absl::GetFlag(FLAGS_json_out); !path.empty()) {
+    std::ofstream(path) << report->ToJson() << "\n";
+  }
+  return report->errors.empty() ? 0 : 1;
+}

@@ -1,0 +1,285 @@
+#include "client/load_generator.h"
+
+#include <grpcpp/client_context.h>
+#include <grpcpp/create_channel.h>
+#include <grpcpp/security/credentials.h>
+
+#include <algorithm>
+#include <atomic>
+#include <iostream>
+#include <memory>
+#include <random>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "headway/v1/inference.grpc.pb.h"
+
+namespace headway {
+namespace {
+
+std::string CodeName(grpc::StatusCode code) {
+  static const char* const kNames[] = {"OK",
+                                       "CANCELLED",
+                                       "UNKNOWN",
+                                       "INVALID_ARGUMENT",
+                                       "DEADLINE_EXCEEDED",
+                                       "NOT_FOUND",
+                                       "ALREADY_EXISTS",
+                                       "PERMISSION_DENIED",
+                                       "RESOURCE_EXHAUSTED",
+                                       "FAILED_PRECONDITION",
+                                       "ABORTED",
+                                       "OUT_OF_RANGE",
+                                       "UNIMPLEMENTED",
+                                       "INTERNAL",
+                                       "UNAVAILABLE",
+                                       "DATA_LOSS",
+                                       "UNAUTHENTICATED"};
+  const int index = static_cast<int>(code);
+  return index >= 0 && index < 17 ? kNames[index] : absl::StrCat("CODE_", index);
+}
+
+double Percentile(const std::vector<double>& sorted, double q) {
+  if (sorted.empty()) return 0;
+  const size_t index =
+      std::min(sorted.size() - 1, static_cast<size_t>(q * sorted.size()));
+  return sorted[index];
+}
+
+// Shared state of one run; calls complete on gRPC's threads.
+class Run {
+ public:
+  explicit Run(const LoadOptions& options) : options_(options) {
+    for (int i = 0; i < std::max(1, options.channels); ++i) {
+      grpc::ChannelArguments arguments;
+      arguments.SetInt("headway.channel", i);  // distinct channels, distinct connections
+      arguments.SetMaxReceiveMessageSize(64 << 20);
+      arguments.SetMaxSendMessageSize(64 << 20);
+      auto channel = grpc::CreateCustomChannel(
+          options.target, grpc::InsecureChannelCredentials(), arguments);
+      inference_.push_back(v1::InferenceService::NewStub(channel));
+      health_.push_back(grpc::health::v1::Health::NewStub(channel));
+    }
+    const int per_request = std::max(1, options.inputs_per_request);
+    const size_t variants = std::max<size_t>(1, options.inputs.size());
+    for (size_t v = 0; v < variants; ++v) {
+      v1::ClassifyRequest classify;
+      classify.set_model(options.model);
+      classify.set_head(options.head);
+      classify.set_top_k(1);
+      v1::EmbedRequest embed;
+      embed.set_model(options.model);
+      for (int i = 0; i < per_request && !options.inputs.empty(); ++i) {
+        *classify.add_inputs() = options.inputs[(v + i) % options.inputs.size()];
+        *embed.add_inputs() = options.inputs[(v + i) % options.inputs.size()];
+      }
+      classify_.push_back(std::move(classify));
+      embed_.push_back(std::move(embed));
+    }
+  }
+
+  absl::StatusOr<LoadReport> Execute() {
+    start_ = absl::Now();
+    measure_from_ = start_ + options_.warmup;
+    stop_at_ = measure_from_ + options_.duration;
+    std::thread progress([this] { ReportProgress(); });
+    if (options_.rate > 0) {
+      OpenLoop();
+    } else {
+      for (int i = 0; i < std::max(1, options_.concurrency); ++i) Issue();
+    }
+    // Wait until no call is in flight and no more will start.
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.Await(absl::Condition(this, &Run::Finished));
+      finished_time_ = std::min(absl::Now(), stop_at_);
+    }
+    progress.join();
+    absl::MutexLock lock(&mu_);
+    return Summarise();
+  }
+
+ private:
+  bool Finished() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return stopped_ && in_flight_ == 0;
+  }
+
+  bool ShouldStop(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return now >= stop_at_ || (options_.requests > 0 && measured_ >= options_.requests);
+  }
+
+  void OpenLoop() {
+    std::mt19937_64 random(42);
+    std::exponential_distribution<double> gaps(options_.rate);
+    absl::Time next = absl::Now();
+    while (true) {
+      absl::SleepFor(next - absl::Now());
+      {
+        absl::MutexLock lock(&mu_);
+        if (ShouldStop(absl::Now())) {
+          stopped_ = true;
+          return;
+        }
+      }
+      Issue(/*closed_loop=*/false);
+      next += absl::Seconds(options_.poisson ? gaps(random) : 1.0 / options_.rate);
+    }
+  }
+
+  // Starts one call; in closed loop its completion starts the next.
+  void Issue(bool closed_loop = true) {
+    const uint64_t n = issued_++;
+    {
+      absl::MutexLock lock(&mu_);
+      if (ShouldStop(absl::Now())) {
+        stopped_ = true;
+        return;
+      }
+      ++in_flight_;
+    }
+    struct Call {
+      grpc::ClientContext context;
+      v1::ClassifyResponse classify;
+      v1::EmbedResponse embed;
+      grpc::health::v1::HealthCheckRequest health_request;
+      grpc::health::v1::HealthCheckResponse health;
+      absl::Time sent;
+    };
+    auto* call = new Call;
+    call->sent = absl::Now();
+    call->context.set_deadline(absl::ToChronoTime(call->sent + options_.timeout));
+    const size_t channel = n % inference_.size();
+    auto done = [this, call, closed_loop](grpc::Status status) {
+      Complete(call->sent, status);
+      delete call;
+      if (closed_loop) Issue();
+    };
+    if (options_.rpc == "health") {
+      health_[channel]->async()->Check(&call->context, &call->health_request,
+                                       &call->health, std::move(done));
+    } else if (options_.rpc == "embed") {
+      inference_[channel]->async()->Embed(&call->context, &embed_[n % embed_.size()],
+                                          &call->embed, std::move(done));
+    } else {
+      inference_[channel]->async()->Classify(&call->context,
+                                             &classify_[n % classify_.size()],
+                                             &call->classify, std::move(done));
+    }
+  }
+
+  void Complete(absl::Time sent, const grpc::Status& status) {
+    const absl::Time now = absl::Now();
+    absl::MutexLock lock(&mu_);
+    --in_flight_;
+    if (sent < measure_from_ || now > stop_at_) return;
+    ++measured_;
+    if (status.ok()) {
+      latencies_ms_.push_back(absl::ToDoubleMilliseconds(now - sent));
+    } else {
+      ++errors_[CodeName(status.error_code())];
+    }
+  }
+
+  void ReportProgress() {
+    while (true) {
+      absl::SleepFor(absl::Seconds(1));
+      absl::MutexLock lock(&mu_);
+      if (Finished()) return;
+      if (!options_.progress) continue;
+      const absl::Time now = absl::Now();
+      const bool warming = now < measure_from_;
+      int64_t error_count = 0;
+      for (const auto& [code, count] : errors_) error_count += count;
+      std::cerr << absl::StrFormat("\r[%5.1fs] %s ok=%d errors=%d in_flight=%d      ",
+                                   absl::ToDoubleSeconds(now - start_),
+                                   warming ? "warm-up " : "measure ",
+                                   latencies_ms_.size(), error_count, in_flight_)
+                << std::flush;
+    }
+  }
+
+  LoadReport Summarise() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (options_.progress) std::cerr << "\n";
+    LoadReport report;
+    report.seconds =
+        std::max(1e-9, absl::ToDoubleSeconds(finished_time_ - measure_from_));
+    report.ok = static_cast<int64_t>(latencies_ms_.size());
+    report.errors = errors_;
+    report.throughput = report.ok / report.seconds;
+    report.inputs_per_second =
+        options_.rpc == "health"
+            ? report.throughput
+            : report.throughput * std::max(1, options_.inputs_per_request);
+    std::sort(latencies_ms_.begin(), latencies_ms_.end());
+    report.p50 = Percentile(latencies_ms_, 0.50);
+    report.p90 = Percentile(latencies_ms_, 0.90);
+    report.p99 = Percentile(latencies_ms_, 0.99);
+    report.p999 = Percentile(latencies_ms_, 0.999);
+    report.max = latencies_ms_.empty() ? 0 : latencies_ms_.back();
+    double total = 0;
+    for (double l : latencies_ms_) total += l;
+    report.mean = latencies_ms_.empty() ? 0 : total / latencies_ms_.size();
+    return report;
+  }
+
+  const LoadOptions options_;
+  std::vector<std::unique_ptr<v1::InferenceService::Stub>> inference_;
+  std::vector<std::unique_ptr<grpc::health::v1::Health::Stub>> health_;
+  std::vector<v1::ClassifyRequest> classify_;
+  std::vector<v1::EmbedRequest> embed_;
+  std::atomic<uint64_t> issued_{0};
+  absl::Time start_, measure_from_, stop_at_, finished_time_;
+
+  absl::Mutex mu_;
+  int in_flight_ ABSL_GUARDED_BY(mu_) = 0;
+  bool stopped_ ABSL_GUARDED_BY(mu_) = false;
+  int64_t measured_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<double> latencies_ms_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, int64_t> errors_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace
+
+std::string LoadReport::ToJson() const {
+  std::vector<std::string> error_fields;
+  for (const auto& [code, count] : errors) {
+    error_fields.push_back(absl::StrFormat("\"%s\": %d", code, count));
+  }
+  return absl::StrFormat(
+      "{\"seconds\": %.3f, \"ok\": %d, \"errors\": {%s}, \"throughput\": %.2f, "
+      "\"inputs_per_second\": %.2f, \"latency_ms\": {\"p50\": %.3f, \"p90\": %.3f, "
+      "\"p99\": %.3f, \"p99.9\": %.3f, \"max\": %.3f, \"mean\": %.3f}}",
+      seconds, ok, absl::StrJoin(error_fields, ", "), throughput, inputs_per_second, p50,
+      p90, p99, p999, max, mean);
+}
+
+std::string LoadReport::ToText() const {
+  std::string text = absl::StrFormat(
+      "%d ok in %.2f s: %.1f requests/s, %.1f inputs/s\n"
+      "latency ms: p50 %.2f  p90 %.2f  p99 %.2f  p99.9 %.2f  max %.2f  mean %.2f\n",
+      ok, seconds, throughput, inputs_per_second, p50, p90, p99, p999, max, mean);
+  if (errors.empty()) return text + "errors: none\n";
+  std::vector<std::string> parts;
+  for (const auto& [code, count] : errors)
+    parts.push_back(absl::StrCat(code, " ", count));
+  return text + "errors: " + absl::StrJoin(parts, ", ") + "\n";
+}
+
+absl::StatusOr<LoadReport> RunLoad(const LoadOptions& options) {
+  if (options.target.empty()) return absl::InvalidArgumentError("no target");
+  if (options.rpc != "classify" && options.rpc != "embed" && options.rpc != "health") {
+    return absl::InvalidArgumentError("rpc must be classify, embed or health");
+  }
+  if (options.rpc != "health" && options.inputs.empty()) {
+    return absl::InvalidArgumentError("no inputs: give image files or a tensor shape");
+  }
+  Run run(options);
+  return run.Execute();
+}
+
+}  // namespace headway

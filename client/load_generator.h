@@ -1,0 +1,62 @@
+// LoadGenerator: drives a Headway server with Embed, Classify or gRPC health calls and
+// measures what it saw, in the spirit of ghz and perf_analyzer. Closed loop keeps
+// `concurrency` calls in flight; open loop starts calls at `rate` per second (constant
+// or Poisson arrivals) whatever the server does. Calls go out on gRPC's callback API
+// over several channels; a warm-up period is run and not counted.
+//
+// Run() is not reentrant; one LoadGenerator per run.
+#ifndef HEADWAY_CLIENT_LOAD_GENERATOR_H_
+#define HEADWAY_CLIENT_LOAD_GENERATOR_H_
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "headway/v1/inference.pb.h"
+
+namespace headway {
+
+struct LoadOptions {
+  std::string target;
+  // "classify", "embed" or "health" (an empty RPC: the gRPC ceiling).
+  std::string rpc = "classify";
+  std::string model = "digits";
+  std::string head;
+  // Closed loop when rate is 0.
+  int concurrency = 1;
+  double rate = 0;
+  bool poisson = false;
+  absl::Duration duration = absl::Seconds(10);
+  // Stop after this many measured calls (0: run for `duration`).
+  int64_t requests = 0;
+  absl::Duration warmup = absl::Seconds(1);
+  int channels = 1;
+  absl::Duration timeout = absl::Seconds(30);
+  // Requests cycle through these inputs (one input per request unless batched).
+  std::vector<v1::Input> inputs;
+  int inputs_per_request = 1;
+  // Print a line of progress to stderr every second.
+  bool progress = true;
+};
+
+struct LoadReport {
+  double seconds = 0;
+  int64_t ok = 0;
+  std::map<std::string, int64_t> errors;  // by gRPC status code name
+  double throughput = 0;                  // successful calls per second
+  double inputs_per_second = 0;
+  // Latency of successful calls, milliseconds.
+  double p50 = 0, p90 = 0, p99 = 0, p999 = 0, max = 0, mean = 0;
+
+  std::string ToJson() const;
+  std::string ToText() const;
+};
+
+absl::StatusOr<LoadReport> RunLoad(const LoadOptions& options);
+
+}  // namespace headway
+
+#endif  // HEADWAY_CLIENT_LOAD_GENERATOR_H_
