@@ -177,6 +177,7 @@ class Run {
     absl::MutexLock lock(&mu_);
     --in_flight_;
     if (sent < measure_from_ || now > stop_at_) return;
+    if (options_.requests > 0 && measured_ >= options_.requests) return;  // overshoot
     ++measured_;
     if (status.ok()) {
       latencies_ms_.push_back(absl::ToDoubleMilliseconds(now - sent));

@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "client/headway_client.h"
+#include "client/load_generator.h"
 #include "tests/support/digits_data.h"
 #include "tests/support/server_process.h"
 
@@ -374,6 +375,35 @@ TEST_F(ServerTest, CliClassifiesADigitImage) {
       0);
   EXPECT_THAT(output, HasSubstr("NOT_FOUND"));
   std::filesystem::remove(file);
+}
+
+TEST_F(ServerTest, LoadGeneratorDrivesTheServer) {
+  LoadOptions options;
+  options.target = server_->target();
+  options.inputs = {PngInput(7), PngInput(3007)};
+  options.concurrency = 4;
+  options.channels = 2;
+  options.requests = 300;
+  options.duration = absl::Seconds(60);
+  options.warmup = absl::ZeroDuration();
+  options.progress = false;
+  absl::StatusOr<LoadReport> closed = RunLoad(options);
+  ASSERT_TRUE(closed.ok()) << closed.status();
+  EXPECT_EQ(closed->ok, 300);
+  EXPECT_TRUE(closed->errors.empty());
+  EXPECT_GT(closed->throughput, 0);
+  EXPECT_LE(closed->p50, closed->p99);
+  EXPECT_LE(closed->p99, closed->max);
+  EXPECT_THAT(closed->ToJson(), HasSubstr("\"p99.9\""));
+
+  options.rate = 100;
+  options.poisson = true;
+  options.requests = 50;
+  options.model = "nope";  // every call fails: counted by status code
+  absl::StatusOr<LoadReport> open = RunLoad(options);
+  ASSERT_TRUE(open.ok()) << open.status();
+  EXPECT_EQ(open->ok, 0);
+  EXPECT_EQ(open->errors.at("NOT_FOUND"), 50);
 }
 
 TEST_F(ServerTest, SigtermStopsTheServerCleanly) { EXPECT_EQ(server_->Stop(), 0); }

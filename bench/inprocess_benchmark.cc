@@ -1,0 +1,93 @@
+// headway_bench_inprocess: the in-process limit of a model: its backbone and default
+// head run directly on LibTorch, batch after batch, with no gRPC, no queue and no
+// decoding. Prints images per second, the figure served throughput is compared with.
+#include <iostream>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
+#include "model_store/backbone.h"
+#include "model_store/head.h"
+#include "model_store/model_config.h"
+#include "model_store/torch_runtime.h"
+
+ABSL_FLAG(std::string, model_dir, "models/digits", "A model folder (with config.pbtxt).");
+ABSL_FLAG(int, batch, 1, "Inputs per forward pass.");
+ABSL_FLAG(absl::Duration, duration, absl::Seconds(8), "Measured time.");
+ABSL_FLAG(absl::Duration, warmup, absl::Seconds(2), "Time run first and not measured.");
+ABSL_FLAG(int, torch_threads, 0, "LibTorch intra-op threads; 0 keeps the default.");
+
+namespace headway {
+namespace {
+
+int Fail(const absl::Status& status) {
+  std::cerr << "headway_bench_inprocess: " << status << "\n";
+  return 1;
+}
+
+int Main() {
+  ConfigureTorchThreads(absl::GetFlag(FLAGS_torch_threads));
+  const std::filesystem::path dir = absl::GetFlag(FLAGS_model_dir);
+  absl::StatusOr<v1::ModelConfig> config = ReadModelConfig(dir);
+  if (!config.ok()) return Fail(config.status());
+  BackboneSpec spec;
+  absl::StatusOr<std::string> weights = ReadFileToString(dir / config->backbone().file());
+  if (!weights.ok()) return Fail(weights.status());
+  spec.weights = *std::move(weights);
+  if (!config->backbone().architecture().empty()) {
+    spec.architecture = *ReadFileToString(dir / config->backbone().architecture());
+  }
+  spec.input_shape = {config->input().channels(), config->input().height(),
+                      config->input().width()};
+  spec.optimize = config->optimize();
+  spec.load.ignore_prefixes.assign(config->backbone().ignore_prefixes().begin(),
+                                   config->backbone().ignore_prefixes().end());
+  absl::StatusOr<std::unique_ptr<Backbone>> backbone = Backbone::Load(spec);
+  if (!backbone.ok()) return Fail(backbone.status());
+  const v1::HeadConfig* head_config = &config->heads(0);
+  for (const v1::HeadConfig& h : config->heads()) {
+    if (h.name() == config->default_head()) head_config = &h;
+  }
+  HeadSpec head_spec;
+  head_spec.name = head_config->name();
+  head_spec.checkpoint = *ReadFileToString(dir / head_config->file());
+  head_spec.key_prefix = head_config->key_prefix();
+  head_spec.feature_dim = (*backbone)->feature_dim();
+  absl::StatusOr<std::shared_ptr<const Head>> head = Head::Load(head_spec);
+  if (!head.ok()) return Fail(head.status());
+
+  c10::InferenceMode inference;
+  const int batch = absl::GetFlag(FLAGS_batch);
+  const at::Tensor inputs = torch::randn(
+      {batch, spec.input_shape[0], spec.input_shape[1], spec.input_shape[2]});
+  int64_t images = 0;
+  const absl::Time warm_until = absl::Now() + absl::GetFlag(FLAGS_warmup);
+  while (absl::Now() < warm_until) (void)(*head)->Forward(*(*backbone)->Forward(inputs));
+  const absl::Time start = absl::Now();
+  const absl::Time stop = start + absl::GetFlag(FLAGS_duration);
+  while (absl::Now() < stop) {
+    const at::Tensor logits = *(*head)->Forward(*(*backbone)->Forward(inputs));
+    (void)at::softmax(logits, 1).topk(1, 1);
+    images += batch;
+  }
+  const double seconds = absl::ToDoubleSeconds(absl::Now() - start);
+  std::cout << absl::StrFormat(
+      "{\"model\": \"%s\", \"batch\": %d, \"images\": %d, \"seconds\": %.3f, "
+      "\"images_per_second\": %.2f, \"optimized\": %s}\n",
+      config->name(), batch, images, seconds, images / seconds,
+      (*backbone)->load_info().optimized ? "true" : "false");
+  return 0;
+}
+
+}  // namespace
+}  // namespace headway
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "In-process throughput of a model's backbone + default head.\n"
+      "Usage: headway_bench_inprocess --model_dir=DIR [--batch=8] [--duration=8s]");
+  absl::ParseCommandLine(argc, argv);
+  return headway::Main();
+}

@@ -1,0 +1,88 @@
+#!/usr/bin/python3
+"""Writes the benchmark's model store and inputs into OUT (Debian's python3-torch,
+python3-torchvision, python3-opencv; random weights are fine for speed):
+
+  OUT/store/resnet18_batched, resnet18_unbatched   torchvision resnet18, 224x224, fc as
+                                                  the head; dynamic batching on / off
+  OUT/store/digits_batched, digits_unbatched       the bundled digits model, on / off
+  OUT/jpeg/*.jpg    224x224 JPEG photos cut from opencv-doc's sample pictures
+  OUT/png/*.png     digits cut from opencv-doc's digits.png
+
+Usage: /usr/bin/python3 bench/make_bench_models.py OUT
+"""
+import os
+import shutil
+import sys
+
+import cv2
+import torch
+import torchvision
+from torch import nn
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DATA = "/usr/share/doc/opencv-doc/examples/data"
+PHOTOS = ["baboon.jpg", "fruits.jpg", "apple.jpg", "messi5.jpg", "home.jpg", "building.jpg",
+          "butterfly.jpg", "orange.jpg"]
+BATCHING = "batching { max_batch_size: %d max_queue_delay_us: %d }\n"
+
+RESNET_CONFIG = """name: "%s"
+device: "cpu"
+backbone { file: "backbone.pt" format: TORCHSCRIPT }
+input {
+  channels: 3 height: 224 width: 224 resize: STRETCH
+  mean: [0.485, 0.456, 0.406] std: [0.229, 0.224, 0.225]
+}
+heads { name: "imagenet" file: "imagenet.pt" }
+optimize: true
+"""
+
+
+def resnet(out):
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18().eval()
+    head = model.fc
+    model.fc = nn.Identity()
+    for name, batching in (("resnet18_batched", BATCHING % (8, 20000)),
+                           ("resnet18_unbatched", "")):
+        folder = os.path.join(out, "store", name)
+        os.makedirs(folder, exist_ok=True)
+        torch.jit.save(torch.jit.script(model), os.path.join(folder, "backbone.pt"))
+        torch.jit.save(torch.jit.script(head), os.path.join(folder, "imagenet.pt"))
+        with open(os.path.join(folder, "config.pbtxt"), "w") as f:
+            f.write(RESNET_CONFIG % name + batching)
+
+
+def digits(out):
+    source = os.path.join(HERE, "..", "models", "digits")
+    for name, batching in (("digits_batched", BATCHING % (32, 2000)), ("digits_unbatched", "")):
+        folder = os.path.join(out, "store", name)
+        shutil.rmtree(folder, ignore_errors=True)
+        shutil.copytree(source, folder)
+        with open(os.path.join(folder, "config.pbtxt")) as f:
+            config = f.read().replace('name: "digits"', f'name: "{name}"')
+        with open(os.path.join(folder, "config.pbtxt"), "w") as f:
+            f.write(config + batching)
+
+
+def inputs(out):
+    os.makedirs(os.path.join(out, "jpeg"), exist_ok=True)
+    os.makedirs(os.path.join(out, "png"), exist_ok=True)
+    for i, photo in enumerate(PHOTOS):
+        image = cv2.imread(os.path.join(DATA, photo))
+        cv2.imwrite(os.path.join(out, "jpeg", f"{i}.jpg"), cv2.resize(image, (224, 224)),
+                    [cv2.IMWRITE_JPEG_QUALITY, 90])
+    sheet = cv2.imread(os.path.join(DATA, "digits.png"), cv2.IMREAD_GRAYSCALE)
+    for i in range(8):
+        cell = sheet[(i * 5 + 2) * 20:(i * 5 + 3) * 20, i * 20:(i + 1) * 20]
+        cv2.imwrite(os.path.join(out, "png", f"{i}.png"), cell)
+
+
+def main():
+    out = sys.argv[1]
+    resnet(out)
+    digits(out)
+    inputs(out)
+
+
+if __name__ == "__main__":
+    main()
