@@ -22,6 +22,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "model_store/batching_stats.h"
 #include "model_store/request_control.h"
 
 namespace headway {
@@ -48,14 +49,7 @@ class Batcher {
     int workers = 1;
   };
 
-  struct Stats {
-    int64_t batches = 0;
-    int64_t inputs = 0;
-    int64_t largest_batch = 0;
-    int64_t expired = 0;
-    int64_t cancelled = 0;
-    int64_t refused = 0;
-  };
+  using Stats = BatchingStats;
 
   // `forward` maps a batch [N, C, H, W] to [N, D]; it runs on the worker threads.
   Batcher(const Options& options,

@@ -313,11 +313,7 @@ void Model::ClassifyAsync(
     done(queued);
 }
 
-Model::BatchingStats Model::batching_stats() const {
-  const Batcher::Stats stats = batcher_->stats();
-  return {stats.batches, stats.inputs,    stats.largest_batch,
-          stats.expired, stats.cancelled, stats.refused};
-}
+BatchingStats Model::batching_stats() const { return batcher_->stats(); }
 
 absl::StatusOr<HeadInfo> Model::SwapHead(const HeadSwap& swap) {
   if (swap.head.empty()) return absl::InvalidArgumentError("head name is empty");

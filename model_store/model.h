@@ -22,6 +22,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/types/span.h"
 #include "headway/v1/model_config.pb.h"
+#include "model_store/batching_stats.h"
 #include "model_store/input.h"
 #include "model_store/request_control.h"
 
@@ -133,14 +134,6 @@ class Model {
                      std::function<void(absl::StatusOr<ClassifyResult>)> done) const;
 
   // Batches run, inputs batched, requests dropped and refused so far.
-  struct BatchingStats {
-    int64_t batches = 0;
-    int64_t inputs = 0;
-    int64_t largest_batch = 0;
-    int64_t expired = 0;
-    int64_t cancelled = 0;
-    int64_t refused = 0;
-  };
   BatchingStats batching_stats() const;
 
   // Replaces the head named swap.head, or adds it when new, without touching the

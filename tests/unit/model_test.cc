@@ -212,7 +212,7 @@ TEST_F(ModelTest, OneBackbonePassServesAMixedBatchOfHeadsAndEmbeddings) {
   d2.WaitForNotification();
   d3.WaitForNotification();
 
-  const Model::BatchingStats stats = (*batched)->batching_stats();
+  const BatchingStats stats = (*batched)->batching_stats();
   EXPECT_EQ(stats.batches, 1);
   EXPECT_EQ(stats.inputs, 4);
   // The same answers as unbatched requests.
