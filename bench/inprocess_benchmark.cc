@@ -18,8 +18,8 @@ ABSL_FLAG(std::string, model_dir, "models/digits", "A model folder (with config.
 ABSL_FLAG(int, batch, 1, "Inputs per forward pass.");
 ABSL_FLAG(absl::Duration, duration, absl::Seconds(8), "Measured time.");
 ABSL_FLAG(absl::Duration, warmup, absl::Seconds(2), "Time run first and not measured.");
-ABSL_FLAG(int, torch_threads, 1,
-          "LibTorch intra-op threads; 0 keeps LibTorch's default.");
+ABSL_FLAG(int, torch_threads, 0,
+          "LibTorch intra-op threads; 0 keeps LibTorch's default, as the server does.");
 
 namespace headway {
 namespace {

@@ -23,10 +23,9 @@ ABSL_FLAG(std::string, model_store, "models",
           "Folder with one sub-folder per model, each with a config.pbtxt.");
 ABSL_FLAG(int, worker_threads, static_cast<int>(std::thread::hardware_concurrency()),
           "Threads running inference requests and head loads.");
-ABSL_FLAG(
-    int, torch_threads, 1,
-    "LibTorch intra-op threads per forward pass; 0 keeps LibTorch's default. One suits "
-    "small machines: parallelism comes from batching and model_workers.");
+ABSL_FLAG(int, torch_threads, 0,
+          "LibTorch intra-op threads per forward pass; 0 keeps LibTorch's default, which "
+          "measured best on the 2-core build machines (README, Throughput).");
 ABSL_FLAG(int, max_message_bytes, 64 << 20, "Largest gRPC message accepted or sent.");
 ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(10),
           "On SIGTERM or SIGINT, how long requests in flight may take to finish.");
