@@ -37,18 +37,12 @@ int Main() {
   const std::filesystem::path dir = absl::GetFlag(FLAGS_model_dir);
   absl::StatusOr<v1::ModelConfig> config = ReadModelConfig(dir);
   if (!config.ok()) return Fail(config.status());
-  BackboneSpec spec;
-  absl::StatusOr<std::string> weights = ReadFileToString(dir / config->backbone().file());
-  if (!weights.ok()) return Fail(weights.status());
-  spec.weights = *std::move(weights);
-  if (!config->backbone().architecture().empty()) {
-    spec.architecture = *ReadFileToString(dir / config->backbone().architecture());
-  }
+  absl::StatusOr<BackboneSpec> read = ReadBackboneSpec(dir, config->backbone());
+  if (!read.ok()) return Fail(read.status());
+  BackboneSpec spec = *std::move(read);
   spec.input_shape = {config->input().channels(), config->input().height(),
                       config->input().width()};
   spec.optimize = config->optimize();
-  spec.load.ignore_prefixes.assign(config->backbone().ignore_prefixes().begin(),
-                                   config->backbone().ignore_prefixes().end());
   absl::StatusOr<std::unique_ptr<Backbone>> backbone = Backbone::Load(spec);
   if (!backbone.ok()) return Fail(backbone.status());
   const v1::HeadConfig* head_config = &config->heads(0);

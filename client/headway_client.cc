@@ -118,13 +118,19 @@ HeadwayClient::CheckHealth(const std::string& service) const {
   return response->status();
 }
 
-absl::StatusOr<v1::Input> ImageInputFromFile(const std::filesystem::path& path) {
+absl::StatusOr<std::string> ReadFileBytes(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return absl::NotFoundError(absl::StrCat("cannot open ", path.string()));
   std::ostringstream bytes;
   bytes << in.rdbuf();
+  return bytes.str();
+}
+
+absl::StatusOr<v1::Input> ImageInputFromFile(const std::filesystem::path& path) {
+  absl::StatusOr<std::string> bytes = ReadFileBytes(path);
+  if (!bytes.ok()) return bytes.status();
   v1::Input input;
-  input.set_image(bytes.str());
+  input.set_image(*std::move(bytes));
   return input;
 }
 

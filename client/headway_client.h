@@ -58,6 +58,9 @@ class HeadwayClient {
   std::unique_ptr<grpc::health::v1::Health::Stub> health_;
 };
 
+// The whole contents of a local file; NOT_FOUND when it cannot be opened.
+absl::StatusOr<std::string> ReadFileBytes(const std::filesystem::path& path);
+
 // An Input holding the bytes of an image file, sent as they are.
 absl::StatusOr<v1::Input> ImageInputFromFile(const std::filesystem::path& path);
 

@@ -151,9 +151,9 @@ int SwapHead(const HeadwayClient& client) {
   request.set_model(absl::GetFlag(FLAGS_model));
   request.set_head(absl::GetFlag(FLAGS_head));
   if (!absl::GetFlag(FLAGS_checkpoint).empty()) {
-    absl::StatusOr<v1::Input> bytes = ImageInputFromFile(absl::GetFlag(FLAGS_checkpoint));
+    absl::StatusOr<std::string> bytes = ReadFileBytes(absl::GetFlag(FLAGS_checkpoint));
     if (!bytes.ok()) return Fail(bytes.status());
-    request.set_checkpoint(bytes->image());
+    request.set_checkpoint(*std::move(bytes));
   } else {
     request.set_file(absl::GetFlag(FLAGS_file));
   }

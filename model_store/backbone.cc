@@ -1,10 +1,51 @@
 #include "model_store/backbone.h"
 
 #include "absl/strings/str_cat.h"
+#include "model_store/model_config.h"
 #include "model_store/status_macros.h"
 #include "model_store/torch_errors.h"
 
 namespace headway {
+namespace {
+
+absl::StatusOr<std::optional<Checkpoint::Contents>> ExpectedContents(
+    v1::BackboneConfig::Format format) {
+  switch (format) {
+    case v1::BackboneConfig::TORCHSCRIPT:
+      return Checkpoint::Contents::kTorchScriptModule;
+    case v1::BackboneConfig::STATE_DICT:
+      return Checkpoint::Contents::kStateDict;
+    case v1::BackboneConfig::TRAINING_CHECKPOINT:
+      return Checkpoint::Contents::kTrainingCheckpoint;
+    case v1::BackboneConfig::FORMAT_UNSPECIFIED:
+      return std::nullopt;
+    default:
+      return absl::InvalidArgumentError(absl::StrCat("unknown backbone.format ", format));
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<BackboneSpec> ReadBackboneSpec(const std::filesystem::path& model_dir,
+                                              const v1::BackboneConfig& config) {
+  BackboneSpec spec;
+  HEADWAY_ASSIGN_OR_RETURN(const std::filesystem::path weights,
+                           ResolveModelFile(model_dir, config.file()));
+  HEADWAY_ASSIGN_OR_RETURN(spec.weights, ReadFileToString(weights));
+  if (!config.architecture().empty()) {
+    HEADWAY_ASSIGN_OR_RETURN(const std::filesystem::path architecture,
+                             ResolveModelFile(model_dir, config.architecture()));
+    HEADWAY_ASSIGN_OR_RETURN(spec.architecture, ReadFileToString(architecture));
+  }
+  HEADWAY_ASSIGN_OR_RETURN(spec.expected_contents, ExpectedContents(config.format()));
+  spec.load.mode = config.load_mode() == v1::BackboneConfig::PARTIAL ? LoadMode::kPartial
+                                                                     : LoadMode::kStrict;
+  spec.load.key_prefix = config.key_prefix();
+  spec.load.ignore_prefixes.assign(config.ignore_prefixes().begin(),
+                                   config.ignore_prefixes().end());
+  return spec;
+}
+
 namespace {
 
 // The TorchScript module of `spec`, with the weights loaded.

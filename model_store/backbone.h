@@ -11,6 +11,7 @@
 #include <torch/script.h>
 
 #include <cstdint>
+#include <filesystem>
 #include <memory>
 #include <optional>
 #include <set>
@@ -18,6 +19,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "headway/v1/model_config.pb.h"
 #include "model_store/checkpoint.h"
 
 namespace headway {
@@ -50,6 +52,12 @@ struct BackboneLoadInfo {
   bool optimized = false;
   std::string optimize_note;
 };
+
+// The spec of a model's backbone as its config names it: the files read from the
+// model's folder, the expected format and the state_dict load options. The caller
+// sets device, input_shape and optimize.
+absl::StatusOr<BackboneSpec> ReadBackboneSpec(const std::filesystem::path& model_dir,
+                                              const v1::BackboneConfig& config);
 
 class Backbone {
  public:

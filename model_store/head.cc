@@ -1,7 +1,5 @@
 #include "model_store/head.h"
 
-#include <sstream>
-
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"

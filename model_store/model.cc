@@ -101,6 +101,46 @@ absl::StatusOr<ClassifyResult> MakeClassifyResult(const Head& head,
   return result;
 }
 
+// A head's checkpoint and labels, read from the files a config or request names inside
+// the model's folder; an empty name reads nothing.
+struct HeadFiles {
+  std::string checkpoint;
+  std::vector<std::string> labels;
+};
+
+absl::StatusOr<HeadFiles> ReadHeadFiles(const std::filesystem::path& model_dir,
+                                        absl::string_view file,
+                                        absl::string_view labels_file) {
+  HeadFiles files;
+  if (!file.empty()) {
+    HEADWAY_ASSIGN_OR_RETURN(const std::filesystem::path path,
+                             ResolveModelFile(model_dir, file));
+    HEADWAY_ASSIGN_OR_RETURN(files.checkpoint, ReadFileToString(path));
+  }
+  if (!labels_file.empty()) {
+    HEADWAY_ASSIGN_OR_RETURN(const std::filesystem::path path,
+                             ResolveModelFile(model_dir, labels_file));
+    HEADWAY_ASSIGN_OR_RETURN(files.labels, ReadLabelsFile(path));
+  }
+  return files;
+}
+
+// Checks and preprocesses a request's inputs (on the calling thread) and queues them
+// for the batcher; `on_features` later gets the request's rows of the backbone pass.
+// Returns why the request was refused at once, in which case `on_features` never runs.
+absl::Status Submit(const Preprocessor& preprocessor, Batcher& batcher,
+                    int max_inputs_per_request, absl::Span<const InputView> inputs,
+                    RequestControl control,
+                    std::function<void(absl::StatusOr<at::Tensor>)> on_features) {
+  HEADWAY_RETURN_IF_ERROR(CheckInputCount(inputs.size(), max_inputs_per_request));
+  HEADWAY_ASSIGN_OR_RETURN(at::Tensor batch, Preprocess(preprocessor, inputs));
+  BatchTask task;
+  task.inputs = std::move(batch);
+  task.control = std::move(control);
+  task.done = std::move(on_features);
+  return batcher.Enqueue(std::move(task));
+}
+
 // Runs an async call and waits for its answer.
 template <typename Result, typename Call>
 absl::StatusOr<Result> Wait(Call call) {
@@ -112,43 +152,6 @@ absl::StatusOr<Result> Wait(Call call) {
   });
   answered.WaitForNotification();
   return result;
-}
-
-absl::StatusOr<std::optional<Checkpoint::Contents>> ExpectedContents(
-    v1::BackboneConfig::Format format) {
-  switch (format) {
-    case v1::BackboneConfig::TORCHSCRIPT:
-      return Checkpoint::Contents::kTorchScriptModule;
-    case v1::BackboneConfig::STATE_DICT:
-      return Checkpoint::Contents::kStateDict;
-    case v1::BackboneConfig::TRAINING_CHECKPOINT:
-      return Checkpoint::Contents::kTrainingCheckpoint;
-    case v1::BackboneConfig::FORMAT_UNSPECIFIED:
-      return std::nullopt;
-    default:
-      return absl::InvalidArgumentError(absl::StrCat("unknown backbone.format ", format));
-  }
-}
-
-// Reads the backbone's files as the config names them.
-absl::StatusOr<BackboneSpec> MakeBackboneSpec(const std::filesystem::path& model_dir,
-                                              const v1::BackboneConfig& config) {
-  BackboneSpec spec;
-  HEADWAY_ASSIGN_OR_RETURN(const std::filesystem::path weights,
-                           ResolveModelFile(model_dir, config.file()));
-  HEADWAY_ASSIGN_OR_RETURN(spec.weights, ReadFileToString(weights));
-  if (!config.architecture().empty()) {
-    HEADWAY_ASSIGN_OR_RETURN(const std::filesystem::path architecture,
-                             ResolveModelFile(model_dir, config.architecture()));
-    HEADWAY_ASSIGN_OR_RETURN(spec.architecture, ReadFileToString(architecture));
-  }
-  HEADWAY_ASSIGN_OR_RETURN(spec.expected_contents, ExpectedContents(config.format()));
-  spec.load.mode = config.load_mode() == v1::BackboneConfig::PARTIAL ? LoadMode::kPartial
-                                                                     : LoadMode::kStrict;
-  spec.load.key_prefix = config.key_prefix();
-  spec.load.ignore_prefixes.assign(config.ignore_prefixes().begin(),
-                                   config.ignore_prefixes().end());
-  return spec;
 }
 
 }  // namespace
@@ -169,7 +172,7 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(const Options& options) {
   model->device_name_ = DeviceName(device);
   HEADWAY_ASSIGN_OR_RETURN(model->preprocessor_, Preprocessor::Create(config.input()));
   HEADWAY_ASSIGN_OR_RETURN(BackboneSpec backbone_spec,
-                           MakeBackboneSpec(model_dir, config.backbone()));
+                           ReadBackboneSpec(model_dir, config.backbone()));
   backbone_spec.device = device;
   backbone_spec.input_shape = model->preprocessor_->input_shape();
   backbone_spec.optimize = config.optimize();
@@ -201,19 +204,12 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(const Options& options) {
   auto table = std::make_shared<HeadTable>();
   table->default_head = config.default_head();
   for (const v1::HeadConfig& head_config : config.heads()) {
-    HEADWAY_ASSIGN_OR_RETURN(const std::filesystem::path file,
-                             ResolveModelFile(model_dir, head_config.file()));
-    HEADWAY_ASSIGN_OR_RETURN(std::string checkpoint, ReadFileToString(file));
-    std::vector<std::string> labels;
-    if (!head_config.labels_file().empty()) {
-      HEADWAY_ASSIGN_OR_RETURN(const std::filesystem::path labels_file,
-                               ResolveModelFile(model_dir, head_config.labels_file()));
-      HEADWAY_ASSIGN_OR_RETURN(labels, ReadLabelsFile(labels_file));
-    }
+    HEADWAY_ASSIGN_OR_RETURN(HeadFiles files, ReadHeadFiles(model_dir, head_config.file(),
+                                                            head_config.labels_file()));
     HEADWAY_ASSIGN_OR_RETURN(
         table->heads[head_config.name()],
-        model->LoadHead(head_config.name(), std::move(checkpoint),
-                        head_config.key_prefix(), std::move(labels), 1));
+        model->LoadHead(head_config.name(), std::move(files.checkpoint),
+                        head_config.key_prefix(), std::move(files.labels), 1));
   }
   model->load_time_ms_ = absl::ToInt64Milliseconds(absl::Now() - start);
   absl::MutexLock lock(&model->heads_mu_);
@@ -258,23 +254,15 @@ absl::StatusOr<ClassifyResult> Model::Classify(absl::Span<const InputView> input
 void Model::EmbedAsync(absl::Span<const InputView> inputs, bool l2_normalize,
                        RequestControl control,
                        std::function<void(absl::StatusOr<EmbedResult>)> done) const {
-  if (absl::Status count =
-          CheckInputCount(inputs.size(), config_.limits().max_inputs_per_request());
-      !count.ok()) {
-    return done(count);
-  }
-  absl::StatusOr<at::Tensor> batch = Preprocess(*preprocessor_, inputs);
-  if (!batch.ok()) return done(batch.status());
-  BatchTask task;
-  task.inputs = *std::move(batch);
-  task.control = std::move(control);
-  task.done = [done, l2_normalize,
-               version = config_.version()](absl::StatusOr<at::Tensor> features) {
-    if (!features.ok()) return done(features.status());
-    done(MakeEmbedResult(*std::move(features), l2_normalize, version));
-  };
-  if (absl::Status queued = batcher_->Enqueue(std::move(task)); !queued.ok())
-    done(queued);
+  const absl::Status submitted =
+      Submit(*preprocessor_, *batcher_, config_.limits().max_inputs_per_request(), inputs,
+             std::move(control),
+             [done, l2_normalize,
+              version = config_.version()](absl::StatusOr<at::Tensor> features) {
+               if (!features.ok()) return done(features.status());
+               done(MakeEmbedResult(*std::move(features), l2_normalize, version));
+             });
+  if (!submitted.ok()) done(submitted);
 }
 
 void Model::ClassifyAsync(
@@ -282,11 +270,6 @@ void Model::ClassifyAsync(
     RequestControl control,
     std::function<void(absl::StatusOr<ClassifyResult>)> done) const {
   if (top_k < 0) return done(absl::InvalidArgumentError("top_k must not be negative"));
-  if (absl::Status count =
-          CheckInputCount(inputs.size(), config_.limits().max_inputs_per_request());
-      !count.ok()) {
-    return done(count);
-  }
   // The one snapshot this request answers from, whatever swaps happen meanwhile.
   const std::shared_ptr<const HeadTable> table = heads();
   if (head_name.empty()) head_name = table->default_head;
@@ -298,19 +281,16 @@ void Model::ClassifyAsync(
         absl::StrCat("model \"", name(), "\" has no head \"", head_name,
                      "\"; its heads: ", absl::StrJoin(names, ", "))));
   }
-  absl::StatusOr<at::Tensor> batch = Preprocess(*preprocessor_, inputs);
-  if (!batch.ok()) return done(batch.status());
-  BatchTask task;
-  task.inputs = *std::move(batch);
-  task.control = std::move(control);
   // Each request's head runs on its own rows of the shared backbone pass.
-  task.done = [done, head = it->second, top_k,
-               version = config_.version()](absl::StatusOr<at::Tensor> features) {
-    if (!features.ok()) return done(features.status());
-    done(MakeClassifyResult(*head, *features, top_k, version));
-  };
-  if (absl::Status queued = batcher_->Enqueue(std::move(task)); !queued.ok())
-    done(queued);
+  const absl::Status submitted =
+      Submit(*preprocessor_, *batcher_, config_.limits().max_inputs_per_request(), inputs,
+             std::move(control),
+             [done, head = it->second, top_k,
+              version = config_.version()](absl::StatusOr<at::Tensor> features) {
+               if (!features.ok()) return done(features.status());
+               done(MakeClassifyResult(*head, *features, top_k, version));
+             });
+  if (!submitted.ok()) done(submitted);
 }
 
 BatchingStats Model::batching_stats() const { return batcher_->stats(); }
@@ -321,22 +301,13 @@ absl::StatusOr<HeadInfo> Model::SwapHead(const HeadSwap& swap) {
     return absl::InvalidArgumentError(
         "give exactly one of a head file and checkpoint bytes");
   }
-  std::string checkpoint = swap.checkpoint;
-  if (!swap.file.empty()) {
-    HEADWAY_ASSIGN_OR_RETURN(const std::filesystem::path file,
-                             ResolveModelFile(model_dir_, swap.file));
-    HEADWAY_ASSIGN_OR_RETURN(checkpoint, ReadFileToString(file));
+  if (!swap.labels_file.empty() && !swap.labels.empty()) {
+    return absl::InvalidArgumentError("give labels inline or as a labels file, not both");
   }
-  std::vector<std::string> labels = swap.labels;
-  if (!swap.labels_file.empty()) {
-    if (!labels.empty()) {
-      return absl::InvalidArgumentError(
-          "give labels inline or as a labels file, not both");
-    }
-    HEADWAY_ASSIGN_OR_RETURN(const std::filesystem::path labels_file,
-                             ResolveModelFile(model_dir_, swap.labels_file));
-    HEADWAY_ASSIGN_OR_RETURN(labels, ReadLabelsFile(labels_file));
-  }
+  HEADWAY_ASSIGN_OR_RETURN(HeadFiles files,
+                           ReadHeadFiles(model_dir_, swap.file, swap.labels_file));
+  if (swap.file.empty()) files.checkpoint = swap.checkpoint;
+  if (swap.labels_file.empty()) files.labels = swap.labels;
 
   absl::MutexLock swap_lock(&swap_mu_);
   const std::shared_ptr<const HeadTable> current = heads();
@@ -344,8 +315,8 @@ absl::StatusOr<HeadInfo> Model::SwapHead(const HeadSwap& swap) {
   const int64_t version = it == current->heads.end() ? 1 : it->second->version() + 1;
   // Built and warmed up to the side; requests keep using `current` meanwhile.
   HEADWAY_ASSIGN_OR_RETURN(std::shared_ptr<const Head> head,
-                           LoadHead(swap.head, std::move(checkpoint), swap.key_prefix,
-                                    std::move(labels), version));
+                           LoadHead(swap.head, std::move(files.checkpoint),
+                                    swap.key_prefix, std::move(files.labels), version));
   auto next = std::make_shared<HeadTable>(*current);
   std::shared_ptr<const Head> replaced = std::exchange(next->heads[swap.head], head);
   Publish(std::move(next), std::move(replaced));

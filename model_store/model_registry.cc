@@ -156,7 +156,6 @@ absl::StatusOr<std::shared_ptr<Model>> ModelRegistry::LoadModel(
 
 absl::StatusOr<std::vector<std::string>> ModelRegistry::UnloadModel(
     absl::string_view name, absl::string_view device) {
-  std::vector<std::shared_ptr<Model>> unloaded;  // released after the lock
   absl::MutexLock lock(&mu_);
   auto it = models_.find(name);
   if (it == models_.end()) {
@@ -173,10 +172,10 @@ absl::StatusOr<std::vector<std::string>> ModelRegistry::UnloadModel(
   }
   std::vector<std::string> devices;
   for (auto i = keep; i != instances.end(); ++i) devices.push_back((*i)->device());
-  unloaded.assign(keep, instances.end());
+  // The retirer destroys them once their last request is done, off this thread.
+  for (auto i = keep; i != instances.end(); ++i) retirer_.Retire(std::move(*i));
   instances.erase(keep, instances.end());
   if (instances.empty()) models_.erase(it);
-  for (auto& model : unloaded) retirer_.Retire(std::move(model));
   return devices;
 }
 

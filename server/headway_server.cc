@@ -10,8 +10,7 @@
 namespace headway {
 
 HeadwayServer::HeadwayServer(const Options& options)
-    : registry_(options.registry),
-      workers_(std::make_unique<WorkerPool>(options.worker_threads)),
+    : workers_(std::make_unique<WorkerPool>(options.worker_threads)),
       inference_(options.registry, workers_.get()),
       management_(options.registry, workers_.get(),
                   [this](const std::string& model, bool serving) {

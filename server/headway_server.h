@@ -52,7 +52,6 @@ class HeadwayServer {
   // The health service's status for a model's service name.
   void SetModelHealth(const std::string& model, bool serving);
 
-  ModelRegistry* registry_;
   std::unique_ptr<WorkerPool> workers_;
   InferenceServiceImpl inference_;
   ManagementServiceImpl management_;
