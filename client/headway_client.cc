@@ -1,8 +1,6 @@
 #include "client/headway_client.h"
 
 #include <grpcpp/client_context.h>
-#include <grpcpp/create_channel.h>
-#include <grpcpp/security/credentials.h>
 
 #include <fstream>
 #include <sstream>
@@ -18,9 +16,13 @@ absl::Status ToAbslStatus(const grpc::Status& status) {
 }
 
 template <typename Response, typename Call>
-absl::StatusOr<Response> Invoke(absl::Duration timeout, Call call) {
+absl::StatusOr<Response> Invoke(absl::Duration timeout, Call call,
+                                const std::string& admin_token = "") {
   grpc::ClientContext context;
   context.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+  if (!admin_token.empty()) {
+    context.AddMetadata("authorization", absl::StrCat("Bearer ", admin_token));
+  }
   Response response;
   const grpc::Status status = call(&context, &response);
   if (!status.ok()) return ToAbslStatus(status);
@@ -39,13 +41,10 @@ HeadwayClient::HeadwayClient(const Options& options,
 
 absl::StatusOr<std::unique_ptr<HeadwayClient>> HeadwayClient::Create(
     const Options& options) {
-  if (options.target.empty()) return absl::InvalidArgumentError("no target");
-  grpc::ChannelArguments arguments;
-  arguments.SetMaxReceiveMessageSize(options.max_message_bytes);
-  arguments.SetMaxSendMessageSize(options.max_message_bytes);
-  std::shared_ptr<grpc::Channel> channel = grpc::CreateCustomChannel(
-      options.target, grpc::InsecureChannelCredentials(), arguments);
-  return std::unique_ptr<HeadwayClient>(new HeadwayClient(options, std::move(channel)));
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
+      MakeChannel(options.target, options.tls, options.max_message_bytes);
+  if (!channel.ok()) return channel.status();
+  return std::unique_ptr<HeadwayClient>(new HeadwayClient(options, *std::move(channel)));
 }
 
 absl::StatusOr<v1::EmbedResponse> HeadwayClient::Embed(
@@ -66,33 +65,41 @@ absl::StatusOr<v1::ClassifyResponse> HeadwayClient::Classify(
 absl::StatusOr<v1::HotSwapHeadResponse> HeadwayClient::HotSwapHead(
     const v1::HotSwapHeadRequest& request) const {
   return Invoke<v1::HotSwapHeadResponse>(
-      options_.timeout, [&](auto* context, auto* response) {
+      options_.timeout,
+      [&](auto* context, auto* response) {
         return management_->HotSwapHead(context, request, response);
-      });
+      },
+      options_.admin_token);
 }
 
 absl::StatusOr<v1::RemoveHeadResponse> HeadwayClient::RemoveHead(
     const v1::RemoveHeadRequest& request) const {
   return Invoke<v1::RemoveHeadResponse>(
-      options_.timeout, [&](auto* context, auto* response) {
+      options_.timeout,
+      [&](auto* context, auto* response) {
         return management_->RemoveHead(context, request, response);
-      });
+      },
+      options_.admin_token);
 }
 
 absl::StatusOr<v1::LoadModelResponse> HeadwayClient::LoadModel(
     const v1::LoadModelRequest& request) const {
   return Invoke<v1::LoadModelResponse>(
-      options_.timeout, [&](auto* context, auto* response) {
+      options_.timeout,
+      [&](auto* context, auto* response) {
         return management_->LoadModel(context, request, response);
-      });
+      },
+      options_.admin_token);
 }
 
 absl::StatusOr<v1::UnloadModelResponse> HeadwayClient::UnloadModel(
     const v1::UnloadModelRequest& request) const {
   return Invoke<v1::UnloadModelResponse>(
-      options_.timeout, [&](auto* context, auto* response) {
+      options_.timeout,
+      [&](auto* context, auto* response) {
         return management_->UnloadModel(context, request, response);
-      });
+      },
+      options_.admin_token);
 }
 
 absl::StatusOr<v1::ListModelsResponse> HeadwayClient::ListModels(

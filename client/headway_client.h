@@ -1,5 +1,6 @@
-// HeadwayClient: a small C++ client for a Headway server: Embed, Classify,
-// HotSwapHead and ListModels, with per-call deadlines, returning absl::StatusOr.
+// HeadwayClient: a small C++ client for a Headway server: Embed, Classify, the
+// management RPCs and health, with per-call deadlines, over plaintext, TLS or mutual
+// TLS, returning absl::StatusOr.
 // Depends on the wire contract (proto/) only.
 //
 // Thread-safe: one client may serve many threads (gRPC stubs are thread-safe).
@@ -14,6 +15,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "client/channel.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "headway/v1/inference.grpc.pb.h"
 #include "headway/v1/management.grpc.pb.h"
@@ -28,6 +30,11 @@ class HeadwayClient {
     // Deadline of each call.
     absl::Duration timeout = absl::Seconds(30);
     int max_message_bytes = 64 << 20;
+    // Transport security; plaintext when tls.ca_file is empty.
+    TlsOptions tls;
+    // Sent as "authorization: Bearer <admin_token>" on the management RPCs that change
+    // what is served, when set.
+    std::string admin_token;
   };
 
   static absl::StatusOr<std::unique_ptr<HeadwayClient>> Create(const Options& options);

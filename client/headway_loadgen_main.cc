@@ -14,6 +14,7 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
+#include "client/connection_flags.h"
 #include "client/headway_client.h"
 #include "client/load_generator.h"
 
@@ -83,6 +84,7 @@ int main(int argc, char** argv) {
       "| "
       "--tensor_shape=3,224,224) [--concurrency=N | --rate=R [--poisson]] "
       "[--duration=10s]");
+  headway::ShowConnectionFlagsInHelp("headway_loadgen_main.cc");
   absl::ParseCommandLine(argc, argv);
   absl::StatusOr<std::vector<headway::v1::Input>> inputs = Inputs();
   if (!inputs.ok()) {
@@ -91,6 +93,7 @@ int main(int argc, char** argv) {
   }
   headway::LoadOptions options;
   options.target = absl::GetFlag(FLAGS_target);
+  options.tls = headway::TlsOptionsFromFlags();
   options.rpc = absl::GetFlag(FLAGS_rpc);
   options.model = absl::GetFlag(FLAGS_model);
   options.head = absl::GetFlag(FLAGS_head);

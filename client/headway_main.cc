@@ -1,6 +1,8 @@
 // headway: command-line client for a Headway server.
 //
-//   headway [--target=127.0.0.1:50051] [--json] COMMAND [ARGS]
+//   headway [--target=127.0.0.1:50051] [--json] [--tls_ca_file=ca.pem
+//           [--tls_cert_file=client.pem --tls_key_file=client.key]]
+//           [--admin_token_file=token] COMMAND [ARGS]
 //   headway classify --model=digits [--head=H] [--top_k=K] IMAGE...
 //   headway embed --model=digits [--l2_normalize] IMAGE...
 //   headway swap-head --model=digits --head=H (--file=PATH_IN_STORE |
@@ -25,6 +27,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "client/connection_flags.h"
 #include "client/headway_client.h"
 
 ABSL_FLAG(std::string, target, "127.0.0.1:50051", "Server address (gRPC target).");
@@ -250,6 +253,7 @@ int Health(const HeadwayClient& client, const std::vector<char*>& operands) {
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(headway::kUsage);
+  headway::ShowConnectionFlagsInHelp("headway_main.cc");
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   if (args.size() < 2) {
     std::cerr << headway::kUsage << "\n";
@@ -257,9 +261,15 @@ int main(int argc, char** argv) {
   }
   const std::string command = args[1];
   const std::vector<char*> operands(args.begin() + 2, args.end());
+  headway::HeadwayClient::Options options;
+  options.target = absl::GetFlag(FLAGS_target);
+  options.timeout = absl::GetFlag(FLAGS_timeout);
+  options.tls = headway::TlsOptionsFromFlags();
+  absl::StatusOr<std::string> admin_token = headway::AdminTokenFromFlags();
+  if (!admin_token.ok()) return headway::Fail(admin_token.status());
+  options.admin_token = *std::move(admin_token);
   absl::StatusOr<std::unique_ptr<headway::HeadwayClient>> client =
-      headway::HeadwayClient::Create(
-          {absl::GetFlag(FLAGS_target), absl::GetFlag(FLAGS_timeout)});
+      headway::HeadwayClient::Create(options);
   if (!client.ok()) return headway::Fail(client.status());
   if (command == "classify") return headway::Classify(**client, operands);
   if (command == "embed") return headway::Embed(**client, operands);

@@ -1,8 +1,6 @@
 #include "client/load_generator.h"
 
 #include <grpcpp/client_context.h>
-#include <grpcpp/create_channel.h>
-#include <grpcpp/security/credentials.h>
 
 #include <algorithm>
 #include <atomic>
@@ -37,14 +35,10 @@ double Percentile(const std::vector<double>& sorted, double q) {
 // Shared state of one run; calls complete on gRPC's threads.
 class Run {
  public:
-  explicit Run(const LoadOptions& options) : options_(options) {
-    for (int i = 0; i < std::max(1, options.channels); ++i) {
-      grpc::ChannelArguments arguments;
-      arguments.SetInt("headway.channel", i);  // distinct channels, distinct connections
-      arguments.SetMaxReceiveMessageSize(64 << 20);
-      arguments.SetMaxSendMessageSize(64 << 20);
-      auto channel = grpc::CreateCustomChannel(
-          options.target, grpc::InsecureChannelCredentials(), arguments);
+  Run(const LoadOptions& options,
+      const std::vector<std::shared_ptr<grpc::Channel>>& channels)
+      : options_(options) {
+    for (const std::shared_ptr<grpc::Channel>& channel : channels) {
       inference_.push_back(v1::InferenceService::NewStub(channel));
       health_.push_back(grpc::health::v1::Health::NewStub(channel));
     }
@@ -262,7 +256,16 @@ absl::StatusOr<LoadReport> RunLoad(const LoadOptions& options) {
   if (options.rpc != "health" && options.inputs.empty()) {
     return absl::InvalidArgumentError("no inputs: give image files or a tensor shape");
   }
-  Run run(options);
+  std::vector<std::shared_ptr<grpc::Channel>> channels;
+  for (int i = 0; i < std::max(1, options.channels); ++i) {
+    grpc::ChannelArguments arguments;
+    arguments.SetInt("headway.channel", i);  // distinct channels, distinct connections
+    absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
+        MakeChannel(options.target, options.tls, 64 << 20, arguments);
+    if (!channel.ok()) return channel.status();
+    channels.push_back(*std::move(channel));
+  }
+  Run run(options, channels);
   return run.Execute();
 }
 

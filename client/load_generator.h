@@ -15,12 +15,15 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "client/channel.h"
 #include "headway/v1/inference.pb.h"
 
 namespace headway {
 
 struct LoadOptions {
   std::string target;
+  // Transport security; plaintext when tls.ca_file is empty.
+  TlsOptions tls;
   // "classify", "embed" or "health" (an empty RPC: the gRPC ceiling).
   std::string rpc = "classify";
   std::string model = "digits";

@@ -122,10 +122,18 @@ void Batcher::Run() {
     }
     std::vector<at::Tensor> inputs;
     for (const BatchTask& task : batch) inputs.push_back(task.inputs);
+    BatchRecord record;
+    const absl::Time taken = absl::Now();
+    for (const BatchTask& task : batch) {
+      record.inputs += task.inputs.size(0);
+      record.queue_times.push_back(taken - task.enqueued);
+    }
     absl::StatusOr<at::Tensor> features =
         CallTorch("batching inputs", absl::StatusCode::kInternal,
                   [&] { return inputs.size() == 1 ? inputs[0] : at::cat(inputs); });
     if (features.ok()) features = forward_(*features);
+    record.forward_time = absl::Now() - taken;
+    if (options_.on_batch) options_.on_batch(record);
     int64_t row = 0;
     for (BatchTask& task : batch) {
       const int64_t n = task.inputs.size(0);

@@ -47,6 +47,8 @@ class Batcher {
     int max_queue_size = 256;
     // Threads running forward passes.
     int workers = 1;
+    // Told about each forward pass; may be empty.
+    std::function<void(const BatchRecord&)> on_batch;
   };
 
   using Stats = BatchingStats;

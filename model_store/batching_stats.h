@@ -1,9 +1,15 @@
-// BatchingStats: what a model instance's batcher has done so far. Torch-free, so
-// model.h can carry it.
+// BatchingStats: what a model instance's batcher has done so far; BatchRecord: one
+// forward pass, as the batcher reports it to an observer (metrics). Torch-free, so
+// model.h can carry them.
 #ifndef HEADWAY_MODEL_STORE_BATCHING_STATS_H_
 #define HEADWAY_MODEL_STORE_BATCHING_STATS_H_
 
 #include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "absl/time/time.h"
 
 namespace headway {
 
@@ -15,6 +21,17 @@ struct BatchingStats {
   int64_t cancelled = 0;  // dropped: client went away while queued
   int64_t refused = 0;    // the queue was full
 };
+
+struct BatchRecord {
+  int64_t inputs = 0;                       // rows in the forward pass
+  absl::Duration forward_time;              // the backbone pass
+  std::vector<absl::Duration> queue_times;  // per request, queued until taken
+};
+
+// Called on a batcher thread after each forward pass, with the model's name and
+// device. Must be cheap and thread-safe.
+using BatchObserver = std::function<void(const std::string& model,
+                                         const std::string& device, const BatchRecord&)>;
 
 }  // namespace headway
 

@@ -1,5 +1,7 @@
 #include "model_store/head.h"
 
+#include <set>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
@@ -88,6 +90,11 @@ absl::StatusOr<std::shared_ptr<const Head>> Head::Load(const HeadSpec& spec) {
                                                    classes, " classes but ",
                                                    labels.size(), " labels"));
   } else {
+    const std::set<absl::string_view> distinct(labels.begin(), labels.end());
+    if (distinct.size() != labels.size()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("head \"", spec.name, "\" has duplicate labels"));
+    }
     head->labels_ = labels;
   }
   return std::shared_ptr<const Head>(std::move(head));

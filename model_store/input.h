@@ -29,6 +29,16 @@ struct InputView {
   std::vector<int64_t> shape;
 };
 
+// Request sizes a server accepts, checked before any work is spent on an input: the
+// encoded image's bytes and the pixels it claims (from its header, before decoding),
+// and a tensor's elements. Each refusal is INVALID_ARGUMENT naming the limit.
+struct InputLimits {
+  int max_inputs_per_request = 64;
+  int64_t max_image_bytes = int64_t{16} << 20;
+  int64_t max_image_pixels = 40'000'000;
+  int64_t max_tensor_elements = int64_t{16} << 20;
+};
+
 }  // namespace headway
 
 #endif  // HEADWAY_MODEL_STORE_INPUT_H_

@@ -36,7 +36,7 @@ absl::Status CheckInputCount(size_t count, int limit) {
   if (count > static_cast<size_t>(limit)) {
     return absl::InvalidArgumentError(absl::StrCat("request has ", count,
                                                    " inputs; the limit is ", limit,
-                                                   " (limits.max_inputs_per_request)"));
+                                                   " (max_inputs_per_request)"));
   }
   return absl::OkStatus();
 }
@@ -108,13 +108,26 @@ struct HeadFiles {
   std::vector<std::string> labels;
 };
 
+absl::Status CheckHeadBytes(int64_t size, int64_t max_head_bytes) {
+  if (size > max_head_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat("head checkpoint is ", size,
+                                                   " bytes; the limit is ",
+                                                   max_head_bytes, " (max_head_bytes)"));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<HeadFiles> ReadHeadFiles(const std::filesystem::path& model_dir,
                                         absl::string_view file,
-                                        absl::string_view labels_file) {
+                                        absl::string_view labels_file,
+                                        int64_t max_head_bytes) {
   HeadFiles files;
   if (!file.empty()) {
     HEADWAY_ASSIGN_OR_RETURN(const std::filesystem::path path,
                              ResolveModelFile(model_dir, file));
+    std::error_code error;
+    const uintmax_t size = std::filesystem::file_size(path, error);
+    if (!error) HEADWAY_RETURN_IF_ERROR(CheckHeadBytes(size, max_head_bytes));
     HEADWAY_ASSIGN_OR_RETURN(files.checkpoint, ReadFileToString(path));
   }
   if (!labels_file.empty()) {
@@ -157,7 +170,12 @@ absl::StatusOr<Result> Wait(Call call) {
 }  // namespace
 
 Model::Model(const Options& options)
-    : model_dir_(options.model_dir), config_(options.config), retirer_(options.retirer) {}
+    : model_dir_(options.model_dir),
+      config_(options.config),
+      retirer_(options.retirer),
+      max_inputs_per_request_(std::min(options.config.limits().max_inputs_per_request(),
+                                       options.limits.max_inputs_per_request)),
+      max_head_bytes_(options.max_head_bytes) {}
 
 Model::~Model() = default;
 
@@ -170,7 +188,8 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(const Options& options) {
       const c10::Device device,
       ResolveDevice(options.device.empty() ? config.device() : options.device));
   model->device_name_ = DeviceName(device);
-  HEADWAY_ASSIGN_OR_RETURN(model->preprocessor_, Preprocessor::Create(config.input()));
+  HEADWAY_ASSIGN_OR_RETURN(model->preprocessor_,
+                           Preprocessor::Create(config.input(), options.limits));
   HEADWAY_ASSIGN_OR_RETURN(BackboneSpec backbone_spec,
                            ReadBackboneSpec(model_dir, config.backbone()));
   backbone_spec.device = device;
@@ -190,6 +209,12 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(const Options& options) {
   batcher_options.max_queue_size =
       batching.max_queue_size() > 0 ? batching.max_queue_size() : 256;
   batcher_options.workers = std::max(1, config.model_workers());
+  if (options.on_batch) {
+    batcher_options.on_batch = [on_batch = options.on_batch, name = config.name(),
+                                device = model->device_name_](const BatchRecord& record) {
+      on_batch(name, device, record);
+    };
+  }
   const Backbone* backbone_ptr = model->backbone_.get();
   model->batcher_ = std::make_unique<Batcher>(
       batcher_options,
@@ -205,7 +230,8 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(const Options& options) {
   table->default_head = config.default_head();
   for (const v1::HeadConfig& head_config : config.heads()) {
     HEADWAY_ASSIGN_OR_RETURN(HeadFiles files, ReadHeadFiles(model_dir, head_config.file(),
-                                                            head_config.labels_file()));
+                                                            head_config.labels_file(),
+                                                            options.max_head_bytes));
     HEADWAY_ASSIGN_OR_RETURN(
         table->heads[head_config.name()],
         model->LoadHead(head_config.name(), std::move(files.checkpoint),
@@ -254,14 +280,13 @@ absl::StatusOr<ClassifyResult> Model::Classify(absl::Span<const InputView> input
 void Model::EmbedAsync(absl::Span<const InputView> inputs, bool l2_normalize,
                        RequestControl control,
                        std::function<void(absl::StatusOr<EmbedResult>)> done) const {
-  const absl::Status submitted =
-      Submit(*preprocessor_, *batcher_, config_.limits().max_inputs_per_request(), inputs,
-             std::move(control),
-             [done, l2_normalize,
-              version = config_.version()](absl::StatusOr<at::Tensor> features) {
-               if (!features.ok()) return done(features.status());
-               done(MakeEmbedResult(*std::move(features), l2_normalize, version));
-             });
+  const absl::Status submitted = Submit(
+      *preprocessor_, *batcher_, max_inputs_per_request_, inputs, std::move(control),
+      [done, l2_normalize,
+       version = config_.version()](absl::StatusOr<at::Tensor> features) {
+        if (!features.ok()) return done(features.status());
+        done(MakeEmbedResult(*std::move(features), l2_normalize, version));
+      });
   if (!submitted.ok()) done(submitted);
 }
 
@@ -282,18 +307,19 @@ void Model::ClassifyAsync(
                      "\"; its heads: ", absl::StrJoin(names, ", "))));
   }
   // Each request's head runs on its own rows of the shared backbone pass.
-  const absl::Status submitted =
-      Submit(*preprocessor_, *batcher_, config_.limits().max_inputs_per_request(), inputs,
-             std::move(control),
-             [done, head = it->second, top_k,
-              version = config_.version()](absl::StatusOr<at::Tensor> features) {
-               if (!features.ok()) return done(features.status());
-               done(MakeClassifyResult(*head, *features, top_k, version));
-             });
+  const absl::Status submitted = Submit(
+      *preprocessor_, *batcher_, max_inputs_per_request_, inputs, std::move(control),
+      [done, head = it->second, top_k,
+       version = config_.version()](absl::StatusOr<at::Tensor> features) {
+        if (!features.ok()) return done(features.status());
+        done(MakeClassifyResult(*head, *features, top_k, version));
+      });
   if (!submitted.ok()) done(submitted);
 }
 
 BatchingStats Model::batching_stats() const { return batcher_->stats(); }
+
+int Model::queue_depth() const { return batcher_->queue_size(); }
 
 absl::StatusOr<HeadInfo> Model::SwapHead(const HeadSwap& swap) {
   if (swap.head.empty()) return absl::InvalidArgumentError("head name is empty");
@@ -304,8 +330,10 @@ absl::StatusOr<HeadInfo> Model::SwapHead(const HeadSwap& swap) {
   if (!swap.labels_file.empty() && !swap.labels.empty()) {
     return absl::InvalidArgumentError("give labels inline or as a labels file, not both");
   }
-  HEADWAY_ASSIGN_OR_RETURN(HeadFiles files,
-                           ReadHeadFiles(model_dir_, swap.file, swap.labels_file));
+  HEADWAY_RETURN_IF_ERROR(CheckHeadBytes(swap.checkpoint.size(), max_head_bytes_));
+  HEADWAY_ASSIGN_OR_RETURN(
+      HeadFiles files,
+      ReadHeadFiles(model_dir_, swap.file, swap.labels_file, max_head_bytes_));
   if (swap.file.empty()) files.checkpoint = swap.checkpoint;
   if (swap.labels_file.empty()) files.labels = swap.labels;
 

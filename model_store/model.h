@@ -98,6 +98,12 @@ class Model {
     // Destroys swapped-out heads once their last request is done; when null they go
     // with their last reader.
     Retirer* retirer = nullptr;
+    // Request sizes accepted; max_inputs_per_request caps the config's limit.
+    InputLimits limits;
+    // The largest head checkpoint accepted, from a file or from request bytes.
+    int64_t max_head_bytes = int64_t{256} << 20;
+    // Told about each forward pass; may be empty.
+    BatchObserver on_batch;
   };
 
   // Loads the backbone and every configured head onto the device and warms them up.
@@ -135,6 +141,8 @@ class Model {
 
   // Batches run, inputs batched, requests dropped and refused so far.
   BatchingStats batching_stats() const;
+  // Requests waiting for a batch now.
+  int queue_depth() const;
 
   // Replaces the head named swap.head, or adds it when new, without touching the
   // backbone. On any error the old head keeps serving.
@@ -162,6 +170,8 @@ class Model {
   const std::filesystem::path model_dir_;
   const v1::ModelConfig config_;
   Retirer* const retirer_;
+  const int max_inputs_per_request_;
+  const int64_t max_head_bytes_;
   std::string device_name_;
   std::unique_ptr<Preprocessor> preprocessor_;
   std::unique_ptr<Backbone> backbone_;

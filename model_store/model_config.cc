@@ -3,6 +3,7 @@
 #include <google/protobuf/io/tokenizer.h>
 #include <google/protobuf/text_format.h>
 
+#include <algorithm>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -81,10 +82,10 @@ absl::Status ValidateModelConfig(const v1::ModelConfig& config) {
   if (config.backbone().file().empty()) {
     return absl::InvalidArgumentError("model config has no backbone.file");
   }
-  HEADWAY_RETURN_IF_ERROR(ResolveModelFile(".", config.backbone().file()).status());
+  HEADWAY_RETURN_IF_ERROR(ValidateRelativePath(config.backbone().file()));
   const v1::BackboneConfig& backbone = config.backbone();
   if (!backbone.architecture().empty()) {
-    HEADWAY_RETURN_IF_ERROR(ResolveModelFile(".", backbone.architecture()).status());
+    HEADWAY_RETURN_IF_ERROR(ValidateRelativePath(backbone.architecture()));
     if (backbone.format() == v1::BackboneConfig::TORCHSCRIPT) {
       return absl::InvalidArgumentError(
           "backbone.architecture is for STATE_DICT and TRAINING_CHECKPOINT weights, not "
@@ -110,9 +111,9 @@ absl::Status ValidateModelConfig(const v1::ModelConfig& config) {
       return absl::InvalidArgumentError(
           absl::StrCat("head \"", head.name(), "\" has no file"));
     }
-    HEADWAY_RETURN_IF_ERROR(ResolveModelFile(".", head.file()).status());
+    HEADWAY_RETURN_IF_ERROR(ValidateRelativePath(head.file()));
     if (!head.labels_file().empty()) {
-      HEADWAY_RETURN_IF_ERROR(ResolveModelFile(".", head.labels_file()).status());
+      HEADWAY_RETURN_IF_ERROR(ValidateRelativePath(head.labels_file()));
     }
   }
   if (!config.default_head().empty() && names.count(config.default_head()) == 0) {
@@ -171,8 +172,7 @@ absl::StatusOr<v1::ModelConfig> ReadModelConfig(const std::filesystem::path& mod
   return config;
 }
 
-absl::StatusOr<std::filesystem::path> ResolveModelFile(
-    const std::filesystem::path& model_dir, absl::string_view relative) {
+absl::Status ValidateRelativePath(absl::string_view relative) {
   if (relative.empty()) return absl::InvalidArgumentError("empty file path");
   const std::filesystem::path path{std::string(relative)};
   if (path.is_absolute()) {
@@ -185,7 +185,28 @@ absl::StatusOr<std::filesystem::path> ResolveModelFile(
           absl::StrCat("file path \"", relative, "\" must not contain \"..\""));
     }
   }
-  return model_dir / path;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::filesystem::path> ResolveModelFile(
+    const std::filesystem::path& model_dir, absl::string_view relative) {
+  HEADWAY_RETURN_IF_ERROR(ValidateRelativePath(relative));
+  const std::filesystem::path path = model_dir / std::string(relative);
+  // Symbolic links are followed only while they stay inside the model's folder.
+  std::error_code error;
+  const std::filesystem::path root = std::filesystem::weakly_canonical(model_dir, error);
+  const std::filesystem::path target =
+      error ? path : std::filesystem::weakly_canonical(path, error);
+  if (error) {
+    return absl::NotFoundError(
+        absl::StrCat("cannot resolve \"", relative, "\": ", error.message()));
+  }
+  if (std::mismatch(root.begin(), root.end(), target.begin(), target.end()).first !=
+      root.end()) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "file path \"", relative, "\" leads outside the model's folder (symbolic link)"));
+  }
+  return path;
 }
 
 absl::StatusOr<std::string> ReadFileToString(const std::filesystem::path& path) {

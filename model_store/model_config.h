@@ -28,8 +28,13 @@ absl::Status ValidateModelConfig(const v1::ModelConfig& config);
 // that the config's name matches the folder's.
 absl::StatusOr<v1::ModelConfig> ReadModelConfig(const std::filesystem::path& model_dir);
 
-// Resolves `relative` (from a config or a request) inside `model_dir`. Refuses empty,
-// absolute and `..` paths with INVALID_ARGUMENT, so no name reaches outside the folder.
+// Refuses empty, absolute and `..` paths with INVALID_ARGUMENT: a file named by a
+// config or a request is relative to its model's folder and stays inside it.
+absl::Status ValidateRelativePath(absl::string_view relative);
+
+// Resolves `relative` (from a config or a request) inside `model_dir`: checks it with
+// ValidateRelativePath, then follows symbolic links and refuses, PERMISSION_DENIED, a
+// path that leads outside the folder. No name reaches outside the model's folder.
 absl::StatusOr<std::filesystem::path> ResolveModelFile(
     const std::filesystem::path& model_dir, absl::string_view relative);
 

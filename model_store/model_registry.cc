@@ -2,11 +2,13 @@
 
 #include <google/protobuf/text_format.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <system_error>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "model_store/model_config.h"
@@ -64,16 +66,15 @@ absl::Status WriteStoredConfig(const std::filesystem::path& model_dir,
 
 }  // namespace
 
-absl::Status ValidateHeadName(absl::string_view head) {
-  const bool valid = !head.empty() && head.size() <= 128 && head[0] != '.' &&
-                     std::all_of(head.begin(), head.end(), [](char c) {
+absl::Status ValidateName(absl::string_view what, absl::string_view name) {
+  const bool valid = !name.empty() && name.size() <= 128 && name[0] != '.' &&
+                     std::all_of(name.begin(), name.end(), [](char c) {
                        return absl::ascii_isalnum(c) || c == '_' || c == '-' || c == '.';
                      });
   if (!valid) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("head name \"", head,
-                     "\" must be letters, digits, '_', '-' or '.', not starting "
-                     "with '.'"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        what, " name \"", absl::CHexEscape(name.substr(0, 128)),
+        "\" must be 1 to 128 letters, digits, '_', '-' or '.', not starting with '.'"));
   }
   return absl::OkStatus();
 }
@@ -83,7 +84,7 @@ ModelRegistry::~ModelRegistry() {
   models_.clear();
 }
 
-absl::StatusOr<std::unique_ptr<ModelRegistry>> ModelRegistry::Create(
+absl::StatusOr<std::unique_ptr<ModelRegistry>> ModelRegistry::Open(
     const Options& options) {
   std::error_code error;
   if (!std::filesystem::is_directory(options.model_store, error)) {
@@ -91,7 +92,7 @@ absl::StatusOr<std::unique_ptr<ModelRegistry>> ModelRegistry::Create(
         absl::StrCat("model store ", options.model_store.string(), " is not a folder"));
   }
   std::unique_ptr<ModelRegistry> registry(new ModelRegistry(options));
-  std::vector<std::string> names;
+  std::vector<std::string>& names = registry->store_models_;
   for (const auto& entry :
        std::filesystem::directory_iterator(options.model_store, error)) {
     if (entry.is_directory() &&
@@ -108,18 +109,28 @@ absl::StatusOr<std::unique_ptr<ModelRegistry>> ModelRegistry::Create(
                                             " holds no model folder with a ",
                                             kModelConfigFileName));
   }
-  for (const std::string& name : names) {
-    HEADWAY_RETURN_IF_ERROR(registry->LoadModel(name, "").status());
-  }
+  std::sort(names.begin(), names.end());
   return registry;
+}
+
+absl::StatusOr<std::unique_ptr<ModelRegistry>> ModelRegistry::Create(
+    const Options& options) {
+  HEADWAY_ASSIGN_OR_RETURN(std::unique_ptr<ModelRegistry> registry, Open(options));
+  HEADWAY_RETURN_IF_ERROR(registry->LoadAll());
+  return registry;
+}
+
+absl::Status ModelRegistry::LoadAll(const std::function<void(const Model&)>& on_loaded) {
+  for (const std::string& name : store_models_) {
+    HEADWAY_ASSIGN_OR_RETURN(const std::shared_ptr<Model> model, LoadModel(name, ""));
+    on_loaded(*model);
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::shared_ptr<Model>> ModelRegistry::LoadInstance(
     absl::string_view name, absl::string_view device) {
-  if (name.empty() || name.find('/') != absl::string_view::npos || name == "." ||
-      name == "..") {
-    return absl::InvalidArgumentError(absl::StrCat("invalid model name \"", name, "\""));
-  }
+  HEADWAY_RETURN_IF_ERROR(ValidateName("model", name));
   const std::filesystem::path model_dir = options_.model_store / std::string(name);
   if (!std::filesystem::exists(model_dir / kModelConfigFileName)) {
     return absl::NotFoundError(
@@ -130,6 +141,9 @@ absl::StatusOr<std::shared_ptr<Model>> ModelRegistry::LoadInstance(
   HEADWAY_ASSIGN_OR_RETURN(model_options.config, ReadModelConfig(model_dir));
   model_options.device = std::string(device);
   model_options.retirer = &retirer_;
+  model_options.limits = options_.input_limits;
+  model_options.max_head_bytes = options_.max_head_bytes;
+  model_options.on_batch = options_.on_batch;
   absl::StatusOr<std::unique_ptr<Model>> model = Model::Load(model_options);
   if (!model.ok()) {
     return absl::Status(model.status().code(),

@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -34,12 +35,27 @@ class ModelRegistry {
  public:
   struct Options {
     std::filesystem::path model_store;
+    // Passed to every model instance (see Model::Options).
+    InputLimits input_limits;
+    int64_t max_head_bytes = int64_t{256} << 20;
+    BatchObserver on_batch;
   };
 
-  // Loads every model of the store on its configured device. Fails when the store is
-  // missing, holds no model, or any model fails to load: a server should not start
-  // half-configured.
+  // An empty registry over the store. NOT_FOUND when the store is not a folder or holds
+  // no model folder.
+  static absl::StatusOr<std::unique_ptr<ModelRegistry>> Open(const Options& options);
+
+  // Open, then LoadAll.
   static absl::StatusOr<std::unique_ptr<ModelRegistry>> Create(const Options& options);
+
+  // The store's model folders (those with a config), by name.
+  const std::vector<std::string>& store_models() const { return store_models_; }
+
+  // Loads every store model on its configured device, calling `on_loaded` after each.
+  // Fails on the first model that does not load: a server should not serve
+  // half-configured.
+  absl::Status LoadAll(const std::function<void(const Model&)>& on_loaded =
+                           [](const Model&) {});
   ~ModelRegistry();
 
   // The instance of `name` on `device`; with an empty device, one of its instances
@@ -78,6 +94,7 @@ class ModelRegistry {
   absl::Status PersistRemoval(const Model& model, absl::string_view head);
 
   const Options options_;
+  std::vector<std::string> store_models_;
   // Declared first so that it outlives the models whose heads it releases.
   Retirer retirer_;
   absl::Mutex store_mu_;  // serialises writes to the model store
@@ -88,9 +105,13 @@ class ModelRegistry {
   mutable std::atomic<uint64_t> next_instance_{0};
 };
 
-// Head names become file names when persisted: letters, digits, '_', '-' and '.', not
-// starting with '.'. INVALID_ARGUMENT otherwise.
-absl::Status ValidateHeadName(absl::string_view head);
+// Model and head names become file and folder names: letters, digits, '_', '-' and
+// '.', not starting with '.', at most 128 bytes. INVALID_ARGUMENT, naming `what`
+// ("model" or "head"), otherwise.
+absl::Status ValidateName(absl::string_view what, absl::string_view name);
+inline absl::Status ValidateHeadName(absl::string_view head) {
+  return ValidateName("head", head);
+}
 
 }  // namespace headway
 

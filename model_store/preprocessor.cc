@@ -6,10 +6,12 @@
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
+#include "model_store/image_header.h"
 #include "model_store/status_macros.h"
 
 namespace headway {
@@ -36,11 +38,59 @@ bool HasJpegEnd(absl::string_view bytes) {
   return false;
 }
 
+// Refuses an image whose header claims more pixels than `max_pixels`, before decoding.
+absl::Status CheckClaimedPixels(absl::string_view bytes, int64_t max_pixels) {
+  const std::optional<ImageSize> size = PeekImageSize(bytes);
+  if (!size.has_value()) return absl::OkStatus();  // checked after decoding instead
+  if (size->width <= 0 || size->height <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("image header claims ", size->width, "x", size->height, " pixels"));
+  }
+  if (size->width * size->height > max_pixels) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("image claims ", size->width, "x", size->height, " = ",
+                     size->width * size->height, " pixels; the limit is ", max_pixels,
+                     " (max_image_pixels)"));
+  }
+  return absl::OkStatus();
+}
+
+// Refuses a tensor with more elements than `max_elements`, without overflowing.
+absl::Status CheckTensorElements(const std::vector<int64_t>& shape,
+                                 int64_t max_elements) {
+  int64_t elements = 1;
+  for (const int64_t dim : shape) {
+    if (dim < 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "tensor shape [", absl::StrJoin(shape, ", "), "] has a negative dimension"));
+    }
+    if (dim != 0 && elements > max_elements / dim) {
+      elements = max_elements + 1;
+      break;
+    }
+    elements *= dim;
+  }
+  if (elements > max_elements) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("tensor of shape [", absl::StrJoin(shape, ", "),
+                     "] has more elements than the limit of ", max_elements,
+                     " (max_tensor_elements)"));
+  }
+  return absl::OkStatus();
+}
+
 // Decodes to 8-bit pixels with `channels` channels (BGR when 3, OpenCV's order).
 // Always decodes as colour and converts here, so a colour image becomes grey by the
 // same formula (cv::cvtColor) whether it arrives encoded or as a pixel tensor.
-absl::StatusOr<cv::Mat> DecodeImage(absl::string_view bytes, int channels) {
+absl::StatusOr<cv::Mat> DecodeImage(absl::string_view bytes, int channels,
+                                    const InputLimits& limits) {
   if (bytes.empty()) return absl::InvalidArgumentError("empty image");
+  if (static_cast<int64_t>(bytes.size()) > limits.max_image_bytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("image is ", bytes.size(), " bytes; the limit is ",
+                     limits.max_image_bytes, " (max_image_bytes)"));
+  }
+  HEADWAY_RETURN_IF_ERROR(CheckClaimedPixels(bytes, limits.max_image_pixels));
   if (LooksLikeJpeg(bytes) && !HasJpegEnd(bytes)) {
     return absl::InvalidArgumentError(absl::StrCat("truncated JPEG (", bytes.size(),
                                                    " bytes, no end-of-image marker)"));
@@ -57,6 +107,11 @@ absl::StatusOr<cv::Mat> DecodeImage(absl::string_view bytes, int channels) {
     return absl::InvalidArgumentError(
         absl::StrCat("cannot decode image (", bytes.size(),
                      " bytes): expected JPEG, PNG, BMP or WebP"));
+  }
+  if (int64_t{image.rows} * image.cols > limits.max_image_pixels) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("image is ", image.cols, "x", image.rows, " pixels; the limit is ",
+                     limits.max_image_pixels, " (max_image_pixels)"));
   }
   if (channels == 1) cv::cvtColor(image, image, cv::COLOR_BGR2GRAY);
   return image;
@@ -96,8 +151,10 @@ absl::StatusOr<cv::Mat> PixelsFromTensor(const InputView& input, int channels) {
 
 }  // namespace
 
-Preprocessor::Preprocessor(const v1::InputSpec& spec)
-    : spec_(spec), input_shape_{spec.channels(), spec.height(), spec.width()} {
+Preprocessor::Preprocessor(const v1::InputSpec& spec, const InputLimits& limits)
+    : spec_(spec),
+      limits_(limits),
+      input_shape_{spec.channels(), spec.height(), spec.width()} {
   auto per_channel = [&](const google::protobuf::RepeatedField<float>& values) {
     at::Tensor t = torch::empty({spec.channels(), 1, 1}, torch::kFloat32);
     for (int c = 0; c < spec.channels(); ++c) {
@@ -110,12 +167,12 @@ Preprocessor::Preprocessor(const v1::InputSpec& spec)
 }
 
 absl::StatusOr<std::unique_ptr<Preprocessor>> Preprocessor::Create(
-    const v1::InputSpec& spec) {
+    const v1::InputSpec& spec, const InputLimits& limits) {
   if ((spec.channels() != 1 && spec.channels() != 3) || spec.height() <= 0 ||
       spec.width() <= 0 || spec.mean().empty() || spec.std().empty()) {
     return absl::InvalidArgumentError("input spec is incomplete");
   }
-  return std::unique_ptr<Preprocessor>(new Preprocessor(spec));
+  return std::unique_ptr<Preprocessor>(new Preprocessor(spec, limits));
 }
 
 absl::StatusOr<at::Tensor> Preprocessor::Process(const InputView& input) const {
@@ -124,6 +181,8 @@ absl::StatusOr<at::Tensor> Preprocessor::Process(const InputView& input) const {
   const int width = spec_.width();
 
   if (input.kind == InputView::Kind::kTensor) {
+    HEADWAY_RETURN_IF_ERROR(
+        CheckTensorElements(input.shape, limits_.max_tensor_elements));
     if (input.dtype == TensorType::kFloat32) {
       if (input.shape != input_shape_) {
         return absl::InvalidArgumentError(
@@ -136,9 +195,13 @@ absl::StatusOr<at::Tensor> Preprocessor::Process(const InputView& input) const {
             absl::StrCat("float32 tensor of shape [", absl::StrJoin(input.shape, ", "),
                          "] needs ", expected_bytes, " bytes, got ", input.data.size()));
       }
-      return torch::from_blob(const_cast<char*>(input.data.data()), input_shape_,
-                              torch::kFloat32)
-          .clone();
+      at::Tensor tensor = torch::from_blob(const_cast<char*>(input.data.data()),
+                                           input_shape_, torch::kFloat32)
+                              .clone();
+      if (!tensor.isfinite().all().item<bool>()) {
+        return absl::InvalidArgumentError("float32 tensor holds NaN or infinite values");
+      }
+      return tensor;
     }
     if (input.dtype != TensorType::kUint8) {
       return absl::InvalidArgumentError("tensor dtype must be UINT8 or FLOAT32");
@@ -149,7 +212,7 @@ absl::StatusOr<at::Tensor> Preprocessor::Process(const InputView& input) const {
   if (input.kind == InputView::Kind::kTensor) {
     HEADWAY_ASSIGN_OR_RETURN(pixels, PixelsFromTensor(input, channels));
   } else {
-    HEADWAY_ASSIGN_OR_RETURN(pixels, DecodeImage(input.data, channels));
+    HEADWAY_ASSIGN_OR_RETURN(pixels, DecodeImage(input.data, channels, limits_));
   }
   if (channels == 3 && spec_.color_order() == v1::InputSpec::RGB) {
     cv::cvtColor(pixels, pixels, cv::COLOR_BGR2RGB);

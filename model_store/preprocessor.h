@@ -23,19 +23,22 @@ namespace headway {
 class Preprocessor {
  public:
   // `spec` must be valid with defaults filled, as ReadModelConfig returns it.
-  static absl::StatusOr<std::unique_ptr<Preprocessor>> Create(const v1::InputSpec& spec);
+  static absl::StatusOr<std::unique_ptr<Preprocessor>> Create(
+      const v1::InputSpec& spec, const InputLimits& limits = InputLimits());
 
   // INVALID_ARGUMENT, naming the problem, for undecodable or truncated images, wrong
-  // tensor shapes, types or sizes.
+  // tensor shapes, types or sizes, NaN or infinite floats, and inputs over a limit
+  // (naming the limit; an image's pixels are checked from its header, before decoding).
   absl::StatusOr<at::Tensor> Process(const InputView& input) const;
 
   // {C, H, W}.
   const std::vector<int64_t>& input_shape() const { return input_shape_; }
 
  private:
-  explicit Preprocessor(const v1::InputSpec& spec);
+  Preprocessor(const v1::InputSpec& spec, const InputLimits& limits);
 
   v1::InputSpec spec_;
+  InputLimits limits_;
   std::vector<int64_t> input_shape_;
   at::Tensor mean_;  // [C, 1, 1]
   at::Tensor std_;   // [C, 1, 1]

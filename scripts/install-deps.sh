@@ -12,6 +12,8 @@ packages=(
   libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev
   prometheus-cpp-dev
   libgtest-dev libgmock-dev
+  # Operation tests: promtool and a real Prometheus server; certificates for TLS.
+  prometheus openssl
   # Training and exporting the bundled models, and the real data they train on.
   python3 python3-torch python3-torchvision python3-numpy python3-opencv opencv-doc
 )

@@ -10,9 +10,11 @@
 namespace headway {
 
 HeadwayServer::HeadwayServer(const Options& options)
-    : workers_(std::make_unique<WorkerPool>(options.worker_threads)),
-      inference_(options.registry, workers_.get()),
-      management_(options.registry, workers_.get(),
+    : registry_(options.registry),
+      admin_(options.admin),
+      workers_(std::make_unique<WorkerPool>(options.worker_threads)),
+      inference_(options.registry, workers_.get(), options.metrics),
+      management_(options.registry, workers_.get(), &admin_, options.metrics,
                   [this](const std::string& model, bool serving) {
                     SetModelHealth(model, serving);
                   }) {}
@@ -33,14 +35,19 @@ HeadwayServer::~HeadwayServer() {
 
 absl::StatusOr<std::unique_ptr<HeadwayServer>> HeadwayServer::Start(
     const Options& options) {
-  if (options.registry == nullptr) return absl::InvalidArgumentError("no model registry");
+  if (options.registry == nullptr || options.metrics == nullptr) {
+    return absl::InvalidArgumentError("a server needs a model registry and metrics");
+  }
   std::unique_ptr<HeadwayServer> server(new HeadwayServer(options));
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   const std::string address = absl::StrCat(options.host, ":", options.port);
-  builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &server->port_);
+  builder.AddListeningPort(
+      address,
+      options.credentials ? options.credentials : grpc::InsecureServerCredentials(),
+      &server->port_);
   builder.SetMaxReceiveMessageSize(options.max_message_bytes);
   builder.SetMaxSendMessageSize(options.max_message_bytes);
   builder.RegisterService(&server->inference_);
@@ -49,20 +56,31 @@ absl::StatusOr<std::unique_ptr<HeadwayServer>> HeadwayServer::Start(
   if (server->server_ == nullptr || server->port_ == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", address));
   }
-  // Every model is loaded and warmed up before the registry exists, so all serve now.
+  // Nothing serves until MarkServing.
   grpc::HealthCheckServiceInterface* health = server->server_->GetHealthCheckService();
-  health->SetServingStatus("", true);
-  for (const std::shared_ptr<Model>& model : options.registry->List()) {
-    health->SetServingStatus(model->name(), true);
+  health->SetServingStatus("", false);
+  for (const std::string& model : options.registry->store_models()) {
+    health->SetServingStatus(model, false);
   }
   return server;
 }
 
+void HeadwayServer::MarkServing() {
+  grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService();
+  for (const std::shared_ptr<Model>& model : registry_->List()) {
+    health->SetServingStatus(model->name(), true);
+  }
+  health->SetServingStatus("", true);
+}
+
+void HeadwayServer::Drain() {
+  if (server_ == nullptr) return;
+  server_->GetHealthCheckService()->SetServingStatus(false);
+}
+
 void HeadwayServer::Shutdown(absl::Duration grace) {
   if (server_ == nullptr) return;
-  if (grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService()) {
-    health->SetServingStatus(false);
-  }
+  Drain();
   server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
 }
 

@@ -2,18 +2,27 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <cstdio>
 #include <fstream>
-#include <iostream>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "model_store/model_config.h"
 #include "model_store/model_registry.h"
+#include "model_store/status_macros.h"
 #include "model_store/torch_runtime.h"
+#include "server/event_log.h"
 #include "server/headway_server.h"
+#include "server/server_metrics.h"
+#include "server/tls.h"
 
 ABSL_FLAG(std::string, host, "0.0.0.0", "Address to listen on.");
 ABSL_FLAG(int, port, 50051, "gRPC port; 0 picks a free one (see --port_file).");
@@ -29,12 +38,193 @@ ABSL_FLAG(int, torch_threads, 0,
 ABSL_FLAG(int, max_message_bytes, 64 << 20, "Largest gRPC message accepted or sent.");
 ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(10),
           "On SIGTERM or SIGINT, how long requests in flight may take to finish.");
+ABSL_FLAG(absl::Duration, drain_delay, absl::ZeroDuration(),
+          "On SIGTERM or SIGINT, how long health says NOT_SERVING while new calls are "
+          "still accepted, before the server stops accepting (lets load balancers and "
+          "readiness probes move traffic away first).");
+ABSL_FLAG(std::string, metrics_address, "0.0.0.0:8002",
+          "host:port serving Prometheus metrics at /metrics; empty turns them off; "
+          "port 0 picks a free one (see --metrics_port_file).");
+ABSL_FLAG(std::string, metrics_port_file, "",
+          "If set, the bound metrics port is written to this file.");
+
+// Transport security.
+ABSL_FLAG(std::string, tls_cert_file, "", "PEM server certificate chain; set means TLS.");
+ABSL_FLAG(std::string, tls_key_file, "", "PEM private key of --tls_cert_file.");
+ABSL_FLAG(std::string, tls_client_ca_file, "",
+          "PEM CA for client certificates; set means mutual TLS (clients must present a "
+          "certificate it signed).");
+
+// Who may call HotSwapHead, RemoveHead, LoadModel and UnloadModel (off by default).
+ABSL_FLAG(std::string, admin_token_file, "",
+          "File holding the bearer token that admin calls must send "
+          "(metadata authorization: Bearer TOKEN).");
+ABSL_FLAG(std::vector<std::string>, admin_client_cn, {},
+          "Client certificate common names (mutual TLS) allowed to make admin calls.");
+ABSL_FLAG(bool, admin_open, false,
+          "Let anyone make admin calls; only for a server no one else can reach.");
+
+// Input limits; each refusal names the limit.
+ABSL_FLAG(int, max_inputs_per_request, 64,
+          "Most inputs in one request (a model's config may set a lower limit).");
+ABSL_FLAG(int64_t, max_image_bytes, int64_t{16} << 20,
+          "Largest encoded image, in bytes.");
+ABSL_FLAG(int64_t, max_image_pixels, 40'000'000,
+          "Most pixels an image may have; checked from its header before decoding.");
+ABSL_FLAG(int64_t, max_tensor_elements, int64_t{16} << 20,
+          "Most elements a tensor input may have.");
+ABSL_FLAG(int64_t, max_head_bytes, int64_t{256} << 20,
+          "Largest head checkpoint, from a file or uploaded.");
 
 namespace {
 
+const sigset_t& ShutdownSignals() {
+  static const sigset_t signals = [] {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    return set;
+  }();
+  return signals;
+}
+
 int Fail(const absl::Status& status) {
-  std::cerr << "headway_server: " << status << "\n";
+  headway::LogEvent(headway::LogLevel::kError, "start_failed",
+                    {{"code", absl::StatusCodeToString(status.code())},
+                     {"message", std::string(status.message())}});
   return 1;
+}
+
+// Writes `port` to `path` atomically (tests and scripts poll for it).
+void WritePortFile(const std::string& path, int port) {
+  if (path.empty()) return;
+  const std::string partial = path + ".tmp";
+  std::ofstream(partial) << port << "\n";
+  std::rename(partial.c_str(), path.c_str());
+}
+
+absl::StatusOr<std::string> ReadAdminToken(const std::string& path) {
+  if (path.empty()) return std::string();
+  HEADWAY_ASSIGN_OR_RETURN(const std::string contents, headway::ReadFileToString(path));
+  std::string token(absl::StripAsciiWhitespace(contents));
+  if (token.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("admin token file ", path, " is empty"));
+  }
+  return token;
+}
+
+headway::InputLimits InputLimitsFromFlags() {
+  headway::InputLimits limits;
+  limits.max_inputs_per_request = absl::GetFlag(FLAGS_max_inputs_per_request);
+  limits.max_image_bytes = absl::GetFlag(FLAGS_max_image_bytes);
+  limits.max_image_pixels = absl::GetFlag(FLAGS_max_image_pixels);
+  limits.max_tensor_elements = absl::GetFlag(FLAGS_max_tensor_elements);
+  return limits;
+}
+
+int Serve() {
+  headway::ServerMetrics metrics;
+  int metrics_port = 0;
+  if (const std::string address = absl::GetFlag(FLAGS_metrics_address);
+      !address.empty()) {
+    absl::StatusOr<int> port = metrics.Expose(address);
+    if (!port.ok()) return Fail(port.status());
+    metrics_port = *port;
+    WritePortFile(absl::GetFlag(FLAGS_metrics_port_file), metrics_port);
+  }
+
+  headway::ModelRegistry::Options registry_options;
+  registry_options.model_store = absl::GetFlag(FLAGS_model_store);
+  registry_options.input_limits = InputLimitsFromFlags();
+  registry_options.max_head_bytes = absl::GetFlag(FLAGS_max_head_bytes);
+  registry_options.on_batch = [&metrics](const std::string& model,
+                                         const std::string& device,
+                                         const headway::BatchRecord& record) {
+    metrics.RecordBatch(model, device, record);
+  };
+  absl::StatusOr<std::unique_ptr<headway::ModelRegistry>> registry =
+      headway::ModelRegistry::Open(registry_options);
+  if (!registry.ok()) return Fail(registry.status());
+  metrics.AttachRegistry(registry->get());
+
+  headway::HeadwayServer::Options options;
+  options.host = absl::GetFlag(FLAGS_host);
+  options.port = absl::GetFlag(FLAGS_port);
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
+      headway::MakeServerCredentials({absl::GetFlag(FLAGS_tls_cert_file),
+                                      absl::GetFlag(FLAGS_tls_key_file),
+                                      absl::GetFlag(FLAGS_tls_client_ca_file)});
+  if (!credentials.ok()) return Fail(credentials.status());
+  options.credentials = *credentials;
+  options.worker_threads = absl::GetFlag(FLAGS_worker_threads);
+  options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
+  absl::StatusOr<std::string> admin_token =
+      ReadAdminToken(absl::GetFlag(FLAGS_admin_token_file));
+  if (!admin_token.ok()) return Fail(admin_token.status());
+  options.admin.token = *std::move(admin_token);
+  for (const std::string& name : absl::GetFlag(FLAGS_admin_client_cn)) {
+    options.admin.client_common_names.insert(name);
+  }
+  options.admin.open = absl::GetFlag(FLAGS_admin_open);
+  options.registry = registry->get();
+  options.metrics = &metrics;
+  absl::StatusOr<std::unique_ptr<headway::HeadwayServer>> server =
+      headway::HeadwayServer::Start(options);
+  if (!server.ok()) return Fail(server.status());
+  headway::LogEvent(
+      headway::LogLevel::kInfo, "listening",
+      {{"address", absl::StrCat(options.host, ":", (*server)->port())},
+       {"tls", absl::GetFlag(FLAGS_tls_cert_file).empty()        ? "off"
+               : absl::GetFlag(FLAGS_tls_client_ca_file).empty() ? "tls"
+                                                                 : "mutual"},
+       {"admin", options.admin.open                                  ? "open"
+                 : headway::AdminAuthorizer(options.admin).enabled() ? "credential"
+                                                                     : "off"},
+       {"metrics_port", absl::StrCat(metrics_port)}});
+  // Health answers NOT_SERVING from here until every model is loaded and warmed up.
+  WritePortFile(absl::GetFlag(FLAGS_port_file), (*server)->port());
+
+  const absl::Time load_start = absl::Now();
+  const absl::Status loaded =
+      (*registry)->LoadAll([&metrics](const headway::Model& model) {
+        const headway::ModelInfo info = model.Info();
+        metrics.RecordModelLoad(info.name, true, absl::Milliseconds(info.load_time_ms));
+        headway::LogEvent(headway::LogLevel::kInfo, "model_loaded",
+                          {{"model", info.name},
+                           {"version", absl::StrCat(info.version)},
+                           {"device", info.device},
+                           {"feature_dim", absl::StrCat(info.feature_dim)},
+                           {"heads", absl::StrCat(info.heads.size())},
+                           {"duration_ms", absl::StrCat(info.load_time_ms)}});
+      });
+  if (!loaded.ok()) {
+    (*server)->Shutdown(absl::ZeroDuration());
+    return Fail(loaded);
+  }
+  (*server)->MarkServing();
+  headway::LogEvent(
+      headway::LogLevel::kInfo, "serving",
+      {{"models", absl::StrCat((*registry)->List().size())},
+       {"duration_ms",
+        absl::StrCat(absl::ToInt64Milliseconds(absl::Now() - load_start))}});
+
+  int signal_number = 0;
+  sigwait(&ShutdownSignals(), &signal_number);
+  const absl::Duration drain_delay = absl::GetFlag(FLAGS_drain_delay);
+  const absl::Duration grace = absl::GetFlag(FLAGS_shutdown_grace);
+  headway::LogEvent(headway::LogLevel::kInfo, "draining",
+                    {{"signal", absl::StrCat(signal_number)},
+                     {"drain_delay", absl::FormatDuration(drain_delay)},
+                     {"grace", absl::FormatDuration(grace)}});
+  (*server)->Drain();
+  absl::SleepFor(drain_delay);
+  (*server)->Shutdown(grace);
+  (*server)->Wait();
+  server->reset();
+  headway::LogEvent(headway::LogLevel::kInfo, "stopped");
+  return 0;
 }
 
 }  // namespace
@@ -44,51 +234,9 @@ int main(int argc, char** argv) {
       "Serves Headway models over gRPC.\n"
       "Usage: headway_server [--model_store=models] [--port=50051] [flags]");
   absl::ParseCommandLine(argc, argv);
-
-  // Block the shutdown signals in every thread; main waits for them below.
-  sigset_t shutdown_signals;
-  sigemptyset(&shutdown_signals);
-  sigaddset(&shutdown_signals, SIGINT);
-  sigaddset(&shutdown_signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &shutdown_signals, nullptr);
-
+  // Block the shutdown signals in every thread (before any starts); Serve waits for
+  // them.
+  pthread_sigmask(SIG_BLOCK, &ShutdownSignals(), nullptr);
   headway::ConfigureTorchThreads(absl::GetFlag(FLAGS_torch_threads));
-  const absl::Time load_start = absl::Now();
-  absl::StatusOr<std::unique_ptr<headway::ModelRegistry>> registry =
-      headway::ModelRegistry::Create({absl::GetFlag(FLAGS_model_store)});
-  if (!registry.ok()) return Fail(registry.status());
-  for (const std::shared_ptr<headway::Model>& model : (*registry)->List()) {
-    const headway::ModelInfo info = model->Info();
-    std::cerr << "loaded model=" << info.name << " version=" << info.version
-              << " device=" << info.device << " feature_dim=" << info.feature_dim
-              << " heads=" << info.heads.size() << "\n";
-  }
-
-  headway::HeadwayServer::Options options;
-  options.host = absl::GetFlag(FLAGS_host);
-  options.port = absl::GetFlag(FLAGS_port);
-  options.worker_threads = absl::GetFlag(FLAGS_worker_threads);
-  options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
-  options.registry = registry->get();
-  absl::StatusOr<std::unique_ptr<headway::HeadwayServer>> server =
-      headway::HeadwayServer::Start(options);
-  if (!server.ok()) return Fail(server.status());
-  std::cerr << "serving on " << options.host << ":" << (*server)->port()
-            << " (models loaded in " << absl::FormatDuration(absl::Now() - load_start)
-            << ")" << std::endl;
-  if (const std::string port_file = absl::GetFlag(FLAGS_port_file); !port_file.empty()) {
-    const std::string partial = port_file + ".tmp";
-    std::ofstream(partial) << (*server)->port() << "\n";
-    std::rename(partial.c_str(), port_file.c_str());
-  }
-
-  int signal_number = 0;
-  sigwait(&shutdown_signals, &signal_number);
-  std::cerr << "signal " << signal_number << ": draining for up to "
-            << absl::FormatDuration(absl::GetFlag(FLAGS_shutdown_grace)) << std::endl;
-  (*server)->Shutdown(absl::GetFlag(FLAGS_shutdown_grace));
-  (*server)->Wait();
-  server->reset();
-  std::cerr << "stopped" << std::endl;
-  return 0;
+  return Serve();
 }

@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "model_store/status_macros.h"
+#include "server/event_log.h"
 #include "server/grpc_status.h"
 
 namespace headway {
@@ -93,22 +94,56 @@ void FillClassify(const Model& model, const ClassifyResult& result,
   }
 }
 
+// One inference call from arrival to answer: finishing it records its metrics and
+// logs a failure.
+class Call {
+ public:
+  Call(const char* rpc, grpc::ServerUnaryReactor* reactor, ServerMetrics* metrics)
+      : rpc_(rpc), reactor_(reactor), metrics_(metrics), start_(absl::Now()) {
+    metrics_->RequestStarted();
+  }
+
+  // `model` and `head` served the call; empty when it failed before reaching them.
+  void Finish(const absl::Status& status, absl::string_view model = "",
+              absl::string_view head = "") const {
+    const absl::Duration latency = absl::Now() - start_;
+    metrics_->RequestFinished(rpc_, model, head, status.code(), latency);
+    if (!status.ok()) {
+      const bool server_fault = status.code() == absl::StatusCode::kInternal ||
+                                status.code() == absl::StatusCode::kUnknown ||
+                                status.code() == absl::StatusCode::kDataLoss;
+      LogEvent(server_fault ? LogLevel::kError : LogLevel::kWarning, "request_failed",
+               {{"rpc", rpc_},
+                {"model", std::string(model)},
+                {"code", absl::StatusCodeToString(status.code())},
+                {"duration_ms", absl::StrCat(absl::ToDoubleMilliseconds(latency))},
+                {"message", std::string(status.message())}});
+    }
+    reactor_->Finish(ToGrpcStatus(status));
+  }
+
+ private:
+  const char* const rpc_;
+  grpc::ServerUnaryReactor* const reactor_;
+  ServerMetrics* const metrics_;
+  const absl::Time start_;
+};
+
 // Looks the model up and converts the inputs; on error finishes the call.
 template <typename Request>
 std::shared_ptr<Model> Prepare(const ModelRegistry& registry, const Request& request,
-                               const RequestControl& control,
-                               grpc::ServerUnaryReactor* reactor,
+                               const RequestControl& control, const Call& call,
                                std::vector<InputView>& inputs) {
   absl::Status status = Abandoned(control);
   absl::StatusOr<std::shared_ptr<Model>> model =
       status.ok() ? registry.Find(request.model(), request.device()) : status;
   if (!model.ok()) {
-    reactor->Finish(ToGrpcStatus(model.status()));
+    call.Finish(model.status());
     return nullptr;
   }
   absl::StatusOr<std::vector<InputView>> views = ToInputViews(request.inputs());
   if (!views.ok()) {
-    reactor->Finish(ToGrpcStatus(views.status()));
+    call.Finish(views.status(), (*model)->name());
     return nullptr;
   }
   inputs = *std::move(views);
@@ -118,23 +153,23 @@ std::shared_ptr<Model> Prepare(const ModelRegistry& registry, const Request& req
 }  // namespace
 
 InferenceServiceImpl::InferenceServiceImpl(const ModelRegistry* registry,
-                                           WorkerPool* workers)
-    : registry_(registry), workers_(workers) {}
+                                           WorkerPool* workers, ServerMetrics* metrics)
+    : registry_(registry), workers_(workers), metrics_(metrics) {}
 
 grpc::ServerUnaryReactor* InferenceServiceImpl::Embed(
     grpc::CallbackServerContext* context, const v1::EmbedRequest* request,
     v1::EmbedResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  workers_->Schedule([this, context, reactor, request, response] {
+  workers_->Schedule([this, context, request, response,
+                      call = Call("Embed", reactor, metrics_)] {
     RequestControl control = ControlOf(context);
     std::vector<InputView> inputs;
-    std::shared_ptr<Model> model =
-        Prepare(*registry_, *request, control, reactor, inputs);
+    std::shared_ptr<Model> model = Prepare(*registry_, *request, control, call, inputs);
     if (model == nullptr) return;
     model->EmbedAsync(inputs, request->l2_normalize(), std::move(control),
-                      [model, reactor, response](absl::StatusOr<EmbedResult> result) {
+                      [model, call, response](absl::StatusOr<EmbedResult> result) {
                         if (result.ok()) FillEmbed(*model, *result, *response);
-                        reactor->Finish(ToGrpcStatus(result.status()));
+                        call.Finish(result.status(), model->name());
                       });
   });
   return reactor;
@@ -144,18 +179,18 @@ grpc::ServerUnaryReactor* InferenceServiceImpl::Classify(
     grpc::CallbackServerContext* context, const v1::ClassifyRequest* request,
     v1::ClassifyResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  workers_->Schedule([this, context, reactor, request, response] {
+  workers_->Schedule([this, context, request, response,
+                      call = Call("Classify", reactor, metrics_)] {
     RequestControl control = ControlOf(context);
     std::vector<InputView> inputs;
-    std::shared_ptr<Model> model =
-        Prepare(*registry_, *request, control, reactor, inputs);
+    std::shared_ptr<Model> model = Prepare(*registry_, *request, control, call, inputs);
     if (model == nullptr) return;
-    model->ClassifyAsync(
-        inputs, request->head(), request->top_k(), std::move(control),
-        [model, reactor, response](absl::StatusOr<ClassifyResult> result) {
-          if (result.ok()) FillClassify(*model, *result, *response);
-          reactor->Finish(ToGrpcStatus(result.status()));
-        });
+    model->ClassifyAsync(inputs, request->head(), request->top_k(), std::move(control),
+                         [model, call, response](absl::StatusOr<ClassifyResult> result) {
+                           if (result.ok()) FillClassify(*model, *result, *response);
+                           call.Finish(result.status(), model->name(),
+                                       result.ok() ? result->head : "");
+                         });
   });
   return reactor;
 }

@@ -1,21 +1,23 @@
 // InferenceServiceImpl: headway.v1.InferenceService (Embed, Classify) on gRPC's
 // callback API. A thin adapter: it converts wire messages to the core's types, looks
 // the model up in the registry and runs the request on the worker pool. It holds no
-// model state.
+// model state. Every call is counted in the metrics; failures are logged.
 //
-// Thread-safe; the registry and pool must outlive it.
+// Thread-safe; the registry, pool and metrics must outlive it.
 #ifndef HEADWAY_SERVER_INFERENCE_SERVICE_H_
 #define HEADWAY_SERVER_INFERENCE_SERVICE_H_
 
 #include "headway/v1/inference.grpc.pb.h"
 #include "model_store/model_registry.h"
+#include "server/server_metrics.h"
 #include "server/worker_pool.h"
 
 namespace headway {
 
 class InferenceServiceImpl final : public v1::InferenceService::CallbackService {
  public:
-  InferenceServiceImpl(const ModelRegistry* registry, WorkerPool* workers);
+  InferenceServiceImpl(const ModelRegistry* registry, WorkerPool* workers,
+                       ServerMetrics* metrics);
 
   grpc::ServerUnaryReactor* Embed(grpc::CallbackServerContext* context,
                                   const v1::EmbedRequest* request,
@@ -27,6 +29,7 @@ class InferenceServiceImpl final : public v1::InferenceService::CallbackService 
  private:
   const ModelRegistry* registry_;
   WorkerPool* workers_;
+  ServerMetrics* metrics_;
 };
 
 }  // namespace headway

@@ -1,6 +1,11 @@
 #include "server/management_service.h"
 
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "model_store/status_macros.h"
+#include "server/event_log.h"
 #include "server/grpc_status.h"
 
 namespace headway {
@@ -34,6 +39,15 @@ absl::Status RunHotSwapHead(ModelRegistry& registry,
   return absl::OkStatus();
 }
 
+// `name` when it is loaded or a folder of the store, else "": metric labels come from
+// the server's models, never from arbitrary request text.
+std::string KnownModel(const ModelRegistry& registry, const std::string& name) {
+  const std::vector<std::string>& models = registry.store_models();
+  const bool known = std::find(models.begin(), models.end(), name) != models.end() ||
+                     registry.Find(name).ok();
+  return known ? name : "";
+}
+
 }  // namespace
 
 void FillModelStatus(const Model& model, v1::ModelStatus& status) {
@@ -59,14 +73,28 @@ void FillModelStatus(const Model& model, v1::ModelStatus& status) {
 }
 
 ManagementServiceImpl::ManagementServiceImpl(ModelRegistry* registry, WorkerPool* workers,
+                                             const AdminAuthorizer* admin,
+                                             ServerMetrics* metrics,
                                              ModelHealthCallback on_model_health)
     : registry_(registry),
       workers_(workers),
+      admin_(admin),
+      metrics_(metrics),
       on_model_health_(std::move(on_model_health)) {}
 
-grpc::ServerUnaryReactor* ManagementServiceImpl::Defer(
-    grpc::CallbackServerContext* context, std::function<absl::Status()> work) {
+grpc::ServerUnaryReactor* ManagementServiceImpl::DeferAdmin(
+    grpc::CallbackServerContext* context, const char* rpc,
+    std::function<absl::Status()> work) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  const absl::Status authorized = admin_->Authorize(*context);
+  if (!authorized.ok()) {
+    LogEvent(LogLevel::kWarning, "admin_refused",
+             {{"rpc", rpc},
+              {"peer", context->peer()},
+              {"code", absl::StatusCodeToString(authorized.code())}});
+    reactor->Finish(ToGrpcStatus(authorized));
+    return reactor;
+  }
   workers_->Schedule(
       [reactor, work = std::move(work)] { reactor->Finish(ToGrpcStatus(work())); });
   return reactor;
@@ -75,27 +103,59 @@ grpc::ServerUnaryReactor* ManagementServiceImpl::Defer(
 grpc::ServerUnaryReactor* ManagementServiceImpl::HotSwapHead(
     grpc::CallbackServerContext* context, const v1::HotSwapHeadRequest* request,
     v1::HotSwapHeadResponse* response) {
-  return Defer(context, [this, request, response] {
-    return RunHotSwapHead(*registry_, *request, *response);
+  return DeferAdmin(context, "HotSwapHead", [this, request, response] {
+    const absl::Time start = absl::Now();
+    const absl::Status status = RunHotSwapHead(*registry_, *request, *response);
+    const absl::Duration duration = absl::Now() - start;
+    metrics_->RecordHeadSwap(KnownModel(*registry_, request->model()), status.ok(),
+                             duration);
+    LogEvent(status.ok() ? LogLevel::kInfo : LogLevel::kWarning,
+             status.ok() ? "head_swapped" : "head_swap_failed",
+             {{"model", request->model()},
+              {"head", request->head()},
+              {"version", absl::StrCat(response->head_version())},
+              {"devices", absl::StrJoin(response->devices(), ",")},
+              {"persist", request->persist() ? "true" : "false"},
+              {"duration_ms", absl::StrCat(absl::ToDoubleMilliseconds(duration))},
+              {"message", std::string(status.message())}});
+    return status;
   });
 }
 
 grpc::ServerUnaryReactor* ManagementServiceImpl::RemoveHead(
     grpc::CallbackServerContext* context, const v1::RemoveHeadRequest* request,
     v1::RemoveHeadResponse* /*response*/) {
-  return Defer(context, [this, request] {
-    return registry_->RemoveHead(request->model(), request->head(), request->persist());
+  return DeferAdmin(context, "RemoveHead", [this, request] {
+    const absl::Status status =
+        registry_->RemoveHead(request->model(), request->head(), request->persist());
+    LogEvent(status.ok() ? LogLevel::kInfo : LogLevel::kWarning,
+             status.ok() ? "head_removed" : "head_removal_failed",
+             {{"model", request->model()},
+              {"head", request->head()},
+              {"message", std::string(status.message())}});
+    return status;
   });
 }
 
 grpc::ServerUnaryReactor* ManagementServiceImpl::LoadModel(
     grpc::CallbackServerContext* context, const v1::LoadModelRequest* request,
     v1::LoadModelResponse* response) {
-  return Defer(context, [this, request, response]() -> absl::Status {
-    HEADWAY_ASSIGN_OR_RETURN(const std::shared_ptr<Model> model,
-                             registry_->LoadModel(request->model(), request->device()));
-    FillModelStatus(*model, *response->mutable_status());
-    if (on_model_health_) on_model_health_(model->name(), true);
+  return DeferAdmin(context, "LoadModel", [this, request, response]() -> absl::Status {
+    const absl::Time start = absl::Now();
+    const absl::StatusOr<std::shared_ptr<Model>> model =
+        registry_->LoadModel(request->model(), request->device());
+    const absl::Duration duration = absl::Now() - start;
+    metrics_->RecordModelLoad(KnownModel(*registry_, request->model()), model.ok(),
+                              duration);
+    LogEvent(model.ok() ? LogLevel::kInfo : LogLevel::kWarning,
+             model.ok() ? "model_loaded" : "model_load_failed",
+             {{"model", request->model()},
+              {"device", model.ok() ? (*model)->device() : request->device()},
+              {"duration_ms", absl::StrCat(absl::ToDoubleMilliseconds(duration))},
+              {"message", std::string(model.status().message())}});
+    if (!model.ok()) return model.status();
+    FillModelStatus(**model, *response->mutable_status());
+    if (on_model_health_) on_model_health_((*model)->name(), true);
     return absl::OkStatus();
   });
 }
@@ -103,10 +163,16 @@ grpc::ServerUnaryReactor* ManagementServiceImpl::LoadModel(
 grpc::ServerUnaryReactor* ManagementServiceImpl::UnloadModel(
     grpc::CallbackServerContext* context, const v1::UnloadModelRequest* request,
     v1::UnloadModelResponse* response) {
-  return Defer(context, [this, request, response]() -> absl::Status {
-    HEADWAY_ASSIGN_OR_RETURN(const std::vector<std::string> devices,
-                             registry_->UnloadModel(request->model(), request->device()));
-    for (const std::string& device : devices) response->add_devices(device);
+  return DeferAdmin(context, "UnloadModel", [this, request, response]() -> absl::Status {
+    const absl::StatusOr<std::vector<std::string>> devices =
+        registry_->UnloadModel(request->model(), request->device());
+    LogEvent(devices.ok() ? LogLevel::kInfo : LogLevel::kWarning,
+             devices.ok() ? "model_unloaded" : "model_unload_failed",
+             {{"model", request->model()},
+              {"devices", devices.ok() ? absl::StrJoin(*devices, ",") : ""},
+              {"message", std::string(devices.status().message())}});
+    if (!devices.ok()) return devices.status();
+    for (const std::string& device : *devices) response->add_devices(device);
     if (on_model_health_) {
       on_model_health_(request->model(), !registry_->List(request->model()).empty());
     }

@@ -1,8 +1,10 @@
 // ManagementServiceImpl: headway.v1.ManagementService (HotSwapHead, RemoveHead,
 // LoadModel, UnloadModel, ListModels) on gRPC's callback API. A thin adapter over the
 // registry; holds no model state. Loads run on the worker pool, off gRPC's threads.
+// The RPCs that change what is served need an admin (AdminAuthorizer) and are checked
+// before anything runs; each is logged and counted in the metrics.
 //
-// Thread-safe; the registry and pool must outlive it.
+// Thread-safe; the registry, pool, authorizer and metrics must outlive it.
 #ifndef HEADWAY_SERVER_MANAGEMENT_SERVICE_H_
 #define HEADWAY_SERVER_MANAGEMENT_SERVICE_H_
 
@@ -11,6 +13,8 @@
 
 #include "headway/v1/management.grpc.pb.h"
 #include "model_store/model_registry.h"
+#include "server/admin_auth.h"
+#include "server/server_metrics.h"
 #include "server/worker_pool.h"
 
 namespace headway {
@@ -22,6 +26,7 @@ class ManagementServiceImpl final : public v1::ManagementService::CallbackServic
   using ModelHealthCallback = std::function<void(const std::string& model, bool serving)>;
 
   ManagementServiceImpl(ModelRegistry* registry, WorkerPool* workers,
+                        const AdminAuthorizer* admin, ServerMetrics* metrics,
                         ModelHealthCallback on_model_health);
 
   grpc::ServerUnaryReactor* HotSwapHead(grpc::CallbackServerContext* context,
@@ -41,12 +46,16 @@ class ManagementServiceImpl final : public v1::ManagementService::CallbackServic
                                        v1::ListModelsResponse* response) override;
 
  private:
-  // Runs `work` on the worker pool and finishes the call with its status.
-  grpc::ServerUnaryReactor* Defer(grpc::CallbackServerContext* context,
-                                  std::function<absl::Status()> work);
+  // Checks that the caller is an admin, then runs `work` on the worker pool and
+  // finishes the call with its status.
+  grpc::ServerUnaryReactor* DeferAdmin(grpc::CallbackServerContext* context,
+                                       const char* rpc,
+                                       std::function<absl::Status()> work);
 
   ModelRegistry* registry_;
   WorkerPool* workers_;
+  const AdminAuthorizer* admin_;
+  ServerMetrics* metrics_;
   ModelHealthCallback on_model_health_;
 };
 

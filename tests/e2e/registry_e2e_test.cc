@@ -32,7 +32,11 @@ Served Serve(const std::filesystem::path& store) {
   EXPECT_TRUE(server.ok()) << server.status();
   if (!server.ok()) return served;
   served.server = *std::move(server);
-  served.client = *HeadwayClient::Create({served.server->target(), absl::Seconds(120)});
+  HeadwayClient::Options options;
+  options.target = served.server->target();
+  options.timeout = absl::Seconds(120);
+  options.admin_token = served.server->admin_token();
+  served.client = *HeadwayClient::Create(options);
   return served;
 }
 

@@ -1,17 +1,40 @@
 #include "tests/support/server_process.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <thread>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 
 namespace headway::testing {
+
+pid_t Spawn(std::vector<std::string> args, const std::filesystem::path& log_file) {
+  std::vector<char*> argv;
+  for (std::string& arg : args) argv.push_back(arg.data());
+  argv.push_back(nullptr);
+  const pid_t pid = fork();
+  if (pid == 0) {
+    FILE* log = std::fopen(log_file.c_str(), "w");
+    if (log != nullptr) {
+      dup2(fileno(log), STDOUT_FILENO);
+      dup2(fileno(log), STDERR_FILENO);
+    }
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  return pid;
+}
 
 absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::Start(
     const std::filesystem::path& model_store,
@@ -21,39 +44,41 @@ absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::Start(
   if (mkdtemp(work_template) == nullptr) return absl::InternalError("mkdtemp failed");
   server->work_dir_ = work_template;
   const std::filesystem::path port_file = server->work_dir_ / "port";
+  const std::filesystem::path metrics_port_file = server->work_dir_ / "metrics_port";
   const std::filesystem::path log_file = server->work_dir_ / "server.log";
 
-  std::vector<std::string> args = {HEADWAY_SERVER_BINARY, "--host=127.0.0.1", "--port=0",
+  std::vector<std::string> args = {HEADWAY_SERVER_BINARY,
+                                   "--host=127.0.0.1",
+                                   "--port=0",
                                    "--port_file=" + port_file.string(),
+                                   "--metrics_address=127.0.0.1:0",
+                                   "--metrics_port_file=" + metrics_port_file.string(),
                                    "--model_store=" + model_store.string()};
-  args.insert(args.end(), extra_flags.begin(), extra_flags.end());
-  std::vector<char*> argv;
-  for (std::string& arg : args) argv.push_back(arg.data());
-  argv.push_back(nullptr);
-
-  server->pid_ = fork();
-  if (server->pid_ < 0) return absl::InternalError("fork failed");
-  if (server->pid_ == 0) {
-    FILE* log = std::fopen(log_file.c_str(), "w");
-    if (log != nullptr) {
-      dup2(fileno(log), STDOUT_FILENO);
-      dup2(fileno(log), STDERR_FILENO);
-    }
-    execv(argv[0], argv.data());
-    _exit(127);
+  const bool sets_admin = std::any_of(
+      extra_flags.begin(), extra_flags.end(),
+      [](const std::string& flag) { return absl::StartsWith(flag, "--admin"); });
+  if (!sets_admin) {
+    server->admin_token_ = absl::StrCat("test-admin-token-", getpid(), "-", rand());
+    const std::filesystem::path token_file = server->work_dir_ / "admin_token";
+    std::ofstream(token_file) << server->admin_token_ << "\n";
+    args.push_back("--admin_token_file=" + token_file.string());
   }
+  args.insert(args.end(), extra_flags.begin(), extra_flags.end());
+  server->pid_ = Spawn(args, log_file);
+  if (server->pid_ < 0) return absl::InternalError("fork failed");
 
   const absl::Time deadline = absl::Now() + absl::Seconds(120);
   while (absl::Now() < deadline) {
-    std::ifstream in(port_file);
-    if (in >> server->port_ && server->port_ > 0) return server;
+    if (absl::StrContains(server->Log(), "event=serving")) {
+      std::ifstream(port_file) >> server->port_;
+      std::ifstream(metrics_port_file) >> server->metrics_port_;
+      return server;
+    }
     int status = 0;
     if (waitpid(server->pid_, &status, WNOHANG) == server->pid_) {
       server->pid_ = -1;
-      std::ifstream log(log_file);
-      std::string text((std::istreambuf_iterator<char>(log)),
-                       std::istreambuf_iterator<char>());
-      return absl::InternalError(absl::StrCat("headway_server exited at start: ", text));
+      return absl::InternalError(
+          absl::StrCat("headway_server exited at start: ", server->Log()));
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
@@ -66,6 +91,16 @@ ServerProcess::~ServerProcess() {
   std::filesystem::remove_all(work_dir_, ignored);
 }
 
+std::string ServerProcess::Log() const {
+  std::ifstream log(work_dir_ / "server.log");
+  return std::string((std::istreambuf_iterator<char>(log)),
+                     std::istreambuf_iterator<char>());
+}
+
+void ServerProcess::Signal(int signal) {
+  if (pid_ > 0) kill(pid_, signal);
+}
+
 std::string ServerProcess::target() const { return absl::StrCat("127.0.0.1:", port_); }
 
 int ServerProcess::Stop() {
@@ -75,6 +110,58 @@ int ServerProcess::Stop() {
   waitpid(pid_, &status, 0);
   pid_ = -1;
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+absl::StatusOr<std::string> HttpGet(int port, const std::string& path) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return absl::InternalError("socket failed");
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(static_cast<uint16_t>(port));
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  timeval timeout{10, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
+  if (connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0) {
+    close(fd);
+    return absl::UnavailableError(absl::StrCat("cannot connect to 127.0.0.1:", port));
+  }
+  const std::string request =
+      absl::StrCat("GET ", path, " HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+  if (send(fd, request.data(), request.size(), 0) < 0) {
+    close(fd);
+    return absl::UnavailableError("send failed");
+  }
+  std::string response;
+  char buffer[8192];
+  ssize_t received = 0;
+  while ((received = recv(fd, buffer, sizeof(buffer), 0)) > 0) {
+    response.append(buffer, static_cast<size_t>(received));
+  }
+  close(fd);
+  const size_t body = response.find("\r\n\r\n");
+  if (!absl::StartsWith(response, "HTTP/1.") || body == std::string::npos) {
+    return absl::UnavailableError(absl::StrCat("no HTTP response from port ", port));
+  }
+  const std::string status_line = response.substr(0, response.find("\r\n"));
+  if (!absl::StrContains(status_line, " 200 ")) {
+    return absl::UnavailableError(absl::StrCat("GET ", path, ": ", status_line));
+  }
+  return response.substr(body + 4);
+}
+
+int FreePort() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof(address);
+  int port = 0;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0 &&
+      getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) == 0) {
+    port = ntohs(address.sin_port);
+  }
+  close(fd);
+  return port;
 }
 
 int RunCommand(const std::string& command, std::string* output) {

@@ -1,5 +1,7 @@
-// ServerProcess: the real headway_server binary, started on a free localhost port for
-// end-to-end tests, stopped with SIGTERM when the object goes away.
+// ServerProcess: the real headway_server binary, started on a free localhost port (and
+// a free metrics port) for end-to-end tests, stopped with SIGTERM when the object goes
+// away. Unless `extra_flags` set an --admin flag, the server gets an admin token file
+// (see admin_token()), so tests can call the management RPCs as an admin would.
 #ifndef HEADWAY_TESTS_SUPPORT_SERVER_PROCESS_H_
 #define HEADWAY_TESTS_SUPPORT_SERVER_PROCESS_H_
 
@@ -17,7 +19,7 @@ namespace headway::testing {
 class ServerProcess {
  public:
   // Starts headway_server with --host=127.0.0.1 --port=0 and `extra_flags`, and waits
-  // until it serves (it writes its port to a file once it does).
+  // until it has loaded every model (its log says event=serving).
   static absl::StatusOr<std::unique_ptr<ServerProcess>> Start(
       const std::filesystem::path& model_store,
       const std::vector<std::string>& extra_flags = {});
@@ -25,17 +27,38 @@ class ServerProcess {
 
   std::string target() const;
   int port() const { return port_; }
+  int metrics_port() const { return metrics_port_; }
+  const std::string& admin_token() const { return admin_token_; }
+  pid_t pid() const { return pid_; }
+  // Everything the server has logged so far.
+  std::string Log() const;
 
   // Sends SIGTERM and returns the exit status (-1 when it did not exit normally).
   int Stop();
+
+  // Sends `signal` without waiting.
+  void Signal(int signal);
 
  private:
   ServerProcess() = default;
 
   pid_t pid_ = -1;
   int port_ = 0;
+  int metrics_port_ = 0;
+  std::string admin_token_;
   std::filesystem::path work_dir_;
 };
+
+// An HTTP/1.0 GET of `path` from 127.0.0.1:`port`: the response body, or an error
+// naming the status line.
+absl::StatusOr<std::string> HttpGet(int port, const std::string& path);
+
+// A port free on 127.0.0.1 now (bound to 0 and released).
+int FreePort();
+
+// Starts args[0] (a path) with `args`, stdout and stderr going to `log_file`; returns
+// its pid, or -1 when fork fails.
+pid_t Spawn(std::vector<std::string> args, const std::filesystem::path& log_file);
 
 // Runs a command line, returns its exit status and captures its stdout.
 int RunCommand(const std::string& command, std::string* output);

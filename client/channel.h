@@ -1,0 +1,41 @@
+// MakeChannel: the one place Headway's client tools open a gRPC channel to a server:
+// plaintext, TLS (the server's CA) or mutual TLS (plus a client certificate and key),
+// with message size limits. Used by the client library, the CLI and the load
+// generator, so all of them speak the same transport.
+//
+// Stateless; thread-safe.
+#ifndef HEADWAY_CLIENT_CHANNEL_H_
+#define HEADWAY_CLIENT_CHANNEL_H_
+
+#include <grpcpp/channel.h>
+#include <grpcpp/support/channel_arguments.h>
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+
+namespace headway {
+
+struct TlsOptions {
+  // PEM file of the CA that signed the server's certificate; set means TLS.
+  std::string ca_file;
+  // PEM client certificate chain and key, for servers that require mutual TLS.
+  std::string cert_file;
+  std::string key_file;
+  // Name to check the server's certificate against, when it differs from the target's
+  // host (for example an IP target and a certificate for a DNS name).
+  std::string server_name;
+
+  bool enabled() const { return !ca_file.empty(); }
+};
+
+// A channel to `target`. INVALID_ARGUMENT for an empty target or a client certificate
+// without its key (or the reverse); NOT_FOUND for a PEM file that cannot be read.
+absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(
+    const std::string& target, const TlsOptions& tls, int max_message_bytes,
+    grpc::ChannelArguments arguments = grpc::ChannelArguments());
+
+}  // namespace headway
+
+#endif  // HEADWAY_CLIENT_CHANNEL_H_

@@ -1,0 +1,253 @@
+#include "server/server_metrics.h"
+
+#include <prometheus/collectable.h>
+#include <prometheus/counter.h>
+#include <prometheus/exposer.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+#include <prometheus/text_serializer.h>
+#include <unistd.h>
+
+#include <exception>
+#include <fstream>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "model_store/model_registry.h"
+
+namespace headway {
+namespace {
+
+using prometheus::ClientMetric;
+using prometheus::MetricFamily;
+using prometheus::MetricType;
+
+const prometheus::Histogram::BucketBoundaries& LatencyBuckets() {
+  static const auto* buckets = new prometheus::Histogram::BucketBoundaries{
+      0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+  return *buckets;
+}
+
+const prometheus::Histogram::BucketBoundaries& BatchSizeBuckets() {
+  static const auto* buckets =
+      new prometheus::Histogram::BucketBoundaries{1, 2, 4, 8, 16, 32, 64, 128, 256};
+  return *buckets;
+}
+
+const prometheus::Histogram::BucketBoundaries& LoadBuckets() {
+  static const auto* buckets = new prometheus::Histogram::BucketBoundaries{
+      0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120};
+  return *buckets;
+}
+
+double ResidentMemoryBytes() {
+  std::ifstream statm("/proc/self/statm");
+  long total_pages = 0;
+  long resident_pages = 0;
+  if (!(statm >> total_pages >> resident_pages)) return 0;
+  return static_cast<double>(resident_pages) * static_cast<double>(sysconf(_SC_PAGESIZE));
+}
+
+MetricFamily GaugeFamily(std::string name, std::string help) {
+  MetricFamily family;
+  family.name = std::move(name);
+  family.help = std::move(help);
+  family.type = MetricType::Gauge;
+  return family;
+}
+
+void AddGauge(MetricFamily& family, std::vector<ClientMetric::Label> labels,
+              double value) {
+  ClientMetric& metric = family.metric.emplace_back();
+  metric.label = std::move(labels);
+  metric.gauge.value = value;
+}
+
+// Gauges read when scraped: the registry's instances and the process.
+class StateCollector : public prometheus::Collectable {
+ public:
+  void Attach(const ModelRegistry* registry) {
+    absl::MutexLock lock(&mu_);
+    registry_ = registry;
+  }
+
+  std::vector<MetricFamily> Collect() const override {
+    MetricFamily loaded = GaugeFamily("headway_model_instances_loaded",
+                                      "Model instances loaded, by model and device.");
+    MetricFamily queue = GaugeFamily("headway_queue_depth",
+                                     "Requests waiting for a batch, by model instance.");
+    MetricFamily heads = GaugeFamily("headway_head_version",
+                                     "The version each head of each instance serves.");
+    {
+      absl::MutexLock lock(&mu_);
+      if (registry_ != nullptr) {
+        for (const std::shared_ptr<Model>& model : registry_->List()) {
+          const ModelInfo info = model->Info();
+          AddGauge(loaded, {{"model", info.name}, {"device", info.device}}, 1);
+          AddGauge(queue, {{"model", info.name}, {"device", info.device}},
+                   model->queue_depth());
+          for (const HeadInfo& head : info.heads) {
+            AddGauge(heads,
+                     {{"model", info.name}, {"device", info.device}, {"head", head.name}},
+                     static_cast<double>(head.version));
+          }
+        }
+      }
+    }
+    MetricFamily memory =
+        GaugeFamily("process_resident_memory_bytes", "Resident memory size in bytes.");
+    AddGauge(memory, {}, ResidentMemoryBytes());
+    return {std::move(loaded), std::move(queue), std::move(heads), std::move(memory)};
+  }
+
+ private:
+  mutable absl::Mutex mu_;
+  const ModelRegistry* registry_ ABSL_GUARDED_BY(mu_) = nullptr;
+};
+
+}  // namespace
+
+struct ServerMetrics::Impl {
+  std::shared_ptr<prometheus::Registry> registry =
+      std::make_shared<prometheus::Registry>();
+  std::shared_ptr<StateCollector> state = std::make_shared<StateCollector>();
+  std::unique_ptr<prometheus::Exposer> exposer;
+
+  prometheus::Family<prometheus::Counter>& requests =
+      prometheus::BuildCounter()
+          .Name("headway_requests_total")
+          .Help("Inference requests answered, by RPC, model, head and gRPC status code.")
+          .Register(*registry);
+  prometheus::Family<prometheus::Histogram>& request_duration =
+      prometheus::BuildHistogram()
+          .Name("headway_request_duration_seconds")
+          .Help("Inference request latency inside the server, by RPC and model.")
+          .Register(*registry);
+  prometheus::Gauge& in_flight =
+      prometheus::BuildGauge()
+          .Name("headway_requests_in_flight")
+          .Help("Inference requests received and not yet answered.")
+          .Register(*registry)
+          .Add({});
+  prometheus::Family<prometheus::Histogram>& queue_duration =
+      prometheus::BuildHistogram()
+          .Name("headway_queue_duration_seconds")
+          .Help("Time a request waited in its model's queue before its batch ran.")
+          .Register(*registry);
+  prometheus::Family<prometheus::Histogram>& inference_duration =
+      prometheus::BuildHistogram()
+          .Name("headway_inference_duration_seconds")
+          .Help("Time of each batched backbone forward pass.")
+          .Register(*registry);
+  prometheus::Family<prometheus::Histogram>& batch_size =
+      prometheus::BuildHistogram()
+          .Name("headway_batch_size")
+          .Help("Inputs per backbone forward pass.")
+          .Register(*registry);
+  prometheus::Family<prometheus::Counter>& model_loads =
+      prometheus::BuildCounter()
+          .Name("headway_model_loads_total")
+          .Help("Model loads, by model and result.")
+          .Register(*registry);
+  prometheus::Family<prometheus::Histogram>& model_load_duration =
+      prometheus::BuildHistogram()
+          .Name("headway_model_load_duration_seconds")
+          .Help("Time to load a model instance, by model.")
+          .Register(*registry);
+  prometheus::Family<prometheus::Counter>& head_swaps =
+      prometheus::BuildCounter()
+          .Name("headway_head_swaps_total")
+          .Help("HotSwapHead calls, by model and result.")
+          .Register(*registry);
+  prometheus::Family<prometheus::Histogram>& head_swap_duration =
+      prometheus::BuildHistogram()
+          .Name("headway_head_swap_duration_seconds")
+          .Help("Time to load, check and publish a swapped head, by model.")
+          .Register(*registry);
+};
+
+ServerMetrics::ServerMetrics() : impl_(std::make_unique<Impl>()) {}
+
+ServerMetrics::~ServerMetrics() = default;
+
+absl::StatusOr<int> ServerMetrics::Expose(const std::string& address) {
+  try {
+    impl_->exposer = std::make_unique<prometheus::Exposer>(address);
+  } catch (const std::exception& e) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot serve metrics on ", address, ": ", e.what()));
+  }
+  impl_->exposer->RegisterCollectable(impl_->registry);
+  impl_->exposer->RegisterCollectable(impl_->state);
+  const std::vector<int> ports = impl_->exposer->GetListeningPorts();
+  if (ports.empty()) {
+    return absl::UnavailableError(absl::StrCat("cannot serve metrics on ", address));
+  }
+  return ports.front();
+}
+
+void ServerMetrics::AttachRegistry(const ModelRegistry* registry) {
+  impl_->state->Attach(registry);
+}
+
+void ServerMetrics::RequestStarted() { impl_->in_flight.Increment(); }
+
+void ServerMetrics::RequestFinished(absl::string_view rpc, absl::string_view model,
+                                    absl::string_view head, absl::StatusCode code,
+                                    absl::Duration latency) {
+  impl_->in_flight.Decrement();
+  impl_->requests
+      .Add({{"rpc", std::string(rpc)},
+            {"model", std::string(model)},
+            {"head", std::string(head)},
+            {"code", absl::StatusCodeToString(code)}})
+      .Increment();
+  impl_->request_duration
+      .Add({{"rpc", std::string(rpc)}, {"model", std::string(model)}}, LatencyBuckets())
+      .Observe(absl::ToDoubleSeconds(latency));
+}
+
+void ServerMetrics::RecordBatch(const std::string& model, const std::string& device,
+                                const BatchRecord& record) {
+  const prometheus::Labels labels = {{"model", model}, {"device", device}};
+  impl_->batch_size.Add(labels, BatchSizeBuckets())
+      .Observe(static_cast<double>(record.inputs));
+  impl_->inference_duration.Add(labels, LatencyBuckets())
+      .Observe(absl::ToDoubleSeconds(record.forward_time));
+  prometheus::Histogram& queue = impl_->queue_duration.Add(labels, LatencyBuckets());
+  for (const absl::Duration wait : record.queue_times) {
+    queue.Observe(absl::ToDoubleSeconds(wait));
+  }
+}
+
+void ServerMetrics::RecordModelLoad(absl::string_view model, bool ok,
+                                    absl::Duration duration) {
+  impl_->model_loads.Add({{"model", std::string(model)}, {"result", ok ? "ok" : "error"}})
+      .Increment();
+  if (ok) {
+    impl_->model_load_duration.Add({{"model", std::string(model)}}, LoadBuckets())
+        .Observe(absl::ToDoubleSeconds(duration));
+  }
+}
+
+void ServerMetrics::RecordHeadSwap(absl::string_view model, bool ok,
+                                   absl::Duration duration) {
+  impl_->head_swaps.Add({{"model", std::string(model)}, {"result", ok ? "ok" : "error"}})
+      .Increment();
+  if (ok) {
+    impl_->head_swap_duration.Add({{"model", std::string(model)}}, LoadBuckets())
+        .Observe(absl::ToDoubleSeconds(duration));
+  }
+}
+
+std::string ServerMetrics::Serialize() const {
+  std::vector<MetricFamily> families = impl_->registry->Collect();
+  for (MetricFamily& family : impl_->state->Collect()) {
+    families.push_back(std::move(family));
+  }
+  return prometheus::TextSerializer().Serialize(families);
+}
+
+}  // namespace headway

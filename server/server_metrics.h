@@ -1,0 +1,67 @@
+// ServerMetrics: Headway's Prometheus metrics, and the prometheus-cpp exposer that
+// serves them on their own port (GET /metrics).
+//
+// Recorded as things happen: requests by RPC, model, head and status code; request
+// latency; per-forward-pass batch size, inference time and each request's queue time;
+// model loads and head swaps with their durations; requests in flight. Read from the
+// registry at scrape time: queue depth per instance, the version of each head, loaded
+// instances; and the process's resident memory.
+//
+// Names follow Prometheus conventions: a headway_ prefix, base units in the name
+// (_seconds, _bytes), _total for counters. Label values come from loaded models only,
+// never from raw request fields, so a client cannot grow the label space.
+//
+// Thread-safe.
+#ifndef HEADWAY_SERVER_SERVER_METRICS_H_
+#define HEADWAY_SERVER_SERVER_METRICS_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "model_store/batching_stats.h"
+
+namespace headway {
+
+class ModelRegistry;
+
+class ServerMetrics {
+ public:
+  ServerMetrics();
+  ~ServerMetrics();
+  ServerMetrics(const ServerMetrics&) = delete;
+  ServerMetrics& operator=(const ServerMetrics&) = delete;
+
+  // Serves /metrics on `address` ("host:port"; port 0 picks a free one) and returns
+  // the bound port. UNAVAILABLE when it cannot listen.
+  absl::StatusOr<int> Expose(const std::string& address);
+
+  // The registry whose instances the scrape-time gauges describe; must outlive this.
+  void AttachRegistry(const ModelRegistry* registry);
+
+  // A request started / finished. `model` and `head` are those that served it, empty
+  // when none did.
+  void RequestStarted();
+  void RequestFinished(absl::string_view rpc, absl::string_view model,
+                       absl::string_view head, absl::StatusCode code,
+                       absl::Duration latency);
+
+  void RecordBatch(const std::string& model, const std::string& device,
+                   const BatchRecord& record);
+  void RecordModelLoad(absl::string_view model, bool ok, absl::Duration duration);
+  void RecordHeadSwap(absl::string_view model, bool ok, absl::Duration duration);
+
+  // The exposition text, as a scrape would get it (for tests and tools).
+  std::string Serialize() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace headway
+
+#endif  // HEADWAY_SERVER_SERVER_METRICS_H_

@@ -1,0 +1,473 @@
+// End to end, robustness: a table of bad requests against the real server, started
+// with small input limits. Each case expects one status code and a message naming the
+// problem; after the table the server still answers correctly and nothing changed.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <fstream>
+#include <functional>
+#include <limits>
+#include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "client/headway_client.h"
+#include "tests/support/digits_data.h"
+#include "tests/support/server_process.h"
+
+namespace headway {
+namespace {
+
+using ::testing::HasSubstr;
+
+// Limits the server runs with in this test.
+constexpr int kMaxImageBytes = 65536;
+constexpr int kMaxImagePixels = 250000;
+constexpr int kMaxTensorElements = 200000;
+constexpr int kMaxInputs = 8;
+constexpr int kMaxHeadBytes = 65536;
+constexpr int kMaxMessageBytes = 1 << 20;
+
+std::string ReadBytes(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)),
+                     std::istreambuf_iterator<char>());
+}
+
+v1::Input Image(std::string bytes) {
+  v1::Input input;
+  input.set_image(std::move(bytes));
+  return input;
+}
+
+v1::Input Digit(int cell) { return Image(testing::EncodePng(testing::DigitCell(cell))); }
+
+v1::Input Tensor(v1::DataType dtype, std::vector<int64_t> shape, std::string data) {
+  v1::Input input;
+  input.mutable_tensor()->set_dtype(dtype);
+  for (int64_t d : shape) input.mutable_tensor()->add_shape(d);
+  input.mutable_tensor()->set_data(std::move(data));
+  return input;
+}
+
+std::string Floats(size_t count, float value) {
+  std::vector<float> values(count, 0.5f);
+  values[count / 2] = value;
+  return std::string(reinterpret_cast<const char*>(values.data()),
+                     values.size() * sizeof(float));
+}
+
+std::string Encode(const std::string& extension, const cv::Mat& image) {
+  std::vector<unsigned char> bytes;
+  cv::imencode(extension, image, bytes);
+  return std::string(bytes.begin(), bytes.end());
+}
+
+std::string BigEndian32(uint32_t value) {
+  return {static_cast<char>(value >> 24), static_cast<char>(value >> 16),
+          static_cast<char>(value >> 8), static_cast<char>(value)};
+}
+
+// A few hundred bytes of PNG whose header claims `width` x `height` pixels.
+std::string PngClaiming(uint32_t width, uint32_t height) {
+  std::string png("\x89PNG\r\n\x1a\n", 8);
+  png += BigEndian32(13) + "IHDR" + BigEndian32(width) + BigEndian32(height);
+  png += std::string("\x08\x00\x00\x00\x00", 5) + BigEndian32(0);
+  png += BigEndian32(0) + "IEND" + BigEndian32(0xAE426082);
+  return png;
+}
+
+// A JPEG whose start-of-frame claims `width` x `height` pixels.
+std::string JpegClaiming(uint16_t width, uint16_t height) {
+  std::string jpeg("\xFF\xD8\xFF\xC0\x00\x11\x08", 7);
+  jpeg += {static_cast<char>(height >> 8), static_cast<char>(height),
+           static_cast<char>(width >> 8), static_cast<char>(width)};
+  jpeg += std::string(10, '\x01') + "\xFF\xD9";
+  return jpeg;
+}
+
+// A BMP file header whose info header claims `width` x `height` pixels.
+std::string BmpClaiming(int32_t width, int32_t height) {
+  std::string bmp = "BM" + std::string(16, '\0');
+  for (int32_t value : {width, height}) {
+    for (int shift = 0; shift < 32; shift += 8) bmp += static_cast<char>(value >> shift);
+  }
+  return bmp + std::string(32, '\0');
+}
+
+struct BadCase {
+  std::string name;
+  std::function<absl::Status()> call;
+  absl::StatusCode code;
+  std::string message;  // a part of the expected message
+};
+
+class BadInputTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    absl::StatusOr<std::unique_ptr<testing::ServerProcess>> server =
+        testing::ServerProcess::Start(
+            testing::ModelStore(),
+            {absl::StrCat("--max_image_bytes=", kMaxImageBytes),
+             absl::StrCat("--max_image_pixels=", kMaxImagePixels),
+             absl::StrCat("--max_tensor_elements=", kMaxTensorElements),
+             absl::StrCat("--max_inputs_per_request=", kMaxInputs),
+             absl::StrCat("--max_head_bytes=", kMaxHeadBytes),
+             absl::StrCat("--max_message_bytes=", kMaxMessageBytes)});
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = *std::move(server);
+    HeadwayClient::Options options;
+    options.target = server_->target();
+    options.timeout = absl::Seconds(30);
+    options.admin_token = server_->admin_token();
+    client_ = *HeadwayClient::Create(options);
+  }
+
+  absl::Status Classify(std::vector<v1::Input> inputs, std::string model = "digits",
+                        std::string head = "", int top_k = 0) {
+    v1::ClassifyRequest request;
+    request.set_model(std::move(model));
+    request.set_head(std::move(head));
+    request.set_top_k(top_k);
+    for (v1::Input& input : inputs) *request.add_inputs() = std::move(input);
+    return client_->Classify(request).status();
+  }
+
+  absl::Status Embed(std::vector<v1::Input> inputs, std::string model = "digits") {
+    v1::EmbedRequest request;
+    request.set_model(std::move(model));
+    for (v1::Input& input : inputs) *request.add_inputs() = std::move(input);
+    return client_->Embed(request).status();
+  }
+
+  // A swap of the "digit" head; `edit` fills in the rest.
+  absl::Status Swap(const std::function<void(v1::HotSwapHeadRequest&)>& edit) {
+    v1::HotSwapHeadRequest request;
+    request.set_model("digits");
+    request.set_head("digit");
+    edit(request);
+    return client_->HotSwapHead(request).status();
+  }
+
+  std::unique_ptr<testing::ServerProcess> server_;
+  std::unique_ptr<HeadwayClient> client_;
+};
+
+TEST_F(BadInputTest, EachBadRequestGetsItsStatusAndTheServerKeepsServing) {
+  using Code = absl::StatusCode;
+  const std::string png = testing::EncodePng(testing::DigitCell(7));
+  const std::string jpeg = Encode(".jpg", testing::DigitCell(7));
+  cv::Mat noise(300, 300, CV_8UC3);
+  cv::randu(noise, 0, 255);
+  const std::string large_png = Encode(".png", noise);  // ~270 KB
+  const std::string many_pixels = Encode(".png", cv::Mat::zeros(600, 600, CV_8UC1));
+  const std::string head =
+      ReadBytes(testing::SourcePath("models/digits/heads/parity.pt"));
+  const std::string wrong_dim_head =
+      ReadBytes(testing::SourcePath("tests/data/head_wrong_dim.pt"));
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const float inf = std::numeric_limits<float>::infinity();
+  const std::string invalid_utf8 = "digits\xff\xfe";
+
+  const std::vector<BadCase> cases = {
+      // Encoded images.
+      {"empty image", [&] { return Classify({Image("")}); }, Code::kInvalidArgument,
+       "input 0: empty image"},
+      {"truncated JPEG",
+       [&] { return Classify({Image(jpeg.substr(0, jpeg.size() / 2))}); },
+       Code::kInvalidArgument, "input 0: truncated JPEG"},
+      {"truncated PNG", [&] { return Classify({Image(png.substr(0, png.size() / 2))}); },
+       Code::kInvalidArgument, "input 0: cannot decode image"},
+      {"PNG signature only", [&] { return Classify({Image(png.substr(0, 8))}); },
+       Code::kInvalidArgument, "cannot decode image"},
+      {"GIF (unsupported)", [&] { return Classify({Image("GIF89a\x01\x00\x01\x00")}); },
+       Code::kInvalidArgument, "expected JPEG, PNG, BMP or WebP"},
+      {"random bytes", [&] { return Classify({Image(std::string(1000, '\x5a'))}); },
+       Code::kInvalidArgument, "cannot decode image"},
+      {"PNG claiming 100000x100000",
+       [&] { return Classify({Image(PngClaiming(100000, 100000))}); },
+       Code::kInvalidArgument, "claims 100000x100000 = 10000000000 pixels"},
+      {"PNG claiming 0x0", [&] { return Classify({Image(PngClaiming(0, 0))}); },
+       Code::kInvalidArgument, "claims 0x0 pixels"},
+      {"JPEG claiming 60000x60000",
+       [&] { return Classify({Image(JpegClaiming(60000, 60000))}); },
+       Code::kInvalidArgument, "(max_image_pixels)"},
+      {"BMP claiming 50000x-50000",
+       [&] { return Classify({Image(BmpClaiming(50000, -50000))}); },
+       Code::kInvalidArgument, "(max_image_pixels)"},
+      {"image over max_image_bytes", [&] { return Classify({Image(large_png)}); },
+       Code::kInvalidArgument, "(max_image_bytes)"},
+      {"real 600x600 PNG over max_image_pixels",
+       [&] { return Classify({Image(many_pixels)}); }, Code::kInvalidArgument,
+       "600x600 = 360000 pixels; the limit is 250000 (max_image_pixels)"},
+      {"message over max_message_bytes",
+       [&] { return Classify({Image(std::string(kMaxMessageBytes + 1000, 'x'))}); },
+       Code::kResourceExhausted, "Received message larger than max"},
+      // Tensors.
+      {"uint8 tensor, too few bytes",
+       [&] {
+         return Classify({Tensor(v1::UINT8, {20, 20}, std::string(399, '\0'))});
+       },
+       Code::kInvalidArgument, "needs 400 bytes, got 399"},
+      {"uint8 tensor, 4 channels",
+       [&] {
+         return Classify({Tensor(v1::UINT8, {20, 20, 4}, std::string(1600, '\0'))});
+       },
+       Code::kInvalidArgument, "expected [H, W] or [H, W, C] with C 1 or 3"},
+      {"uint8 tensor, one dimension",
+       [&] { return Classify({Tensor(v1::UINT8, {400}, std::string(400, '\0'))}); },
+       Code::kInvalidArgument, "expected [H, W] or [H, W, C]"},
+      {"uint8 tensor, zero height",
+       [&] {
+         return Classify({Tensor(v1::UINT8, {0, 20}, "")});
+       },
+       Code::kInvalidArgument, "uint8 tensor has shape [0, 20]"},
+      {"tensor, negative dimension",
+       [&] {
+         return Classify({Tensor(v1::UINT8, {-20, 20}, "")});
+       },
+       Code::kInvalidArgument, "negative dimension"},
+      {"tensor over max_tensor_elements",
+       [&] {
+         return Classify({Tensor(v1::UINT8, {1000, 1000}, "")});
+       },
+       Code::kInvalidArgument, "(max_tensor_elements)"},
+      {"tensor whose element count overflows",
+       [&] {
+         return Classify({Tensor(v1::UINT8, {int64_t{1} << 40, int64_t{1} << 40}, "")});
+       },
+       Code::kInvalidArgument, "(max_tensor_elements)"},
+      {"float32 tensor, wrong shape",
+       [&] {
+         return Classify({Tensor(v1::FLOAT32, {3, 20, 20}, Floats(1200, 0))});
+       },
+       Code::kInvalidArgument, "the model takes [1, 20, 20]"},
+      {"float32 tensor, too few bytes",
+       [&] {
+         return Classify({Tensor(v1::FLOAT32, {1, 20, 20}, Floats(399, 0))});
+       },
+       Code::kInvalidArgument, "needs 1600 bytes, got 1596"},
+      {"float32 tensor holding NaN",
+       [&] {
+         return Classify({Tensor(v1::FLOAT32, {1, 20, 20}, Floats(400, nan))});
+       },
+       Code::kInvalidArgument, "NaN or infinite"},
+      {"float32 tensor holding +Inf",
+       [&] {
+         return Classify({Tensor(v1::FLOAT32, {1, 20, 20}, Floats(400, inf))});
+       },
+       Code::kInvalidArgument, "NaN or infinite"},
+      {"float32 tensor holding -Inf",
+       [&] {
+         return Classify({Tensor(v1::FLOAT32, {1, 20, 20}, Floats(400, -inf))});
+       },
+       Code::kInvalidArgument, "NaN or infinite"},
+      {"tensor without dtype",
+       [&] {
+         return Classify(
+             {Tensor(v1::DATA_TYPE_UNSPECIFIED, {20, 20}, std::string(400, '\0'))});
+       },
+       Code::kInvalidArgument, "dtype must be UINT8 or FLOAT32"},
+      // Requests.
+      {"input with neither image nor tensor", [&] { return Classify({v1::Input()}); },
+       Code::kInvalidArgument, "input 0: set either image or tensor"},
+      {"no inputs", [&] { return Classify({}); }, Code::kInvalidArgument,
+       "request has no inputs"},
+      {"more inputs than max_inputs_per_request",
+       [&] { return Classify(std::vector<v1::Input>(kMaxInputs + 1, Image(png))); },
+       Code::kInvalidArgument, "9 inputs; the limit is 8 (max_inputs_per_request)"},
+      {"a bad input among good ones",
+       [&] {
+         return Classify({Image(png), Image(png), Image("junk")});
+       },
+       Code::kInvalidArgument, "input 2: cannot decode image"},
+      {"duplicate inputs are answered",
+       [&] {
+         return Classify({Image(png), Image(png)});
+       },
+       Code::kOk, ""},
+      {"unknown model", [&] { return Classify({Image(png)}, "resnet"); }, Code::kNotFound,
+       "model \"resnet\" is not loaded; models: digits"},
+      {"empty model name", [&] { return Classify({Image(png)}, ""); }, Code::kNotFound,
+       "is not loaded"},
+      // protobuf refuses to parse it, so the request never reaches Headway; gRPC 1.51's
+      // callback server answers UNIMPLEMENTED for a request it cannot parse.
+      {"model name with invalid UTF-8",
+       [&] { return Classify({Image(png)}, invalid_utf8); }, Code::kUnimplemented, ""},
+      {"unknown head", [&] { return Classify({Image(png)}, "digits", "cats"); },
+       Code::kNotFound, "has no head \"cats\"; its heads: digit"},
+      {"negative top_k", [&] { return Classify({Image(png)}, "digits", "", -1); },
+       Code::kInvalidArgument, "top_k must not be negative"},
+      {"embed without inputs", [&] { return Embed({}); }, Code::kInvalidArgument,
+       "request has no inputs"},
+      {"embed of an unknown model", [&] { return Embed({Image(png)}, "cats"); },
+       Code::kNotFound, "model \"cats\" is not loaded"},
+      {"embed of a truncated JPEG",
+       [&] { return Embed({Image(jpeg.substr(0, jpeg.size() - 20))}); },
+       Code::kInvalidArgument, "truncated JPEG"},
+      // Head swaps (as an admin).
+      {"swap without a source", [&] { return Swap([](auto&) {}); },
+       Code::kInvalidArgument, "set either file or checkpoint"},
+      {"swap with empty checkpoint bytes",
+       [&] { return Swap([](auto& r) { r.set_checkpoint(""); }); },
+       Code::kInvalidArgument, "checkpoint is empty"},
+      {"swap with garbage checkpoint bytes",
+       [&] { return Swap([](auto& r) { r.set_checkpoint("not a checkpoint"); }); },
+       Code::kInvalidArgument, ""},
+      {"swap over max_head_bytes",
+       [&] {
+         return Swap(
+             [](auto& r) { r.set_checkpoint(std::string(kMaxHeadBytes + 1, 'x')); });
+       },
+       Code::kInvalidArgument, "(max_head_bytes)"},
+      {"swap of a head for other features",
+       [&] { return Swap([&](auto& r) { r.set_checkpoint(wrong_dim_head); }); },
+       Code::kInvalidArgument, "takes 32 features; the backbone gives 64"},
+      {"swap with too few labels",
+       [&] {
+         return Swap([&](auto& r) {
+           r.set_checkpoint(head);
+           r.add_labels("even");
+         });
+       },
+       Code::kInvalidArgument, "has 2 classes but 1 labels"},
+      {"swap with duplicate labels",
+       [&] {
+         return Swap([&](auto& r) {
+           r.set_checkpoint(head);
+           r.add_labels("same");
+           r.add_labels("same");
+         });
+       },
+       Code::kInvalidArgument, "duplicate labels"},
+      {"swap with labels inline and from a file",
+       [&] {
+         return Swap([&](auto& r) {
+           r.set_checkpoint(head);
+           r.add_labels("a");
+           r.set_labels_file("heads/parity.labels");
+         });
+       },
+       Code::kInvalidArgument, "not both"},
+      {"swap from a path with ..",
+       [&] { return Swap([](auto& r) { r.set_file("../../etc/passwd"); }); },
+       Code::kInvalidArgument, "must not contain \"..\""},
+      {"swap from an absolute path",
+       [&] { return Swap([](auto& r) { r.set_file("/etc/passwd"); }); },
+       Code::kInvalidArgument, "must be relative to the model's folder"},
+      {"swap from a missing file",
+       [&] { return Swap([](auto& r) { r.set_file("heads/missing.pt"); }); },
+       Code::kNotFound, "heads/missing.pt"},
+      {"swap of a head named with a slash",
+       [&] {
+         return Swap([&](auto& r) {
+           r.set_head("a/b");
+           r.set_checkpoint(head);
+         });
+       },
+       Code::kInvalidArgument, "head name \"a/b\" must be"},
+      {"swap of a head with an empty name",
+       [&] {
+         return Swap([&](auto& r) {
+           r.set_head("");
+           r.set_checkpoint(head);
+         });
+       },
+       Code::kInvalidArgument, "head name \"\" must be"},
+      {"swap on an unknown model",
+       [&] {
+         return Swap([&](auto& r) {
+           r.set_model("cats");
+           r.set_checkpoint(head);
+         });
+       },
+       Code::kNotFound, "model \"cats\" is not loaded"},
+      // Other management calls.
+      {"remove the default head",
+       [&] {
+         v1::RemoveHeadRequest r;
+         r.set_model("digits");
+         r.set_head("digit");
+         return client_->RemoveHead(r).status();
+       },
+       Code::kFailedPrecondition, "default head"},
+      {"remove an unknown head",
+       [&] {
+         v1::RemoveHeadRequest r;
+         r.set_model("digits");
+         r.set_head("cats");
+         return client_->RemoveHead(r).status();
+       },
+       Code::kNotFound, "cats"},
+      {"load a model named ../digits",
+       [&] {
+         v1::LoadModelRequest r;
+         r.set_model("../digits");
+         return client_->LoadModel(r).status();
+       },
+       Code::kInvalidArgument, "model name \"../digits\" must be"},
+      {"load a model the store lacks",
+       [&] {
+         v1::LoadModelRequest r;
+         r.set_model("cats");
+         return client_->LoadModel(r).status();
+       },
+       Code::kNotFound, "the model store has no model \"cats\""},
+      {"load a model twice on one device",
+       [&] {
+         v1::LoadModelRequest r;
+         r.set_model("digits");
+         return client_->LoadModel(r).status();
+       },
+       Code::kAlreadyExists, "already loaded on cpu"},
+      {"load on a GPU this machine lacks",
+       [&] {
+         v1::LoadModelRequest r;
+         r.set_model("digits");
+         r.set_device("cuda:0");
+         return client_->LoadModel(r).status();
+       },
+       Code::kFailedPrecondition, "CUDA"},
+      {"load on a device that does not exist",
+       [&] {
+         v1::LoadModelRequest r;
+         r.set_model("digits");
+         r.set_device("abacus");
+         return client_->LoadModel(r).status();
+       },
+       Code::kInvalidArgument, "abacus"},
+      {"unload a model that is not loaded",
+       [&] {
+         v1::UnloadModelRequest r;
+         r.set_model("cats");
+         return client_->UnloadModel(r).status();
+       },
+       Code::kNotFound, "model \"cats\" is not loaded"},
+      {"list an unknown model", [&] { return client_->ListModels("cats").status(); },
+       Code::kNotFound, "model \"cats\" is not loaded"},
+  };
+  ASSERT_GE(cases.size(), 40u);
+  for (const BadCase& bad : cases) {
+    const absl::Status status = bad.call();
+    EXPECT_EQ(status.code(), bad.code) << bad.name << ": " << status;
+    EXPECT_THAT(std::string(status.message()), HasSubstr(bad.message)) << bad.name;
+  }
+
+  // Still serving, with the configured head at version 1, and the right answer.
+  v1::ClassifyRequest request;
+  request.set_model("digits");
+  *request.add_inputs() = Digit(100);
+  const absl::StatusOr<v1::ClassifyResponse> good = client_->Classify(request);
+  ASSERT_TRUE(good.ok()) << good.status();
+  EXPECT_EQ(good->head_version(), 1);
+  EXPECT_EQ(good->results(0).labels(0).label(), "0");
+  const absl::StatusOr<v1::ListModelsResponse> models = client_->ListModels();
+  ASSERT_TRUE(models.ok());
+  ASSERT_EQ(models->models_size(), 1);
+  EXPECT_EQ(models->models(0).heads_size(), 1);
+  EXPECT_EQ(server_->Stop(), 0);
+}
+
+}  // namespace
+}  // namespace headway

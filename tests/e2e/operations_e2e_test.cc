@@ -1,0 +1,490 @@
+// End to end, production operation: Prometheus metrics (checked by promtool and
+// scraped by a real Prometheus server), health while loading and draining, graceful
+// SIGTERM, TLS and mutual TLS, admin authorisation, and model-store path safety.
+// Every test runs the real headway_server binary on localhost ports.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <fstream>
+#include <thread>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "client/headway_client.h"
+#include "client/load_generator.h"
+#include "tests/support/checkpoint_fixtures.h"
+#include "tests/support/digits_data.h"
+#include "tests/support/server_process.h"
+
+namespace headway {
+namespace {
+
+using ::grpc::health::v1::HealthCheckResponse;
+using ::testing::HasSubstr;
+using testing::ServerProcess;
+
+// A held-out cell of `digit` that PyTorch classified right with both heads.
+int CellOf(int digit) {
+  for (const testing::HeldOutDigit& held_out : testing::ReadHeldOutSplit().digits) {
+    if (held_out.label == digit && held_out.digit_prediction == digit &&
+        held_out.parity_prediction == digit % 2) {
+      return held_out.cell;
+    }
+  }
+  return -1;
+}
+
+v1::ClassifyRequest ClassifyDigit(int cell) {
+  v1::ClassifyRequest request;
+  request.set_model("digits");
+  request.add_inputs()->set_image(testing::EncodePng(testing::DigitCell(cell)));
+  return request;
+}
+
+std::unique_ptr<HeadwayClient> Connect(const std::string& target,
+                                       const std::string& admin_token = "",
+                                       const TlsOptions& tls = TlsOptions()) {
+  HeadwayClient::Options options;
+  options.target = target;
+  options.timeout = absl::Seconds(30);
+  options.admin_token = admin_token;
+  options.tls = tls;
+  absl::StatusOr<std::unique_ptr<HeadwayClient>> client = HeadwayClient::Create(options);
+  EXPECT_TRUE(client.ok()) << client.status();
+  return client.ok() ? *std::move(client) : nullptr;
+}
+
+std::filesystem::path MakeTempDir() {
+  char path[] = "/tmp/headway-ops-XXXXXX";
+  return mkdtemp(path);
+}
+
+void WriteFile(const std::filesystem::path& path, const std::string& text) {
+  std::ofstream(path) << text;
+}
+
+// A model store copy whose digits model batches with a long queue delay, so that
+// requests sit in the queue for `delay`.
+std::filesystem::path SlowBatchingStore(absl::Duration delay) {
+  const std::filesystem::path store = testing::CopyModelStore();
+  std::ofstream(store / "digits" / "config.pbtxt", std::ios::app)
+      << "batching { max_batch_size: 64 max_queue_delay_us: "
+      << absl::ToInt64Microseconds(delay) << " }\n";
+  return store;
+}
+
+TEST(MetricsTest, ExposesRequestsBatchesLoadsAndSwapsInPrometheusFormat) {
+  absl::StatusOr<std::unique_ptr<ServerProcess>> server =
+      ServerProcess::Start(testing::ModelStore());
+  ASSERT_TRUE(server.ok()) << server.status();
+  std::unique_ptr<HeadwayClient> client =
+      Connect((*server)->target(), (*server)->admin_token());
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(client->Classify(ClassifyDigit(i)).ok());
+  v1::ClassifyRequest unknown_head = ClassifyDigit(0);
+  unknown_head.set_head("cats");
+  EXPECT_EQ(client->Classify(unknown_head).status().code(), absl::StatusCode::kNotFound);
+  v1::HotSwapHeadRequest swap;
+  swap.set_model("digits");
+  swap.set_head("parity");
+  swap.set_file("heads/parity.pt");
+  swap.set_labels_file("heads/parity.labels");
+  ASSERT_TRUE(client->HotSwapHead(swap).ok());
+
+  const absl::StatusOr<std::string> metrics =
+      testing::HttpGet((*server)->metrics_port(), "/metrics");
+  ASSERT_TRUE(metrics.ok()) << metrics.status();
+  for (
+      const char* expected :
+      {R"(headway_requests_total{code="OK",head="digit",model="digits",rpc="Classify"} 3)",
+       R"(headway_requests_total{code="NOT_FOUND",head="",model="digits",rpc="Classify"} 1)",
+       R"(headway_request_duration_seconds_count{model="digits",rpc="Classify"} 4)",
+       R"(headway_batch_size_count{device="cpu",model="digits"} 3)",
+       R"(headway_queue_duration_seconds_count{device="cpu",model="digits"} 3)",
+       R"(headway_inference_duration_seconds_bucket{device="cpu",model="digits",le=)",
+       R"(headway_model_loads_total{model="digits",result="ok"} 1)",
+       R"(headway_head_swaps_total{model="digits",result="ok"} 1)",
+       R"(headway_head_version{model="digits",device="cpu",head="parity"} 1)",
+       R"(headway_queue_depth{model="digits",device="cpu"} 0)",
+       "headway_requests_in_flight 0", "process_resident_memory_bytes "}) {
+    EXPECT_THAT(*metrics, HasSubstr(expected));
+  }
+
+  // Debian's promtool checks names, units and format.
+  const std::filesystem::path dir = MakeTempDir();
+  WriteFile(dir / "metrics.txt", *metrics);
+  std::string lint;
+  const int rc = testing::RunCommand(
+      absl::StrCat("promtool check metrics < ", (dir / "metrics.txt").string(), " 2>&1"),
+      &lint);
+  EXPECT_EQ(rc, 0) << lint;
+  EXPECT_EQ(lint, "");
+  std::filesystem::remove_all(dir);
+}
+
+TEST(MetricsTest, ARealPrometheusServerScrapesTheServer) {
+  absl::StatusOr<std::unique_ptr<ServerProcess>> server =
+      ServerProcess::Start(testing::ModelStore());
+  ASSERT_TRUE(server.ok()) << server.status();
+  std::unique_ptr<HeadwayClient> client = Connect((*server)->target());
+  ASSERT_TRUE(client->Classify(ClassifyDigit(7)).ok());
+
+  const std::filesystem::path dir = MakeTempDir();
+  WriteFile(dir / "prometheus.yml",
+            absl::StrCat("global:\n  scrape_interval: 1s\n"
+                         "scrape_configs:\n  - job_name: headway\n"
+                         "    static_configs:\n      - targets: ['127.0.0.1:",
+                         (*server)->metrics_port(), "']\n"));
+  const int web_port = testing::FreePort();
+  const pid_t prometheus = testing::Spawn(
+      {"/usr/bin/prometheus", "--config.file=" + (dir / "prometheus.yml").string(),
+       "--storage.tsdb.path=" + (dir / "data").string(),
+       absl::StrCat("--web.listen-address=127.0.0.1:", web_port)},
+      dir / "prometheus.log");
+  ASSERT_GT(prometheus, 0);
+
+  // Read the counter back through Prometheus's query API.
+  std::string answer;
+  const absl::Time deadline = absl::Now() + absl::Seconds(90);
+  while (absl::Now() < deadline) {
+    absl::StatusOr<std::string> body = testing::HttpGet(
+        web_port, "/api/v1/query?query=headway_requests_total%7Bcode%3D%22OK%22%7D");
+    if (body.ok() && absl::StrContains(*body, "\"model\":\"digits\"")) {
+      answer = *body;
+      break;
+    }
+    absl::SleepFor(absl::Milliseconds(500));
+  }
+  kill(prometheus, SIGTERM);
+  waitpid(prometheus, nullptr, 0);
+  std::ifstream log(dir / "prometheus.log");
+  const std::string log_text((std::istreambuf_iterator<char>(log)),
+                             std::istreambuf_iterator<char>());
+  std::filesystem::remove_all(dir);
+  ASSERT_THAT(answer, HasSubstr("\"status\":\"success\"")) << log_text;
+  EXPECT_THAT(answer, HasSubstr("\"job\":\"headway\""));
+  EXPECT_THAT(answer, HasSubstr("\"rpc\":\"Classify\""));
+  EXPECT_THAT(answer, HasSubstr("\"1\"]"));  // the value: one Classify answered
+}
+
+TEST(HealthTest, NotServingUntilEveryModelIsLoadedThenServingPerModel) {
+  // The checkpoint store's models take a while to load: health is asked meanwhile.
+  const std::filesystem::path dir = MakeTempDir();
+  const pid_t pid =
+      testing::Spawn({HEADWAY_SERVER_BINARY, "--host=127.0.0.1", "--port=0",
+                      "--port_file=" + (dir / "port").string(), "--metrics_address=",
+                      "--model_store=" + (testing::CheckpointDir() / "store").string()},
+                     dir / "server.log");
+  ASSERT_GT(pid, 0);
+  int port = 0;
+  for (int i = 0; i < 1200 && port == 0; ++i) {
+    std::ifstream(dir / "port") >> port;
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  ASSERT_GT(port, 0);
+  std::unique_ptr<HeadwayClient> client = Connect(absl::StrCat("127.0.0.1:", port));
+
+  std::vector<HealthCheckResponse::ServingStatus> seen;
+  const absl::Time deadline = absl::Now() + absl::Seconds(120);
+  while (absl::Now() < deadline) {
+    const absl::StatusOr<HealthCheckResponse::ServingStatus> status =
+        client->CheckHealth("");
+    ASSERT_TRUE(status.ok()) << status.status();
+    if (seen.empty() || seen.back() != *status) seen.push_back(*status);
+    if (*status == HealthCheckResponse::SERVING) break;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  EXPECT_THAT(seen, ::testing::ElementsAre(HealthCheckResponse::NOT_SERVING,
+                                           HealthCheckResponse::SERVING));
+  // Once SERVING, every model answers and has its own service name.
+  for (const char* model : {"resnet18_training", "mobilenet_v3_small_cuda0"}) {
+    EXPECT_EQ(*client->CheckHealth(model), HealthCheckResponse::SERVING) << model;
+    v1::EmbedRequest embed;
+    embed.set_model(model);
+    v1::Input& input = *embed.add_inputs();
+    input.mutable_tensor()->set_dtype(v1::FLOAT32);
+    for (int64_t d : {3, 64, 64}) input.mutable_tensor()->add_shape(d);
+    input.mutable_tensor()->set_data(std::string(3 * 64 * 64 * 4, '\0'));
+    EXPECT_TRUE(client->Embed(embed).ok()) << model;
+  }
+  EXPECT_EQ(client->CheckHealth("no_such_model").status().code(),
+            absl::StatusCode::kNotFound);
+  kill(pid, SIGTERM);
+  int exit_status = 0;
+  waitpid(pid, &exit_status, 0);
+  EXPECT_TRUE(WIFEXITED(exit_status) && WEXITSTATUS(exit_status) == 0);
+  std::filesystem::remove_all(dir);
+}
+
+TEST(ShutdownTest, SigtermDrainsAndFinishesRequestsInFlight) {
+  // Requests wait 1.5 s in the batch queue: SIGTERM lands while they are in flight.
+  const std::filesystem::path store = SlowBatchingStore(absl::Milliseconds(1500));
+  absl::StatusOr<std::unique_ptr<ServerProcess>> server = ServerProcess::Start(
+      store, {"--drain_delay=1s", "--shutdown_grace=30s", "--worker_threads=4"});
+  ASSERT_TRUE(server.ok()) << server.status();
+  std::unique_ptr<HeadwayClient> client = Connect((*server)->target());
+
+  constexpr int kRequests = 12;
+  std::vector<absl::StatusOr<v1::ClassifyResponse>> answers(
+      kRequests, absl::UnknownError("not answered"));
+  std::vector<std::thread> callers;
+  for (int i = 0; i < kRequests; ++i) {
+    callers.emplace_back([&, i] { answers[i] = client->Classify(ClassifyDigit(i)); });
+  }
+  absl::SleepFor(absl::Milliseconds(400));
+  (*server)->Signal(SIGTERM);
+  // While draining, health says NOT_SERVING and calls are still accepted.
+  absl::SleepFor(absl::Milliseconds(300));
+  EXPECT_EQ(*client->CheckHealth(""), HealthCheckResponse::NOT_SERVING);
+  EXPECT_EQ(*client->CheckHealth("digits"), HealthCheckResponse::NOT_SERVING);
+  for (std::thread& caller : callers) caller.join();
+
+  int failed = 0;
+  for (const auto& answer : answers) failed += !answer.ok();
+  EXPECT_EQ(failed, 0);
+  EXPECT_EQ(answers[0]->results(0).labels(0).label(), "0");
+  const std::string log = (*server)->Log();
+  EXPECT_EQ((*server)->Stop(), 0) << log;
+  EXPECT_THAT(log, HasSubstr("event=draining"));
+  EXPECT_THAT((*server)->Log(), HasSubstr("event=stopped"));
+  std::filesystem::remove_all(store);
+}
+
+TEST(AdminAuthTest, ManagementNeedsTheTokenAndInferenceStaysOpen) {
+  absl::StatusOr<std::unique_ptr<ServerProcess>> server =
+      ServerProcess::Start(testing::ModelStore());
+  ASSERT_TRUE(server.ok()) << server.status();
+  v1::HotSwapHeadRequest swap;
+  swap.set_model("digits");
+  swap.set_head("digit");
+  swap.set_file("heads/parity.pt");
+  swap.set_labels_file("heads/parity.labels");
+  v1::LoadModelRequest load;
+  load.set_model("digits");
+  v1::UnloadModelRequest unload;
+  unload.set_model("digits");
+  v1::RemoveHeadRequest remove;
+  remove.set_model("digits");
+  remove.set_head("digit");
+
+  std::unique_ptr<HeadwayClient> anonymous = Connect((*server)->target());
+  std::unique_ptr<HeadwayClient> wrong = Connect((*server)->target(), "not-the-token");
+  for (HeadwayClient* client : {anonymous.get(), wrong.get()}) {
+    const absl::StatusCode expected = client == anonymous.get()
+                                          ? absl::StatusCode::kUnauthenticated
+                                          : absl::StatusCode::kPermissionDenied;
+    EXPECT_EQ(client->HotSwapHead(swap).status().code(), expected);
+    EXPECT_EQ(client->LoadModel(load).status().code(), expected);
+    EXPECT_EQ(client->UnloadModel(unload).status().code(), expected);
+    EXPECT_EQ(client->RemoveHead(remove).status().code(), expected);
+    // Inference and listing stay open.
+    EXPECT_TRUE(client->Classify(ClassifyDigit(4)).ok());
+    EXPECT_TRUE(client->ListModels().ok());
+  }
+  // Nothing changed: still the 10-class head at version 1.
+  const absl::StatusOr<v1::ClassifyResponse> answer =
+      anonymous->Classify(ClassifyDigit(CellOf(4)));
+  ASSERT_TRUE(answer.ok());
+  EXPECT_EQ(answer->head_version(), 1);
+  EXPECT_EQ(answer->results(0).labels(0).label(), "4");
+
+  std::unique_ptr<HeadwayClient> admin =
+      Connect((*server)->target(), (*server)->admin_token());
+  const absl::StatusOr<v1::HotSwapHeadResponse> swapped = admin->HotSwapHead(swap);
+  ASSERT_TRUE(swapped.ok()) << swapped.status();
+  EXPECT_EQ(swapped->head_version(), 2);
+  EXPECT_THAT((*server)->Log(), HasSubstr("event=admin_refused"));
+  EXPECT_THAT((*server)->Log(), HasSubstr("event=head_swapped model=digits head=digit"));
+}
+
+TEST(AdminAuthTest, ManagementIsOffWithoutAnAdminCredential) {
+  absl::StatusOr<std::unique_ptr<ServerProcess>> server =
+      ServerProcess::Start(testing::ModelStore(), {"--admin_open=false"});
+  ASSERT_TRUE(server.ok()) << server.status();
+  std::unique_ptr<HeadwayClient> client = Connect((*server)->target(), "any-token");
+  v1::LoadModelRequest load;
+  load.set_model("digits");
+  const absl::Status status = client->LoadModel(load).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(status.message(), HasSubstr("management RPCs are off"));
+  EXPECT_TRUE(client->Classify(ClassifyDigit(1)).ok());
+}
+
+// A CA, a server certificate for 127.0.0.1 and two client certificates, made with
+// openssl for this test run.
+class TlsTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new std::filesystem::path(MakeTempDir());
+    const std::string d = dir_->string();
+    WriteFile(*dir_ / "server.ext", "subjectAltName=IP:127.0.0.1,DNS:localhost\n");
+    const std::string key = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+    std::string commands =
+        absl::StrCat("cd ", d, " && openssl req -x509 ", key,
+                     " -keyout ca.key -out ca.pem -days 2 -subj /CN=headway-test-ca");
+    for (const char* name : {"server", "admin", "someone"}) {
+      const std::string cn =
+          std::string(name) == "server" ? "localhost" : absl::StrCat("headway-", name);
+      absl::StrAppend(&commands, " && openssl req ", key, " -keyout ", name, ".key -out ",
+                      name, ".csr -subj /CN=", cn, " && openssl x509 -req -in ", name,
+                      ".csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -out ", name,
+                      ".pem",
+                      std::string(name) == "server" ? " -extfile server.ext" : "");
+    }
+    std::string output;
+    ASSERT_EQ(testing::RunCommand(absl::StrCat("(", commands, ") 2>&1"), &output), 0)
+        << output;
+  }
+  static void TearDownTestSuite() {
+    std::filesystem::remove_all(*dir_);
+    delete dir_;
+  }
+
+  static std::string File(const std::string& name) { return (*dir_ / name).string(); }
+
+  static TlsOptions ClientTls(const std::string& client = "") {
+    TlsOptions tls;
+    tls.ca_file = File("ca.pem");
+    if (!client.empty()) {
+      tls.cert_file = File(client + ".pem");
+      tls.key_file = File(client + ".key");
+    }
+    return tls;
+  }
+
+  static std::filesystem::path* dir_;
+};
+
+std::filesystem::path* TlsTest::dir_ = nullptr;
+
+TEST_F(TlsTest, TlsServerAnswersTlsClientsOnly) {
+  absl::StatusOr<std::unique_ptr<ServerProcess>> server = ServerProcess::Start(
+      testing::ModelStore(),
+      {"--tls_cert_file=" + File("server.pem"), "--tls_key_file=" + File("server.key")});
+  ASSERT_TRUE(server.ok()) << server.status();
+  std::unique_ptr<HeadwayClient> tls_client =
+      Connect((*server)->target(), (*server)->admin_token(), ClientTls());
+  const absl::StatusOr<v1::ClassifyResponse> answer =
+      tls_client->Classify(ClassifyDigit(CellOf(4)));
+  ASSERT_TRUE(answer.ok()) << answer.status();
+  EXPECT_EQ(answer->results(0).labels(0).label(), "4");
+
+  std::unique_ptr<HeadwayClient> plaintext = Connect((*server)->target());
+  EXPECT_EQ(plaintext->Classify(ClassifyDigit(4)).status().code(),
+            absl::StatusCode::kUnavailable);
+
+  // The CLI and the load generator speak TLS too.
+  std::string output;
+  const std::filesystem::path png = *dir_ / "digit4.png";
+  WriteFile(png, testing::EncodePng(testing::DigitCell(CellOf(4))));
+  ASSERT_EQ(testing::RunCommand(
+                absl::StrCat(HEADWAY_CLI_BINARY, " --target=", (*server)->target(),
+                             " --tls_ca_file=", File("ca.pem"), " classify --top_k=1 ",
+                             png.string(), " 2>&1"),
+                &output),
+            0)
+      << output;
+  EXPECT_THAT(output, HasSubstr(": 4 ("));
+
+  LoadOptions load;
+  load.target = (*server)->target();
+  load.tls = ClientTls();
+  load.concurrency = 2;
+  load.requests = 40;
+  load.warmup = absl::ZeroDuration();
+  load.progress = false;
+  v1::Input input;
+  input.set_image(testing::EncodePng(testing::DigitCell(7)));
+  load.inputs = {input};
+  const absl::StatusOr<LoadReport> report = RunLoad(load);
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_EQ(report->ok, 40);
+  EXPECT_TRUE(report->errors.empty());
+}
+
+TEST_F(TlsTest, MutualTlsNeedsAClientCertificateAndItsNameCanBeTheAdminCredential) {
+  absl::StatusOr<std::unique_ptr<ServerProcess>> server = ServerProcess::Start(
+      testing::ModelStore(),
+      {"--tls_cert_file=" + File("server.pem"), "--tls_key_file=" + File("server.key"),
+       "--tls_client_ca_file=" + File("ca.pem"), "--admin_client_cn=headway-admin"});
+  ASSERT_TRUE(server.ok()) << server.status();
+
+  std::unique_ptr<HeadwayClient> no_certificate =
+      Connect((*server)->target(), "", ClientTls());
+  EXPECT_EQ(no_certificate->Classify(ClassifyDigit(4)).status().code(),
+            absl::StatusCode::kUnavailable);
+
+  v1::HotSwapHeadRequest swap;
+  swap.set_model("digits");
+  swap.set_head("parity");
+  swap.set_file("heads/parity.pt");
+  swap.set_labels_file("heads/parity.labels");
+
+  std::unique_ptr<HeadwayClient> someone =
+      Connect((*server)->target(), "", ClientTls("someone"));
+  EXPECT_TRUE(someone->Classify(ClassifyDigit(4)).ok());
+  const absl::Status refused = someone->HotSwapHead(swap).status();
+  EXPECT_EQ(refused.code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(refused.message(), HasSubstr("\"headway-someone\" is not an admin"));
+
+  std::unique_ptr<HeadwayClient> admin =
+      Connect((*server)->target(), "", ClientTls("admin"));
+  const absl::StatusOr<v1::HotSwapHeadResponse> swapped = admin->HotSwapHead(swap);
+  ASSERT_TRUE(swapped.ok()) << swapped.status();
+  v1::ClassifyRequest parity = ClassifyDigit(CellOf(4));
+  parity.set_head("parity");
+  const absl::StatusOr<v1::ClassifyResponse> answer = someone->Classify(parity);
+  ASSERT_TRUE(answer.ok()) << answer.status();
+  EXPECT_EQ(answer->results(0).labels(0).label(), "even");
+}
+
+TEST(PathSafetyTest, SymbolicLinksOutOfTheModelFolderAreRefused) {
+  const std::filesystem::path store = testing::CopyModelStore();
+  const std::filesystem::path outside = MakeTempDir();
+  std::filesystem::copy_file(store / "digits" / "heads" / "parity.pt",
+                             outside / "parity.pt");
+  std::filesystem::copy_file(store / "digits" / "heads" / "parity.labels",
+                             outside / "parity.labels");
+  const std::filesystem::path heads = store / "digits" / "heads";
+  std::filesystem::create_symlink(outside / "parity.pt", heads / "escape.pt");
+  std::filesystem::create_symlink(outside / "parity.labels", heads / "escape.labels");
+  std::filesystem::create_symlink(outside, heads / "elsewhere");
+  // A link that stays inside the folder is fine.
+  std::filesystem::create_symlink("parity.pt", heads / "inside.pt");
+
+  absl::StatusOr<std::unique_ptr<ServerProcess>> server = ServerProcess::Start(store);
+  ASSERT_TRUE(server.ok()) << server.status();
+  std::unique_ptr<HeadwayClient> admin =
+      Connect((*server)->target(), (*server)->admin_token());
+  auto swap = [&](const std::string& file, const std::string& labels_file) {
+    v1::HotSwapHeadRequest request;
+    request.set_model("digits");
+    request.set_head("parity");
+    request.set_file(file);
+    request.set_labels_file(labels_file);
+    return admin->HotSwapHead(request).status();
+  };
+  EXPECT_EQ(swap("heads/escape.pt", "heads/parity.labels").code(),
+            absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(swap("heads/parity.pt", "heads/escape.labels").code(),
+            absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(swap("heads/elsewhere/parity.pt", "").code(),
+            absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(swap("heads/escape.pt", "").message(),
+              HasSubstr("leads outside the model's folder"));
+  EXPECT_EQ(swap((outside / "parity.pt").string(), "").code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(swap("../digits/heads/parity.pt", "").code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(swap("heads/inside.pt", "heads/parity.labels").ok());
+  v1::LoadModelRequest load;
+  load.set_model("../digits");
+  EXPECT_EQ(admin->LoadModel(load).status().code(), absl::StatusCode::kInvalidArgument);
+  std::filesystem::remove_all(store);
+  std::filesystem::remove_all(outside);
+}
+
+}  // namespace
+}  // namespace headway
