@@ -17,11 +17,16 @@ rm -rf "$work" && mkdir -p "$work/results"
 /usr/bin/python3 bench/make_bench_models.py "$work"
 
 "$build/server/headway_server" --host=127.0.0.1 --port=0 --port_file="$work/port" \
-  --model_store="$work/store" >"$work/server.log" 2>&1 &
+  --metrics_address=127.0.0.1:0 --model_store="$work/store" >"$work/server.log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null; wait $server 2>/dev/null || true' EXIT
 for _ in $(seq 1 600); do [ -s "$work/port" ] && break; sleep 0.1; done
 target=127.0.0.1:$(cat "$work/port")
+# The port is open while the models load; health says SERVING once they are warm.
+for _ in $(seq 1 600); do
+  "$build/client/headway" --target="$target" health >/dev/null 2>&1 && break
+  sleep 0.1
+done
 
 inprocess() {  # model batch
   "$build/bench/headway_bench_inprocess" --model_dir="$work/store/$1" --batch="$2" \
