@@ -47,7 +47,35 @@ absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeCredentials(
   return grpc::SslCredentials(ssl);
 }
 
+// Round robin over every address the target resolves to whose gRPC health says
+// SERVING (so replicas still loading or draining get no new calls); inference and
+// health calls retried on UNAVAILABLE, which is what a replica that went away answers.
+constexpr char kServiceConfig[] = R"json({
+  "loadBalancingConfig": [{"round_robin": {}}],
+  "healthCheckConfig": {"serviceName": ""},
+  "methodConfig": [{
+    "name": [{"service": "headway.v1.InferenceService"},
+             {"service": "grpc.health.v1.Health"}],
+    "retryPolicy": {
+      "maxAttempts": 4,
+      "initialBackoff": "0.05s",
+      "maxBackoff": "1s",
+      "backoffMultiplier": 2,
+      "retryableStatusCodes": ["UNAVAILABLE"]
+    }
+  }]
+})json";
+
 }  // namespace
+
+std::string ChannelTarget(const std::string& target) {
+  if (target.find(',') == std::string::npos || target.find(':') == std::string::npos ||
+      target.find("://") != std::string::npos) {
+    return target;
+  }
+  const bool ipv6 = target.front() == '[';
+  return absl::StrCat(ipv6 ? "ipv6:" : "ipv4:", target);
+}
 
 absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(
     const std::string& target, const TlsOptions& tls, int max_message_bytes,
@@ -58,10 +86,11 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(
   if (!credentials.ok()) return credentials.status();
   arguments.SetMaxReceiveMessageSize(max_message_bytes);
   arguments.SetMaxSendMessageSize(max_message_bytes);
+  arguments.SetServiceConfigJSON(kServiceConfig);
   if (tls.enabled() && !tls.server_name.empty()) {
     arguments.SetSslTargetNameOverride(tls.server_name);
   }
-  return grpc::CreateCustomChannel(target, *credentials, arguments);
+  return grpc::CreateCustomChannel(ChannelTarget(target), *credentials, arguments);
 }
 
 }  // namespace headway

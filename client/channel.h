@@ -1,7 +1,13 @@
-// MakeChannel: the one place Headway's client tools open a gRPC channel to a server:
-// plaintext, TLS (the server's CA) or mutual TLS (plus a client certificate and key),
-// with message size limits. Used by the client library, the CLI and the load
+// MakeChannel: the one place Headway's client tools open a gRPC channel to Headway
+// servers: plaintext, TLS (the server's CA) or mutual TLS (plus a client certificate
+// and key), with message size limits. Used by the client library, the CLI and the load
 // generator, so all of them speak the same transport.
+//
+// Many replicas: the target may be one address, a comma-separated list of IP:port
+// addresses, or a name gRPC resolves to several (dns:///headway:50051, a headless
+// Kubernetes Service). Calls are spread with gRPC's round_robin policy, and the
+// idempotent inference RPCs (Embed, Classify) and health checks are retried on another
+// replica when one is UNAVAILABLE (a replica going away).
 //
 // Stateless; thread-safe.
 #ifndef HEADWAY_CLIENT_CHANNEL_H_
@@ -30,8 +36,13 @@ struct TlsOptions {
   bool enabled() const { return !ca_file.empty(); }
 };
 
-// A channel to `target`. INVALID_ARGUMENT for an empty target or a client certificate
-// without its key (or the reverse); NOT_FOUND for a PEM file that cannot be read.
+// The gRPC target for `target`: a comma-separated list of IP:port addresses becomes an
+// "ipv4:" (or "ipv6:") target URI; anything else is returned unchanged.
+std::string ChannelTarget(const std::string& target);
+
+// A channel to `target` (see ChannelTarget). INVALID_ARGUMENT for an empty target or a
+// client certificate without its key (or the reverse); NOT_FOUND for a PEM file that
+// cannot be read.
 absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(
     const std::string& target, const TlsOptions& tls, int max_message_bytes,
     grpc::ChannelArguments arguments = grpc::ChannelArguments());

@@ -18,7 +18,9 @@
 #include "client/headway_client.h"
 #include "client/load_generator.h"
 
-ABSL_FLAG(std::string, target, "127.0.0.1:50051", "Server address (gRPC target).");
+ABSL_FLAG(std::string, target, "127.0.0.1:50051",
+          "Server address, a comma-separated list of IP:port replicas, or a name such as "
+          "dns:///headway:50051; calls are spread round robin.");
 ABSL_FLAG(std::string, rpc, "classify", "classify, embed, or health (an empty RPC).");
 ABSL_FLAG(std::string, model, "digits", "Model name.");
 ABSL_FLAG(std::string, head, "", "Head for classify; empty: the default head.");

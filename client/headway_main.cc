@@ -30,7 +30,9 @@
 #include "client/connection_flags.h"
 #include "client/headway_client.h"
 
-ABSL_FLAG(std::string, target, "127.0.0.1:50051", "Server address (gRPC target).");
+ABSL_FLAG(std::string, target, "127.0.0.1:50051",
+          "Server address, a comma-separated list of IP:port replicas, or a name such as "
+          "dns:///headway:50051; calls are spread round robin.");
 ABSL_FLAG(bool, json, false, "Print the server's response as JSON.");
 ABSL_FLAG(absl::Duration, timeout, absl::Seconds(30), "Deadline of each call.");
 ABSL_FLAG(std::string, model, "digits", "Model name.");

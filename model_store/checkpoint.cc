@@ -216,9 +216,9 @@ absl::StatusOr<LoadReport> LoadStateDict(torch::jit::Module& module,
   for (const auto& [name, source] : selected) {
     auto it = targets.find(name);
     if (it == targets.end()) {
-      const bool ignored =
-          std::any_of(options.ignore_prefixes.begin(), options.ignore_prefixes.end(),
-                      [&](const std::string& p) { return absl::StartsWith(name, p); });
+      const bool ignored = std::any_of(
+          options.ignore_prefixes.begin(), options.ignore_prefixes.end(),
+          [&key = name](const std::string& p) { return absl::StartsWith(key, p); });
       if (!ignored) report.unexpected.push_back(name);
       continue;
     }

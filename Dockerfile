@@ -1,0 +1,49 @@
+# Headway server, CPU image. Debian packages only.
+#   docker build --network host -t headway:cpu .
+#   docker run --network host headway:cpu        # gRPC :50051, metrics :8002
+# Stage 1 builds the binaries; stage 2 holds them, the shared libraries they link
+# (found with ldd and mapped to their Debian packages) and the bundled model store:
+# no compiler, no headers.
+FROM debian:bookworm-slim AS build
+ENV DEBIAN_FRONTEND=noninteractive
+RUN apt-get update -q && apt-get install -y -q --no-install-recommends \
+      build-essential cmake ninja-build pkg-config libtorch-dev libgrpc++-dev \
+      protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev \
+      libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev \
+      prometheus-cpp-dev \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY CMakeLists.txt ./
+COPY cmake cmake
+COPY proto proto
+COPY model_store model_store
+COPY server server
+COPY client client
+COPY bench bench
+RUN cmake -S . -B /build -G Ninja -DCMAKE_BUILD_TYPE=Release -DHEADWAY_BUILD_TESTS=OFF \
+    && cmake --build /build --target headway_server headway headway_loadgen \
+    && mkdir -p /out/bin \
+    && cp /build/server/headway_server /build/client/headway /build/client/headway_loadgen \
+          /out/bin/ \
+    && strip /out/bin/* \
+    && for lib in $(ldd /out/bin/* | awk '/=> \// {print $3}' | sort -u); do \
+         dpkg -S "$lib" 2>/dev/null || dpkg -S "$(readlink -f "$lib")" \
+           || dpkg -S "/usr$lib"; \
+       done | cut -d: -f1 | sort -u > /out/runtime-packages
+
+FROM debian:bookworm-slim
+ENV DEBIAN_FRONTEND=noninteractive
+COPY --from=build /out/runtime-packages /tmp/runtime-packages
+RUN apt-get update -q \
+    && apt-get install -y -q --no-install-recommends $(cat /tmp/runtime-packages) \
+    && rm -rf /var/lib/apt/lists/* /tmp/runtime-packages \
+    && useradd --system --uid 10001 --home-dir /srv/headway headway
+COPY --from=build /out/bin/ /usr/local/bin/
+COPY --chown=headway:headway models /srv/headway/models
+USER headway
+WORKDIR /srv/headway
+EXPOSE 50051 8002
+HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 \
+  CMD ["headway", "--target=127.0.0.1:50051", "--timeout=2s", "health"]
+ENTRYPOINT ["headway_server", "--model_store=/srv/headway/models", "--port=50051", \
+            "--metrics_address=0.0.0.0:8002", "--drain_delay=5s", "--shutdown_grace=20s"]

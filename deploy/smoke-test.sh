@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Smoke test of the Docker deployment: builds the CPU image and the compose stack
+# (server + Prometheus) on the host network, classifies a digit with the CLI in the
+# image, swaps a head as an admin through the mounted model store, runs the load-test
+# service, checks that Prometheus has scraped the server, and tears everything down.
+#   deploy/smoke-test.sh            (as root on a Headway build machine; uses
+#                                    ../shared/tools/docker-up.sh when it exists)
+# Needs ports 50051, 8002 and 9090 free on the host.
+set -euo pipefail
+cd "$(dirname "$0")"
+root=$(cd .. && pwd)
+
+if [ -x "$root/../shared/tools/docker-up.sh" ]; then
+  (cd "$root" && ../shared/tools/docker-up.sh)
+fi
+if docker compose version >/dev/null 2>&1; then
+  compose() { docker compose -p headway-smoke -f docker-compose.yml -f docker-compose.host.yml "$@"; }
+else
+  compose() { docker-compose -p headway-smoke -f docker-compose.yml -f docker-compose.host.yml "$@"; }
+fi
+work=$(mktemp -d)
+created_token=0
+if [ ! -s admin.token ]; then
+  head -c 32 /dev/urandom | base64 >admin.token
+  created_token=1
+fi
+cleanup() {
+  compose --profile loadtest down -v --remove-orphans >/dev/null 2>&1 || true
+  [ "$created_token" = 1 ] && rm -f admin.token
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+step() { echo "== $*"; }
+
+step "build the CPU image and Prometheus's"
+docker build --network host -q -t headway:cpu "$root" >/dev/null
+compose build prometheus >/dev/null
+docker image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' | grep -E '^headway(-prometheus)?:'
+
+step "start server and Prometheus"
+compose up -d headway prometheus
+for i in $(seq 1 120); do
+  status=$(docker inspect -f '{{.State.Health.Status}}' headway-smoke_headway_1 2>/dev/null ||
+    docker inspect -f '{{.State.Health.Status}}' headway-smoke-headway-1)
+  [ "$status" = healthy ] && break
+  sleep 1
+done
+echo "container health: $status (after ${i}s)"
+[ "$status" = healthy ]
+
+cli() {
+  docker run --rm --network host -v "$work:/data" -v "$root/deploy/admin.token:/admin.token:ro" \
+    --entrypoint headway headway:cpu --target=127.0.0.1:50051 "$@"
+}
+
+step "classify a handwritten 4 with the CLI in the image"
+/usr/bin/python3 - "$work/four.png" <<'PY'
+import sys, cv2
+digits = cv2.imread("/usr/share/doc/opencv-doc/examples/data/digits.png", cv2.IMREAD_GRAYSCALE)
+cv2.imwrite(sys.argv[1], digits[400:420, 0:20])  # rows 20-24 of the sheet hold 4s
+PY
+chmod a+r "$work/four.png"
+classified=$(cli classify --top_k=2 /data/four.png)
+echo "$classified"
+grep -q ": 4 (" <<<"$classified"
+
+step "swap in the parity head as an admin, from the mounted store"
+if cli swap-head --model=digits --head=digit --file=heads/parity.pt \
+    --labels_file=heads/parity.labels 2>&1; then
+  echo "refused expected without a token" && exit 1
+fi
+cli --admin_token_file=/admin.token swap-head --model=digits --head=digit \
+  --file=heads/parity.pt --labels_file=heads/parity.labels
+cli classify --top_k=1 /data/four.png
+
+step "load-test service"
+compose --profile loadtest run --rm loadgen | tail -n 12
+
+step "Prometheus scraped the server"
+for _ in $(seq 1 60); do
+  answer=$(curl -s 'http://127.0.0.1:9090/api/v1/query?query=headway_requests_total' || true)
+  grep -q '"model":"digits"' <<<"$answer" && break
+  sleep 1
+done
+/usr/bin/python3 -c '
+import json, sys
+series = json.loads(sys.argv[1])["data"]["result"]
+for s in series:
+    m = s["metric"]
+    print(f"  {m[\"job\"]} {m[\"instance\"]} rpc={m[\"rpc\"]} head={m[\"head\"]} code={m[\"code\"]}: {s[\"value\"][1]}")
+assert any(s["metric"].get("model") == "digits" for s in series), "no headway series"
+' "$answer"
+
+step "tear down"
+compose --profile loadtest down -v --remove-orphans
+trap - EXIT
+cleanup
+echo "smoke test passed"
