@@ -47,12 +47,17 @@ absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeCredentials(
   return grpc::SslCredentials(ssl);
 }
 
-// Round robin over every address the target resolves to whose gRPC health says
-// SERVING (so replicas still loading or draining get no new calls); inference and
-// health calls retried on UNAVAILABLE, which is what a replica that went away answers.
-constexpr char kServiceConfig[] = R"json({
-  "loadBalancingConfig": [{"round_robin": {}}],
-  "healthCheckConfig": {"serviceName": ""},
+// Round robin over every address the target resolves to; inference and health calls
+// retried on UNAVAILABLE, which is what a replica that went away answers. With
+// `serving_only`, gRPC's client-side health checking also keeps calls off replicas
+// whose health is not SERVING (still loading, or draining).
+std::string ServiceConfig(bool serving_only) {
+  return absl::StrCat(R"json({
+  "loadBalancingConfig": [{"round_robin": {}}],)json",
+                      serving_only ? R"json(
+  "healthCheckConfig": {"serviceName": ""},)json"
+                                   : "",
+                      R"json(
   "methodConfig": [{
     "name": [{"service": "headway.v1.InferenceService"},
              {"service": "grpc.health.v1.Health"}],
@@ -64,7 +69,8 @@ constexpr char kServiceConfig[] = R"json({
       "retryableStatusCodes": ["UNAVAILABLE"]
     }
   }]
-})json";
+})json");
+}
 
 }  // namespace
 
@@ -79,14 +85,14 @@ std::string ChannelTarget(const std::string& target) {
 
 absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(
     const std::string& target, const TlsOptions& tls, int max_message_bytes,
-    grpc::ChannelArguments arguments) {
+    Replicas replicas, grpc::ChannelArguments arguments) {
   if (target.empty()) return absl::InvalidArgumentError("no target");
   absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials =
       MakeCredentials(tls);
   if (!credentials.ok()) return credentials.status();
   arguments.SetMaxReceiveMessageSize(max_message_bytes);
   arguments.SetMaxSendMessageSize(max_message_bytes);
-  arguments.SetServiceConfigJSON(kServiceConfig);
+  arguments.SetServiceConfigJSON(ServiceConfig(replicas == Replicas::kServingOnly));
   if (tls.enabled() && !tls.server_name.empty()) {
     arguments.SetSslTargetNameOverride(tls.server_name);
   }

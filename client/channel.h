@@ -5,9 +5,11 @@
 //
 // Many replicas: the target may be one address, a comma-separated list of IP:port
 // addresses, or a name gRPC resolves to several (dns:///headway:50051, a headless
-// Kubernetes Service). Calls are spread with gRPC's round_robin policy, and the
-// idempotent inference RPCs (Embed, Classify) and health checks are retried on another
-// replica when one is UNAVAILABLE (a replica going away).
+// Kubernetes Service). Calls are spread with gRPC's round_robin policy over the
+// replicas whose gRPC health says SERVING (kServingOnly: none that is loading or
+// draining), or over all of them (kAll: for asking a replica's health itself), and
+// the idempotent inference RPCs (Embed, Classify) and health checks are retried on
+// another replica when one is UNAVAILABLE (a replica going away).
 //
 // Stateless; thread-safe.
 #ifndef HEADWAY_CLIENT_CHANNEL_H_
@@ -40,11 +42,14 @@ struct TlsOptions {
 // "ipv4:" (or "ipv6:") target URI; anything else is returned unchanged.
 std::string ChannelTarget(const std::string& target);
 
+enum class Replicas { kServingOnly, kAll };
+
 // A channel to `target` (see ChannelTarget). INVALID_ARGUMENT for an empty target or a
 // client certificate without its key (or the reverse); NOT_FOUND for a PEM file that
 // cannot be read.
 absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(
     const std::string& target, const TlsOptions& tls, int max_message_bytes,
+    Replicas replicas = Replicas::kServingOnly,
     grpc::ChannelArguments arguments = grpc::ChannelArguments());
 
 }  // namespace headway

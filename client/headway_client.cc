@@ -32,19 +32,25 @@ absl::StatusOr<Response> Invoke(absl::Duration timeout, Call call,
 }  // namespace
 
 HeadwayClient::HeadwayClient(const Options& options,
-                             std::shared_ptr<grpc::Channel> channel)
+                             std::shared_ptr<grpc::Channel> channel,
+                             std::shared_ptr<grpc::Channel> health_channel)
     : options_(options),
       channel_(std::move(channel)),
+      health_channel_(std::move(health_channel)),
       inference_(v1::InferenceService::NewStub(channel_)),
       management_(v1::ManagementService::NewStub(channel_)),
-      health_(grpc::health::v1::Health::NewStub(channel_)) {}
+      health_(grpc::health::v1::Health::NewStub(health_channel_)) {}
 
 absl::StatusOr<std::unique_ptr<HeadwayClient>> HeadwayClient::Create(
     const Options& options) {
-  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
-      MakeChannel(options.target, options.tls, options.max_message_bytes);
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = MakeChannel(
+      options.target, options.tls, options.max_message_bytes, Replicas::kServingOnly);
   if (!channel.ok()) return channel.status();
-  return std::unique_ptr<HeadwayClient>(new HeadwayClient(options, *std::move(channel)));
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> health_channel =
+      MakeChannel(options.target, options.tls, options.max_message_bytes, Replicas::kAll);
+  if (!health_channel.ok()) return health_channel.status();
+  return std::unique_ptr<HeadwayClient>(
+      new HeadwayClient(options, *std::move(channel), *std::move(health_channel)));
 }
 
 absl::StatusOr<v1::EmbedResponse> HeadwayClient::Embed(

@@ -56,10 +56,13 @@ class HeadwayClient {
       const std::string& service) const;
 
  private:
-  HeadwayClient(const Options& options, std::shared_ptr<grpc::Channel> channel);
+  HeadwayClient(const Options& options, std::shared_ptr<grpc::Channel> channel,
+                std::shared_ptr<grpc::Channel> health_channel);
 
   Options options_;
+  // Calls go to replicas that are SERVING; health checks may reach any replica.
   std::shared_ptr<grpc::Channel> channel_;
+  std::shared_ptr<grpc::Channel> health_channel_;
   std::unique_ptr<v1::InferenceService::Stub> inference_;
   std::unique_ptr<v1::ManagementService::Stub> management_;
   std::unique_ptr<grpc::health::v1::Health::Stub> health_;

@@ -260,8 +260,9 @@ absl::StatusOr<LoadReport> RunLoad(const LoadOptions& options) {
   for (int i = 0; i < std::max(1, options.channels); ++i) {
     grpc::ChannelArguments arguments;
     arguments.SetInt("headway.channel", i);  // distinct channels, distinct connections
-    absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
-        MakeChannel(options.target, options.tls, 64 << 20, arguments);
+    absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = MakeChannel(
+        options.target, options.tls, 64 << 20,
+        options.rpc == "health" ? Replicas::kAll : Replicas::kServingOnly, arguments);
     if (!channel.ok()) return channel.status();
     channels.push_back(*std::move(channel));
   }
