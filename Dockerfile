@@ -4,6 +4,10 @@
 # Stage 1 builds the binaries; stage 2 holds them, the shared libraries they link
 # (found with ldd and mapped to their Debian packages) and the bundled model store:
 # no compiler, no headers.
+# The final stage's base; deploy/smoke-test.sh passes a local copy on machines whose
+# imported base image has an unreadable root folder.
+ARG RUNTIME_BASE=debian:bookworm-slim
+
 FROM debian:bookworm-slim AS build
 ENV DEBIAN_FRONTEND=noninteractive
 RUN apt-get update -q && apt-get install -y -q --no-install-recommends \
@@ -31,8 +35,9 @@ RUN cmake -S . -B /build -G Ninja -DCMAKE_BUILD_TYPE=Release -DHEADWAY_BUILD_TES
            || dpkg -S "/usr$lib"; \
        done | cut -d: -f1 | sort -u > /out/runtime-packages
 
-FROM debian:bookworm-slim
-ENV DEBIAN_FRONTEND=noninteractive
+FROM ${RUNTIME_BASE}
+ENV DEBIAN_FRONTEND=noninteractive \
+    PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 COPY --from=build /out/runtime-packages /tmp/runtime-packages
 RUN apt-get update -q \
     && apt-get install -y -q --no-install-recommends $(cat /tmp/runtime-packages) \

@@ -33,8 +33,27 @@ trap cleanup EXIT
 
 step() { echo "== $*"; }
 
+# An image imported from a debootstrap folder can have a root folder only root may
+# enter, which stops every non-root container; make a runtime base with a normal one.
+runtime_base=debian:bookworm-slim
+if docker image inspect headway-runtime-base:bookworm-slim >/dev/null 2>&1; then
+  runtime_base=headway-runtime-base:bookworm-slim
+elif [ "$(docker run --rm --entrypoint /usr/bin/stat "$runtime_base" -c %a /)" != 755 ]; then
+  step "make a runtime base image with a readable root folder"
+  rootfs=$work/rootfs
+  mkdir -m 755 "$rootfs"
+  container=$(docker create "$runtime_base" /bin/true)
+  docker export "$container" | tar -x -C "$rootfs"
+  docker rm "$container" >/dev/null
+  tar -C "$rootfs" -c . | docker import -c 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' - headway-runtime-base:bookworm-slim >/dev/null
+  rm -rf "$rootfs"
+  runtime_base=headway-runtime-base:bookworm-slim
+fi
+export HEADWAY_RUNTIME_BASE=$runtime_base
+
 step "build the CPU image and Prometheus's"
-docker build --network host -q -t headway:cpu "$root" >/dev/null
+docker build --network host -q --build-arg RUNTIME_BASE="$runtime_base" -t headway:cpu \
+  "$root" >/dev/null
 compose build prometheus >/dev/null
 docker image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' | grep -E '^headway(-prometheus)?:'
 
@@ -60,7 +79,7 @@ import sys, cv2
 digits = cv2.imread("/usr/share/doc/opencv-doc/examples/data/digits.png", cv2.IMREAD_GRAYSCALE)
 cv2.imwrite(sys.argv[1], digits[400:420, 0:20])  # rows 20-24 of the sheet hold 4s
 PY
-chmod a+r "$work/four.png"
+chmod a+rx "$work" && chmod a+r "$work/four.png"
 classified=$(cli classify --top_k=2 /data/four.png)
 echo "$classified"
 grep -q ": 4 (" <<<"$classified"
@@ -88,7 +107,8 @@ import json, sys
 series = json.loads(sys.argv[1])["data"]["result"]
 for s in series:
     m = s["metric"]
-    print(f"  {m[\"job\"]} {m[\"instance\"]} rpc={m[\"rpc\"]} head={m[\"head\"]} code={m[\"code\"]}: {s[\"value\"][1]}")
+    print("  %s %s rpc=%s head=%s code=%s: %s" % (
+        m["job"], m["instance"], m["rpc"], m["head"], m["code"], s["value"][1]))
 assert any(s["metric"].get("model") == "digits" for s in series), "no headway series"
 ' "$answer"
 
