@@ -5,6 +5,11 @@
 # Builds into build-address/ or build-thread/ (about as long as a normal build). The
 # end-to-end tests start the sanitized server binary, so its findings fail them too.
 # Extra arguments go to ctest (for example -R Batcher).
+#
+# ThreadSanitizer caveat: Debian's abseil is not built with it, so TSan cannot see
+# absl::Mutex's synchronisation and reports every absl::Mutex-guarded access in
+# Headway (the batcher queue, the retirer, the worker pool) as a race. A clean TSan
+# run needs abseil built with -fsanitize=thread; the ASan+UBSan run has no such gap.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 kind=${1:?usage: scripts/sanitize.sh address|thread [ctest args]}
