@@ -38,19 +38,27 @@ bool HasJpegEnd(absl::string_view bytes) {
   return false;
 }
 
-// Refuses an image whose header claims more pixels than `max_pixels`, before decoding.
-absl::Status CheckClaimedPixels(absl::string_view bytes, int64_t max_pixels) {
+// Refuses an image that is not PNG, JPEG, BMP or WebP, or whose header claims more
+// pixels than `max_pixels`, before decoding. Other bytes never reach OpenCV, whose
+// fallback decoders (GDAL and the libraries behind it) can abort on crafted input.
+absl::Status CheckImageHeader(absl::string_view bytes, int64_t max_pixels) {
   const std::optional<ImageSize> size = PeekImageSize(bytes);
-  if (!size.has_value()) return absl::OkStatus();  // checked after decoding instead
+  if (!size.has_value()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot decode image (", bytes.size(),
+                     " bytes): expected JPEG, PNG, BMP or WebP"));
+  }
   if (size->width <= 0 || size->height <= 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("image header claims ", size->width, "x", size->height, " pixels"));
   }
-  if (size->width * size->height > max_pixels) {
+  // Header sizes are at most 32 bits each, so their product fits in 64 unsigned bits.
+  const uint64_t pixels =
+      static_cast<uint64_t>(size->width) * static_cast<uint64_t>(size->height);
+  if (pixels > static_cast<uint64_t>(max_pixels)) {
     return absl::InvalidArgumentError(
-        absl::StrCat("image claims ", size->width, "x", size->height, " = ",
-                     size->width * size->height, " pixels; the limit is ", max_pixels,
-                     " (max_image_pixels)"));
+        absl::StrCat("image claims ", size->width, "x", size->height, " = ", pixels,
+                     " pixels; the limit is ", max_pixels, " (max_image_pixels)"));
   }
   return absl::OkStatus();
 }
@@ -90,7 +98,7 @@ absl::StatusOr<cv::Mat> DecodeImage(absl::string_view bytes, int channels,
         absl::StrCat("image is ", bytes.size(), " bytes; the limit is ",
                      limits.max_image_bytes, " (max_image_bytes)"));
   }
-  HEADWAY_RETURN_IF_ERROR(CheckClaimedPixels(bytes, limits.max_image_pixels));
+  HEADWAY_RETURN_IF_ERROR(CheckImageHeader(bytes, limits.max_image_pixels));
   if (LooksLikeJpeg(bytes) && !HasJpegEnd(bytes)) {
     return absl::InvalidArgumentError(absl::StrCat("truncated JPEG (", bytes.size(),
                                                    " bytes, no end-of-image marker)"));
