@@ -1,8 +1,12 @@
 // headway_bench_inprocess: the in-process limit of a model: its backbone and default
 // head run directly on LibTorch, batch after batch, with no gRPC, no queue and no
-// decoding. Prints images per second, the figure served throughput is compared with.
+// decoding, on as many threads as the server's batcher runs forward passes (the
+// config's model_workers). Prints images per second, the figure served throughput is
+// compared with.
+#include <atomic>
 #include <iostream>
 #include <thread>
+#include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -19,7 +23,10 @@ ABSL_FLAG(int, batch, 1, "Inputs per forward pass.");
 ABSL_FLAG(absl::Duration, duration, absl::Seconds(8), "Measured time.");
 ABSL_FLAG(absl::Duration, warmup, absl::Seconds(2), "Time run first and not measured.");
 ABSL_FLAG(int, torch_threads, 0,
-          "LibTorch intra-op threads; 0 keeps LibTorch's default, as the server does.");
+          "LibTorch intra-op threads; 0 means one per CPU, as the server's default.");
+ABSL_FLAG(int, workers, 0,
+          "Threads running forward passes side by side; 0 takes the config's "
+          "model_workers, as the server does.");
 
 namespace headway {
 namespace {
@@ -29,8 +36,16 @@ int Fail(const absl::Status& status) {
   return 1;
 }
 
-int Measure(const v1::ModelConfig& config, const Backbone& backbone, const Head& head,
-            const std::vector<int64_t>& input_shape);
+struct WorkerCount {
+  int64_t images = 0;    // computed by passes that began at or after the start
+  absl::Time last_done;  // when the last of them finished
+};
+
+// Runs forward passes on this thread, warming up until `start`, measuring until
+// `stop`.
+WorkerCount RunForwardPasses(const Backbone& backbone, const Head& head,
+                             const std::vector<int64_t>& input_shape, int batch,
+                             absl::Time start, absl::Time stop);
 
 int Main() {
   ConfigureTorchThreads(absl::GetFlag(FLAGS_torch_threads));
@@ -57,38 +72,54 @@ int Main() {
   absl::StatusOr<std::shared_ptr<const Head>> head = Head::Load(head_spec);
   if (!head.ok()) return Fail(head.status());
 
-  // Measured on a thread of its own, as the server's batcher runs forward passes (on
+  // Measured on threads of their own, as the server's batcher runs forward passes (on
   // this machine LibTorch runs a small model several times slower on the main thread).
-  int result = 0;
-  std::thread measure(
-      [&] { result = Measure(*config, **backbone, **head, spec.input_shape); });
-  measure.join();
-  return result;
+  const int batch = absl::GetFlag(FLAGS_batch);
+  const int workers = absl::GetFlag(FLAGS_workers) > 0 ? absl::GetFlag(FLAGS_workers)
+                                                       : ModelWorkers(*config);
+  const absl::Time start = absl::Now() + absl::GetFlag(FLAGS_warmup);
+  const absl::Time stop = start + absl::GetFlag(FLAGS_duration);
+  std::vector<WorkerCount> counts(workers);
+  std::vector<std::thread> threads;
+  for (WorkerCount& count : counts) {
+    threads.emplace_back([&] {
+      count = RunForwardPasses(**backbone, **head, spec.input_shape, batch, start, stop);
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  // Each worker's rate over the passes it finished, summed.
+  double images_per_second = 0;
+  int64_t images = 0;
+  for (const WorkerCount& count : counts) {
+    images += count.images;
+    images_per_second += count.images / absl::ToDoubleSeconds(count.last_done - start);
+  }
+  const double seconds = absl::ToDoubleSeconds(stop - start);
+  std::cout << absl::StrFormat(
+      "{\"model\": \"%s\", \"batch\": %d, \"workers\": %d, \"torch_threads\": %d, "
+      "\"images\": %d, \"seconds\": %.3f, \"images_per_second\": %.2f, "
+      "\"optimized\": %s}\n",
+      config->name(), batch, workers, TorchThreads(), images, seconds, images_per_second,
+      (*backbone)->load_info().optimized ? "true" : "false");
+  return 0;
 }
 
-int Measure(const v1::ModelConfig& config, const Backbone& backbone, const Head& head,
-            const std::vector<int64_t>& input_shape) {
+WorkerCount RunForwardPasses(const Backbone& backbone, const Head& head,
+                             const std::vector<int64_t>& input_shape, int batch,
+                             absl::Time start, absl::Time stop) {
   c10::InferenceMode inference;
-  const int batch = absl::GetFlag(FLAGS_batch);
   const at::Tensor inputs =
       torch::randn({batch, input_shape[0], input_shape[1], input_shape[2]});
-  int64_t images = 0;
-  const absl::Time warm_until = absl::Now() + absl::GetFlag(FLAGS_warmup);
-  while (absl::Now() < warm_until) (void)head.Forward(*backbone.Forward(inputs));
-  const absl::Time start = absl::Now();
-  const absl::Time stop = start + absl::GetFlag(FLAGS_duration);
+  while (absl::Now() < start) (void)head.Forward(*backbone.Forward(inputs));
+  WorkerCount count;
+  count.last_done = start;
   while (absl::Now() < stop) {
     const at::Tensor logits = *head.Forward(*backbone.Forward(inputs));
     (void)at::softmax(logits, 1).topk(1, 1);
-    images += batch;
+    count.images += batch;
+    count.last_done = absl::Now();
   }
-  const double seconds = absl::ToDoubleSeconds(absl::Now() - start);
-  std::cout << absl::StrFormat(
-      "{\"model\": \"%s\", \"batch\": %d, \"images\": %d, \"seconds\": %.3f, "
-      "\"images_per_second\": %.2f, \"optimized\": %s}\n",
-      config.name(), batch, images, seconds, images / seconds,
-      backbone.load_info().optimized ? "true" : "false");
-  return 0;
+  return count;
 }
 
 }  // namespace

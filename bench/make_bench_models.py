@@ -5,6 +5,8 @@ python3-torchvision, python3-opencv; random weights are fine for speed):
   OUT/store/resnet18_batched, resnet18_unbatched   torchvision resnet18, 224x224, fc as
                                                   the head; dynamic batching on / off
   OUT/store/digits_batched, digits_unbatched       the bundled digits model, on / off
+Every model runs one backbone pass per CPU side by side (model_workers), as the server
+does best with --torch_threads=1 (README, Throughput).
   OUT/jpeg/*.jpg    224x224 JPEG photos cut from opencv-doc's sample pictures
   OUT/png/*.png     digits cut from opencv-doc's digits.png
 
@@ -24,6 +26,7 @@ DATA = "/usr/share/doc/opencv-doc/examples/data"
 PHOTOS = ["baboon.jpg", "fruits.jpg", "apple.jpg", "messi5.jpg", "home.jpg", "building.jpg",
           "butterfly.jpg", "orange.jpg"]
 BATCHING = "batching { max_batch_size: %d max_queue_delay_us: %d }\n"
+WORKERS = "model_workers: %d\n" % len(os.sched_getaffinity(0))
 
 RESNET_CONFIG = """name: "%s"
 device: "cpu"
@@ -49,7 +52,7 @@ def resnet(out):
         torch.jit.save(torch.jit.script(model), os.path.join(folder, "backbone.pt"))
         torch.jit.save(torch.jit.script(head), os.path.join(folder, "imagenet.pt"))
         with open(os.path.join(folder, "config.pbtxt"), "w") as f:
-            f.write(RESNET_CONFIG % name + batching)
+            f.write(RESNET_CONFIG % name + batching + WORKERS)
 
 
 def digits(out):
@@ -61,7 +64,7 @@ def digits(out):
         with open(os.path.join(folder, "config.pbtxt")) as f:
             config = f.read().replace('name: "digits"', f'name: "{name}"')
         with open(os.path.join(folder, "config.pbtxt"), "w") as f:
-            f.write(config + batching)
+            f.write(config + batching + WORKERS)
 
 
 def inputs(out):

@@ -16,8 +16,10 @@ work=$build/bench-run
 rm -rf "$work" && mkdir -p "$work/results"
 /usr/bin/python3 bench/make_bench_models.py "$work"
 
+# One intra-op thread per pass, one pass per CPU (each model's model_workers): on these
+# machines that served more than one pass at a time across all CPUs.
 "$build/server/headway_server" --host=127.0.0.1 --port=0 --port_file="$work/port" \
-  --metrics_address=127.0.0.1:0 --model_store="$work/store" >"$work/server.log" 2>&1 &
+  --torch_threads=1 --metrics_address=127.0.0.1:0 --model_store="$work/store" >"$work/server.log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null; wait $server 2>/dev/null || true' EXIT
 for _ in $(seq 1 600); do [ -s "$work/port" ] && break; sleep 0.1; done
@@ -30,7 +32,7 @@ done
 
 inprocess() {  # model batch
   "$build/bench/headway_bench_inprocess" --model_dir="$work/store/$1" --batch="$2" \
-    --duration="${seconds}s" --warmup=2s >"$work/results/inprocess-$1-$2.json"
+    --torch_threads=1 --duration="${seconds}s" --warmup=2s >"$work/results/inprocess-$1-$2.json"
 }
 served() {  # name model concurrency input-flags...
   local name=$1 model=$2 concurrency=$3
@@ -64,7 +66,9 @@ import json, os, platform, subprocess, sys
 results, seconds = sys.argv[1], sys.argv[2]
 load = lambda name: json.load(open(os.path.join(results, name + ".json")))
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
-print(f"Machine: {os.cpu_count()} cores, {cpu}; {seconds} s per run after 2 s warm-up.\n")
+workers = load("inprocess-resnet18_batched-8")["workers"]
+print(f"Machine: {os.cpu_count()} cores, {cpu}; {seconds} s per run after 2 s warm-up; "
+      f"each model runs {workers} backbone passes side by side, one LibTorch thread each.\n")
 print("| model | input | batching | concurrency | served inputs/s | in-process inputs/s | served/in-process | p50 ms | p90 ms | p99 ms | p99.9 ms | errors |")
 print("|---|---|---|---|---|---|---|---|---|---|---|---|")
 for model, big, concurrencies, image in (("resnet18", 8, (1, 4, 16), "jpeg"), ("digits", 32, (1, 16, 64), "png")):

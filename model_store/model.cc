@@ -208,7 +208,7 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(const Options& options) {
   batcher_options.max_queue_delay = absl::Microseconds(batching.max_queue_delay_us());
   batcher_options.max_queue_size =
       batching.max_queue_size() > 0 ? batching.max_queue_size() : 256;
-  batcher_options.workers = std::max(1, config.model_workers());
+  batcher_options.workers = ModelWorkers(config);
   if (options.on_batch) {
     batcher_options.on_batch = [on_batch = options.on_batch, name = config.name(),
                                 device = model->device_name_](const BatchRecord& record) {

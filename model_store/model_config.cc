@@ -172,6 +172,10 @@ absl::StatusOr<v1::ModelConfig> ReadModelConfig(const std::filesystem::path& mod
   return config;
 }
 
+int ModelWorkers(const v1::ModelConfig& config) {
+  return std::max(1, config.model_workers());
+}
+
 absl::Status ValidateRelativePath(absl::string_view relative) {
   if (relative.empty()) return absl::InvalidArgumentError("empty file path");
   const std::filesystem::path path{std::string(relative)};

@@ -28,6 +28,9 @@ absl::Status ValidateModelConfig(const v1::ModelConfig& config);
 // that the config's name matches the folder's.
 absl::StatusOr<v1::ModelConfig> ReadModelConfig(const std::filesystem::path& model_dir);
 
+// Threads running backbone passes for each loaded instance of `config` (0 means 1).
+int ModelWorkers(const v1::ModelConfig& config);
+
 // Refuses empty, absolute and `..` paths with INVALID_ARGUMENT: a file named by a
 // config or a request is relative to its model's folder and stays inside it.
 absl::Status ValidateRelativePath(absl::string_view relative);

@@ -5,8 +5,18 @@
 
 namespace headway {
 
-// Sets LibTorch's intra-op thread count; 0 leaves LibTorch's default (one per core).
+// Sets LibTorch's intra-op thread count; 0 means one per CPU this process may use
+// (UsableCpus).
+// (LibTorch's own default counts physical cores through cpuinfo, which on some
+// virtual machines sees a single core among several and leaves the rest idle.)
 void ConfigureTorchThreads(int intra_op_threads);
+
+// LibTorch's intra-op thread count as now set.
+int TorchThreads();
+
+// The CPUs this process may use: its affinity mask, capped by a container's CPU quota
+// (cgroup cpu.max, as Kubernetes CPU limits set it), rounded up; at least 1.
+int UsableCpus();
 
 }  // namespace headway
 

@@ -33,8 +33,9 @@ ABSL_FLAG(std::string, model_store, "models",
 ABSL_FLAG(int, worker_threads, static_cast<int>(std::thread::hardware_concurrency()),
           "Threads running inference requests and head loads.");
 ABSL_FLAG(int, torch_threads, 0,
-          "LibTorch intra-op threads per forward pass; 0 keeps LibTorch's default, which "
-          "measured best on the 2-core build machines (README, Throughput).");
+          "LibTorch intra-op threads per forward pass; 0 means one per CPU the server "
+          "may run on. With model_workers > 1, lower it so that model_workers x "
+          "torch_threads stays within the CPUs (README, Throughput).");
 ABSL_FLAG(int, max_message_bytes, 64 << 20, "Largest gRPC message accepted or sent.");
 ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(10),
           "On SIGTERM or SIGINT, how long requests in flight may take to finish.");
@@ -182,7 +183,8 @@ int Serve() {
        {"admin", options.admin.open                                  ? "open"
                  : headway::AdminAuthorizer(options.admin).enabled() ? "credential"
                                                                      : "off"},
-       {"metrics_port", absl::StrCat(metrics_port)}});
+       {"metrics_port", absl::StrCat(metrics_port)},
+       {"torch_threads", absl::StrCat(headway::TorchThreads())}});
   // Health answers NOT_SERVING from here until every model is loaded and warmed up.
   WritePortFile(absl::GetFlag(FLAGS_port_file), (*server)->port());
 
