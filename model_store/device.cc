@@ -2,6 +2,12 @@
 
 #include <torch/cuda.h>
 
+#include <set>
+
+#ifdef HEADWAY_WITH_CUDA
+#include <c10/cuda/CUDACachingAllocator.h>
+#endif
+
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
@@ -39,6 +45,31 @@ std::string DeviceName(const c10::Device& device) {
   if (device.is_cpu()) return "cpu";
   return absl::StrCat(c10::DeviceTypeName(device.type(), /*lower_case=*/true), ":",
                       device.has_index() ? device.index() : 0);
+}
+
+std::vector<DeviceMemory> CudaMemory(const std::vector<std::string>& devices) {
+  std::vector<DeviceMemory> memory;
+#ifdef HEADWAY_WITH_CUDA
+  for (const std::string& name : std::set<std::string>(devices.begin(), devices.end())) {
+    absl::string_view index_text = name;
+    int index = 0;
+    if (!absl::ConsumePrefix(&index_text, "cuda:") ||
+        !absl::SimpleAtoi(index_text, &index)) {
+      continue;
+    }
+    try {
+      const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(index);
+      // Entry 0 of each statistic is the aggregate over the allocator's pools.
+      memory.push_back(
+          {name, stats.allocated_bytes[0].current, stats.reserved_bytes[0].current});
+    } catch (const c10::Error&) {
+      // CUDA has not started on this device yet: nothing is held there.
+    }
+  }
+#else
+  (void)devices;
+#endif
+  return memory;
 }
 
 }  // namespace headway

@@ -6,7 +6,9 @@
 
 #include <c10/core/Device.h>
 
+#include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -20,6 +22,18 @@ absl::StatusOr<c10::Device> ResolveDevice(absl::string_view spec);
 
 // The canonical name of a device: "cpu", "cuda:0", ...
 std::string DeviceName(const c10::Device& device);
+
+// Memory LibTorch's CUDA caching allocator holds on one device.
+struct DeviceMemory {
+  std::string device;           // "cuda:N"
+  int64_t allocated_bytes = 0;  // in live tensors
+  int64_t reserved_bytes = 0;   // held from CUDA: allocated plus the allocator's cache
+};
+
+// The memory of each distinct CUDA device among `devices` (canonical names; cpu and
+// devices CUDA has not started on are skipped). Empty when LibTorch was built
+// without CUDA.
+std::vector<DeviceMemory> CudaMemory(const std::vector<std::string>& devices);
 
 }  // namespace headway
 

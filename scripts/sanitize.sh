@@ -23,7 +23,8 @@ if [[ $kind == thread ]]; then
   tsan_abseil=$(scripts/sanitizers/build-tsan-abseil.sh build-thread-absl)
   export LD_LIBRARY_PATH=$tsan_abseil${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
   # Check the swap took: the server must load the instrumented abseil.
-  ldd "$build_dir/server/headway_server" | grep -q "$tsan_abseil/libabsl_synchronization" ||
+  libraries=$(ldd "$build_dir/server/headway_server")
+  [[ $libraries == *"$tsan_abseil/libabsl_synchronization"* ]] ||
     { echo "the TSan build does not pick up $tsan_abseil" >&2; exit 1; }
 fi
 # Debian's LibTorch, gRPC and OpenCV are not instrumented: only Headway's code is

@@ -15,6 +15,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "model_store/device.h"
 #include "model_store/model_registry.h"
 
 namespace headway {
@@ -80,11 +81,13 @@ class StateCollector : public prometheus::Collectable {
                                      "Requests waiting for a batch, by model instance.");
     MetricFamily heads = GaugeFamily("headway_head_version",
                                      "The version each head of each instance serves.");
+    std::vector<std::string> devices;
     {
       absl::MutexLock lock(&mu_);
       if (registry_ != nullptr) {
         for (const std::shared_ptr<Model>& model : registry_->List()) {
           const ModelInfo info = model->Info();
+          devices.push_back(info.device);
           AddGauge(loaded, {{"model", info.name}, {"device", info.device}}, 1);
           AddGauge(queue, {{"model", info.name}, {"device", info.device}},
                    model->queue_depth());
@@ -99,7 +102,27 @@ class StateCollector : public prometheus::Collectable {
     MetricFamily memory =
         GaugeFamily("process_resident_memory_bytes", "Resident memory size in bytes.");
     AddGauge(memory, {}, ResidentMemoryBytes());
-    return {std::move(loaded), std::move(queue), std::move(heads), std::move(memory)};
+    std::vector<MetricFamily> families = {std::move(loaded), std::move(queue),
+                                          std::move(heads), std::move(memory)};
+    const std::vector<DeviceMemory> cuda = CudaMemory(devices);
+    if (!cuda.empty()) {
+      MetricFamily allocated =
+          GaugeFamily("headway_cuda_memory_allocated_bytes",
+                      "Bytes in live tensors on each CUDA device with a model instance.");
+      MetricFamily reserved = GaugeFamily(
+          "headway_cuda_memory_reserved_bytes",
+          "Bytes LibTorch's caching allocator holds on each CUDA device (allocated "
+          "plus cached).");
+      for (const DeviceMemory& device : cuda) {
+        AddGauge(allocated, {{"device", device.device}},
+                 static_cast<double>(device.allocated_bytes));
+        AddGauge(reserved, {{"device", device.device}},
+                 static_cast<double>(device.reserved_bytes));
+      }
+      families.push_back(std::move(allocated));
+      families.push_back(std::move(reserved));
+    }
+    return families;
   }
 
  private:

@@ -68,6 +68,20 @@ TEST(DeviceTest, CudaIndexBeyondTheGpusIsFailedPrecondition) {
   EXPECT_EQ(DeviceName(*ResolveDevice("cuda")), "cuda:0");
 }
 
+TEST(DeviceTest, CudaMemoryCountsTensorsOnTheDevice) {
+  if (!torch::cuda::is_available()) {
+    // Without CUDA there is nothing to report, whatever is asked.
+    EXPECT_TRUE(CudaMemory({"cpu", "cuda:0"}).empty());
+    GTEST_SKIP() << "needs CUDA";
+  }
+  const at::Tensor held = torch::ones({1 << 20}, torch::device(torch::kCUDA));
+  const std::vector<DeviceMemory> memory = CudaMemory({"cpu", "cuda:0", "cuda:0"});
+  ASSERT_EQ(memory.size(), 1u);
+  EXPECT_EQ(memory[0].device, "cuda:0");
+  EXPECT_GE(memory[0].allocated_bytes, 4 << 20);
+  EXPECT_GE(memory[0].reserved_bytes, memory[0].allocated_bytes);
+}
+
 TEST(BackboneTest, LoadsTorchScriptAndLearnsFeatureDim) {
   const absl::StatusOr<std::unique_ptr<Backbone>> backbone =
       LoadBackbone(kDigits / "backbone.pt", {1, 20, 20});
