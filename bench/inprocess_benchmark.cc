@@ -3,7 +3,6 @@
 // decoding, on as many threads as the server's batcher runs forward passes (the
 // config's model_workers). Prints images per second, the figure served throughput is
 // compared with.
-#include <atomic>
 #include <iostream>
 #include <thread>
 #include <vector>

@@ -5,10 +5,11 @@ python3-torchvision, python3-opencv; random weights are fine for speed):
   OUT/store/resnet18_batched, resnet18_unbatched   torchvision resnet18, 224x224, fc as
                                                   the head; dynamic batching on / off
   OUT/store/digits_batched, digits_unbatched       the bundled digits model, on / off
-Every model runs one backbone pass per CPU side by side (model_workers), as the server
-does best with --torch_threads=1 (README, Throughput).
   OUT/jpeg/*.jpg    224x224 JPEG photos cut from opencv-doc's sample pictures
   OUT/png/*.png     digits cut from opencv-doc's digits.png
+
+Every model runs one backbone pass per CPU side by side (model_workers), which served
+the most here with the server's --torch_threads=1 (README, Throughput).
 
 Usage: /usr/bin/python3 bench/make_bench_models.py OUT
 """

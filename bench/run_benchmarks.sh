@@ -16,8 +16,8 @@ work=$build/bench-run
 rm -rf "$work" && mkdir -p "$work/results"
 /usr/bin/python3 bench/make_bench_models.py "$work"
 
-# One intra-op thread per pass, one pass per CPU (each model's model_workers): on these
-# machines that served more than one pass at a time across all CPUs.
+# One intra-op thread per pass and one pass per CPU (each model's model_workers): on
+# these machines that served more than a single pass spread over all CPUs.
 "$build/server/headway_server" --host=127.0.0.1 --port=0 --port_file="$work/port" \
   --torch_threads=1 --metrics_address=127.0.0.1:0 --model_store="$work/store" >"$work/server.log" 2>&1 &
 server=$!

@@ -5,7 +5,6 @@
 #include <cstdio>
 #include <fstream>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -30,8 +29,9 @@ ABSL_FLAG(std::string, port_file, "",
           "If set, the bound port is written to this file once the server serves.");
 ABSL_FLAG(std::string, model_store, "models",
           "Folder with one sub-folder per model, each with a config.pbtxt.");
-ABSL_FLAG(int, worker_threads, static_cast<int>(std::thread::hardware_concurrency()),
-          "Threads running inference requests and head loads.");
+ABSL_FLAG(int, worker_threads, headway::UsableCpus(),
+          "Threads running inference requests and head loads; defaults to the CPUs the "
+          "server may use.");
 ABSL_FLAG(int, torch_threads, 0,
           "LibTorch intra-op threads per forward pass; 0 means one per CPU the server "
           "may run on. With model_workers > 1, lower it so that model_workers x "
