@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <iostream>
 #include <thread>
 
 #include "absl/strings/match.h"
@@ -87,6 +88,9 @@ absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::Start(
 
 ServerProcess::~ServerProcess() {
   Stop();
+  // A sanitizer report in the server (scripts/sanitize.sh) would go with its folder.
+  const std::string log = Log();
+  if (absl::StrContains(log, "Sanitizer:")) std::cerr << "server log:\n" << log;
   std::error_code ignored;
   std::filesystem::remove_all(work_dir_, ignored);
 }
