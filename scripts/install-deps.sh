@@ -14,6 +14,8 @@ packages=(
   libgtest-dev libgmock-dev
   # Operation tests: promtool and a real Prometheus server; certificates for TLS.
   prometheus openssl
+  # The benchmark reads the server's batch sizes from its metrics.
+  curl
   # Training and exporting the bundled models, and the real data they train on.
   python3 python3-torch python3-torchvision python3-numpy python3-opencv opencv-doc
 )

@@ -317,6 +317,17 @@ TEST_F(ServerTest, LoadGeneratorDrivesTheServer) {
   EXPECT_LE(closed->p99, closed->max);
   EXPECT_THAT(closed->ToJson(), HasSubstr("\"p99.9\""));
 
+  // Every RPC the generator speaks reaches its method (a wrong one is UNIMPLEMENTED).
+  options.requests = 20;
+  for (const std::string rpc : {"embed", "health"}) {
+    options.rpc = rpc;
+    absl::StatusOr<LoadReport> other = RunLoad(options);
+    ASSERT_TRUE(other.ok()) << other.status();
+    EXPECT_EQ(other->ok, 20) << rpc;
+    EXPECT_TRUE(other->errors.empty()) << rpc << ": " << other->ToJson();
+  }
+
+  options.rpc = "classify";
   options.rate = 100;
   options.poisson = true;
   options.requests = 50;
