@@ -6,7 +6,7 @@
 # namespace, so putting OUT_DIR/lib first on LD_LIBRARY_PATH swaps them in for
 # every user of abseil in the process: Headway, gRPC and protobuf alike. TSan then
 # sees absl::Mutex and absl::CondVar, which Debian's uninstrumented build hides.
-# Needs the Debian source archive (it adds a deb-src entry) and dpkg-dev.
+# Needs the Debian source archive (scripts/sanitizers/debian-source.sh).
 set -euo pipefail
 out=$(realpath -m "${1:?usage: build-tsan-abseil.sh OUT_DIR}")
 marker=$out/lib/libabsl_synchronization.so.20220623
@@ -15,31 +15,9 @@ if [[ -e $marker ]]; then
   exit 0
 fi
 
-version=$(dpkg-query -W -f='${Version}' libabsl20220623)
-src_list=/etc/apt/sources.list.d/headway-deb-src.sources
-if [[ ! -e $src_list ]]; then
-  cat >"$src_list" <<'SOURCES'
-Types: deb-src
-URIs: http://deb.debian.org/debian
-Suites: bookworm bookworm-updates
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-
-Types: deb-src
-URIs: http://deb.debian.org/debian-security
-Suites: bookworm-security
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-SOURCES
-fi
-command -v dpkg-source >/dev/null || apt-get install -y --no-install-recommends dpkg-dev >&2
-apt-get update -qq -o Dir::Etc::sourcelist="$src_list" -o Dir::Etc::sourceparts=- \
-  -o APT::Get::List-Cleanup=0 >&2
-
 work=$out/work
 rm -rf "$work" && mkdir -p "$work"
-(cd "$work" && apt-get source -qq --download-only "abseil=$version" >&2 &&
-  dpkg-source -x --no-check ./*.dsc src >&2)
+"$(dirname "$0")/debian-source.sh" abseil libabsl20220623 "$work/src"
 
 # Debian's flags (no NDEBUG, C++17, shared), plus the sanitizer.
 flags="-O1 -g -fno-omit-frame-pointer -fsanitize=thread"
