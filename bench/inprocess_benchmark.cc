@@ -14,6 +14,7 @@
 #include "absl/time/clock.h"
 #include "model_store/backbone.h"
 #include "model_store/head.h"
+#include "model_store/host_allocator.h"
 #include "model_store/model_config.h"
 #include "model_store/torch_runtime.h"
 
@@ -23,6 +24,9 @@ ABSL_FLAG(absl::Duration, duration, absl::Seconds(8), "Measured time.");
 ABSL_FLAG(absl::Duration, warmup, absl::Seconds(2), "Time run first and not measured.");
 ABSL_FLAG(int, torch_threads, 0,
           "LibTorch intra-op threads; 0 means one per CPU, as the server's default.");
+ABSL_FLAG(int64_t, malloc_retain_mb, 256,
+          "Freed memory glibc keeps mapped per arena, in MiB, as the server's flag; 0 "
+          "keeps glibc's defaults.");
 ABSL_FLAG(int, workers, 0,
           "Threads running forward passes side by side; 0 takes the config's "
           "model_workers, as the server does.");
@@ -47,6 +51,11 @@ WorkerCount RunForwardPasses(const Backbone& backbone, const Head& head,
                              absl::Time start, absl::Time stop);
 
 int Main() {
+  if (absl::Status status =
+          RetainFreedTensorMemory(absl::GetFlag(FLAGS_malloc_retain_mb) << 20);
+      !status.ok()) {
+    return Fail(status);
+  }
   ConfigureTorchThreads(absl::GetFlag(FLAGS_torch_threads));
   const std::filesystem::path dir = absl::GetFlag(FLAGS_model_dir);
   absl::StatusOr<v1::ModelConfig> config = ReadModelConfig(dir);
