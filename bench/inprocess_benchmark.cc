@@ -53,8 +53,10 @@ WorkerCount RunForwardPasses(const Backbone& backbone, const Head& head,
 int Main() {
   if (absl::Status status =
           RetainFreedTensorMemory(absl::GetFlag(FLAGS_malloc_retain_mb) << 20);
-      !status.ok()) {
+      absl::IsInvalidArgument(status)) {
     return Fail(status);
+  } else if (!status.ok()) {
+    std::cerr << "headway_bench_inprocess: " << status << "\n";
   }
   ConfigureTorchThreads(absl::GetFlag(FLAGS_torch_threads));
   const std::filesystem::path dir = absl::GetFlag(FLAGS_model_dir);

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Headway's throughput benchmark, all in one run on this machine:
 #  - the in-process limit (headway_bench_inprocess: backbone + head on LibTorch),
-#    before and after the served runs: their mean is the reference, and the gap between
-#    them shows how much a shared machine drifted during the run;
+#    just before and just after each group of served runs: their mean is the group's
+#    reference, and the gap between them shows how much the machine drifted;
 #  - served throughput through headway_loadgen at several concurrencies, with dynamic
 #    batching on and off, with tensor and with encoded-image inputs;
 #  - for ResNet-18 at 224x224 and for the small digits model;
@@ -33,13 +33,9 @@ for _ in $(seq 1 600); do
   sleep 0.1
 done
 
-inprocess() {  # pass model batch
+inprocess() {  # name model batch
   "$build/bench/headway_bench_inprocess" --model_dir="$work/store/$2" --batch="$3" \
-    --torch_threads=1 --duration="${seconds}s" --warmup=2s >"$work/results/inprocess-$2-$3-$1.json"
-}
-inprocess_all() {  # pass
-  for batch in 1 8; do inprocess "$1" resnet18_batched $batch; done
-  for batch in 1 32; do inprocess "$1" digits_batched $batch; done
+    --torch_threads=1 --duration="${seconds}s" --warmup=2s >"$work/results/inprocess-$1.json"
 }
 metrics=127.0.0.1:$(cat "$work/metrics_port")
 batches() {  # model: "passes inputs" so far, from the server's batch-size histogram
@@ -59,34 +55,44 @@ served() {  # name model concurrency input-flags...
   echo "$before $(batches "$model")" >"$work/results/batches-$name.txt"
 }
 
+# Each group of served runs sits between two in-process runs of its reference (the
+# group's batch size, on the batched model's files) and is compared with their mean:
+# this shared machine drifts by 10-20% over minutes, so both sides of a ratio are
+# measured within about two minutes of each other.
+group() {  # model mode reference-batch image-flag concurrencies...
+  local model=$1 mode=$2 batch=$3 images=$4
+  shift 4
+  inprocess "$model-$mode-before" "${model}_batched" "$batch"
+  for c in "$@"; do
+    served "${model}_${mode}-tensor-$c" "${model}_$mode" "$c" --tensor_shape="$tensor_shape"
+    served "${model}_${mode}-$image_kind-$c" "${model}_$mode" "$c" --images="$images"
+  done
+  inprocess "$model-$mode-after" "${model}_batched" "$batch"
+}
+
 echo "measuring (about $((seconds * 42 / 60 + 2)) minutes)..." >&2
-inprocess_all before
 jpegs=$(ls "$work"/jpeg/*.jpg | paste -sd,)
 pngs=$(ls "$work"/png/*.png | paste -sd,)
-for mode in batched unbatched; do
-  # 32 = twice model_workers x max_batch_size: a full batch waits while both passes run.
-  for c in 1 4 16 32; do
-    served "resnet18_${mode}-tensor-$c" "resnet18_$mode" $c --tensor_shape=3,224,224
-    served "resnet18_${mode}-jpeg-$c" "resnet18_$mode" $c --images="$jpegs"
-  done
-  for c in 1 16 64; do
-    served "digits_${mode}-tensor-$c" "digits_$mode" $c --tensor_shape=1,20,20
-    served "digits_${mode}-png-$c" "digits_$mode" $c --images="$pngs"
-  done
-done
+# Concurrency 32 = twice model_workers x max_batch_size: a full batch waits while both
+# passes run.
+tensor_shape=3,224,224 image_kind=jpeg
+group resnet18 batched 8 "$jpegs" 1 4 16 32
+group resnet18 unbatched 1 "$jpegs" 1 4 16 32
+tensor_shape=1,20,20 image_kind=png
+group digits batched 32 "$pngs" 1 16 64
+group digits unbatched 1 "$pngs" 1 16 64
 "$build/client/headway_loadgen" --target="$target" --rpc=health --concurrency=64 \
   --duration="${seconds}s" --warmup=2s --progress=false \
   --json_out="$work/results/served-empty-rpc.json" >/dev/null
-inprocess_all after
 
 /usr/bin/python3 - "$work/results" "$seconds" <<'PY'
 import json, os, platform, subprocess, sys
 results, seconds = sys.argv[1], sys.argv[2]
 load = lambda name: json.load(open(os.path.join(results, name + ".json")))
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
-workers = load("inprocess-resnet18_batched-8-before")["workers"]
-def limit_of(model, batch):
-    return sum(load(f"inprocess-{model}_batched-{batch}-{p}")["images_per_second"]
+workers = load("inprocess-resnet18-batched-before")["workers"]
+def limit_of(model, mode):
+    return sum(load(f"inprocess-{model}-{mode}-{p}")["images_per_second"]
                for p in ("before", "after")) / 2
 print(f"Machine: {os.cpu_count()} cores, {cpu}; {seconds} s per run after 2 s warm-up; "
       f"each model runs {workers} backbone passes side by side, one LibTorch thread each.\n")
@@ -97,9 +103,8 @@ print("| model | input | batching | concurrency | served inputs/s | in-process i
 print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 best = {}
 for model, big, concurrencies, image in (("resnet18", 8, (1, 4, 16, 32), "jpeg"), ("digits", 32, (1, 16, 64), "png")):
-    limit = {b: limit_of(model, b) for b in (1, big)}
     for mode in ("batched", "unbatched"):
-        reference = limit[big] if mode == "batched" else limit[1]
+        reference = limit_of(model, mode)
         for kind in ("tensor", image):
             for c in concurrencies:
                 name = f"{model}_{mode}-{kind}-{c}"
@@ -120,8 +125,9 @@ empty = load("served-empty-rpc")
 print(f"\nEmpty RPC (gRPC health Check, concurrency 64): {empty['throughput']:.0f} requests/s, "
       f"p50 {empty['latency_ms']['p50']:.2f} ms.")
 for model, big in (("resnet18", 8), ("digits", 32)):
-    for b in (1, big):
-        first, last = (load(f"inprocess-{model}_batched-{b}-{p}") for p in ("before", "after"))
+    for mode, b in (("batched", big), ("unbatched", 1)):
+        first, last = (load(f"inprocess-{model}-{mode}-{p}") for p in ("before", "after"))
         print(f"In-process {model} batch {b}: {first['images_per_second']:.1f} images/s before the "
-              f"served runs, {last['images_per_second']:.1f} after (optimized graph: {first['optimized']}).")
+              f"batching-{'on' if mode == 'batched' else 'off'} runs, {last['images_per_second']:.1f} "
+              f"after (optimized graph: {first['optimized']}).")
 PY

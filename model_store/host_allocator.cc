@@ -27,7 +27,9 @@ absl::Status RetainFreedTensorMemory(int64_t retain_bytes) {
       static_cast<int>(std::min<int64_t>(retain_bytes, std::numeric_limits<int>::max()));
   if (mallopt(M_MMAP_THRESHOLD, kLargestHeapBlock) != 1 ||
       mallopt(M_TRIM_THRESHOLD, trim) != 1) {
-    return absl::InternalError("glibc refused the malloc thresholds (mallopt)");
+    return absl::FailedPreconditionError(
+        "the process's allocator does not take glibc's malloc options (mallopt); a "
+        "sanitizer's allocator replaces glibc's");
   }
   return absl::OkStatus();
 }

@@ -18,7 +18,9 @@ namespace headway {
 // here in some runs than in others. This serves blocks up to 32 MiB (glibc's largest)
 // from the heap and keeps up to `retain_bytes` of free memory at each heap's top.
 // The cost is resident memory: up to `retain_bytes` per malloc arena stays mapped.
-// `retain_bytes` 0 leaves glibc's defaults. INVALID_ARGUMENT if negative.
+// `retain_bytes` 0 leaves glibc's defaults. INVALID_ARGUMENT if negative;
+// FAILED_PRECONDITION, changing nothing, where glibc's malloc is not the allocator
+// (under AddressSanitizer or ThreadSanitizer).
 absl::Status RetainFreedTensorMemory(int64_t retain_bytes);
 
 }  // namespace headway

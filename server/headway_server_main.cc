@@ -246,8 +246,11 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &ShutdownSignals(), nullptr);
   if (absl::Status status =
           headway::RetainFreedTensorMemory(absl::GetFlag(FLAGS_malloc_retain_mb) << 20);
-      !status.ok()) {
+      absl::IsInvalidArgument(status)) {
     return Fail(status);
+  } else if (!status.ok()) {  // serving works, each pass faulting its memory in
+    headway::LogEvent(headway::LogLevel::kWarning, "malloc_options_ignored",
+                      {{"message", std::string(status.message())}});
   }
   headway::ConfigureTorchThreads(absl::GetFlag(FLAGS_torch_threads));
   return Serve();
