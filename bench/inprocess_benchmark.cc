@@ -10,6 +10,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "model_store/backbone.h"
@@ -51,11 +52,12 @@ WorkerCount RunForwardPasses(const Backbone& backbone, const Head& head,
                              absl::Time start, absl::Time stop);
 
 int Main() {
-  if (absl::Status status =
-          RetainFreedTensorMemory(absl::GetFlag(FLAGS_malloc_retain_mb) << 20);
-      absl::IsInvalidArgument(status)) {
-    return Fail(status);
-  } else if (!status.ok()) {
+  const int64_t retain_mb = absl::GetFlag(FLAGS_malloc_retain_mb);
+  if (retain_mb < 0) {
+    return Fail(absl::InvalidArgumentError(
+        absl::StrCat("--malloc_retain_mb must be 0 or more, not ", retain_mb)));
+  }
+  if (absl::Status status = RetainFreedTensorMemory(retain_mb << 20); !status.ok()) {
     std::cerr << "headway_bench_inprocess: " << status << "\n";
   }
   ConfigureTorchThreads(absl::GetFlag(FLAGS_torch_threads));

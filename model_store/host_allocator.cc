@@ -28,8 +28,8 @@ absl::Status RetainFreedTensorMemory(int64_t retain_bytes) {
   if (mallopt(M_MMAP_THRESHOLD, kLargestHeapBlock) != 1 ||
       mallopt(M_TRIM_THRESHOLD, trim) != 1) {
     return absl::FailedPreconditionError(
-        "the process's allocator does not take glibc's malloc options (mallopt); a "
-        "sanitizer's allocator replaces glibc's");
+        "the allocator in this process ignores glibc malloc options (mallopt): a "
+        "sanitizer replaces glibc malloc");
   }
   return absl::OkStatus();
 }

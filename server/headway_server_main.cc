@@ -244,11 +244,13 @@ int main(int argc, char** argv) {
   // Block the shutdown signals in every thread (before any starts); Serve waits for
   // them.
   pthread_sigmask(SIG_BLOCK, &ShutdownSignals(), nullptr);
-  if (absl::Status status =
-          headway::RetainFreedTensorMemory(absl::GetFlag(FLAGS_malloc_retain_mb) << 20);
-      absl::IsInvalidArgument(status)) {
-    return Fail(status);
-  } else if (!status.ok()) {  // serving works, each pass faulting its memory in
+  const int64_t retain_mb = absl::GetFlag(FLAGS_malloc_retain_mb);
+  if (retain_mb < 0) {
+    return Fail(absl::InvalidArgumentError(
+        absl::StrCat("--malloc_retain_mb must be 0 or more, not ", retain_mb)));
+  }
+  if (absl::Status status = headway::RetainFreedTensorMemory(retain_mb << 20);
+      !status.ok()) {  // serving works, each pass faulting its memory in
     headway::LogEvent(headway::LogLevel::kWarning, "malloc_options_ignored",
                       {{"message", std::string(status.message())}});
   }

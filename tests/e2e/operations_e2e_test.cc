@@ -440,6 +440,14 @@ TEST_F(TlsTest, MutualTlsNeedsAClientCertificateAndItsNameCanBeTheAdminCredentia
   EXPECT_EQ(answer->results(0).labels(0).label(), "even");
 }
 
+TEST(StartupTest, ANegativeMallocRetentionRefusesToStartNamingTheFlag) {
+  absl::StatusOr<std::unique_ptr<ServerProcess>> server =
+      ServerProcess::Start(testing::ModelStore(), {"--malloc_retain_mb=-1"});
+  ASSERT_FALSE(server.ok());
+  EXPECT_THAT(std::string(server.status().message()),
+              HasSubstr("--malloc_retain_mb must be 0 or more, not -1"));
+}
+
 TEST(PathSafetyTest, SymbolicLinksOutOfTheModelFolderAreRefused) {
   const std::filesystem::path store = testing::CopyModelStore();
   const std::filesystem::path outside = MakeTempDir();
