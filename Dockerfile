@@ -11,7 +11,8 @@ ARG RUNTIME_BASE=debian:bookworm-slim
 FROM debian:bookworm-slim AS build
 ENV DEBIAN_FRONTEND=noninteractive
 RUN apt-get update -q && apt-get install -y -q --no-install-recommends \
-      build-essential cmake ninja-build pkg-config libtorch-dev libgrpc++-dev \
+      build-essential cmake ninja-build pkg-config libtorch-dev libopenblas0-serial \
+      libgrpc++-dev \
       protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev \
       libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev \
       prometheus-cpp-dev \

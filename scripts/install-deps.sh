@@ -7,6 +7,9 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build ccache pkg-config
   libtorch-dev
+  # LibTorch's BLAS (linear layers) through Debian's libblas.so.3 alternative: OpenBLAS
+  # instead of the reference BLAS, single-threaded as LibTorch schedules its own threads.
+  libopenblas0-serial
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev
   libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev
