@@ -19,8 +19,9 @@ namespace headway {
 // from the heap and keeps up to `retain_bytes` of free memory at each heap's top.
 // The cost is resident memory: up to `retain_bytes` per malloc arena stays mapped.
 // `retain_bytes` 0 leaves glibc's defaults. INVALID_ARGUMENT if negative;
-// FAILED_PRECONDITION, changing nothing, where glibc's malloc is not the allocator
-// (under AddressSanitizer or ThreadSanitizer).
+// FAILED_PRECONDITION, changing nothing, where mallopt is refused (AddressSanitizer
+// intercepts it). ThreadSanitizer lets glibc take the options, but its own allocator
+// serves the process, so they change nothing there either.
 absl::Status RetainFreedTensorMemory(int64_t retain_bytes);
 
 }  // namespace headway
