@@ -3,6 +3,7 @@
 #include <torch/types.h>
 
 #include <cmath>
+#include <limits>
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
@@ -157,6 +158,16 @@ absl::StatusOr<cv::Mat> PixelsFromTensor(const InputView& input, int channels) {
   return pixels;
 }
 
+// Whether a float tensor holds no NaN and no infinity. One vectorised pass with no
+// temporaries: its smallest and largest values are finite, and NaN propagates into
+// both. (isfinite().all() makes four temporaries the input's size; for a 224x224 RGB
+// input that was 4x the time of the copy it checks.)
+bool AllFinite(const at::Tensor& tensor) {
+  constexpr float kMax = std::numeric_limits<float>::max();
+  const auto [smallest, largest] = at::aminmax(tensor);
+  return smallest.item<float>() >= -kMax && largest.item<float>() <= kMax;
+}
+
 }  // namespace
 
 Preprocessor::Preprocessor(const v1::InputSpec& spec, const InputLimits& limits)
@@ -206,7 +217,7 @@ absl::StatusOr<at::Tensor> Preprocessor::Process(const InputView& input) const {
       at::Tensor tensor = torch::from_blob(const_cast<char*>(input.data.data()),
                                            input_shape_, torch::kFloat32)
                               .clone();
-      if (!tensor.isfinite().all().item<bool>()) {
+      if (!AllFinite(tensor)) {
         return absl::InvalidArgumentError("float32 tensor holds NaN or infinite values");
       }
       return tensor;

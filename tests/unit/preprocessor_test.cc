@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <torch/types.h>
 
+#include <limits>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
@@ -160,6 +161,36 @@ TEST(PreprocessorTest, Float32TensorPassesThrough) {
   ASSERT_TRUE(tensor.ok()) << tensor.status();
   EXPECT_EQ((*tensor)[0][1][1].item<float>(), 8.0f);
   EXPECT_EQ((*tensor)[0][0][1].item<float>(), -2.0f);
+}
+
+// One non-finite value anywhere among finite ones is refused: NaN and both
+// infinities, first, in the middle and last, and beside the largest finite values.
+TEST(PreprocessorTest, Float32TensorWithOneNonFiniteValueIsRefused) {
+  const auto preprocessor = Make(Spec(3, 4, 4, v1::InputSpec::STRETCH));
+  constexpr float kMax = std::numeric_limits<float>::max();
+  std::vector<float> values(3 * 4 * 4, 0.5f);
+  values[1] = kMax;
+  values[2] = -kMax;
+  const auto process = [&] {
+    return preprocessor->Process(
+        Tensor(TensorType::kFloat32, {3, 4, 4},
+               absl::string_view(reinterpret_cast<const char*>(values.data()),
+                                 values.size() * sizeof(float))));
+  };
+  ASSERT_TRUE(process().ok()) << process().status();
+  for (const float bad :
+       {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(),
+        -std::numeric_limits<float>::infinity()}) {
+    for (const size_t at : {size_t{0}, values.size() / 2, values.size() - 1}) {
+      const float kept = values[at];
+      values[at] = bad;
+      const absl::StatusOr<at::Tensor> tensor = process();
+      EXPECT_EQ(tensor.status().code(), absl::StatusCode::kInvalidArgument)
+          << bad << " at " << at;
+      EXPECT_THAT(tensor.status().message(), HasSubstr("NaN or infinite"));
+      values[at] = kept;
+    }
+  }
 }
 
 struct BadInput {
