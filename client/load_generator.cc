@@ -162,7 +162,7 @@ class Run {
     const absl::Time now = absl::Now();
     absl::MutexLock lock(&mu_);
     --in_flight_;
-    if (sent < measure_from_ || now > stop_at_) return;
+    if (now < measure_from_ || now > stop_at_) return;  // outside the window
     if (options_.requests > 0 && measured_ >= options_.requests) return;  // overshoot
     ++measured_;
     if (status.ok()) {

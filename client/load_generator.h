@@ -4,6 +4,11 @@
 // or Poisson arrivals) whatever the server does. Calls go out on gRPC's callback API
 // over several channels; a warm-up period is run and not counted.
 //
+// The measured window runs from the end of the warm-up to `duration` later. A call
+// counts when it completes inside the window, whenever it was sent: counting only the
+// calls sent inside it would miss those in flight when it opens, and read throughput
+// low by latency/duration (4% at 8 s with 340 ms calls).
+//
 // Run() is not reentrant; one LoadGenerator per run.
 #ifndef HEADWAY_CLIENT_LOAD_GENERATOR_H_
 #define HEADWAY_CLIENT_LOAD_GENERATOR_H_

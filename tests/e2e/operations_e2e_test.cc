@@ -252,6 +252,33 @@ TEST(ShutdownTest, SigtermDrainsAndFinishesRequestsInFlight) {
   std::filesystem::remove_all(store);
 }
 
+// Every call takes the 1 s queue delay. Two calls go out at 0 s (done at 1 s, in the
+// warm-up), two at 1 s (done at 2 s, inside the window 1.5-2.5 s) and two at 2 s
+// (done after it). The two the window saw were sent before it opened: a generator
+// that counted only calls sent inside the window would report none, and throughput
+// low by latency/duration in every closed-loop run.
+TEST(LoadGeneratorTest, CountsCallsThatCompleteInsideTheWindow) {
+  const std::filesystem::path store = SlowBatchingStore(absl::Seconds(1));
+  absl::StatusOr<std::unique_ptr<ServerProcess>> server = ServerProcess::Start(store);
+  ASSERT_TRUE(server.ok()) << server.status();
+  LoadOptions load;
+  load.target = (*server)->target();
+  load.concurrency = 2;
+  load.warmup = absl::Milliseconds(1500);
+  load.duration = absl::Seconds(1);
+  load.progress = false;
+  v1::Input input;
+  input.set_image(testing::EncodePng(testing::DigitCell(7)));
+  load.inputs = {input};
+  const absl::StatusOr<LoadReport> report = RunLoad(load);
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_EQ(report->ok, 2) << report->ToJson();
+  EXPECT_TRUE(report->errors.empty()) << report->ToJson();
+  EXPECT_GE(report->p50, 1000) << report->ToJson();
+  EXPECT_NEAR(report->throughput, 2.0, 0.01) << report->ToJson();
+  std::filesystem::remove_all(store);
+}
+
 TEST(AdminAuthTest, ManagementNeedsTheTokenAndInferenceStaysOpen) {
   absl::StatusOr<std::unique_ptr<ServerProcess>> server =
       ServerProcess::Start(testing::ModelStore());
