@@ -41,8 +41,10 @@ int Fail(const absl::Status& status) {
 }
 
 struct WorkerCount {
-  int64_t images = 0;    // computed by passes that began at or after the start
-  absl::Time last_done;  // when the last of them finished
+  int64_t images = 0;     // computed by passes that began at or after the start
+  absl::Time first_went;  // when the first of them began (the warm-up's last pass
+                          // runs past the start)
+  absl::Time last_done;   // when the last of them finished
 };
 
 // Runs forward passes on this thread, warming up until `start`, measuring until
@@ -99,12 +101,14 @@ int Main() {
     });
   }
   for (std::thread& thread : threads) thread.join();
-  // Each worker's rate over the passes it finished, summed.
+  // Each worker's rate over the passes it ran from the start, summed.
   double images_per_second = 0;
   int64_t images = 0;
   for (const WorkerCount& count : counts) {
     images += count.images;
-    images_per_second += count.images / absl::ToDoubleSeconds(count.last_done - start);
+    if (count.images == 0) continue;
+    images_per_second +=
+        count.images / absl::ToDoubleSeconds(count.last_done - count.first_went);
   }
   const double seconds = absl::ToDoubleSeconds(stop - start);
   std::cout << absl::StrFormat(
@@ -124,7 +128,8 @@ WorkerCount RunForwardPasses(const Backbone& backbone, const Head& head,
       torch::randn({batch, input_shape[0], input_shape[1], input_shape[2]});
   while (absl::Now() < start) (void)head.Forward(*backbone.Forward(inputs));
   WorkerCount count;
-  count.last_done = start;
+  count.first_went = absl::Now();
+  count.last_done = count.first_went;
   while (absl::Now() < stop) {
     const at::Tensor logits = *head.Forward(*backbone.Forward(inputs));
     (void)at::softmax(logits, 1).topk(1, 1);
