@@ -168,21 +168,42 @@ bool AllFinite(const at::Tensor& tensor) {
   return smallest.item<float>() >= -kMax && largest.item<float>() <= kMax;
 }
 
+// Writes 8-bit pixels [H, W, C] into a new float tensor [C, H, W], each channel c as
+// pixel * scale[c] + offset[c]: one OpenCV pass per channel, straight into the
+// tensor's memory (LibTorch's permute, convert, divide, subtract, divide and copy took
+// six passes and as many allocations).
+at::Tensor ToNormalizedChw(const cv::Mat& pixels, const std::vector<float>& scale,
+                           const std::vector<float>& offset) {
+  const int channels = pixels.channels();
+  at::Tensor chw = torch::empty({channels, pixels.rows, pixels.cols}, torch::kFloat32);
+  std::vector<cv::Mat> planes;
+  if (channels == 1) {
+    planes.push_back(pixels);
+  } else {
+    cv::split(pixels, planes);
+  }
+  float* data = chw.data_ptr<float>();
+  const size_t plane_size = static_cast<size_t>(pixels.rows) * pixels.cols;
+  for (int c = 0; c < channels; ++c) {
+    cv::Mat plane(pixels.rows, pixels.cols, CV_32FC1, data + c * plane_size);
+    planes[c].convertTo(plane, CV_32F, scale[c], offset[c]);
+  }
+  return chw;
+}
+
 }  // namespace
 
 Preprocessor::Preprocessor(const v1::InputSpec& spec, const InputLimits& limits)
     : spec_(spec),
       limits_(limits),
       input_shape_{spec.channels(), spec.height(), spec.width()} {
-  auto per_channel = [&](const google::protobuf::RepeatedField<float>& values) {
-    at::Tensor t = torch::empty({spec.channels(), 1, 1}, torch::kFloat32);
-    for (int c = 0; c < spec.channels(); ++c) {
-      t[c] = values.size() == 1 ? values[0] : values[c];
-    }
-    return t;
-  };
-  mean_ = per_channel(spec.mean());
-  std_ = per_channel(spec.std());
+  for (int c = 0; c < spec.channels(); ++c) {
+    const float mean = spec.mean(spec.mean_size() == 1 ? 0 : c);
+    const float std = spec.std(spec.std_size() == 1 ? 0 : c);
+    // (x / 255 - mean) / std
+    scale_.push_back(1.0f / (255.0f * std));
+    offset_.push_back(-mean / std);
+  }
 }
 
 absl::StatusOr<std::unique_ptr<Preprocessor>> Preprocessor::Create(
@@ -267,14 +288,7 @@ absl::StatusOr<at::Tensor> Preprocessor::Process(const InputView& input) const {
   }
   if (!pixels.isContinuous()) pixels = pixels.clone();
 
-  const at::Tensor hwc =
-      torch::from_blob(pixels.data, {height, width, channels}, torch::kUInt8);
-  return hwc.permute({2, 0, 1})
-      .to(torch::kFloat32)
-      .div_(255.0f)
-      .sub_(mean_)
-      .div_(std_)
-      .contiguous();
+  return ToNormalizedChw(pixels, scale_, offset_);
 }
 
 }  // namespace headway

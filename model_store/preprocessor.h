@@ -40,8 +40,9 @@ class Preprocessor {
   v1::InputSpec spec_;
   InputLimits limits_;
   std::vector<int64_t> input_shape_;
-  at::Tensor mean_;  // [C, 1, 1]
-  at::Tensor std_;   // [C, 1, 1]
+  // Per channel: the normalised value is pixel * scale_ + offset_.
+  std::vector<float> scale_;
+  std::vector<float> offset_;
 };
 
 }  // namespace headway
