@@ -9,6 +9,59 @@
 
 namespace headway {
 
+namespace {
+
+// Each task's answer: its rows of the forward pass's output, or, for a task with a
+// stage, its rows of the stage's output over the rows of every task sharing that stage.
+std::vector<absl::StatusOr<at::Tensor>> TaskOutputs(
+    const std::vector<BatchTask>& batch, const absl::StatusOr<at::Tensor>& features) {
+  if (!features.ok()) {
+    return std::vector<absl::StatusOr<at::Tensor>>(batch.size(), features.status());
+  }
+  std::vector<absl::StatusOr<at::Tensor>> outputs(batch.size());
+  std::vector<int64_t> first_row;
+  int64_t rows = 0;
+  for (const BatchTask& task : batch) {
+    first_row.push_back(rows);
+    rows += task.inputs.size(0);
+  }
+  const auto rows_of = [&](size_t i) {
+    return features->narrow(0, first_row[i], batch[i].inputs.size(0));
+  };
+  std::vector<bool> answered(batch.size(), false);
+  for (size_t i = 0; i < batch.size(); ++i) {
+    if (answered[i]) continue;
+    if (batch[i].stage_key == nullptr || !batch[i].stage) {
+      outputs[i] = rows_of(i);
+      continue;
+    }
+    std::vector<size_t> sharing;
+    std::vector<at::Tensor> stage_inputs;
+    for (size_t j = i; j < batch.size(); ++j) {
+      if (batch[j].stage_key == batch[i].stage_key && batch[j].stage) {
+        sharing.push_back(j);
+        stage_inputs.push_back(rows_of(j));
+      }
+    }
+    absl::StatusOr<at::Tensor> staged =
+        CallTorch("gathering rows for a stage", absl::StatusCode::kInternal, [&] {
+          return sharing.size() == batch.size() ? *features : at::cat(stage_inputs);
+        });
+    if (staged.ok()) staged = batch[i].stage(*staged);
+    int64_t row = 0;
+    for (size_t j : sharing) {
+      const int64_t n = batch[j].inputs.size(0);
+      outputs[j] = staged.ok() ? absl::StatusOr<at::Tensor>(staged->narrow(0, row, n))
+                               : staged.status();
+      answered[j] = true;
+      row += n;
+    }
+  }
+  return outputs;
+}
+
+}  // namespace
+
 Batcher::Batcher(const Options& options,
                  std::function<absl::StatusOr<at::Tensor>(const at::Tensor&)> forward)
     : options_(options), forward_(std::move(forward)) {
@@ -134,16 +187,8 @@ void Batcher::Run() {
     if (features.ok()) features = forward_(*features);
     record.forward_time = absl::Now() - taken;
     if (options_.on_batch) options_.on_batch(record);
-    int64_t row = 0;
-    for (BatchTask& task : batch) {
-      const int64_t n = task.inputs.size(0);
-      if (features.ok()) {
-        task.done(features->narrow(0, row, n));
-      } else {
-        task.done(features.status());
-      }
-      row += n;
-    }
+    std::vector<absl::StatusOr<at::Tensor>> outputs = TaskOutputs(batch, features);
+    for (size_t i = 0; i < batch.size(); ++i) batch[i].done(std::move(outputs[i]));
   }
 }
 

@@ -4,7 +4,8 @@
 // over it, and hand each request its own rows. The queue is bounded: a full queue
 // refuses new requests at once (RESOURCE_EXHAUSTED). A request whose deadline passed
 // or that was cancelled while it waited is dropped before it joins a batch and never
-// computed.
+// computed. A task may add a second stage on its rows of the pass (a classification
+// head): the tasks of a batch with the same stage share one call of it.
 //
 // Thread-safe. The destructor stops the workers after the queued requests ran.
 #ifndef HEADWAY_MODEL_STORE_BATCHER_H_
@@ -27,11 +28,18 @@
 
 namespace headway {
 
+using BatchStage = std::function<absl::StatusOr<at::Tensor>(const at::Tensor&)>;
+
 struct BatchTask {
   at::Tensor inputs;  // [n, C, H, W]
   RequestControl control;
-  // Runs on a batcher worker with this task's rows of the forward pass's output
-  // ([n, D]), or why the task was not computed.
+  // Optional: maps rows of the forward pass's output ([m, D]) to rows of its own
+  // ([m, ...]). Tasks of one batch with the same non-null stage_key are taken to have
+  // the same stage, and share one call of it over all their rows.
+  const void* stage_key = nullptr;
+  BatchStage stage;
+  // Runs on a batcher worker with this task's rows of the stage's output, or of the
+  // forward pass's ([n, D]) without a stage, or why the task was not computed.
   std::function<void(absl::StatusOr<at::Tensor>)> done;
   absl::Time enqueued;  // set by Enqueue
 };

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <map>
+#include <numeric>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -54,8 +55,9 @@ absl::StatusOr<at::Tensor> Preprocess(const Preprocessor& preprocessor,
     }
     items.push_back(*std::move(item));
   }
-  return CallTorch("batching inputs", absl::StatusCode::kInternal,
-                   [&] { return at::stack(items); });
+  return CallTorch("batching inputs", absl::StatusCode::kInternal, [&] {
+    return items.size() == 1 ? items[0].unsqueeze(0) : at::stack(items);
+  });
 }
 
 EmbedResult MakeEmbedResult(at::Tensor features, bool l2_normalize, int64_t version) {
@@ -74,28 +76,37 @@ EmbedResult MakeEmbedResult(at::Tensor features, bool l2_normalize, int64_t vers
   return result;
 }
 
-absl::StatusOr<ClassifyResult> MakeClassifyResult(const Head& head,
-                                                  const at::Tensor& features, int top_k,
-                                                  int64_t version) {
+// A classification head as a batch stage: class probabilities (the softmax of the
+// logits), float32 and contiguous on the CPU, one row per input. One call serves every
+// request of a batch that asked for this head.
+absl::StatusOr<at::Tensor> HeadProbabilities(const Head& head,
+                                             const at::Tensor& features) {
   HEADWAY_ASSIGN_OR_RETURN(const at::Tensor logits, head.Forward(features));
-  const int64_t k =
-      std::min<int64_t>(top_k == 0 ? kDefaultTopK : top_k, head.num_classes());
-  const auto [scores, indices] = at::softmax(logits.to(torch::kFloat32), 1).topk(k, 1);
-  const at::Tensor cpu_scores = scores.to(torch::kCPU).contiguous();
-  const at::Tensor cpu_indices = indices.to(torch::kCPU, torch::kInt64).contiguous();
+  return CallTorch("scoring the head's logits", absl::StatusCode::kInternal, [&] {
+    return at::softmax(logits.to(torch::kFloat32), 1).to(torch::kCPU).contiguous();
+  });
+}
 
+// The top_k labels of each row of `probabilities` (HeadProbabilities' rows for one
+// request), highest first; equal scores keep the lower class index first.
+ClassifyResult MakeClassifyResult(const Head& head, const at::Tensor& probabilities,
+                                  int top_k, int64_t version) {
+  const int64_t classes = probabilities.size(1);
+  const int64_t k = std::min<int64_t>(top_k == 0 ? kDefaultTopK : top_k, classes);
   ClassifyResult result;
   result.model_version = version;
   result.head = head.name();
   result.head_version = head.version();
-  const float* score = cpu_scores.data_ptr<float>();
-  const int64_t* index = cpu_indices.data_ptr<int64_t>();
-  for (int64_t row = 0; row < cpu_scores.size(0); ++row) {
+  std::vector<int> order(classes);
+  for (int64_t row = 0; row < probabilities.size(0); ++row) {
+    const float* score = probabilities.data_ptr<float>() + row * classes;
+    std::iota(order.begin(), order.end(), 0);
+    std::partial_sort(order.begin(), order.begin() + k, order.end(), [&](int a, int b) {
+      return score[a] > score[b] || (score[a] == score[b] && a < b);
+    });
     std::vector<ScoredLabel>& labels = result.results.emplace_back();
     for (int64_t j = 0; j < k; ++j) {
-      const int64_t class_index = index[row * k + j];
-      labels.push_back({head.labels()[class_index], static_cast<int>(class_index),
-                        score[row * k + j]});
+      labels.push_back({head.labels()[order[j]], order[j], score[order[j]]});
     }
   }
   return result;
@@ -139,18 +150,15 @@ absl::StatusOr<HeadFiles> ReadHeadFiles(const std::filesystem::path& model_dir,
 }
 
 // Checks and preprocesses a request's inputs (on the calling thread) and queues them
-// for the batcher; `on_features` later gets the request's rows of the backbone pass.
-// Returns why the request was refused at once, in which case `on_features` never runs.
+// for the batcher as `task` (its stage and done set); task.done later gets the
+// request's rows. Returns why the request was refused at once, in which case task.done
+// never runs.
 absl::Status Submit(const Preprocessor& preprocessor, Batcher& batcher,
                     int max_inputs_per_request, absl::Span<const InputView> inputs,
-                    RequestControl control,
-                    std::function<void(absl::StatusOr<at::Tensor>)> on_features) {
+                    RequestControl control, BatchTask task) {
   HEADWAY_RETURN_IF_ERROR(CheckInputCount(inputs.size(), max_inputs_per_request));
-  HEADWAY_ASSIGN_OR_RETURN(at::Tensor batch, Preprocess(preprocessor, inputs));
-  BatchTask task;
-  task.inputs = std::move(batch);
+  HEADWAY_ASSIGN_OR_RETURN(task.inputs, Preprocess(preprocessor, inputs));
   task.control = std::move(control);
-  task.done = std::move(on_features);
   return batcher.Enqueue(std::move(task));
 }
 
@@ -280,13 +288,15 @@ absl::StatusOr<ClassifyResult> Model::Classify(absl::Span<const InputView> input
 void Model::EmbedAsync(absl::Span<const InputView> inputs, bool l2_normalize,
                        RequestControl control,
                        std::function<void(absl::StatusOr<EmbedResult>)> done) const {
-  const absl::Status submitted = Submit(
-      *preprocessor_, *batcher_, max_inputs_per_request_, inputs, std::move(control),
-      [done, l2_normalize,
-       version = config_.version()](absl::StatusOr<at::Tensor> features) {
-        if (!features.ok()) return done(features.status());
-        done(MakeEmbedResult(*std::move(features), l2_normalize, version));
-      });
+  BatchTask task;
+  task.done = [done, l2_normalize,
+               version = config_.version()](absl::StatusOr<at::Tensor> features) {
+    if (!features.ok()) return done(features.status());
+    done(MakeEmbedResult(*std::move(features), l2_normalize, version));
+  };
+  const absl::Status submitted =
+      Submit(*preprocessor_, *batcher_, max_inputs_per_request_, inputs,
+             std::move(control), std::move(task));
   if (!submitted.ok()) done(submitted);
 }
 
@@ -306,14 +316,22 @@ void Model::ClassifyAsync(
         absl::StrCat("model \"", name(), "\" has no head \"", head_name,
                      "\"; its heads: ", absl::StrJoin(names, ", "))));
   }
-  // Each request's head runs on its own rows of the shared backbone pass.
-  const absl::Status submitted = Submit(
-      *preprocessor_, *batcher_, max_inputs_per_request_, inputs, std::move(control),
-      [done, head = it->second, top_k,
-       version = config_.version()](absl::StatusOr<at::Tensor> features) {
-        if (!features.ok()) return done(features.status());
-        done(MakeClassifyResult(*head, *features, top_k, version));
-      });
+  // The head runs once per batch on the rows of every request that asked for it (this
+  // version of it: a swapped-in head is another object).
+  const std::shared_ptr<const Head>& head = it->second;
+  BatchTask task;
+  task.stage_key = head.get();
+  task.stage = [head](const at::Tensor& features) {
+    return HeadProbabilities(*head, features);
+  };
+  task.done = [done, head, top_k,
+               version = config_.version()](absl::StatusOr<at::Tensor> probabilities) {
+    if (!probabilities.ok()) return done(probabilities.status());
+    done(MakeClassifyResult(*head, *probabilities, top_k, version));
+  };
+  const absl::Status submitted =
+      Submit(*preprocessor_, *batcher_, max_inputs_per_request_, inputs,
+             std::move(control), std::move(task));
   if (!submitted.ok()) done(submitted);
 }
 

@@ -148,6 +148,82 @@ TEST(BatcherTest, ExpiredAndCancelledRequestsAreDroppedBeforeTheyRun) {
             absl::StatusCode::kDeadlineExceeded);
 }
 
+// A stage that counts its calls and the rows of each, and multiplies by `factor`.
+struct CountingStage {
+  explicit CountingStage(float factor) : factor(factor) {}
+  BatchStage Make() {
+    return [this](const at::Tensor& rows) -> absl::StatusOr<at::Tensor> {
+      absl::MutexLock lock(&mu);
+      call_rows.push_back(rows.size(0));
+      return rows * factor;
+    };
+  }
+  std::vector<int64_t> calls() {
+    absl::MutexLock lock(&mu);
+    return call_rows;
+  }
+  const float factor;
+  absl::Mutex mu;
+  std::vector<int64_t> call_rows;
+};
+
+BatchTask StagedTask(float value, int rows, Outcome* outcome, CountingStage* stage) {
+  BatchTask task = Task(value, rows, outcome);
+  task.stage_key = stage;
+  task.stage = stage->Make();
+  return task;
+}
+
+TEST(BatcherTest, TasksSharingAStageShareOneCallOfItAndEachGetsItsRows) {
+  RecordingForward forward;
+  Batcher::Options options;
+  options.max_batch_size = 6;
+  options.max_queue_delay = absl::Hours(1);
+  Batcher batcher(options, [&](const at::Tensor& b) { return forward(b); });
+  CountingStage tens(10), hundreds(100);
+  Outcome a, b, c, d, plain;
+  // Interleaved: a, c share `tens`; b, d share `hundreds`; `plain` has no stage.
+  ASSERT_TRUE(batcher.Enqueue(StagedTask(1, 1, &a, &tens)).ok());
+  ASSERT_TRUE(batcher.Enqueue(StagedTask(2, 2, &b, &hundreds)).ok());
+  ASSERT_TRUE(batcher.Enqueue(Task(3, 1, &plain)).ok());
+  ASSERT_TRUE(batcher.Enqueue(StagedTask(4, 1, &c, &tens)).ok());
+  ASSERT_TRUE(batcher.Enqueue(StagedTask(5, 1, &d, &hundreds)).ok());
+  for (Outcome* o : {&a, &b, &c, &d, &plain}) o->done.WaitForNotification();
+  EXPECT_THAT(forward.sizes(), ElementsAre(6));
+  EXPECT_THAT(tens.calls(), ElementsAre(2));      // a's row and c's, together
+  EXPECT_THAT(hundreds.calls(), ElementsAre(3));  // b's two rows and d's
+  for (Outcome* o : {&a, &b, &c, &d, &plain}) ASSERT_TRUE(o->result.ok());
+  // Four pixels each: the forward pass sums them, the stage multiplies.
+  EXPECT_EQ(a.result->size(0), 1);
+  EXPECT_EQ((*a.result)[0][0].item<float>(), 4 * 1 * 10.0f);
+  EXPECT_EQ(b.result->size(0), 2);
+  EXPECT_EQ((*b.result)[1][0].item<float>(), 4 * 2 * 100.0f);
+  EXPECT_EQ((*c.result)[0][0].item<float>(), 4 * 4 * 10.0f);
+  EXPECT_EQ((*d.result)[0][0].item<float>(), 4 * 5 * 100.0f);
+  EXPECT_EQ((*plain.result)[0][0].item<float>(), 4 * 3.0f);
+}
+
+TEST(BatcherTest, StageErrorsReachTheTasksSharingItOnly) {
+  Batcher::Options options;
+  options.max_batch_size = 2;
+  options.max_queue_delay = absl::Hours(1);
+  RecordingForward forward;
+  Batcher batcher(options, [&](const at::Tensor& b) { return forward(b); });
+  Outcome failing, plain;
+  BatchTask task = Task(1, 1, &failing);
+  task.stage_key = &failing;
+  task.stage = [](const at::Tensor&) -> absl::StatusOr<at::Tensor> {
+    return absl::InternalError("head failed");
+  };
+  ASSERT_TRUE(batcher.Enqueue(std::move(task)).ok());
+  ASSERT_TRUE(batcher.Enqueue(Task(2, 1, &plain)).ok());
+  failing.done.WaitForNotification();
+  plain.done.WaitForNotification();
+  EXPECT_EQ(failing.result.status().message(), "head failed");
+  ASSERT_TRUE(plain.result.ok()) << plain.result.status();
+  EXPECT_EQ((*plain.result)[0][0].item<float>(), 8.0f);
+}
+
 TEST(BatcherTest, ForwardErrorsReachEveryTaskOfTheBatch) {
   Batcher::Options options;
   options.max_batch_size = 2;
