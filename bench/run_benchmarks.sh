@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Headway's throughput benchmark, all in one run on this machine:
 #  - the in-process limit (headway_bench_inprocess: backbone + head on LibTorch),
-#    just before and just after each group of served runs: their mean is the group's
-#    reference, and the gap between them shows how much the machine drifted;
+#    before the first and after every concurrency's served runs of a group: the
+#    median of the group's runs is its reference, and their spread shows how much the
+#    machine drifted;
 #  - served throughput through headway_loadgen at several concurrencies, with dynamic
 #    batching on and off, with tensor and with encoded-image inputs;
 #  - for ResNet-18 at 224x224 and for the small digits model;
@@ -55,22 +56,25 @@ served() {  # name model concurrency input-flags...
   echo "$before $(batches "$model")" >"$work/results/batches-$name.txt"
 }
 
-# Each group of served runs sits between two in-process runs of its reference (the
-# group's batch size, on the batched model's files) and is compared with their mean:
-# this shared machine drifts by 10-20% over minutes, so both sides of a ratio are
-# measured within about two minutes of each other.
+# In-process runs of each group's reference (its batch size, on the batched model's
+# files) come before the group and after each concurrency's served runs (tensor and
+# image), and the served runs are compared with their median. This shared machine
+# drifts by 10-20% within minutes, and a neighbour's burst can take 25% off one run:
+# the median of runs spread over the group's time holds against both.
 group() {  # model mode reference-batch image-flag concurrencies...
   local model=$1 mode=$2 batch=$3 images=$4
   shift 4
-  inprocess "$model-$mode-before" "${model}_batched" "$batch"
+  local i=0
+  inprocess "$model-$mode-$i" "${model}_batched" "$batch"
   for c in "$@"; do
     served "${model}_${mode}-tensor-$c" "${model}_$mode" "$c" --tensor_shape="$tensor_shape"
     served "${model}_${mode}-$image_kind-$c" "${model}_$mode" "$c" --images="$images"
+    i=$((i + 1))
+    inprocess "$model-$mode-$i" "${model}_batched" "$batch"
   done
-  inprocess "$model-$mode-after" "${model}_batched" "$batch"
 }
 
-echo "measuring (about $((seconds * 42 / 60 + 2)) minutes)..." >&2
+echo "measuring (about $(((seconds + 2) * 53 / 60 + 1)) minutes)..." >&2
 jpegs=$(ls "$work"/jpeg/*.jpg | paste -sd,)
 pngs=$(ls "$work"/png/*.png | paste -sd,)
 # Concurrency 32 = twice model_workers x max_batch_size: a full batch waits while both
@@ -79,21 +83,21 @@ tensor_shape=3,224,224 image_kind=jpeg
 group resnet18 batched 8 "$jpegs" 1 4 16 32
 group resnet18 unbatched 1 "$jpegs" 1 4 16 32
 tensor_shape=1,20,20 image_kind=png
-group digits batched 32 "$pngs" 1 16 64
-group digits unbatched 1 "$pngs" 1 16 64
+group digits batched 32 "$pngs" 1 16 64 256
+group digits unbatched 1 "$pngs" 1 16 64 256
 "$build/client/headway_loadgen" --target="$target" --rpc=health --concurrency=64 \
   --duration="${seconds}s" --warmup=2s --progress=false \
   --json_out="$work/results/served-empty-rpc.json" >/dev/null
 
 /usr/bin/python3 - "$work/results" "$seconds" <<'PY'
-import json, os, platform, subprocess, sys
+import json, os, platform, statistics, subprocess, sys
 results, seconds = sys.argv[1], sys.argv[2]
 load = lambda name: json.load(open(os.path.join(results, name + ".json")))
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
-workers = load("inprocess-resnet18-batched-before")["workers"]
-def limit_of(model, mode):
-    return sum(load(f"inprocess-{model}-{mode}-{p}")["images_per_second"]
-               for p in ("before", "after")) / 2
+workers = load("inprocess-resnet18-batched-0")["workers"]
+def limit(model, mode, runs):  # the median of the group's in-process runs
+    return statistics.median(load(f"inprocess-{model}-{mode}-{i}")["images_per_second"]
+                             for i in range(runs))
 print(f"Machine: {os.cpu_count()} cores, {cpu}; {seconds} s per run after 2 s warm-up; "
       f"each model runs {workers} backbone passes side by side, one LibTorch thread each.\n")
 def mean_batch(name):
@@ -102,9 +106,10 @@ def mean_batch(name):
 print("| model | input | batching | concurrency | served inputs/s | in-process inputs/s | served/in-process | mean batch | p50 ms | p90 ms | p99 ms | p99.9 ms | errors |")
 print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 best = {}
-for model, big, concurrencies, image in (("resnet18", 8, (1, 4, 16, 32), "jpeg"), ("digits", 32, (1, 16, 64), "png")):
+groups = (("resnet18", 8, (1, 4, 16, 32), "jpeg"), ("digits", 32, (1, 16, 64, 256), "png"))
+for model, big, concurrencies, image in groups:
     for mode in ("batched", "unbatched"):
-        reference = limit_of(model, mode)
+        reference = limit(model, mode, len(concurrencies) + 1)
         for kind in ("tensor", image):
             for c in concurrencies:
                 name = f"{model}_{mode}-{kind}-{c}"
@@ -124,10 +129,11 @@ print("\nBest served/in-process per model, input and batching: " + "; ".join(
 empty = load("served-empty-rpc")
 print(f"\nEmpty RPC (gRPC health Check, concurrency 64): {empty['throughput']:.0f} requests/s, "
       f"p50 {empty['latency_ms']['p50']:.2f} ms.")
-for model, big in (("resnet18", 8), ("digits", 32)):
+for model, big, concurrencies, _ in groups:
     for mode, b in (("batched", big), ("unbatched", 1)):
-        first, last = (load(f"inprocess-{model}-{mode}-{p}") for p in ("before", "after"))
-        print(f"In-process {model} batch {b}: {first['images_per_second']:.1f} images/s before the "
-              f"batching-{'on' if mode == 'batched' else 'off'} runs, {last['images_per_second']:.1f} "
-              f"after (optimized graph: {first['optimized']}).")
+        runs = [load(f"inprocess-{model}-{mode}-{i}") for i in range(len(concurrencies) + 1)]
+        rates = ", ".join(f"{r['images_per_second']:.1f}" for r in runs)
+        print(f"In-process {model} batch {b}, between the batching-"
+              f"{'on' if mode == 'batched' else 'off'} runs: {rates} images/s "
+              f"(optimized graph: {runs[0]['optimized']}).")
 PY
