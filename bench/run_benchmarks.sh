@@ -60,17 +60,19 @@ served() {  # name model concurrency input-flags...
 # files) come before the group and after each concurrency's served runs (tensor and
 # image), and the served runs are compared with their median. This shared machine
 # drifts by 10-20% within minutes, and a neighbour's burst can take 25% off one run:
-# the median of runs spread over the group's time holds against both.
-group() {  # model mode reference-batch image-flag concurrencies...
-  local model=$1 mode=$2 batch=$3 images=$4
-  shift 4
-  local i=0
-  inprocess "$model-$mode-$i" "${model}_batched" "$batch"
+# the median of runs spread over the group's time holds against both. Each group adds
+# a line to groups.txt, from which the report below is made.
+group() {  # model mode reference-batch tensor-shape image-kind image-files concurrencies...
+  local model=$1 mode=$2 batch=$3 tensor_shape=$4 image_kind=$5 images=$6
+  shift 6
+  echo "$model $mode $batch $image_kind $*" >>"$work/results/groups.txt"
+  local runs=0
+  inprocess "$model-$mode-$runs" "${model}_batched" "$batch"
   for c in "$@"; do
     served "${model}_${mode}-tensor-$c" "${model}_$mode" "$c" --tensor_shape="$tensor_shape"
     served "${model}_${mode}-$image_kind-$c" "${model}_$mode" "$c" --images="$images"
-    i=$((i + 1))
-    inprocess "$model-$mode-$i" "${model}_batched" "$batch"
+    runs=$((runs + 1))
+    inprocess "$model-$mode-$runs" "${model}_batched" "$batch"
   done
 }
 
@@ -79,61 +81,58 @@ jpegs=$(ls "$work"/jpeg/*.jpg | paste -sd,)
 pngs=$(ls "$work"/png/*.png | paste -sd,)
 # Concurrency 32 = twice model_workers x max_batch_size: a full batch waits while both
 # passes run.
-tensor_shape=3,224,224 image_kind=jpeg
-group resnet18 batched 8 "$jpegs" 1 4 16 32
-group resnet18 unbatched 1 "$jpegs" 1 4 16 32
-tensor_shape=1,20,20 image_kind=png
-group digits batched 32 "$pngs" 1 16 64 256
-group digits unbatched 1 "$pngs" 1 16 64 256
+group resnet18 batched 8 3,224,224 jpeg "$jpegs" 1 4 16 32
+group resnet18 unbatched 1 3,224,224 jpeg "$jpegs" 1 4 16 32
+group digits batched 32 1,20,20 png "$pngs" 1 16 64 256
+group digits unbatched 1 1,20,20 png "$pngs" 1 16 64 256
 "$build/client/headway_loadgen" --target="$target" --rpc=health --concurrency=64 \
   --duration="${seconds}s" --warmup=2s --progress=false \
   --json_out="$work/results/served-empty-rpc.json" >/dev/null
 
 /usr/bin/python3 - "$work/results" "$seconds" <<'PY'
-import json, os, platform, statistics, subprocess, sys
+import json, os, statistics, sys
 results, seconds = sys.argv[1], sys.argv[2]
 load = lambda name: json.load(open(os.path.join(results, name + ".json")))
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
-workers = load("inprocess-resnet18-batched-0")["workers"]
-def limit(model, mode, runs):  # the median of the group's in-process runs
-    return statistics.median(load(f"inprocess-{model}-{mode}-{i}")["images_per_second"]
-                             for i in range(runs))
+# (model, mode, reference batch, image kind, concurrencies, in-process runs), as run.
+groups = []
+for line in open(os.path.join(results, "groups.txt")):
+    model, mode, batch, image, *concurrencies = line.split()
+    runs = [load(f"inprocess-{model}-{mode}-{i}") for i in range(len(concurrencies) + 1)]
+    groups.append((model, mode, int(batch), image, [int(c) for c in concurrencies], runs))
 print(f"Machine: {os.cpu_count()} cores, {cpu}; {seconds} s per run after 2 s warm-up; "
-      f"each model runs {workers} backbone passes side by side, one LibTorch thread each.\n")
+      f"each model runs {groups[0][5][0]['workers']} backbone passes side by side, one "
+      f"LibTorch thread each.\n")
 def mean_batch(name):
     n0, s0, n1, s1 = map(float, open(os.path.join(results, f"batches-{name}.txt")).read().split())
     return (s1 - s0) / (n1 - n0) if n1 > n0 else 0.0
 print("| model | input | batching | concurrency | served inputs/s | in-process inputs/s | served/in-process | mean batch | p50 ms | p90 ms | p99 ms | p99.9 ms | errors |")
 print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 best = {}
-groups = (("resnet18", 8, (1, 4, 16, 32), "jpeg"), ("digits", 32, (1, 16, 64, 256), "png"))
-for model, big, concurrencies, image in groups:
-    for mode in ("batched", "unbatched"):
-        reference = limit(model, mode, len(concurrencies) + 1)
-        for kind in ("tensor", image):
-            for c in concurrencies:
-                name = f"{model}_{mode}-{kind}-{c}"
-                r = load("served-" + name)
-                lat = r["latency_ms"]
-                errors = sum(r["errors"].values())
-                ratio = r["inputs_per_second"] / reference
-                key = (model, kind, mode)
-                best[key] = max(best.get(key, (0, 0)), (ratio, c))
-                print(f"| {model} | {kind} | {'on' if mode == 'batched' else 'off'} | {c} | "
-                      f"{r['inputs_per_second']:.1f} | {reference:.1f} (batch {big if mode == 'batched' else 1}) | "
-                      f"{ratio:.2f} | {mean_batch(name):.1f} | {lat['p50']:.1f} | {lat['p90']:.1f} | "
-                      f"{lat['p99']:.1f} | {lat['p99.9']:.1f} | {errors} |")
+for model, mode, batch, image, concurrencies, runs in groups:
+    reference = statistics.median(r["images_per_second"] for r in runs)
+    for kind in ("tensor", image):
+        for c in concurrencies:
+            name = f"{model}_{mode}-{kind}-{c}"
+            r = load("served-" + name)
+            lat = r["latency_ms"]
+            errors = sum(r["errors"].values())
+            ratio = r["inputs_per_second"] / reference
+            key = (model, kind, mode)
+            best[key] = max(best.get(key, (0, 0)), (ratio, c))
+            print(f"| {model} | {kind} | {'on' if mode == 'batched' else 'off'} | {c} | "
+                  f"{r['inputs_per_second']:.1f} | {reference:.1f} (batch {batch}) | "
+                  f"{ratio:.2f} | {mean_batch(name):.1f} | {lat['p50']:.1f} | {lat['p90']:.1f} | "
+                  f"{lat['p99']:.1f} | {lat['p99.9']:.1f} | {errors} |")
 print("\nBest served/in-process per model, input and batching: " + "; ".join(
     f"{m} {k} batching {'on' if b == 'batched' else 'off'} {r:.2f} (c={c})"
     for (m, k, b), (r, c) in best.items()) + ".")
 empty = load("served-empty-rpc")
 print(f"\nEmpty RPC (gRPC health Check, concurrency 64): {empty['throughput']:.0f} requests/s, "
       f"p50 {empty['latency_ms']['p50']:.2f} ms.")
-for model, big, concurrencies, _ in groups:
-    for mode, b in (("batched", big), ("unbatched", 1)):
-        runs = [load(f"inprocess-{model}-{mode}-{i}") for i in range(len(concurrencies) + 1)]
-        rates = ", ".join(f"{r['images_per_second']:.1f}" for r in runs)
-        print(f"In-process {model} batch {b}, between the batching-"
-              f"{'on' if mode == 'batched' else 'off'} runs: {rates} images/s "
-              f"(optimized graph: {runs[0]['optimized']}).")
+for model, mode, batch, _, _, runs in groups:
+    rates = ", ".join(f"{r['images_per_second']:.1f}" for r in runs)
+    print(f"In-process {model} batch {batch}, between the batching-"
+          f"{'on' if mode == 'batched' else 'off'} runs: {rates} images/s "
+          f"(optimized graph: {runs[0]['optimized']}).")
 PY

@@ -31,14 +31,15 @@ std::vector<absl::StatusOr<at::Tensor>> TaskOutputs(
   std::vector<bool> answered(batch.size(), false);
   for (size_t i = 0; i < batch.size(); ++i) {
     if (answered[i]) continue;
-    if (batch[i].stage_key == nullptr || !batch[i].stage) {
+    if (!batch[i].stage) {
       outputs[i] = rows_of(i);
       continue;
     }
+    const void* key = batch[i].stage_key;
     std::vector<size_t> sharing;
     std::vector<at::Tensor> stage_inputs;
     for (size_t j = i; j < batch.size(); ++j) {
-      if (batch[j].stage_key == batch[i].stage_key && batch[j].stage) {
+      if (j == i || (key != nullptr && batch[j].stage_key == key && batch[j].stage)) {
         sharing.push_back(j);
         stage_inputs.push_back(rows_of(j));
       }

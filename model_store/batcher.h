@@ -34,8 +34,9 @@ struct BatchTask {
   at::Tensor inputs;  // [n, C, H, W]
   RequestControl control;
   // Optional: maps rows of the forward pass's output ([m, D]) to rows of its own
-  // ([m, ...]). Tasks of one batch with the same non-null stage_key are taken to have
-  // the same stage, and share one call of it over all their rows.
+  // ([m, ...]). Tasks of one batch with a stage and the same non-null stage_key are
+  // taken to have the same stage, and share one call of it over all their rows; a
+  // stage without a key runs for its task alone.
   const void* stage_key = nullptr;
   BatchStage stage;
   // Runs on a batcher worker with this task's rows of the stage's output, or of the

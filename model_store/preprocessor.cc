@@ -168,7 +168,8 @@ bool AllFinite(const at::Tensor& tensor) {
   return smallest.item<float>() >= -kMax && largest.item<float>() <= kMax;
 }
 
-// Writes 8-bit pixels [H, W, C] into a new float tensor [C, H, W], each channel c as
+// Writes 8-bit pixels [H, W, C] (continuous or not) into a new float tensor [C, H, W],
+// each channel c as
 // pixel * scale[c] + offset[c]: one OpenCV pass per channel, straight into the
 // tensor's memory (LibTorch's permute, convert, divide, subtract, divide and copy took
 // six passes and as many allocations).
@@ -286,8 +287,6 @@ absl::StatusOr<at::Tensor> Preprocessor::Process(const InputView& input) const {
       }
       break;
   }
-  if (!pixels.isContinuous()) pixels = pixels.clone();
-
   return ToNormalizedChw(pixels, scale_, offset_);
 }
 

@@ -66,6 +66,18 @@ void WriteFile(const std::filesystem::path& path, const std::string& text) {
   std::ofstream(path) << text;
 }
 
+// Load-generator options for two closed-loop callers classifying one digit PNG.
+LoadOptions DigitLoad(const std::string& target) {
+  LoadOptions load;
+  load.target = target;
+  load.concurrency = 2;
+  load.progress = false;
+  v1::Input input;
+  input.set_image(testing::EncodePng(testing::DigitCell(7)));
+  load.inputs = {input};
+  return load;
+}
+
 // A model store copy whose digits model batches with a long queue delay, so that
 // requests sit in the queue for `delay`.
 std::filesystem::path SlowBatchingStore(absl::Duration delay) {
@@ -261,15 +273,9 @@ TEST(LoadGeneratorTest, CountsCallsThatCompleteInsideTheWindow) {
   const std::filesystem::path store = SlowBatchingStore(absl::Seconds(1));
   absl::StatusOr<std::unique_ptr<ServerProcess>> server = ServerProcess::Start(store);
   ASSERT_TRUE(server.ok()) << server.status();
-  LoadOptions load;
-  load.target = (*server)->target();
-  load.concurrency = 2;
+  LoadOptions load = DigitLoad((*server)->target());
   load.warmup = absl::Milliseconds(1500);
   load.duration = absl::Seconds(1);
-  load.progress = false;
-  v1::Input input;
-  input.set_image(testing::EncodePng(testing::DigitCell(7)));
-  load.inputs = {input};
   const absl::StatusOr<LoadReport> report = RunLoad(load);
   ASSERT_TRUE(report.ok()) << report.status();
   EXPECT_EQ(report->ok, 2) << report->ToJson();
@@ -415,16 +421,10 @@ TEST_F(TlsTest, TlsServerAnswersTlsClientsOnly) {
       << output;
   EXPECT_THAT(output, HasSubstr(": 4 ("));
 
-  LoadOptions load;
-  load.target = (*server)->target();
+  LoadOptions load = DigitLoad((*server)->target());
   load.tls = ClientTls();
-  load.concurrency = 2;
   load.requests = 40;
   load.warmup = absl::ZeroDuration();
-  load.progress = false;
-  v1::Input input;
-  input.set_image(testing::EncodePng(testing::DigitCell(7)));
-  load.inputs = {input};
   const absl::StatusOr<LoadReport> report = RunLoad(load);
   ASSERT_TRUE(report.ok()) << report.status();
   EXPECT_EQ(report->ok, 40);
