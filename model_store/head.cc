@@ -50,6 +50,7 @@ absl::StatusOr<std::shared_ptr<const Head>> Head::Load(const HeadSpec& spec) {
         "loading head \"", spec.name, "\": ", checkpoint.status().message()));
   }
   std::shared_ptr<Head> head(new Head(spec.name, spec.version));
+  head->digest_ = spec.digest;
   if (checkpoint->module) {
     head->module_ = std::move(checkpoint->module);
     // A linear layer states its input size: say exactly what differs.

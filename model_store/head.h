@@ -38,6 +38,8 @@ struct HeadSpec {
   // The backbone's feature dimension the head must take.
   int64_t feature_dim = 0;
   int64_t version = 1;
+  // Of the checkpoint, labels and key prefix (HeadDigest); carried, not checked.
+  std::string digest;
 };
 
 class Head {
@@ -53,6 +55,7 @@ class Head {
 
   const std::string& name() const { return name_; }
   int64_t version() const { return version_; }
+  const std::string& digest() const { return digest_; }
   int64_t num_classes() const { return static_cast<int64_t>(labels_.size()); }
   const std::vector<std::string>& labels() const { return labels_; }
 
@@ -65,6 +68,7 @@ class Head {
   at::Tensor weight_;
   at::Tensor bias_;
   int64_t version_;
+  std::string digest_;
   std::vector<std::string> labels_;
 };
 

@@ -18,6 +18,7 @@
 #include "model_store/preprocessor.h"
 #include "model_store/retirer.h"
 #include "model_store/status_macros.h"
+#include "model_store/store/content_digest.h"
 #include "model_store/torch_errors.h"
 
 namespace headway {
@@ -183,7 +184,8 @@ Model::Model(const Options& options)
       retirer_(options.retirer),
       max_inputs_per_request_(std::min(options.config.limits().max_inputs_per_request(),
                                        options.limits.max_inputs_per_request)),
-      max_head_bytes_(options.max_head_bytes) {}
+      max_head_bytes_(options.max_head_bytes),
+      before_head_load_(options.before_head_load) {}
 
 Model::~Model() = default;
 
@@ -237,13 +239,15 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(const Options& options) {
   auto table = std::make_shared<HeadTable>();
   table->default_head = config.default_head();
   for (const v1::HeadConfig& head_config : config.heads()) {
-    HEADWAY_ASSIGN_OR_RETURN(HeadFiles files, ReadHeadFiles(model_dir, head_config.file(),
-                                                            head_config.labels_file(),
-                                                            options.max_head_bytes));
-    HEADWAY_ASSIGN_OR_RETURN(
-        table->heads[head_config.name()],
-        model->LoadHead(head_config.name(), std::move(files.checkpoint),
-                        head_config.key_prefix(), std::move(files.labels), 1));
+    HeadSwap swap;
+    swap.head = head_config.name();
+    swap.file = head_config.file();
+    swap.labels_file = head_config.labels_file();
+    swap.key_prefix = head_config.key_prefix();
+    auto version = options.head_versions.find(head_config.name());
+    swap.version = version == options.head_versions.end() ? 1 : version->second;
+    HEADWAY_ASSIGN_OR_RETURN(const HeadContent content, model->ReadHeadContent(swap));
+    HEADWAY_ASSIGN_OR_RETURN(table->heads[head_config.name()], model->LoadHead(content));
   }
   model->load_time_ms_ = absl::ToInt64Milliseconds(absl::Now() - start);
   absl::MutexLock lock(&model->heads_mu_);
@@ -252,17 +256,33 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(const Options& options) {
 }
 
 absl::StatusOr<std::shared_ptr<const Head>> Model::LoadHead(
-    std::string name, std::string checkpoint, std::string key_prefix,
-    std::vector<std::string> labels, int64_t version) const {
+    const HeadContent& content) const {
+  if (before_head_load_) HEADWAY_RETURN_IF_ERROR(before_head_load_(content.name));
   HeadSpec spec;
-  spec.name = std::move(name);
-  spec.checkpoint = std::move(checkpoint);
-  spec.key_prefix = std::move(key_prefix);
-  spec.labels = std::move(labels);
+  spec.name = content.name;
+  spec.checkpoint = content.checkpoint;
+  spec.key_prefix = content.key_prefix;
+  spec.labels = content.labels;
   spec.device = backbone_->device();
   spec.feature_dim = backbone_->feature_dim();
-  spec.version = version;
+  spec.version = content.version;
+  spec.digest = content.digest;
   return Head::Load(spec);
+}
+
+absl::StatusOr<HeadContent> Model::ReadHeadContent(const HeadSwap& swap) const {
+  HEADWAY_RETURN_IF_ERROR(CheckHeadBytes(swap.checkpoint.size(), max_head_bytes_));
+  HEADWAY_ASSIGN_OR_RETURN(
+      HeadFiles files,
+      ReadHeadFiles(model_dir_, swap.file, swap.labels_file, max_head_bytes_));
+  HeadContent content;
+  content.name = swap.head;
+  content.checkpoint = swap.file.empty() ? swap.checkpoint : std::move(files.checkpoint);
+  content.labels = swap.labels_file.empty() ? swap.labels : std::move(files.labels);
+  content.key_prefix = swap.key_prefix;
+  content.version = swap.version;
+  content.digest = HeadDigest(content.checkpoint, content.labels, content.key_prefix);
+  return content;
 }
 
 std::shared_ptr<const Model::HeadTable> Model::heads() const {
@@ -339,62 +359,104 @@ BatchingStats Model::batching_stats() const { return batcher_->stats(); }
 
 int Model::queue_depth() const { return batcher_->queue_size(); }
 
-absl::StatusOr<HeadInfo> Model::SwapHead(const HeadSwap& swap) {
-  if (swap.head.empty()) return absl::InvalidArgumentError("head name is empty");
-  if (swap.file.empty() == swap.checkpoint.empty()) {
-    return absl::InvalidArgumentError(
-        "give exactly one of a head file and checkpoint bytes");
-  }
-  if (!swap.labels_file.empty() && !swap.labels.empty()) {
-    return absl::InvalidArgumentError("give labels inline or as a labels file, not both");
-  }
-  HEADWAY_RETURN_IF_ERROR(CheckHeadBytes(swap.checkpoint.size(), max_head_bytes_));
-  HEADWAY_ASSIGN_OR_RETURN(
-      HeadFiles files,
-      ReadHeadFiles(model_dir_, swap.file, swap.labels_file, max_head_bytes_));
-  if (swap.file.empty()) files.checkpoint = swap.checkpoint;
-  if (swap.labels_file.empty()) files.labels = swap.labels;
-
-  absl::MutexLock swap_lock(&swap_mu_);
+absl::StatusOr<std::unique_ptr<PreparedHeadChange>> Model::PrepareHeadChange(
+    const HeadChange& change) const {
   const std::shared_ptr<const HeadTable> current = heads();
-  auto it = current->heads.find(swap.head);
-  const int64_t version = it == current->heads.end() ? 1 : it->second->version() + 1;
-  // Built and warmed up to the side; requests keep using `current` meanwhile.
-  HEADWAY_ASSIGN_OR_RETURN(std::shared_ptr<const Head> head,
-                           LoadHead(swap.head, std::move(files.checkpoint),
-                                    swap.key_prefix, std::move(files.labels), version));
-  auto next = std::make_shared<HeadTable>(*current);
-  std::shared_ptr<const Head> replaced = std::exchange(next->heads[swap.head], head);
-  Publish(std::move(next), std::move(replaced));
-  return HeadInfo{head->name(), head->version(), head->num_classes(),
-                  swap.head == current->default_head};
+  auto next = std::make_shared<HeadTable>();
+  next->default_head = change.complete ? change.default_head : current->default_head;
+  if (!change.complete) next->heads = current->heads;
+  auto prepared = std::make_unique<PreparedHeadChange>();
+  for (const std::string& head : change.removals) {
+    if (next->heads.count(head) == 0) {
+      return absl::NotFoundError(
+          absl::StrCat("model \"", name(), "\" has no head \"", head, "\""));
+    }
+    if (head == next->default_head) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "head \"", head, "\" is the default head of model \"", name(), "\""));
+    }
+    next->heads.erase(head);
+  }
+  for (const HeadSwap& swap : change.swaps) {
+    if (swap.head.empty()) return absl::InvalidArgumentError("head name is empty");
+    if (swap.file.empty() == swap.checkpoint.empty()) {
+      return absl::InvalidArgumentError(
+          "give exactly one of a head file and checkpoint bytes");
+    }
+    if (!swap.labels_file.empty() && !swap.labels.empty()) {
+      return absl::InvalidArgumentError(
+          "give labels inline or as a labels file, not both");
+    }
+    HEADWAY_ASSIGN_OR_RETURN(HeadContent content, ReadHeadContent(swap));
+    auto serving = current->heads.find(swap.head);
+    if (content.version == 0) {
+      content.version =
+          serving == current->heads.end() ? 1 : serving->second->version() + 1;
+    }
+    if (change.complete && serving != current->heads.end() &&
+        serving->second->version() == content.version &&
+        serving->second->digest() == content.digest) {
+      next->heads[swap.head] = serving->second;  // unchanged: kept, not loaded again
+      continue;
+    }
+    // Built and warmed up to the side; requests keep using `current` meanwhile.
+    HEADWAY_ASSIGN_OR_RETURN(next->heads[swap.head], LoadHead(content));
+    prepared->swapped_.push_back(std::move(content));
+  }
+  if (next->heads.count(next->default_head) == 0) {
+    return absl::FailedPreconditionError(absl::StrCat("model \"", name(),
+                                                      "\" would have no default head \"",
+                                                      next->default_head, "\""));
+  }
+  for (const auto& [head_name, head] : current->heads) {
+    auto kept = next->heads.find(head_name);
+    if (kept == next->heads.end() || kept->second != head) {
+      prepared->retired_.push_back(head);
+    }
+  }
+  for (const auto& [head_name, head] : next->heads) {
+    prepared->heads_.push_back({head_name, head->version(), head->num_classes(),
+                                head_name == next->default_head, head->digest()});
+  }
+  prepared->table_ = std::move(next);
+  return prepared;
 }
 
-absl::Status Model::RemoveHead(absl::string_view head_name) {
-  absl::MutexLock swap_lock(&swap_mu_);
-  const std::shared_ptr<const HeadTable> current = heads();
-  auto it = current->heads.find(head_name);
-  if (it == current->heads.end()) {
-    return absl::NotFoundError(
-        absl::StrCat("model \"", name(), "\" has no head \"", head_name, "\""));
-  }
-  if (head_name == current->default_head) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "head \"", head_name, "\" is the default head of model \"", name(), "\""));
-  }
-  auto next = std::make_shared<HeadTable>(*current);
-  next->heads.erase(std::string(head_name));
-  Publish(std::move(next), it->second);
-  return absl::OkStatus();
-}
-
-void Model::Publish(std::shared_ptr<const HeadTable> next,
-                    std::shared_ptr<const Head> retired) {
+void Model::PublishHeadChange(std::unique_ptr<PreparedHeadChange> prepared) {
+  auto next = std::static_pointer_cast<const HeadTable>(prepared->table_);
   {
     absl::MutexLock lock(&heads_mu_);
     heads_ = std::move(next);
   }
-  if (retirer_ != nullptr) retirer_->Retire(std::move(retired));
+  if (retirer_ != nullptr) {
+    for (std::shared_ptr<const void>& head : prepared->retired_) {
+      retirer_->Retire(std::move(head));
+    }
+  }
+}
+
+absl::StatusOr<HeadInfo> Model::SwapHead(const HeadSwap& swap) {
+  absl::MutexLock swap_lock(&swap_mu_);
+  HeadChange change;
+  change.swaps.push_back(swap);
+  HEADWAY_ASSIGN_OR_RETURN(std::unique_ptr<PreparedHeadChange> prepared,
+                           PrepareHeadChange(change));
+  HeadInfo info;
+  for (const HeadInfo& head : prepared->heads()) {
+    if (head.name == swap.head) info = head;
+  }
+  PublishHeadChange(std::move(prepared));
+  return info;
+}
+
+absl::Status Model::RemoveHead(absl::string_view head_name) {
+  absl::MutexLock swap_lock(&swap_mu_);
+  HeadChange change;
+  change.removals.emplace_back(head_name);
+  HEADWAY_ASSIGN_OR_RETURN(std::unique_ptr<PreparedHeadChange> prepared,
+                           PrepareHeadChange(change));
+  PublishHeadChange(std::move(prepared));
+  return absl::OkStatus();
 }
 
 ModelInfo Model::Info() const {
@@ -415,8 +477,8 @@ ModelInfo Model::Info() const {
   info.load_time_ms = load_time_ms_;
   info.optimized = load.optimized;
   for (const auto& [name, head] : table->heads) {
-    info.heads.push_back(
-        {name, head->version(), head->num_classes(), name == table->default_head});
+    info.heads.push_back({name, head->version(), head->num_classes(),
+                          name == table->default_head, head->digest()});
   }
   return info;
 }

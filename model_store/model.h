@@ -2,16 +2,21 @@
 // table of named heads, built from a model folder and its ModelConfig.
 //
 // Thread safety: Embed, Classify and Info may run concurrently with each other and
-// with SwapHead. The head table is an immutable snapshot behind a shared_ptr: a
+// with head changes. The head table is an immutable snapshot behind a shared_ptr: a
 // request copies it once and answers from it, so a swap never changes a request's
-// head midway; SwapHead loads and validates the new head to the side and only then
-// publishes a new table. Swaps are serialised among themselves.
+// head midway. A head change has two steps, so that one change can span several
+// instances (and the store) all-or-nothing: PrepareHeadChange loads, checks and warms
+// the new heads to the side and changes nothing; PublishHeadChange makes them serve
+// with one pointer flip. The caller serialises changes to one model between the two
+// steps (the registry does); SwapHead and RemoveHead do both under the model's own
+// lock.
 #ifndef HEADWAY_MODEL_STORE_MODEL_H_
 #define HEADWAY_MODEL_STORE_MODEL_H_
 
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -25,6 +30,7 @@
 #include "model_store/batching_stats.h"
 #include "model_store/input.h"
 #include "model_store/request_control.h"
+#include "model_store/store/persisted_heads.h"
 
 namespace headway {
 
@@ -63,6 +69,20 @@ struct HeadSwap {
   std::vector<std::string> labels;
   // For state_dict heads: where the linear layer's weight and bias keys start.
   std::string key_prefix;
+  // The version it serves as; 0 means one more than the head's current version (1 for
+  // a new head).
+  int64_t version = 0;
+};
+
+// A change to a model's head table.
+struct HeadChange {
+  std::vector<HeadSwap> swaps;        // heads replaced or added
+  std::vector<std::string> removals;  // heads removed (never the default head)
+  // The whole table, as the store describes it: heads not in `swaps` are removed, and
+  // a head whose version and content digest equal the serving one's is kept as it is
+  // (not loaded again). `default_head` is then the default head.
+  bool complete = false;
+  std::string default_head;
 };
 
 struct HeadInfo {
@@ -70,6 +90,24 @@ struct HeadInfo {
   int64_t version = 0;
   int64_t num_classes = 0;
   bool is_default = false;
+  std::string digest;  // of the head's content (HeadDigest)
+};
+
+// A head change built, checked and warmed up for one model instance, not yet serving.
+// Dropping it drops the new heads.
+class PreparedHeadChange {
+ public:
+  // The content of each head added or replaced, as read and loaded.
+  const std::vector<HeadContent>& swapped() const { return swapped_; }
+  // The head table it would publish.
+  const std::vector<HeadInfo>& heads() const { return heads_; }
+
+ private:
+  friend class Model;
+  std::shared_ptr<const void> table_;  // the Model's next head table
+  std::vector<std::shared_ptr<const void>> retired_;
+  std::vector<HeadContent> swapped_;
+  std::vector<HeadInfo> heads_;
 };
 
 struct ModelInfo {
@@ -104,6 +142,11 @@ class Model {
     int64_t max_head_bytes = int64_t{256} << 20;
     // Told about each forward pass; may be empty.
     BatchObserver on_batch;
+    // The store's version of each configured head (ReadStoredModel); 1 when absent.
+    std::map<std::string, int64_t, std::less<>> head_versions;
+    // Test seam: runs before each head load (at Load and in PrepareHeadChange); an
+    // error fails that load as a device failure would. Empty in production.
+    std::function<absl::Status(absl::string_view head)> before_head_load;
   };
 
   // Loads the backbone and every configured head onto the device and warms them up.
@@ -117,6 +160,8 @@ class Model {
   // "cpu", "cuda:0", ...
   const std::string& device() const { return device_name_; }
   const std::filesystem::path& model_dir() const { return model_dir_; }
+  // The configuration it was loaded from (validated, defaults filled).
+  const v1::ModelConfig& config() const { return config_; }
 
   // Backbone features, one vector per input. INVALID_ARGUMENT names the bad input's
   // index; an empty or oversized input list is INVALID_ARGUMENT too.
@@ -144,6 +189,19 @@ class Model {
   // Requests waiting for a batch now.
   int queue_depth() const;
 
+  // Reads, loads, checks and warms up the heads `change` adds or replaces, on this
+  // instance's device, beside the serving ones; changes nothing. Errors name the head:
+  // NOT_FOUND for removing an absent head, FAILED_PRECONDITION for removing the
+  // default head, INVALID_ARGUMENT for a head that does not load.
+  absl::StatusOr<std::unique_ptr<PreparedHeadChange>> PrepareHeadChange(
+      const HeadChange& change) const;
+
+  // Makes a change prepared by this instance serve, with one pointer flip; the heads
+  // it replaced are retired once their last request is done. No other change may have
+  // been published on this instance since the Prepare.
+  void PublishHeadChange(std::unique_ptr<PreparedHeadChange> prepared);
+
+  // Prepare and publish one swap, serialised with other SwapHead and RemoveHead calls.
   // Replaces the head named swap.head, or adds it when new, without touching the
   // backbone. On any error the old head keeps serving.
   absl::StatusOr<HeadInfo> SwapHead(const HeadSwap& swap);
@@ -157,21 +215,17 @@ class Model {
   struct HeadTable;
 
   explicit Model(const Options& options);
-  absl::StatusOr<std::shared_ptr<const Head>> LoadHead(std::string name,
-                                                       std::string checkpoint,
-                                                       std::string key_prefix,
-                                                       std::vector<std::string> labels,
-                                                       int64_t version) const;
+  absl::StatusOr<std::shared_ptr<const Head>> LoadHead(const HeadContent& content) const;
+  // Reads a swap's checkpoint and labels (from its files or the request).
+  absl::StatusOr<HeadContent> ReadHeadContent(const HeadSwap& swap) const;
   std::shared_ptr<const HeadTable> heads() const;
-  // Publishes `next` and retires what `retired` held.
-  void Publish(std::shared_ptr<const HeadTable> next,
-               std::shared_ptr<const Head> retired);
 
   const std::filesystem::path model_dir_;
   const v1::ModelConfig config_;
   Retirer* const retirer_;
   const int max_inputs_per_request_;
   const int64_t max_head_bytes_;
+  const std::function<absl::Status(absl::string_view)> before_head_load_;
   std::string device_name_;
   std::unique_ptr<Preprocessor> preprocessor_;
   std::unique_ptr<Backbone> backbone_;

@@ -8,11 +8,14 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <system_error>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "model_store/status_macros.h"
+#include "model_store/store/content_digest.h"
+#include "model_store/store/persisted_heads.h"
 
 namespace headway {
 namespace {
@@ -64,15 +67,21 @@ absl::Status ValidateInputSpec(const v1::InputSpec& input) {
 
 }  // namespace
 
-absl::StatusOr<v1::ModelConfig> ParseModelConfig(absl::string_view text) {
-  v1::ModelConfig config;
+absl::Status ParseTextFormat(absl::string_view text, absl::string_view what,
+                             google::protobuf::Message& message) {
   TextFormatErrors errors;
   google::protobuf::TextFormat::Parser parser;
   parser.RecordErrorsTo(&errors);
-  if (!parser.ParseFromString(std::string(text), &config)) {
+  if (!parser.ParseFromString(std::string(text), &message)) {
     return absl::InvalidArgumentError(
-        absl::StrCat("malformed model config: ", errors.Joined()));
+        absl::StrCat("malformed ", what, ": ", errors.Joined()));
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::ModelConfig> ParseModelConfig(absl::string_view text) {
+  v1::ModelConfig config;
+  HEADWAY_RETURN_IF_ERROR(ParseTextFormat(text, "model config", config));
   return config;
 }
 
@@ -134,6 +143,11 @@ absl::Status ValidateModelConfig(const v1::ModelConfig& config) {
 }
 
 absl::StatusOr<v1::ModelConfig> ReadModelConfig(const std::filesystem::path& model_dir) {
+  HEADWAY_ASSIGN_OR_RETURN(StoredModel stored, ReadStoredModel(model_dir));
+  return std::move(stored.config);
+}
+
+absl::StatusOr<StoredModel> ReadStoredModel(const std::filesystem::path& model_dir) {
   const std::filesystem::path path = model_dir / kModelConfigFileName;
   HEADWAY_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
   absl::StatusOr<v1::ModelConfig> parsed = ParseModelConfig(text);
@@ -141,7 +155,18 @@ absl::StatusOr<v1::ModelConfig> ReadModelConfig(const std::filesystem::path& mod
     return absl::InvalidArgumentError(
         absl::StrCat(path.string(), ": ", parsed.status().message()));
   }
-  v1::ModelConfig config = *std::move(parsed);
+  StoredModel stored;
+  v1::ModelConfig& config = stored.config;
+  config = *std::move(parsed);
+  HEADWAY_ASSIGN_OR_RETURN(const std::string persisted_text,
+                           ReadPersistedHeadsText(model_dir));
+  absl::StatusOr<v1::PersistedHeads> persisted = ParsePersistedHeads(persisted_text);
+  if (!persisted.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        (model_dir / kPersistedFolderName / kPersistedHeadsFileName).string(), ": ",
+        persisted.status().message()));
+  }
+  stored.head_versions = ApplyPersistedHeads(*persisted, config);
   if (absl::Status valid = ValidateModelConfig(config); !valid.ok()) {
     return absl::InvalidArgumentError(absl::StrCat(path.string(), ": ", valid.message()));
   }
@@ -169,7 +194,68 @@ absl::StatusOr<v1::ModelConfig> ReadModelConfig(const std::filesystem::path& mod
   if (config.limits().max_inputs_per_request() == 0) {
     config.mutable_limits()->set_max_inputs_per_request(kDefaultMaxInputsPerRequest);
   }
-  return config;
+  return stored;
+}
+
+namespace {
+
+// "<relative>:<size>:<mtime ns>" of a file the config names ("<relative>:-" when it
+// cannot be read), so that a file replaced in place changes the fingerprint.
+std::string FileStamp(const std::filesystem::path& model_dir,
+                      const std::string& relative) {
+  std::error_code error;
+  const std::filesystem::path path = model_dir / relative;
+  const uintmax_t size = std::filesystem::file_size(path, error);
+  if (error) return absl::StrCat(relative, ":-");
+  const auto modified = std::filesystem::last_write_time(path, error);
+  if (error) return absl::StrCat(relative, ":-");
+  return absl::StrCat(relative, ":", size, ":",
+                      static_cast<int64_t>(modified.time_since_epoch().count()));
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> StoreFingerprint(const std::filesystem::path& model_dir) {
+  std::error_code error;
+  if (!std::filesystem::exists(model_dir / kModelConfigFileName, error)) {
+    return absl::NotFoundError(
+        absl::StrCat(model_dir.string(), " has no ", kModelConfigFileName));
+  }
+  HEADWAY_ASSIGN_OR_RETURN(const std::string config_text,
+                           ReadFileToString(model_dir / kModelConfigFileName));
+  HEADWAY_ASSIGN_OR_RETURN(const std::string persisted_text,
+                           ReadPersistedHeadsText(model_dir));
+  std::vector<std::string> parts = {config_text, persisted_text};
+  // The files named by the configuration as it reads now; an unreadable one only
+  // makes the fingerprint what it is (the load that follows reports it).
+  v1::ModelConfig config;
+  v1::PersistedHeads persisted;
+  if (ParseTextFormat(config_text, "model config", config).ok() &&
+      ParseTextFormat(persisted_text, "persisted heads", persisted).ok()) {
+    ApplyPersistedHeads(persisted, config);
+    parts.push_back(BackboneFingerprint(config, model_dir));
+    for (const v1::HeadConfig& head : config.heads()) {
+      for (const std::string& file : {head.file(), head.labels_file()}) {
+        if (!file.empty()) parts.push_back(FileStamp(model_dir, file));
+      }
+    }
+  }
+  return ContentDigest(std::vector<absl::string_view>(parts.begin(), parts.end()));
+}
+
+std::string BackboneFingerprint(const v1::ModelConfig& config,
+                                const std::filesystem::path& model_dir) {
+  v1::ModelConfig backbone_part = config;
+  backbone_part.clear_heads();
+  backbone_part.clear_default_head();
+  std::string serialized;
+  backbone_part.SerializeToString(&serialized);
+  std::vector<std::string> parts = {serialized,
+                                    FileStamp(model_dir, config.backbone().file())};
+  if (!config.backbone().architecture().empty()) {
+    parts.push_back(FileStamp(model_dir, config.backbone().architecture()));
+  }
+  return ContentDigest(std::vector<absl::string_view>(parts.begin(), parts.end()));
 }
 
 int ModelWorkers(const v1::ModelConfig& config) {

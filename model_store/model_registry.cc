@@ -1,10 +1,6 @@
 #include "model_store/model_registry.h"
 
-#include <google/protobuf/text_format.h>
-
 #include <algorithm>
-#include <cstdio>
-#include <fstream>
 #include <system_error>
 
 #include "absl/strings/ascii.h"
@@ -23,45 +19,36 @@ std::string InstanceNames(const std::vector<std::shared_ptr<Model>>& instances) 
   return absl::StrJoin(devices, ", ");
 }
 
-// Writes `contents` to `path` through a temporary file and a rename, so that readers
-// and restarts see the old file or the new one, never a part.
-absl::Status WriteFileAtomically(const std::filesystem::path& path,
-                                 absl::string_view contents) {
-  const std::filesystem::path temporary = path.string() + ".tmp";
-  {
-    std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
-    out.write(contents.data(), static_cast<std::streamsize>(contents.size()));
-    out.flush();
-    if (!out) {
-      return absl::UnavailableError(absl::StrCat("cannot write ", temporary.string()));
-    }
-  }
-  if (std::rename(temporary.c_str(), path.c_str()) != 0) {
-    std::error_code ignored;
-    std::filesystem::remove(temporary, ignored);
-    return absl::UnavailableError(absl::StrCat("cannot replace ", path.string()));
-  }
-  return absl::OkStatus();
+absl::Status OnDevice(const absl::Status& status, const Model& instance) {
+  return absl::Status(status.code(),
+                      absl::StrCat(status.message(), " (on ", instance.device(), ")"));
 }
 
-// The model's config as written (no defaults filled), for editing.
-absl::StatusOr<v1::ModelConfig> ReadStoredConfig(const std::filesystem::path& model_dir) {
-  HEADWAY_ASSIGN_OR_RETURN(const std::string text,
-                           ReadFileToString(model_dir / kModelConfigFileName));
-  return ParseModelConfig(text);
+// Whether the user's config.pbtxt (not the persisted changes) names `head`.
+bool ConfigNamesHead(const std::filesystem::path& model_dir, absl::string_view head) {
+  absl::StatusOr<std::string> text = ReadFileToString(model_dir / kModelConfigFileName);
+  if (!text.ok()) return false;
+  absl::StatusOr<v1::ModelConfig> config = ParseModelConfig(*text);
+  if (!config.ok()) return false;
+  return std::any_of(config->heads().begin(), config->heads().end(),
+                     [&](const v1::HeadConfig& h) { return h.name() == head; });
 }
 
-absl::Status WriteStoredConfig(const std::filesystem::path& model_dir,
-                               const v1::ModelConfig& config) {
-  std::string text;
-  if (!google::protobuf::TextFormat::PrintToString(config, &text)) {
-    return absl::InternalError("cannot print the model config");
+// The store's whole head table as a change.
+HeadChange StoreHeads(const StoredModel& stored) {
+  HeadChange change;
+  change.complete = true;
+  change.default_head = stored.config.default_head();
+  for (const v1::HeadConfig& head : stored.config.heads()) {
+    HeadSwap& swap = change.swaps.emplace_back();
+    swap.head = head.name();
+    swap.file = head.file();
+    swap.labels_file = head.labels_file();
+    swap.key_prefix = head.key_prefix();
+    auto version = stored.head_versions.find(head.name());
+    swap.version = version == stored.head_versions.end() ? 1 : version->second;
   }
-  return WriteFileAtomically(
-      model_dir / kModelConfigFileName,
-      absl::StrCat(
-          "# Headway model configuration (headway.v1.ModelConfig, text format).\n",
-          "# Rewritten by a persisted head swap.\n", text));
+  return change;
 }
 
 }  // namespace
@@ -79,6 +66,27 @@ absl::Status ValidateName(absl::string_view what, absl::string_view name) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<std::vector<HeadInfo>> ApplyHeadChange(
+    const std::vector<std::shared_ptr<Model>>& instances, const HeadChange& change,
+    const std::function<absl::Status(const PreparedHeadChange&)>& commit) {
+  if (instances.empty()) return absl::InternalError("a head change without instances");
+  std::vector<std::unique_ptr<PreparedHeadChange>> prepared;
+  for (const std::shared_ptr<Model>& instance : instances) {
+    absl::StatusOr<std::unique_ptr<PreparedHeadChange>> one =
+        instance->PrepareHeadChange(change);
+    if (!one.ok()) {
+      return instances.size() == 1 ? one.status() : OnDevice(one.status(), *instance);
+    }
+    prepared.push_back(*std::move(one));
+  }
+  if (commit) HEADWAY_RETURN_IF_ERROR(commit(*prepared.front()));
+  std::vector<HeadInfo> heads = prepared.front()->heads();
+  for (size_t i = 0; i < instances.size(); ++i) {
+    instances[i]->PublishHeadChange(std::move(prepared[i]));
+  }
+  return heads;
+}
+
 ModelRegistry::~ModelRegistry() {
   absl::MutexLock lock(&mu_);
   models_.clear();
@@ -91,26 +99,7 @@ absl::StatusOr<std::unique_ptr<ModelRegistry>> ModelRegistry::Open(
     return absl::NotFoundError(
         absl::StrCat("model store ", options.model_store.string(), " is not a folder"));
   }
-  std::unique_ptr<ModelRegistry> registry(new ModelRegistry(options));
-  std::vector<std::string>& names = registry->store_models_;
-  for (const auto& entry :
-       std::filesystem::directory_iterator(options.model_store, error)) {
-    if (entry.is_directory() &&
-        std::filesystem::exists(entry.path() / kModelConfigFileName)) {
-      names.push_back(entry.path().filename().string());
-    }
-  }
-  if (error) {
-    return absl::UnavailableError(absl::StrCat(
-        "cannot list ", options.model_store.string(), ": ", error.message()));
-  }
-  if (names.empty()) {
-    return absl::NotFoundError(absl::StrCat("model store ", options.model_store.string(),
-                                            " holds no model folder with a ",
-                                            kModelConfigFileName));
-  }
-  std::sort(names.begin(), names.end());
-  return registry;
+  return std::unique_ptr<ModelRegistry>(new ModelRegistry(options));
 }
 
 absl::StatusOr<std::unique_ptr<ModelRegistry>> ModelRegistry::Create(
@@ -120,30 +109,78 @@ absl::StatusOr<std::unique_ptr<ModelRegistry>> ModelRegistry::Create(
   return registry;
 }
 
-absl::Status ModelRegistry::LoadAll(const std::function<void(const Model&)>& on_loaded) {
-  for (const std::string& name : store_models_) {
-    HEADWAY_ASSIGN_OR_RETURN(const std::shared_ptr<Model> model, LoadModel(name, ""));
-    on_loaded(*model);
+std::vector<std::string> ModelRegistry::StoreModels() const {
+  std::vector<std::string> names;
+  std::error_code error;
+  for (const auto& entry :
+       std::filesystem::directory_iterator(options_.model_store, error)) {
+    std::error_code ignored;
+    if (entry.is_directory(ignored) &&
+        std::filesystem::exists(entry.path() / kModelConfigFileName, ignored) &&
+        ValidateName("model", entry.path().filename().string()).ok()) {
+      names.push_back(entry.path().filename().string());
+    }
   }
-  return absl::OkStatus();
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+absl::Status ModelRegistry::LoadAll() {
+  absl::Status first_error;
+  for (const std::string& name : StoreModels()) {
+    absl::Status loaded = LoadModel(name, "").status();
+    if (first_error.ok()) first_error = loaded;
+  }
+  return first_error;
+}
+
+std::filesystem::path ModelRegistry::ModelDir(absl::string_view name) const {
+  return options_.model_store / std::string(name);
+}
+
+absl::Mutex& ModelRegistry::ChangeLock(absl::string_view name) {
+  absl::MutexLock lock(&mu_);
+  auto it = change_locks_.find(name);
+  if (it == change_locks_.end()) {
+    it = change_locks_.emplace(std::string(name), std::make_unique<absl::Mutex>()).first;
+  }
+  return *it->second;
+}
+
+void ModelRegistry::SetEntry(absl::string_view name,
+                             const std::function<void(Entry&)>& update) {
+  absl::MutexLock lock(&mu_);
+  auto it = models_.find(name);
+  if (it == models_.end()) it = models_.emplace(std::string(name), Entry()).first;
+  update(it->second);
+}
+
+void ModelRegistry::MarkLoading(const std::vector<std::string>& names) {
+  for (const std::string& name : names) {
+    SetEntry(name, [](Entry& entry) {
+      if (entry.instances.empty()) entry.state = "LOADING";
+    });
+  }
 }
 
 absl::StatusOr<std::shared_ptr<Model>> ModelRegistry::LoadInstance(
-    absl::string_view name, absl::string_view device) {
-  HEADWAY_RETURN_IF_ERROR(ValidateName("model", name));
-  const std::filesystem::path model_dir = options_.model_store / std::string(name);
-  if (!std::filesystem::exists(model_dir / kModelConfigFileName)) {
-    return absl::NotFoundError(
-        absl::StrCat("the model store has no model \"", name, "\""));
-  }
+    absl::string_view name, absl::string_view device, const StoredModel& stored) {
   Model::Options model_options;
-  model_options.model_dir = model_dir;
-  HEADWAY_ASSIGN_OR_RETURN(model_options.config, ReadModelConfig(model_dir));
+  model_options.model_dir = ModelDir(name);
+  model_options.config = stored.config;
+  model_options.head_versions = stored.head_versions;
   model_options.device = std::string(device);
   model_options.retirer = &retirer_;
   model_options.limits = options_.input_limits;
   model_options.max_head_bytes = options_.max_head_bytes;
   model_options.on_batch = options_.on_batch;
+  if (options_.before_head_load) {
+    model_options.before_head_load =
+        [hook = options_.before_head_load, model = std::string(name),
+         device = std::string(device)](absl::string_view head) {
+          return hook(model, device, head);
+        };
+  }
   absl::StatusOr<std::unique_ptr<Model>> model = Model::Load(model_options);
   if (!model.ok()) {
     return absl::Status(model.status().code(),
@@ -154,28 +191,75 @@ absl::StatusOr<std::shared_ptr<Model>> ModelRegistry::LoadInstance(
 
 absl::StatusOr<std::shared_ptr<Model>> ModelRegistry::LoadModel(
     absl::string_view name, absl::string_view device) {
-  // Loading takes seconds: do it outside the lock, then check for a twin.
-  HEADWAY_ASSIGN_OR_RETURN(std::shared_ptr<Model> model, LoadInstance(name, device));
-  absl::MutexLock lock(&mu_);
-  std::vector<std::shared_ptr<Model>>& instances = models_[std::string(name)];
-  for (const auto& instance : instances) {
-    if (instance->device() == model->device()) {
-      return absl::AlreadyExistsError(
-          absl::StrCat("model \"", name, "\" is already loaded on ", model->device()));
+  HEADWAY_RETURN_IF_ERROR(ValidateName("model", name));
+  absl::MutexLock change_lock(&ChangeLock(name));
+  return LoadLocked(name, device);
+}
+
+absl::StatusOr<std::shared_ptr<Model>> ModelRegistry::LoadLocked(
+    absl::string_view name, absl::string_view device) {
+  const std::filesystem::path model_dir = ModelDir(name);
+  // Read before the config, so that a change made during the load is seen later.
+  absl::StatusOr<std::string> fingerprint = StoreFingerprint(model_dir);
+  if (!fingerprint.ok()) {
+    return absl::NotFoundError(
+        absl::StrCat("the model store has no model \"", name, "\""));
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = models_.find(name);
+    if (it != models_.end()) {
+      for (const auto& instance : it->second.instances) {
+        if (instance->device() == device ||
+            (device.empty() && instance->device() == instance->config().device())) {
+          return absl::AlreadyExistsError(absl::StrCat(
+              "model \"", name, "\" is already loaded on ", instance->device()));
+        }
+      }
     }
   }
-  instances.push_back(model);
+  CleanPersistedFolder(model_dir);  // what a writer that stopped midway left
+  absl::StatusOr<std::shared_ptr<Model>> model = absl::UnknownError("not loaded");
+  absl::StatusOr<StoredModel> stored = ReadStoredModel(model_dir);
+  model = stored.ok()
+              ? LoadInstance(name, device, *stored)
+              : absl::StatusOr<std::shared_ptr<Model>>(absl::Status(
+                    stored.status().code(),
+                    absl::StrCat("model \"", name, "\": ", stored.status().message())));
+  absl::MutexLock lock(&mu_);
+  Entry& entry = models_[std::string(name)];
+  if (!model.ok()) {
+    if (entry.instances.empty()) {
+      entry.state = "FAILED";
+      entry.error = std::string(model.status().message());
+      entry.refused_fingerprint = *fingerprint;
+    }
+    return model.status();
+  }
+  for (const auto& instance : entry.instances) {
+    if (instance->device() == (*model)->device()) {
+      return absl::AlreadyExistsError(
+          absl::StrCat("model \"", name, "\" is already loaded on ", (*model)->device()));
+    }
+  }
+  entry.instances.push_back(*model);
+  entry.state = "READY";
+  entry.error.clear();
+  entry.applied_fingerprint = *fingerprint;
+  entry.refused_fingerprint.clear();
+  entry.backbone_fingerprint = BackboneFingerprint(stored->config, model_dir);
   return model;
 }
 
 absl::StatusOr<std::vector<std::string>> ModelRegistry::UnloadModel(
     absl::string_view name, absl::string_view device) {
+  absl::MutexLock change_lock(&ChangeLock(name));
   absl::MutexLock lock(&mu_);
   auto it = models_.find(name);
-  if (it == models_.end()) {
+  if (it == models_.end() || it->second.instances.empty()) {
     return absl::NotFoundError(absl::StrCat("model \"", name, "\" is not loaded"));
   }
-  std::vector<std::shared_ptr<Model>>& instances = it->second;
+  std::vector<std::shared_ptr<Model>>& instances = it->second.instances;
   auto keep = std::stable_partition(
       instances.begin(), instances.end(),
       [&](const auto& m) { return !device.empty() && m->device() != device; });
@@ -189,7 +273,7 @@ absl::StatusOr<std::vector<std::string>> ModelRegistry::UnloadModel(
   // The retirer destroys them once their last request is done, off this thread.
   for (auto i = keep; i != instances.end(); ++i) retirer_.Retire(std::move(*i));
   instances.erase(keep, instances.end());
-  if (instances.empty()) models_.erase(it);
+  if (instances.empty()) it->second.state = "UNLOADED";
   return devices;
 }
 
@@ -197,13 +281,22 @@ absl::StatusOr<std::shared_ptr<Model>> ModelRegistry::Find(
     absl::string_view name, absl::string_view device) const {
   absl::MutexLock lock(&mu_);
   auto it = models_.find(name);
-  if (it == models_.end()) {
+  if (it == models_.end() || it->second.instances.empty()) {
+    if (it != models_.end() && it->second.state == "LOADING") {
+      return absl::UnavailableError(absl::StrCat("model \"", name, "\" is loading"));
+    }
+    if (it != models_.end() && it->second.state == "FAILED") {
+      return absl::FailedPreconditionError(
+          absl::StrCat("model \"", name, "\" failed to load: ", it->second.error));
+    }
     std::vector<std::string> names;
-    for (const auto& [model_name, instances] : models_) names.push_back(model_name);
+    for (const auto& [model_name, entry] : models_) {
+      if (!entry.instances.empty()) names.push_back(model_name);
+    }
     return absl::NotFoundError(absl::StrCat(
         "model \"", name, "\" is not loaded; models: ", absl::StrJoin(names, ", ")));
   }
-  const std::vector<std::shared_ptr<Model>>& instances = it->second;
+  const std::vector<std::shared_ptr<Model>>& instances = it->second.instances;
   if (device.empty()) return instances[next_instance_++ % instances.size()];
   for (const auto& instance : instances) {
     if (instance->device() == device) return instance;
@@ -216,98 +309,204 @@ absl::StatusOr<std::shared_ptr<Model>> ModelRegistry::Find(
 std::vector<std::shared_ptr<Model>> ModelRegistry::List(absl::string_view name) const {
   absl::MutexLock lock(&mu_);
   std::vector<std::shared_ptr<Model>> models;
-  for (const auto& [model_name, instances] : models_) {
+  for (const auto& [model_name, entry] : models_) {
     if (!name.empty() && model_name != name) continue;
-    models.insert(models.end(), instances.begin(), instances.end());
+    models.insert(models.end(), entry.instances.begin(), entry.instances.end());
   }
   return models;
+}
+
+std::vector<ModelRecord> ModelRegistry::Records() const {
+  absl::MutexLock lock(&mu_);
+  std::vector<ModelRecord> records;
+  for (const auto& [name, entry] : models_) {
+    records.push_back(
+        {name, entry.state, entry.error, static_cast<int>(entry.instances.size())});
+  }
+  return records;
+}
+
+absl::StatusOr<std::vector<std::shared_ptr<Model>>> ModelRegistry::Targets(
+    absl::string_view model, absl::string_view device) const {
+  if (!device.empty()) {
+    HEADWAY_ASSIGN_OR_RETURN(std::shared_ptr<Model> instance, Find(model, device));
+    return std::vector<std::shared_ptr<Model>>{std::move(instance)};
+  }
+  std::vector<std::shared_ptr<Model>> targets = List(model);
+  if (targets.empty()) return Find(model).status();
+  return targets;
 }
 
 absl::StatusOr<SwapResult> ModelRegistry::SwapHead(absl::string_view model_name,
                                                    const HeadSwap& swap, bool persist,
                                                    absl::string_view device) {
   HEADWAY_RETURN_IF_ERROR(ValidateHeadName(swap.head));
-  std::vector<std::shared_ptr<Model>> targets;
-  if (device.empty()) {
-    targets = List(model_name);
-    if (targets.empty()) HEADWAY_RETURN_IF_ERROR(Find(model_name).status());
-  } else {
-    HEADWAY_ASSIGN_OR_RETURN(std::shared_ptr<Model> model, Find(model_name, device));
-    targets.push_back(std::move(model));
+  if (persist && !device.empty()) {
+    return absl::InvalidArgumentError(
+        "a persisted swap changes the store, which every instance serves: leave the "
+        "device empty");
   }
-  absl::MutexLock store_lock(&store_mu_);
-  SwapResult result;
-  for (const std::shared_ptr<Model>& model : targets) {
-    absl::StatusOr<HeadInfo> head = model->SwapHead(swap);
-    if (!head.ok()) {
-      return absl::Status(
-          head.status().code(),
-          absl::StrCat(head.status().message(),
-                       result.devices.empty()
-                           ? ""
-                           : absl::StrCat(" (already swapped on ",
-                                          absl::StrJoin(result.devices, ", "), ")")));
+  absl::MutexLock change_lock(&ChangeLock(model_name));
+  HEADWAY_ASSIGN_OR_RETURN(const std::vector<std::shared_ptr<Model>> targets,
+                           Targets(model_name, device));
+  HeadChange change;
+  change.swaps.push_back(swap);
+  std::unique_ptr<PersistedHeadsTransaction> transaction;
+  if (persist) {
+    HEADWAY_ASSIGN_OR_RETURN(transaction,
+                             PersistedHeadsTransaction::Begin(ModelDir(model_name),
+                                                              options_.after_store_step));
+    // One version for the content, from the store: every replica reports it.
+    int64_t version = transaction->StoredVersion(swap.head);
+    for (const std::shared_ptr<Model>& instance : targets) {
+      for (const HeadInfo& head : instance->Info().heads) {
+        if (head.name == swap.head) version = std::max(version, head.version);
+      }
     }
-    result.head = *head;
-    result.devices.push_back(model->device());
+    change.swaps.front().version = version + 1;
   }
-  if (persist) HEADWAY_RETURN_IF_ERROR(PersistSwap(*targets.front(), swap));
+  HEADWAY_ASSIGN_OR_RETURN(
+      const std::vector<HeadInfo> heads,
+      ApplyHeadChange(targets, change, [&](const PreparedHeadChange& prepared) {
+        if (transaction == nullptr) return absl::OkStatus();
+        return transaction->CommitSwap(prepared.swapped().front());
+      }));
+  if (transaction != nullptr) {
+    // Still under the store lock: no other writer's change is in this fingerprint.
+    absl::StatusOr<std::string> fingerprint = StoreFingerprint(ModelDir(model_name));
+    SetEntry(model_name, [&](Entry& entry) {
+      if (fingerprint.ok()) entry.applied_fingerprint = *fingerprint;
+    });
+  }
+  SwapResult result;
+  for (const HeadInfo& head : heads) {
+    if (head.name == swap.head) result.head = head;
+  }
+  for (const std::shared_ptr<Model>& instance : targets) {
+    result.devices.push_back(instance->device());
+  }
   return result;
 }
 
 absl::Status ModelRegistry::RemoveHead(absl::string_view model_name,
                                        absl::string_view head, bool persist) {
-  std::vector<std::shared_ptr<Model>> targets = List(model_name);
-  if (targets.empty()) return Find(model_name).status();
-  absl::MutexLock store_lock(&store_mu_);
-  for (const std::shared_ptr<Model>& model : targets) {
-    HEADWAY_RETURN_IF_ERROR(model->RemoveHead(head));
+  absl::MutexLock change_lock(&ChangeLock(model_name));
+  HEADWAY_ASSIGN_OR_RETURN(const std::vector<std::shared_ptr<Model>> targets,
+                           Targets(model_name, ""));
+  HeadChange change;
+  change.removals.emplace_back(head);
+  std::unique_ptr<PersistedHeadsTransaction> transaction;
+  if (persist) {
+    HEADWAY_ASSIGN_OR_RETURN(transaction,
+                             PersistedHeadsTransaction::Begin(ModelDir(model_name),
+                                                              options_.after_store_step));
   }
-  if (persist) HEADWAY_RETURN_IF_ERROR(PersistRemoval(*targets.front(), head));
+  HEADWAY_RETURN_IF_ERROR(
+      ApplyHeadChange(targets, change, [&](const PreparedHeadChange&) {
+        if (transaction == nullptr) return absl::OkStatus();
+        return transaction->CommitRemoval(head,
+                                          ConfigNamesHead(ModelDir(model_name), head));
+      }).status());
+  if (transaction != nullptr) {
+    absl::StatusOr<std::string> fingerprint = StoreFingerprint(ModelDir(model_name));
+    SetEntry(model_name, [&](Entry& entry) {
+      if (fingerprint.ok()) entry.applied_fingerprint = *fingerprint;
+    });
+  }
   return absl::OkStatus();
 }
 
-absl::Status ModelRegistry::PersistSwap(const Model& model, const HeadSwap& swap) {
-  const std::filesystem::path& model_dir = model.model_dir();
-  HEADWAY_ASSIGN_OR_RETURN(v1::ModelConfig config, ReadStoredConfig(model_dir));
-  v1::HeadConfig entry;
-  entry.set_name(swap.head);
-  entry.set_key_prefix(swap.key_prefix);
-  if (!swap.checkpoint.empty()) {
-    std::error_code ignored;
-    std::filesystem::create_directories(model_dir / "heads", ignored);
-    const std::string file = absl::StrCat("heads/", swap.head, ".pt");
-    HEADWAY_RETURN_IF_ERROR(WriteFileAtomically(model_dir / file, swap.checkpoint));
-    entry.set_file(file);
-  } else {
-    entry.set_file(swap.file);
+absl::Status ModelRegistry::ReloadInstances(
+    absl::string_view name, const StoredModel& stored,
+    const std::vector<std::shared_ptr<Model>>& instances) {
+  std::vector<std::shared_ptr<Model>> replacements;
+  for (const std::shared_ptr<Model>& instance : instances) {
+    absl::StatusOr<std::shared_ptr<Model>> replacement =
+        LoadInstance(name, instance->device(), stored);
+    if (!replacement.ok()) return OnDevice(replacement.status(), *instance);
+    replacements.push_back(*std::move(replacement));
   }
-  if (!swap.labels.empty()) {
-    const std::string labels_file = absl::StrCat("heads/", swap.head, ".labels");
-    HEADWAY_RETURN_IF_ERROR(WriteFileAtomically(
-        model_dir / labels_file, absl::StrCat(absl::StrJoin(swap.labels, "\n"), "\n")));
-    entry.set_labels_file(labels_file);
-  } else {
-    entry.set_labels_file(swap.labels_file);
-  }
-  bool replaced = false;
-  for (v1::HeadConfig& head : *config.mutable_heads()) {
-    if (head.name() == swap.head) {
-      head = entry;
-      replaced = true;
-    }
-  }
-  if (!replaced) *config.add_heads() = entry;
-  return WriteStoredConfig(model_dir, config);
+  absl::MutexLock lock(&mu_);
+  Entry& entry = models_[std::string(name)];
+  for (std::shared_ptr<Model>& old : entry.instances) retirer_.Retire(std::move(old));
+  entry.instances = std::move(replacements);
+  entry.backbone_fingerprint = BackboneFingerprint(stored.config, ModelDir(name));
+  return absl::OkStatus();
 }
 
-absl::Status ModelRegistry::PersistRemoval(const Model& model, absl::string_view head) {
-  HEADWAY_ASSIGN_OR_RETURN(v1::ModelConfig config, ReadStoredConfig(model.model_dir()));
-  auto* heads = config.mutable_heads();
-  heads->erase(std::remove_if(heads->begin(), heads->end(),
-                              [&](const v1::HeadConfig& h) { return h.name() == head; }),
-               heads->end());
-  return WriteStoredConfig(model.model_dir(), config);
+StoreSync ModelRegistry::SyncFromStore(absl::string_view name) {
+  StoreSync sync;
+  sync.model = std::string(name);
+  if (!ValidateName("model", name).ok()) return sync;
+  absl::MutexLock change_lock(&ChangeLock(name));
+  const std::filesystem::path model_dir = ModelDir(name);
+  const absl::StatusOr<std::string> fingerprint = StoreFingerprint(model_dir);
+  Entry entry;
+  bool known = false;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = models_.find(name);
+    if (it != models_.end()) {
+      known = true;
+      entry = it->second;
+    }
+  }
+  if (!fingerprint.ok()) {  // the folder or its config is gone
+    if (!known) return sync;
+    absl::MutexLock lock(&mu_);
+    auto it = models_.find(name);
+    for (std::shared_ptr<Model>& old : it->second.instances) {
+      retirer_.Retire(std::move(old));
+    }
+    models_.erase(it);
+    sync.action = StoreSync::Action::kRemoved;
+    return sync;
+  }
+  if (known && (*fingerprint == entry.applied_fingerprint ||
+                *fingerprint == entry.refused_fingerprint)) {
+    return sync;
+  }
+
+  absl::Status status;
+  if (entry.instances.empty()) {
+    status = LoadLocked(name, "").status();
+    sync.action = StoreSync::Action::kLoaded;
+  } else {
+    absl::StatusOr<StoredModel> stored = ReadStoredModel(model_dir);
+    if (!stored.ok()) {
+      status = stored.status();
+    } else if (BackboneFingerprint(stored->config, model_dir) !=
+               entry.backbone_fingerprint) {
+      status = ReloadInstances(name, *stored, entry.instances);
+      sync.action = StoreSync::Action::kReloaded;
+    } else {
+      status = ApplyHeadChange(entry.instances, StoreHeads(*stored), nullptr).status();
+      sync.action = StoreSync::Action::kHeadsChanged;
+    }
+  }
+  if (status.ok()) {
+    SetEntry(name, [&](Entry& updated) {
+      updated.state = "READY";
+      updated.error.clear();
+      updated.applied_fingerprint = *fingerprint;
+      updated.refused_fingerprint.clear();
+    });
+    return sync;
+  }
+  // A writer may have changed the entry while it was read (and removed files the
+  // older entry named): that is not a refusal; the next poll sees the new entry.
+  const absl::StatusOr<std::string> now = StoreFingerprint(model_dir);
+  if (!now.ok() || *now != *fingerprint) {
+    sync.action = StoreSync::Action::kNone;
+    return sync;
+  }
+  sync.action = StoreSync::Action::kRefused;
+  sync.message = std::string(status.message());
+  SetEntry(name, [&](Entry& updated) {
+    updated.error = sync.message;
+    updated.refused_fingerprint = *fingerprint;
+  });
+  return sync;
 }
 
 }  // namespace headway

@@ -11,6 +11,8 @@ packages=(
   # instead of the reference BLAS, single-threaded as LibTorch schedules its own threads.
   libopenblas0-serial
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
+  # Content digests of the heads in the model store (SHA-256).
+  libssl-dev
   libabsl-dev
   libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev
   prometheus-cpp-dev

@@ -13,23 +13,23 @@ HeadwayServer::HeadwayServer(const Options& options)
     : registry_(options.registry),
       admin_(options.admin),
       workers_(std::make_unique<WorkerPool>(options.worker_threads)),
+      management_workers_(std::make_unique<WorkerPool>(options.management_threads)),
       inference_(options.registry, workers_.get(), options.metrics),
-      management_(options.registry, workers_.get(), &admin_, options.metrics,
-                  [this](const std::string& model, bool serving) {
-                    SetModelHealth(model, serving);
-                  }) {}
+      management_(options.registry, management_workers_.get(), &admin_, options.metrics,
+                  [this](const std::string& model, bool) { UpdateModelHealth(model); }) {}
 
-void HeadwayServer::SetModelHealth(const std::string& model, bool serving) {
+void HeadwayServer::UpdateModelHealth(const std::string& model) {
   if (server_ == nullptr) return;
   if (grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService()) {
-    health->SetServingStatus(model, serving);
+    health->SetServingStatus(model, !registry_->List(model).empty());
   }
 }
 
 HeadwayServer::~HeadwayServer() {
   Shutdown(absl::ZeroDuration());
   Wait();
-  // Finish every queued request before the services go away.
+  // Finish every queued call before the services go away.
+  management_workers_.reset();
   workers_.reset();
 }
 
@@ -59,18 +59,15 @@ absl::StatusOr<std::unique_ptr<HeadwayServer>> HeadwayServer::Start(
   // Nothing serves until MarkServing.
   grpc::HealthCheckServiceInterface* health = server->server_->GetHealthCheckService();
   health->SetServingStatus("", false);
-  for (const std::string& model : options.registry->store_models()) {
+  for (const std::string& model : options.registry->StoreModels()) {
     health->SetServingStatus(model, false);
   }
   return server;
 }
 
 void HeadwayServer::MarkServing() {
-  grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService();
-  for (const std::shared_ptr<Model>& model : registry_->List()) {
-    health->SetServingStatus(model->name(), true);
-  }
-  health->SetServingStatus("", true);
+  for (const ModelRecord& record : registry_->Records()) UpdateModelHealth(record.name);
+  server_->GetHealthCheckService()->SetServingStatus("", true);
 }
 
 void HeadwayServer::Drain() {

@@ -1,13 +1,17 @@
 // HeadwayServer: the gRPC server: Headway's inference and management services, the
 // standard gRPC health service and server reflection, over a ModelRegistry.
 //
-// Health: the whole server ("") and each model of the store (its name) say
-// NOT_SERVING from Start until MarkServing (called once every model is loaded and
-// warmed up); after that a model's status follows LoadModel and UnloadModel. Drain
-// sets every status to NOT_SERVING while calls are still accepted, so load balancers
-// and readiness probes move traffic away before Shutdown stops accepting.
+// Health: each model of the store (its name) says SERVING while an instance of it is
+// loaded (UpdateModelHealth, after every load, unload and store change); the whole
+// server ("") says NOT_SERVING from Start until MarkServing (called once every model
+// the store held at start is serving or has failed). Drain sets every status to
+// NOT_SERVING while calls are still accepted, so load balancers and readiness probes
+// move traffic away before Shutdown stops accepting.
 //
-// Thread-safe. Owns the worker pool and the gRPC server; the registry and metrics must
+// Inference runs on the worker pool; management calls (loads, unloads, swaps) on a
+// management pool of their own, so they never occupy a thread inference needs.
+//
+// Thread-safe. Owns both pools and the gRPC server; the registry and metrics must
 // outlive it.
 #ifndef HEADWAY_SERVER_HEADWAY_SERVER_H_
 #define HEADWAY_SERVER_HEADWAY_SERVER_H_
@@ -37,8 +41,10 @@ class HeadwayServer {
     int port = 50051;
     // Plaintext when null.
     std::shared_ptr<grpc::ServerCredentials> credentials;
-    // Threads running inference and head loads.
+    // Threads running inference requests.
     int worker_threads = 2;
+    // Threads running management calls (loads, unloads, head swaps).
+    int management_threads = 2;
     int max_message_bytes = 64 << 20;
     // Who may call the management RPCs that change what is served.
     AdminAuthorizer::Options admin;
@@ -53,8 +59,11 @@ class HeadwayServer {
   // The bound port.
   int port() const { return port_; }
 
-  // Every loaded model, and the server, say SERVING.
+  // The server says SERVING (and each model as UpdateModelHealth would).
   void MarkServing();
+
+  // `model` says SERVING when an instance of it is loaded, else NOT_SERVING.
+  void UpdateModelHealth(const std::string& model);
 
   // Every service says NOT_SERVING; calls are still accepted.
   void Drain();
@@ -69,12 +78,10 @@ class HeadwayServer {
  private:
   explicit HeadwayServer(const Options& options);
 
-  // The health service's status for a model's service name.
-  void SetModelHealth(const std::string& model, bool serving);
-
   ModelRegistry* const registry_;
   const AdminAuthorizer admin_;
   std::unique_ptr<WorkerPool> workers_;
+  std::unique_ptr<WorkerPool> management_workers_;
   InferenceServiceImpl inference_;
   ManagementServiceImpl management_;
   std::unique_ptr<grpc::Server> server_;

@@ -2,8 +2,10 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <atomic>
 #include <cstdio>
 #include <fstream>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -12,12 +14,15 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "model_store/host_allocator.h"
 #include "model_store/model_config.h"
 #include "model_store/model_registry.h"
 #include "model_store/status_macros.h"
+#include "model_store/store/content_digest.h"
+#include "model_store/store_follower.h"
 #include "model_store/torch_runtime.h"
 #include "server/event_log.h"
 #include "server/headway_server.h"
@@ -31,8 +36,22 @@ ABSL_FLAG(std::string, port_file, "",
 ABSL_FLAG(std::string, model_store, "models",
           "Folder with one sub-folder per model, each with a config.pbtxt.");
 ABSL_FLAG(int, worker_threads, headway::UsableCpus(),
-          "Threads running inference requests and head loads; defaults to the CPUs the "
-          "server may use.");
+          "Threads running inference requests; defaults to the CPUs the server may use.");
+ABSL_FLAG(int, management_threads, 2,
+          "Threads running management calls (loads, unloads, head swaps), apart from "
+          "those serving inference.");
+ABSL_FLAG(absl::Duration, store_poll_interval, absl::Seconds(5),
+          "How often the server looks for changes in the model store (models added or "
+          "removed, changed configs, persisted head swaps from other replicas) and "
+          "serves them; 0 loads the store once at start and stops following it.");
+ABSL_FLAG(int, parallel_loads, 2, "Models loaded at the same time at start.");
+ABSL_FLAG(bool, strict_startup, false,
+          "Exit (status 1) when any model of the store fails to load at start, instead "
+          "of serving the others and reporting it.");
+ABSL_FLAG(int, test_stop_after_store_step, 0,
+          "Testing only: the server kills itself (SIGKILL) after this step of a "
+          "persisted write to the model store, to show that a crash at any step leaves "
+          "the store consistent. 0 never.");
 ABSL_FLAG(int, torch_threads, 0,
           "LibTorch intra-op threads per forward pass; 0 means one per CPU the server "
           "may run on. With model_workers > 1, lower it so that model_workers x "
@@ -95,6 +114,25 @@ const sigset_t& ShutdownSignals() {
   return signals;
 }
 
+const char* StoreSyncResult(headway::StoreSync::Action action) {
+  using Action = headway::StoreSync::Action;
+  switch (action) {
+    case Action::kNone:
+      return "none";
+    case Action::kLoaded:
+      return "loaded";
+    case Action::kReloaded:
+      return "reloaded";
+    case Action::kHeadsChanged:
+      return "heads_changed";
+    case Action::kRemoved:
+      return "removed";
+    case Action::kRefused:
+      return "refused";
+  }
+  return "unknown";
+}
+
 int Fail(const absl::Status& status) {
   headway::LogEvent(headway::LogLevel::kError, "start_failed",
                     {{"code", absl::StatusCodeToString(status.code())},
@@ -130,6 +168,55 @@ headway::InputLimits InputLimitsFromFlags() {
   return limits;
 }
 
+// Logs and counts what a sync with the store did.
+void ReportStoreSync(const headway::ModelRegistry& registry,
+                     headway::ServerMetrics& metrics, const headway::StoreSync& sync) {
+  using Action = headway::StoreSync::Action;
+  const std::vector<std::shared_ptr<headway::Model>> instances =
+      registry.List(sync.model);
+  switch (sync.action) {
+    case Action::kNone:
+      return;
+    case Action::kLoaded:
+      for (const auto& instance : instances) {
+        const headway::ModelInfo info = instance->Info();
+        metrics.RecordModelLoad(info.name, true, absl::Milliseconds(info.load_time_ms));
+        headway::LogEvent(headway::LogLevel::kInfo, "model_loaded",
+                          {{"model", info.name},
+                           {"version", absl::StrCat(info.version)},
+                           {"device", info.device},
+                           {"feature_dim", absl::StrCat(info.feature_dim)},
+                           {"heads", absl::StrCat(info.heads.size())},
+                           {"duration_ms", absl::StrCat(info.load_time_ms)}});
+      }
+      break;
+    case Action::kRefused:
+      if (instances.empty()) {
+        metrics.RecordModelLoad(sync.model, false, absl::ZeroDuration());
+        headway::LogEvent(headway::LogLevel::kError, "model_load_failed",
+                          {{"model", sync.model}, {"message", sync.message}});
+      } else {
+        headway::LogEvent(headway::LogLevel::kWarning, "store_change_refused",
+                          {{"model", sync.model}, {"message", sync.message}});
+      }
+      break;
+    default: {
+      std::vector<std::string> heads;
+      if (!instances.empty()) {
+        for (const headway::HeadInfo& head : instances.front()->Info().heads) {
+          heads.push_back(absl::StrCat(head.name, ":", head.version, ":",
+                                       headway::ShortDigest(head.digest)));
+        }
+      }
+      headway::LogEvent(headway::LogLevel::kInfo, "store_change_applied",
+                        {{"model", sync.model},
+                         {"change", StoreSyncResult(sync.action)},
+                         {"heads", absl::StrJoin(heads, ",")}});
+    }
+  }
+  metrics.RecordStoreChange(sync.model, StoreSyncResult(sync.action));
+}
+
 int Serve() {
   headway::ServerMetrics metrics;
   int metrics_port = 0;
@@ -150,6 +237,17 @@ int Serve() {
                                          const headway::BatchRecord& record) {
     metrics.RecordBatch(model, device, record);
   };
+  if (const int stop_step = absl::GetFlag(FLAGS_test_stop_after_store_step);
+      stop_step > 0) {
+    registry_options.after_store_step =
+        [stop_step, steps = std::make_shared<int>(0)](absl::string_view step) {
+          if (++*steps < stop_step) return;
+          headway::LogEvent(
+              headway::LogLevel::kWarning, "test_stop",
+              {{"store_step", absl::StrCat(*steps)}, {"after", std::string(step)}});
+          raise(SIGKILL);
+        };
+  }
   absl::StatusOr<std::unique_ptr<headway::ModelRegistry>> registry =
       headway::ModelRegistry::Open(registry_options);
   if (!registry.ok()) return Fail(registry.status());
@@ -165,6 +263,7 @@ int Serve() {
   if (!credentials.ok()) return Fail(credentials.status());
   options.credentials = *credentials;
   options.worker_threads = absl::GetFlag(FLAGS_worker_threads);
+  options.management_threads = absl::GetFlag(FLAGS_management_threads);
   options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   absl::StatusOr<std::string> admin_token =
       ReadAdminToken(absl::GetFlag(FLAGS_admin_token_file));
@@ -193,27 +292,37 @@ int Serve() {
   // Health answers NOT_SERVING from here until every model is loaded and warmed up.
   WritePortFile(absl::GetFlag(FLAGS_port_file), (*server)->port());
 
+  // Each model serves as soon as it is warm; the server says SERVING once every model
+  // the store held at start serves or has failed. Then the store is followed.
   const absl::Time load_start = absl::Now();
-  const absl::Status loaded =
-      (*registry)->LoadAll([&metrics](const headway::Model& model) {
-        const headway::ModelInfo info = model.Info();
-        metrics.RecordModelLoad(info.name, true, absl::Milliseconds(info.load_time_ms));
-        headway::LogEvent(headway::LogLevel::kInfo, "model_loaded",
-                          {{"model", info.name},
-                           {"version", absl::StrCat(info.version)},
-                           {"device", info.device},
-                           {"feature_dim", absl::StrCat(info.feature_dim)},
-                           {"heads", absl::StrCat(info.heads.size())},
-                           {"duration_ms", absl::StrCat(info.load_time_ms)}});
-      });
-  if (!loaded.ok()) {
+  std::atomic<int> failed_loads{0};
+  headway::StoreFollower::Options follow;
+  follow.registry = registry->get();
+  follow.poll_interval = absl::GetFlag(FLAGS_store_poll_interval);
+  follow.parallel_loads = absl::GetFlag(FLAGS_parallel_loads);
+  follow.on_sync = [&](const headway::StoreSync& sync) {
+    if (sync.action == headway::StoreSync::Action::kRefused &&
+        (*registry)->List(sync.model).empty()) {
+      ++failed_loads;
+    }
+    ReportStoreSync(**registry, metrics, sync);
+    (*server)->UpdateModelHealth(sync.model);
+  };
+  auto follower = std::make_unique<headway::StoreFollower>(follow);
+  follower->WaitStarted();
+  if (absl::GetFlag(FLAGS_strict_startup) && failed_loads > 0) {
+    follower.reset();
     (*server)->Shutdown(absl::ZeroDuration());
-    return Fail(loaded);
+    return Fail(absl::FailedPreconditionError(
+        absl::StrCat(failed_loads.load(),
+                     " model(s) failed to load (--strict_startup); see the "
+                     "model_load_failed events")));
   }
   (*server)->MarkServing();
   headway::LogEvent(
       headway::LogLevel::kInfo, "serving",
       {{"models", absl::StrCat((*registry)->List().size())},
+       {"failed", absl::StrCat(failed_loads.load())},
        {"duration_ms",
         absl::StrCat(absl::ToInt64Milliseconds(absl::Now() - load_start))}});
 
@@ -229,6 +338,7 @@ int Serve() {
   absl::SleepFor(drain_delay);
   (*server)->Shutdown(grace);
   (*server)->Wait();
+  follower.reset();
   server->reset();
   headway::LogEvent(headway::LogLevel::kInfo, "stopped");
   return 0;

@@ -1,6 +1,7 @@
 #include "server/management_service.h"
 
 #include <algorithm>
+#include <map>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -42,7 +43,7 @@ absl::Status RunHotSwapHead(ModelRegistry& registry,
 // `name` when it is loaded or a folder of the store, else "": metric labels come from
 // the server's models, never from arbitrary request text.
 std::string KnownModel(const ModelRegistry& registry, const std::string& name) {
-  const std::vector<std::string>& models = registry.store_models();
+  const std::vector<std::string> models = registry.StoreModels();
   const bool known = std::find(models.begin(), models.end(), name) != models.end() ||
                      registry.Find(name).ok();
   return known ? name : "";
@@ -69,6 +70,7 @@ void FillModelStatus(const Model& model, v1::ModelStatus& status) {
     head_status.set_version(head.version);
     head_status.set_num_classes(static_cast<int32_t>(head.num_classes));
     head_status.set_is_default(head.is_default);
+    head_status.set_digest(head.digest);
   }
 }
 
@@ -185,12 +187,28 @@ grpc::ServerUnaryReactor* ManagementServiceImpl::ListModels(
     v1::ListModelsResponse* response) {
   const std::vector<std::shared_ptr<Model>> models = registry_->List(request->model());
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  if (!request->model().empty() && models.empty()) {
+  std::map<std::string, ModelRecord> records;
+  for (ModelRecord& record : registry_->Records()) {
+    if (request->model().empty() || record.name == request->model()) {
+      records[record.name] = std::move(record);
+    }
+  }
+  if (!request->model().empty() && records.empty()) {
     reactor->Finish(ToGrpcStatus(registry_->Find(request->model()).status()));
     return reactor;
   }
   for (const std::shared_ptr<Model>& model : models) {
-    FillModelStatus(*model, *response->add_models());
+    v1::ModelStatus& status = *response->add_models();
+    FillModelStatus(*model, status);
+    auto record = records.find(model->name());
+    if (record != records.end()) status.set_error(record->second.error);
+  }
+  for (const auto& [name, record] : records) {
+    if (record.instances > 0) continue;
+    v1::ModelStatus& status = *response->add_models();
+    status.set_name(name);
+    status.set_state(record.state);
+    status.set_error(record.error);
   }
   reactor->Finish(grpc::Status::OK);
   return reactor;

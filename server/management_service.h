@@ -1,6 +1,7 @@
 // ManagementServiceImpl: headway.v1.ManagementService (HotSwapHead, RemoveHead,
 // LoadModel, UnloadModel, ListModels) on gRPC's callback API. A thin adapter over the
-// registry; holds no model state. Loads run on the worker pool, off gRPC's threads.
+// registry; holds no model state. Loads and swaps run on the management pool it is
+// given, off gRPC's threads and off the threads that serve inference.
 // The RPCs that change what is served need an admin (AdminAuthorizer) and are checked
 // before anything runs; each is logged and counted in the metrics.
 //
@@ -46,7 +47,7 @@ class ManagementServiceImpl final : public v1::ManagementService::CallbackServic
                                        v1::ListModelsResponse* response) override;
 
  private:
-  // Checks that the caller is an admin, then runs `work` on the worker pool and
+  // Checks that the caller is an admin, then runs `work` on the management pool and
   // finishes the call with its status.
   grpc::ServerUnaryReactor* DeferAdmin(grpc::CallbackServerContext* context,
                                        const char* rpc,

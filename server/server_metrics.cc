@@ -17,6 +17,7 @@
 #include "absl/synchronization/mutex.h"
 #include "model_store/device.h"
 #include "model_store/model_registry.h"
+#include "model_store/store/content_digest.h"
 
 namespace headway {
 namespace {
@@ -81,6 +82,18 @@ class StateCollector : public prometheus::Collectable {
                                      "Requests waiting for a batch, by model instance.");
     MetricFamily heads = GaugeFamily("headway_head_version",
                                      "The version each head of each instance serves.");
+    MetricFamily head_info = GaugeFamily(
+        "headway_head_info",
+        "1 for the version and content digest each head of each instance serves: "
+        "replicas serving the same store agree on both once a rollout converged.");
+    MetricFamily states = GaugeFamily(
+        "headway_model_state",
+        "1 for each model's state: LOADING, READY, FAILED (its load failed) or "
+        "UNLOADED.");
+    MetricFamily store_errors = GaugeFamily(
+        "headway_model_store_error",
+        "1 while a model's entry in the store is refused (it did not load) and the "
+        "model serves what it served before, else 0.");
     std::vector<std::string> devices;
     {
       absl::MutexLock lock(&mu_);
@@ -95,7 +108,18 @@ class StateCollector : public prometheus::Collectable {
             AddGauge(heads,
                      {{"model", info.name}, {"device", info.device}, {"head", head.name}},
                      static_cast<double>(head.version));
+            AddGauge(head_info,
+                     {{"model", info.name},
+                      {"device", info.device},
+                      {"head", head.name},
+                      {"version", std::to_string(head.version)},
+                      {"digest", ShortDigest(head.digest)}},
+                     1);
           }
+        }
+        for (const ModelRecord& record : registry_->Records()) {
+          AddGauge(states, {{"model", record.name}, {"state", record.state}}, 1);
+          AddGauge(store_errors, {{"model", record.name}}, record.error.empty() ? 0 : 1);
         }
       }
     }
@@ -103,7 +127,9 @@ class StateCollector : public prometheus::Collectable {
         GaugeFamily("process_resident_memory_bytes", "Resident memory size in bytes.");
     AddGauge(memory, {}, ResidentMemoryBytes());
     std::vector<MetricFamily> families = {std::move(loaded), std::move(queue),
-                                          std::move(heads), std::move(memory)};
+                                          std::move(heads),  std::move(head_info),
+                                          std::move(states), std::move(store_errors),
+                                          std::move(memory)};
     const std::vector<DeviceMemory> cuda = CudaMemory(devices);
     if (!cuda.empty()) {
       MetricFamily allocated =
@@ -184,6 +210,13 @@ struct ServerMetrics::Impl {
           .Name("headway_head_swaps_total")
           .Help("HotSwapHead calls, by model and result.")
           .Register(*registry);
+  prometheus::Family<prometheus::Counter>& store_changes =
+      prometheus::BuildCounter()
+          .Name("headway_store_changes_total")
+          .Help(
+              "Changes read from the model store, by model and result: loaded, "
+              "reloaded, heads_changed, removed or refused.")
+          .Register(*registry);
   prometheus::Family<prometheus::Histogram>& head_swap_duration =
       prometheus::BuildHistogram()
           .Name("headway_head_swap_duration_seconds")
@@ -253,6 +286,12 @@ void ServerMetrics::RecordModelLoad(absl::string_view model, bool ok,
     impl_->model_load_duration.Add({{"model", std::string(model)}}, LoadBuckets())
         .Observe(absl::ToDoubleSeconds(duration));
   }
+}
+
+void ServerMetrics::RecordStoreChange(absl::string_view model, absl::string_view result) {
+  impl_->store_changes
+      .Add({{"model", std::string(model)}, {"result", std::string(result)}})
+      .Increment();
 }
 
 void ServerMetrics::RecordHeadSwap(absl::string_view model, bool ok,

@@ -3,9 +3,11 @@
 //
 // Recorded as things happen: requests by RPC, model, head and status code; request
 // latency; per-forward-pass batch size, inference time and each request's queue time;
-// model loads and head swaps with their durations; requests in flight. Read from the
-// registry at scrape time: queue depth per instance, the version of each head, loaded
-// instances; and the process's resident memory.
+// model loads and head swaps with their durations; changes read from the store;
+// requests in flight. Read from the registry at scrape time: queue depth per
+// instance, the version and content digest of each head, loaded instances, each
+// model's state and whether its store entry is refused; and the process's resident
+// memory.
 //
 // Names follow Prometheus conventions: a headway_ prefix, base units in the name
 // (_seconds, _bytes), _total for counters. Label values come from loaded models only,
@@ -53,6 +55,8 @@ class ServerMetrics {
                    const BatchRecord& record);
   void RecordModelLoad(absl::string_view model, bool ok, absl::Duration duration);
   void RecordHeadSwap(absl::string_view model, bool ok, absl::Duration duration);
+  // A change read from the model store; `result` names what it did.
+  void RecordStoreChange(absl::string_view model, absl::string_view result);
 
   // The exposition text, as a scrape would get it (for tests and tools).
   std::string Serialize() const;

@@ -1,0 +1,70 @@
+#include "model_store/store_follower.h"
+
+#include <algorithm>
+#include <atomic>
+#include <set>
+
+namespace headway {
+
+StoreFollower::StoreFollower(Options options) : options_(std::move(options)) {
+  thread_ = std::thread([this] { Run(); });
+}
+
+StoreFollower::~StoreFollower() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  thread_.join();
+}
+
+void StoreFollower::WaitStarted() {
+  absl::MutexLock lock(&mu_);
+  mu_.Await(absl::Condition(this, &StoreFollower::StoppingOrStarted));
+}
+
+void StoreFollower::Pass() {
+  std::set<std::string> names;
+  for (const std::string& name : options_.registry->StoreModels()) names.insert(name);
+  for (const ModelRecord& record : options_.registry->Records()) {
+    names.insert(record.name);
+  }
+  const std::vector<std::string> order(names.begin(), names.end());
+  std::atomic<size_t> next{0};
+  auto sync_some = [&] {
+    for (size_t i = next++; i < order.size(); i = next++) {
+      const StoreSync sync = options_.registry->SyncFromStore(order[i]);
+      if (sync.action != StoreSync::Action::kNone && options_.on_sync) {
+        options_.on_sync(sync);
+      }
+    }
+  };
+  const size_t threads =
+      std::min(order.size(), static_cast<size_t>(std::max(1, options_.parallel_loads)));
+  std::vector<std::thread> helpers;
+  for (size_t i = 1; i < threads; ++i) helpers.emplace_back(sync_some);
+  sync_some();
+  for (std::thread& helper : helpers) helper.join();
+}
+
+void StoreFollower::Run() {
+  options_.registry->MarkLoading(options_.registry->StoreModels());
+  Pass();
+  if (options_.on_started) options_.on_started();
+  {
+    absl::MutexLock lock(&mu_);
+    started_ = true;
+  }
+  if (options_.poll_interval <= absl::ZeroDuration()) return;
+  while (true) {
+    {
+      absl::MutexLock lock(&mu_);
+      const bool stopping =
+          mu_.AwaitWithTimeout(absl::Condition(&stopping_), options_.poll_interval);
+      if (stopping) return;
+    }
+    Pass();
+  }
+}
+
+}  // namespace headway

@@ -1,0 +1,68 @@
+// StoreFollower: keeps a registry in line with its model store. At start it brings in
+// every model of the store, up to `parallel_loads` at a time, each serving as soon as
+// it is warm; then, every `poll_interval`, it looks for models added to or removed from
+// the store and for changed entries (config.pbtxt, persisted heads, the files they
+// name) and applies them through ModelRegistry::SyncFromStore, which loads and warms
+// everything to the side and refuses what does not load. Each replica of a fleet runs
+// one over the shared store, so a change written by any of them (or by hand) reaches
+// all of them.
+//
+// Runs on its own threads, never on those serving inference. Thread-safe; the registry
+// must outlive it. The destructor stops it after the pass in progress.
+#ifndef HEADWAY_MODEL_STORE_STORE_FOLLOWER_H_
+#define HEADWAY_MODEL_STORE_STORE_FOLLOWER_H_
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "model_store/model_registry.h"
+
+namespace headway {
+
+class StoreFollower {
+ public:
+  struct Options {
+    ModelRegistry* registry = nullptr;
+    // Between two looks at the store; zero loads the store once and stops following.
+    absl::Duration poll_interval = absl::Seconds(5);
+    // Models loaded at the same time.
+    int parallel_loads = 2;
+    // Told about every sync that did something (loaded, changed, removed, refused), on
+    // a follower thread.
+    std::function<void(const StoreSync&)> on_sync;
+    // Called once, when every model the store held at start is serving or refused.
+    std::function<void()> on_started;
+  };
+
+  explicit StoreFollower(Options options);
+  ~StoreFollower();
+  StoreFollower(const StoreFollower&) = delete;
+  StoreFollower& operator=(const StoreFollower&) = delete;
+
+  // Blocks until the first pass is done (on_started has run).
+  void WaitStarted();
+
+ private:
+  void Run();
+  // Syncs every model of the store and every model the registry knows.
+  void Pass();
+  bool StoppingOrStarted() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return stopping_ || started_;
+  }
+
+  const Options options_;
+  absl::Mutex mu_;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  bool started_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread thread_;
+};
+
+}  // namespace headway
+
+#endif  // HEADWAY_MODEL_STORE_STORE_FOLLOWER_H_
