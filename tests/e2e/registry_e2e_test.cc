@@ -11,6 +11,7 @@
 #include "client/headway_client.h"
 #include "tests/support/checkpoint_fixtures.h"
 #include "tests/support/digits_data.h"
+#include "tests/support/served.h"
 #include "tests/support/server_process.h"
 
 namespace headway {
@@ -20,31 +21,9 @@ using ::grpc::health::v1::HealthCheckResponse;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
-struct Served {
-  std::unique_ptr<testing::ServerProcess> server;
-  std::unique_ptr<HeadwayClient> client;
-};
-
-Served Serve(const std::filesystem::path& store) {
-  Served served;
-  absl::StatusOr<std::unique_ptr<testing::ServerProcess>> server =
-      testing::ServerProcess::Start(store, {"--worker_threads=2"});
-  EXPECT_TRUE(server.ok()) << server.status();
-  if (!server.ok()) return served;
-  served.server = *std::move(server);
-  HeadwayClient::Options options;
-  options.target = served.server->target();
-  options.timeout = absl::Seconds(120);
-  options.admin_token = served.server->admin_token();
-  served.client = *HeadwayClient::Create(options);
-  return served;
-}
-
-std::string ReadBytes(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(in)),
-                     std::istreambuf_iterator<char>());
-}
+using testing::ReadBytes;
+using testing::Serve;
+using testing::Served;
 
 v1::Input FloatInput(const std::vector<float>& batch, int item) {
   constexpr int kItem = 3 * 64 * 64;

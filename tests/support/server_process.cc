@@ -4,6 +4,7 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -40,10 +41,24 @@ pid_t Spawn(std::vector<std::string> args, const std::filesystem::path& log_file
 absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::Start(
     const std::filesystem::path& model_store,
     const std::vector<std::string>& extra_flags) {
+  return Launch(model_store, extra_flags, /*unprivileged=*/false);
+}
+
+absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::StartUnprivileged(
+    const std::filesystem::path& model_store,
+    const std::vector<std::string>& extra_flags) {
+  return Launch(model_store, extra_flags, /*unprivileged=*/geteuid() == 0);
+}
+
+absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::Launch(
+    const std::filesystem::path& model_store, const std::vector<std::string>& extra_flags,
+    bool unprivileged) {
   std::unique_ptr<ServerProcess> server(new ServerProcess());
   char work_template[] = "/tmp/headway-test-XXXXXX";
   if (mkdtemp(work_template) == nullptr) return absl::InternalError("mkdtemp failed");
   server->work_dir_ = work_template;
+  // The server writes its port files here.
+  if (unprivileged) chmod(work_template, 0777);
   const std::filesystem::path port_file = server->work_dir_ / "port";
   const std::filesystem::path metrics_port_file = server->work_dir_ / "metrics_port";
   const std::filesystem::path log_file = server->work_dir_ / "server.log";
@@ -65,6 +80,10 @@ absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::Start(
     args.push_back("--admin_token_file=" + token_file.string());
   }
   args.insert(args.end(), extra_flags.begin(), extra_flags.end());
+  if (unprivileged) {
+    args.insert(args.begin(), {"/usr/bin/setpriv", "--reuid=65534", "--regid=65534",
+                               "--clear-groups", "--"});
+  }
   server->pid_ = Spawn(args, log_file);
   if (server->pid_ < 0) return absl::InternalError("fork failed");
 

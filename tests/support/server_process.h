@@ -23,6 +23,13 @@ class ServerProcess {
   static absl::StatusOr<std::unique_ptr<ServerProcess>> Start(
       const std::filesystem::path& model_store,
       const std::vector<std::string>& extra_flags = {});
+
+  // Start, with the server running as user and group `nobody` when the test runs as
+  // root (a store owned by root is then one the server cannot write, as a store owned
+  // by another user is in a deployment). Without root it runs as the caller.
+  static absl::StatusOr<std::unique_ptr<ServerProcess>> StartUnprivileged(
+      const std::filesystem::path& model_store,
+      const std::vector<std::string>& extra_flags = {});
   ~ServerProcess();
 
   std::string target() const;
@@ -41,6 +48,9 @@ class ServerProcess {
 
  private:
   ServerProcess() = default;
+  static absl::StatusOr<std::unique_ptr<ServerProcess>> Launch(
+      const std::filesystem::path& model_store,
+      const std::vector<std::string>& extra_flags, bool unprivileged);
 
   pid_t pid_ = -1;
   int port_ = 0;

@@ -1,0 +1,42 @@
+// Served: a real headway_server (ServerProcess) with a HeadwayClient connected to it as
+// an admin, for end-to-end tests. Helpers that read what a server serves.
+#ifndef HEADWAY_TESTS_SUPPORT_SERVED_H_
+#define HEADWAY_TESTS_SUPPORT_SERVED_H_
+
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "client/headway_client.h"
+#include "tests/support/server_process.h"
+
+namespace headway::testing {
+
+struct Served {
+  std::unique_ptr<ServerProcess> server;
+  std::unique_ptr<HeadwayClient> client;
+};
+
+// Starts a server over `store` with `flags` (plus --worker_threads=2) and connects an
+// admin client with a 120 s timeout; `unprivileged` as ServerProcess::StartUnprivileged.
+// Fails the test (and returns null members) when the server does not start.
+Served Serve(const std::filesystem::path& store, std::vector<std::string> flags = {},
+             bool unprivileged = false);
+
+// An admin client of `server`.
+std::unique_ptr<HeadwayClient> AdminClient(const ServerProcess& server,
+                                           absl::Duration timeout = absl::Seconds(120));
+
+// A whole file's bytes ("" when it cannot be read).
+std::string ReadBytes(const std::filesystem::path& path);
+
+// The status of `head` of `model`'s first instance, from ListModels.
+absl::StatusOr<v1::HeadStatus> HeadStatusOf(const HeadwayClient& client,
+                                            const std::string& model,
+                                            const std::string& head);
+
+}  // namespace headway::testing
+
+#endif  // HEADWAY_TESTS_SUPPORT_SERVED_H_
