@@ -15,16 +15,31 @@ absl::Status ToAbslStatus(const grpc::Status& status) {
                       status.error_message());
 }
 
+// Runs one call on `channel`, waiting for a ready server (one that is up and, where
+// the channel checks health, SERVING) until the deadline rather than failing at once:
+// a server that is starting or loading models gets `timeout` to come up. When the
+// deadline passes with no ready server, the error says what was waited for.
 template <typename Response, typename Call>
-absl::StatusOr<Response> Invoke(absl::Duration timeout, Call call,
+absl::StatusOr<Response> Invoke(grpc::Channel& channel,
+                                const HeadwayClient::Options& options, Call call,
                                 const std::string& admin_token = "") {
   grpc::ClientContext context;
-  context.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+  context.set_deadline(absl::ToChronoTime(absl::Now() + options.timeout));
+  context.set_wait_for_ready(options.wait_for_ready);
   if (!admin_token.empty()) {
     context.AddMetadata("authorization", absl::StrCat("Bearer ", admin_token));
   }
   Response response;
   const grpc::Status status = call(&context, &response);
+  if (status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED &&
+      channel.GetState(/*try_to_connect=*/false) != GRPC_CHANNEL_READY) {
+    return absl::DeadlineExceededError(absl::StrCat(
+        "waited ", absl::FormatDuration(options.timeout), " (--timeout) for a server at ",
+        options.target,
+        " that is up and SERVING (gRPC health), and found none (check the target and "
+        "TLS settings; a server loading its models is NOT_SERVING): ",
+        status.error_message()));
+  }
   if (!status.ok()) return ToAbslStatus(status);
   return response;
 }
@@ -55,15 +70,16 @@ absl::StatusOr<std::unique_ptr<HeadwayClient>> HeadwayClient::Create(
 
 absl::StatusOr<v1::EmbedResponse> HeadwayClient::Embed(
     const v1::EmbedRequest& request) const {
-  return Invoke<v1::EmbedResponse>(options_.timeout, [&](auto* context, auto* response) {
-    return inference_->Embed(context, request, response);
-  });
+  return Invoke<v1::EmbedResponse>(*channel_, options_,
+                                   [&](auto* context, auto* response) {
+                                     return inference_->Embed(context, request, response);
+                                   });
 }
 
 absl::StatusOr<v1::ClassifyResponse> HeadwayClient::Classify(
     const v1::ClassifyRequest& request) const {
   return Invoke<v1::ClassifyResponse>(
-      options_.timeout, [&](auto* context, auto* response) {
+      *channel_, options_, [&](auto* context, auto* response) {
         return inference_->Classify(context, request, response);
       });
 }
@@ -71,7 +87,7 @@ absl::StatusOr<v1::ClassifyResponse> HeadwayClient::Classify(
 absl::StatusOr<v1::HotSwapHeadResponse> HeadwayClient::HotSwapHead(
     const v1::HotSwapHeadRequest& request) const {
   return Invoke<v1::HotSwapHeadResponse>(
-      options_.timeout,
+      *channel_, options_,
       [&](auto* context, auto* response) {
         return management_->HotSwapHead(context, request, response);
       },
@@ -81,7 +97,7 @@ absl::StatusOr<v1::HotSwapHeadResponse> HeadwayClient::HotSwapHead(
 absl::StatusOr<v1::RemoveHeadResponse> HeadwayClient::RemoveHead(
     const v1::RemoveHeadRequest& request) const {
   return Invoke<v1::RemoveHeadResponse>(
-      options_.timeout,
+      *channel_, options_,
       [&](auto* context, auto* response) {
         return management_->RemoveHead(context, request, response);
       },
@@ -91,7 +107,7 @@ absl::StatusOr<v1::RemoveHeadResponse> HeadwayClient::RemoveHead(
 absl::StatusOr<v1::LoadModelResponse> HeadwayClient::LoadModel(
     const v1::LoadModelRequest& request) const {
   return Invoke<v1::LoadModelResponse>(
-      options_.timeout,
+      *channel_, options_,
       [&](auto* context, auto* response) {
         return management_->LoadModel(context, request, response);
       },
@@ -101,7 +117,7 @@ absl::StatusOr<v1::LoadModelResponse> HeadwayClient::LoadModel(
 absl::StatusOr<v1::UnloadModelResponse> HeadwayClient::UnloadModel(
     const v1::UnloadModelRequest& request) const {
   return Invoke<v1::UnloadModelResponse>(
-      options_.timeout,
+      *channel_, options_,
       [&](auto* context, auto* response) {
         return management_->UnloadModel(context, request, response);
       },
@@ -113,7 +129,7 @@ absl::StatusOr<v1::ListModelsResponse> HeadwayClient::ListModels(
   v1::ListModelsRequest request;
   request.set_model(model);
   return Invoke<v1::ListModelsResponse>(
-      options_.timeout, [&](auto* context, auto* response) {
+      *channel_, options_, [&](auto* context, auto* response) {
         return management_->ListModels(context, request, response);
       });
 }
@@ -124,7 +140,7 @@ HeadwayClient::CheckHealth(const std::string& service) const {
   request.set_service(service);
   absl::StatusOr<grpc::health::v1::HealthCheckResponse> response =
       Invoke<grpc::health::v1::HealthCheckResponse>(
-          options_.timeout, [&](auto* context, auto* response) {
+          *health_channel_, options_, [&](auto* context, auto* response) {
             return health_->Check(context, request, response);
           });
   if (!response.ok()) return response.status();

@@ -29,6 +29,10 @@ class HeadwayClient {
     std::string target;
     // Deadline of each call.
     absl::Duration timeout = absl::Seconds(30);
+    // Calls wait (within `timeout`) for a server that is up and SERVING, as a server
+    // that is starting or loading its models will be soon; false fails them at once
+    // (UNAVAILABLE) when no server is ready.
+    bool wait_for_ready = true;
     int max_message_bytes = 64 << 20;
     // Transport security; plaintext when tls.ca_file is empty.
     TlsOptions tls;

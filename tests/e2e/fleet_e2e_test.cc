@@ -19,6 +19,7 @@
 #include "absl/time/clock.h"
 #include "client/headway_client.h"
 #include "client/load_generator.h"
+#include "tests/support/checkpoint_fixtures.h"
 #include "tests/support/digits_data.h"
 #include "tests/support/served.h"
 #include "tests/support/server_process.h"
@@ -153,7 +154,8 @@ TEST(StoreWritesTest, AKillAtEveryStepOfAPersistedSwapLeavesTheOldOrTheNewHead) 
       EXPECT_EQ(answer->head_version(), 1) << "step " << step;
     }
     // What the killed writer left half-done is gone after the restart.
-    EXPECT_EQ(FilesEndingIn(store, ".tmp"), std::vector<std::string>()) << "step " << step;
+    EXPECT_EQ(FilesEndingIn(store, ".tmp"), std::vector<std::string>())
+        << "step " << step;
     EXPECT_EQ(ReadBytes(store / "digits/config.pbtxt"), config_before);
     std::filesystem::remove_all(store / "digits/persisted");
     if (!killed) break;  // every step was passed: the write completed
@@ -344,6 +346,38 @@ TEST(ModelLoadingTest, AnEmptyStoreStartsAndServesAModelCopiedIntoIt) {
   EXPECT_EQ(gone.code(), absl::StatusCode::kNotFound);
   std::filesystem::remove_all(digits);
   std::filesystem::remove_all(store);
+}
+
+TEST(CliTest, WaitsForAServerThatIsStillLoadingAndSaysWhatItWaitedFor) {
+  // The checkpoint store's models take seconds to load; the CLI asks at once.
+  char dir_template[] = "/tmp/headway-cli-XXXXXX";
+  const std::filesystem::path dir = mkdtemp(dir_template);
+  const int port = testing::FreePort();
+  const pid_t pid =
+      testing::Spawn({HEADWAY_SERVER_BINARY, "--host=127.0.0.1",
+                      absl::StrCat("--port=", port), "--metrics_address=",
+                      "--model_store=" + (testing::CheckpointDir() / "store").string()},
+                     dir / "server.log");
+  ASSERT_GT(pid, 0);
+  std::string output;
+  const int rc =
+      testing::RunCommand(absl::StrCat(HEADWAY_CLI_BINARY, " --target=127.0.0.1:", port,
+                                       " --timeout=120s models 2>&1"),
+                          &output);
+  EXPECT_EQ(rc, 0) << output;
+  EXPECT_THAT(output, HasSubstr("resnet18_training"));
+  kill(pid, SIGTERM);
+  waitpid(pid, nullptr, 0);
+
+  // Nobody there: it gives up after --timeout, naming what it waited for.
+  output.clear();
+  EXPECT_NE(testing::RunCommand(absl::StrCat(HEADWAY_CLI_BINARY, " --target=127.0.0.1:",
+                                             port, " --timeout=1s models 2>&1"),
+                                &output),
+            0);
+  EXPECT_THAT(output, HasSubstr("waited 1s (--timeout)"));
+  EXPECT_THAT(output, HasSubstr("SERVING"));
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

@@ -46,10 +46,12 @@ v1::ClassifyRequest ClassifyDigit(int cell) {
 
 std::unique_ptr<HeadwayClient> Connect(const std::string& target,
                                        const std::string& admin_token = "",
-                                       const TlsOptions& tls = TlsOptions()) {
+                                       const TlsOptions& tls = TlsOptions(),
+                                       bool wait_for_ready = true) {
   HeadwayClient::Options options;
   options.target = target;
   options.timeout = absl::Seconds(30);
+  options.wait_for_ready = wait_for_ready;
   options.admin_token = admin_token;
   options.tls = tls;
   absl::StatusOr<std::unique_ptr<HeadwayClient>> client = HeadwayClient::Create(options);
@@ -404,7 +406,8 @@ TEST_F(TlsTest, TlsServerAnswersTlsClientsOnly) {
   ASSERT_TRUE(answer.ok()) << answer.status();
   EXPECT_EQ(answer->results(0).labels(0).label(), "4");
 
-  std::unique_ptr<HeadwayClient> plaintext = Connect((*server)->target());
+  std::unique_ptr<HeadwayClient> plaintext =
+      Connect((*server)->target(), "", TlsOptions(), /*wait_for_ready=*/false);
   EXPECT_EQ(plaintext->Classify(ClassifyDigit(4)).status().code(),
             absl::StatusCode::kUnavailable);
 
@@ -439,7 +442,7 @@ TEST_F(TlsTest, MutualTlsNeedsAClientCertificateAndItsNameCanBeTheAdminCredentia
   ASSERT_TRUE(server.ok()) << server.status();
 
   std::unique_ptr<HeadwayClient> no_certificate =
-      Connect((*server)->target(), "", ClientTls());
+      Connect((*server)->target(), "", ClientTls(), /*wait_for_ready=*/false);
   EXPECT_EQ(no_certificate->Classify(ClassifyDigit(4)).status().code(),
             absl::StatusCode::kUnavailable);
 
