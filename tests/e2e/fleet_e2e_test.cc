@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <iostream>
 #include <thread>
 
 #include "absl/strings/match.h"
@@ -247,8 +248,16 @@ TEST(FleetTest, ThreeReplicasServeAPersistedSwapAndRefuseABrokenHeadTogether) {
       fleet[0].client->HotSwapHead(PersistedParitySwap(store));
   ASSERT_TRUE(swapped.ok()) << swapped.status();
   EXPECT_EQ(swapped->head_version(), 2);
-  absl::SleepFor(2 * kPollInterval + absl::Milliseconds(300));
-  const std::vector<std::string> rolled_out = ServedHeads(fleet, "digit");
+  // Two poll intervals, and a second's margin for a busy test machine.
+  const absl::Time swapped_at = absl::Now();
+  std::vector<std::string> rolled_out = ServedHeads(fleet, "digit");
+  while (absl::Now() < swapped_at + 2 * kPollInterval + absl::Seconds(1) &&
+         !(rolled_out[1] == rolled_out[0] && rolled_out[2] == rolled_out[0])) {
+    absl::SleepFor(absl::Milliseconds(50));
+    rolled_out = ServedHeads(fleet, "digit");
+  }
+  std::cout << "all three replicas served the swap after "
+            << absl::FormatDuration(absl::Now() - swapped_at) << "\n";
   EXPECT_EQ(rolled_out[1], rolled_out[0]);
   EXPECT_EQ(rolled_out[2], rolled_out[0]);
   EXPECT_TRUE(absl::StartsWith(rolled_out[0], "2:")) << rolled_out[0];
@@ -262,7 +271,13 @@ TEST(FleetTest, ThreeReplicasServeAPersistedSwapAndRefuseABrokenHeadTogether) {
   std::ofstream(store / "digits/heads/broken.pt") << "not a checkpoint";
   std::ofstream(store / "digits/config.pbtxt", std::ios::app)
       << "heads { name: \"broken\" file: \"heads/broken.pt\" }\n";
-  absl::SleepFor(2 * kPollInterval + absl::Milliseconds(300));
+  const absl::Time broken_at = absl::Now();
+  for (Served& served : fleet) {
+    while (absl::Now() < broken_at + 2 * kPollInterval + absl::Seconds(1) &&
+           !absl::StrContains(served.server->Log(), "event=store_change_refused")) {
+      absl::SleepFor(absl::Milliseconds(50));
+    }
+  }
   EXPECT_EQ(ServedHeads(fleet, "digit"), rolled_out);
   for (Served& served : fleet) {
     const absl::StatusOr<v1::ListModelsResponse> models = served.client->ListModels();
