@@ -337,6 +337,20 @@ absl::StatusOr<std::vector<std::shared_ptr<Model>>> ModelRegistry::Targets(
   return targets;
 }
 
+absl::StatusOr<std::unique_ptr<PersistedHeadsTransaction>> ModelRegistry::BeginStoreWrite(
+    absl::string_view model, bool persist) const {
+  if (!persist) return std::unique_ptr<PersistedHeadsTransaction>();
+  return PersistedHeadsTransaction::Begin(ModelDir(model), options_.after_store_step);
+}
+
+void ModelRegistry::MarkStoreEntryServed(absl::string_view model) {
+  // Called under the store lock: no other writer's change is in this fingerprint.
+  absl::StatusOr<std::string> fingerprint = StoreFingerprint(ModelDir(model));
+  SetEntry(model, [&](Entry& entry) {
+    if (fingerprint.ok()) entry.applied_fingerprint = *fingerprint;
+  });
+}
+
 absl::StatusOr<SwapResult> ModelRegistry::SwapHead(absl::string_view model_name,
                                                    const HeadSwap& swap, bool persist,
                                                    absl::string_view device) {
@@ -351,11 +365,9 @@ absl::StatusOr<SwapResult> ModelRegistry::SwapHead(absl::string_view model_name,
                            Targets(model_name, device));
   HeadChange change;
   change.swaps.push_back(swap);
-  std::unique_ptr<PersistedHeadsTransaction> transaction;
-  if (persist) {
-    HEADWAY_ASSIGN_OR_RETURN(transaction,
-                             PersistedHeadsTransaction::Begin(ModelDir(model_name),
-                                                              options_.after_store_step));
+  HEADWAY_ASSIGN_OR_RETURN(std::unique_ptr<PersistedHeadsTransaction> transaction,
+                           BeginStoreWrite(model_name, persist));
+  if (transaction != nullptr) {
     // One version for the content, from the store: every replica reports it.
     int64_t version = transaction->StoredVersion(swap.head);
     for (const std::shared_ptr<Model>& instance : targets) {
@@ -371,13 +383,7 @@ absl::StatusOr<SwapResult> ModelRegistry::SwapHead(absl::string_view model_name,
         if (transaction == nullptr) return absl::OkStatus();
         return transaction->CommitSwap(prepared.swapped().front());
       }));
-  if (transaction != nullptr) {
-    // Still under the store lock: no other writer's change is in this fingerprint.
-    absl::StatusOr<std::string> fingerprint = StoreFingerprint(ModelDir(model_name));
-    SetEntry(model_name, [&](Entry& entry) {
-      if (fingerprint.ok()) entry.applied_fingerprint = *fingerprint;
-    });
-  }
+  if (transaction != nullptr) MarkStoreEntryServed(model_name);
   SwapResult result;
   for (const HeadInfo& head : heads) {
     if (head.name == swap.head) result.head = head;
@@ -395,24 +401,15 @@ absl::Status ModelRegistry::RemoveHead(absl::string_view model_name,
                            Targets(model_name, ""));
   HeadChange change;
   change.removals.emplace_back(head);
-  std::unique_ptr<PersistedHeadsTransaction> transaction;
-  if (persist) {
-    HEADWAY_ASSIGN_OR_RETURN(transaction,
-                             PersistedHeadsTransaction::Begin(ModelDir(model_name),
-                                                              options_.after_store_step));
-  }
+  HEADWAY_ASSIGN_OR_RETURN(std::unique_ptr<PersistedHeadsTransaction> transaction,
+                           BeginStoreWrite(model_name, persist));
   HEADWAY_RETURN_IF_ERROR(
       ApplyHeadChange(targets, change, [&](const PreparedHeadChange&) {
         if (transaction == nullptr) return absl::OkStatus();
         return transaction->CommitRemoval(head,
                                           ConfigNamesHead(ModelDir(model_name), head));
       }).status());
-  if (transaction != nullptr) {
-    absl::StatusOr<std::string> fingerprint = StoreFingerprint(ModelDir(model_name));
-    SetEntry(model_name, [&](Entry& entry) {
-      if (fingerprint.ok()) entry.applied_fingerprint = *fingerprint;
-    });
-  }
+  if (transaction != nullptr) MarkStoreEntryServed(model_name);
   return absl::OkStatus();
 }
 

@@ -169,6 +169,12 @@ class ModelRegistry {
   // The instances a change targets: every one of `model`'s, or the one on `device`.
   absl::StatusOr<std::vector<std::shared_ptr<Model>>> Targets(
       absl::string_view model, absl::string_view device) const;
+  // A persisted change's transaction on `model`'s store entry; null without persist.
+  absl::StatusOr<std::unique_ptr<PersistedHeadsTransaction>> BeginStoreWrite(
+      absl::string_view model, bool persist) const;
+  // After a persisted change, while its transaction still holds the store lock: the
+  // store entry as written is what the instances serve (the follower skips it).
+  void MarkStoreEntryServed(absl::string_view model) ABSL_LOCKS_EXCLUDED(mu_);
   absl::Status ReloadInstances(absl::string_view name, const StoredModel& stored,
                                const std::vector<std::shared_ptr<Model>>& instances);
   void SetEntry(absl::string_view name, const std::function<void(Entry&)>& update)
