@@ -14,7 +14,8 @@ HeadwayServer::HeadwayServer(const Options& options)
       admin_(options.admin),
       workers_(std::make_unique<WorkerPool>(options.worker_threads)),
       management_workers_(std::make_unique<WorkerPool>(options.management_threads)),
-      inference_(options.registry, workers_.get(), options.metrics),
+      inference_(options.registry, workers_.get(), options.metrics,
+                 options.max_requests_in_flight),
       management_(options.registry, management_workers_.get(), &admin_, options.metrics,
                   [this](const std::string& model, bool) { UpdateModelHealth(model); }) {}
 

@@ -45,6 +45,9 @@ class HeadwayServer {
     int worker_threads = 2;
     // Threads running management calls (loads, unloads, head swaps).
     int management_threads = 2;
+    // Inference calls between arrival and answer at most; more get
+    // RESOURCE_EXHAUSTED at once.
+    int max_requests_in_flight = 1024;
     int max_message_bytes = 64 << 20;
     // Who may call the management RPCs that change what is served.
     AdminAuthorizer::Options admin;

@@ -44,6 +44,10 @@ ABSL_FLAG(absl::Duration, store_poll_interval, absl::Seconds(5),
           "How often the server looks for changes in the model store (models added or "
           "removed, changed configs, persisted head swaps from other replicas) and "
           "serves them; 0 loads the store once at start and stops following it.");
+ABSL_FLAG(int, max_requests_in_flight, 1024,
+          "Inference calls the server holds at once (waiting for a worker or a batch, "
+          "or running); more get RESOURCE_EXHAUSTED at once, naming this flag, instead "
+          "of queueing.");
 ABSL_FLAG(int, parallel_loads, 2, "Models loaded at the same time at start.");
 ABSL_FLAG(bool, strict_startup, false,
           "Exit (status 1) when any model of the store fails to load at start, instead "
@@ -264,6 +268,12 @@ int Serve() {
   options.credentials = *credentials;
   options.worker_threads = absl::GetFlag(FLAGS_worker_threads);
   options.management_threads = absl::GetFlag(FLAGS_management_threads);
+  options.max_requests_in_flight = absl::GetFlag(FLAGS_max_requests_in_flight);
+  if (options.max_requests_in_flight < 1) {
+    return Fail(absl::InvalidArgumentError(
+        absl::StrCat("--max_requests_in_flight must be 1 or more, not ",
+                     options.max_requests_in_flight)));
+  }
   options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   absl::StatusOr<std::string> admin_token =
       ReadAdminToken(absl::GetFlag(FLAGS_admin_token_file));

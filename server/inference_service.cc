@@ -63,8 +63,14 @@ void FillClassify(const Model& model, const ClassifyResult& result,
 // logs a failure.
 class Call {
  public:
-  Call(const char* rpc, grpc::ServerUnaryReactor* reactor, ServerMetrics* metrics)
-      : rpc_(rpc), reactor_(reactor), metrics_(metrics), start_(absl::Now()) {
+  // `in_flight` counts the call (already admitted) until it finishes.
+  Call(const char* rpc, grpc::ServerUnaryReactor* reactor, ServerMetrics* metrics,
+       std::atomic<int>* in_flight)
+      : rpc_(rpc),
+        reactor_(reactor),
+        metrics_(metrics),
+        in_flight_(in_flight),
+        start_(absl::Now()) {
     metrics_->RequestStarted();
   }
 
@@ -84,6 +90,7 @@ class Call {
                 {"duration_ms", absl::StrCat(absl::ToDoubleMilliseconds(latency))},
                 {"message", std::string(status.message())}});
     }
+    --*in_flight_;
     reactor_->Finish(ToGrpcStatus(status));
   }
 
@@ -91,6 +98,7 @@ class Call {
   const char* const rpc_;
   grpc::ServerUnaryReactor* const reactor_;
   ServerMetrics* const metrics_;
+  std::atomic<int>* const in_flight_;
   const absl::Time start_;
 };
 
@@ -115,18 +123,44 @@ std::shared_ptr<Model> Prepare(const ModelRegistry& registry, const Request& req
   return *std::move(model);
 }
 
+// Counts a call in `in_flight` when fewer than `limit` are; false (and not counted)
+// when the server is full.
+bool Admit(std::atomic<int>& in_flight, int limit) {
+  if (in_flight.fetch_add(1) < limit) return true;
+  --in_flight;
+  return false;
+}
+
+absl::Status Overloaded(int limit) {
+  return absl::ResourceExhaustedError(
+      absl::StrCat("the server is answering ", limit,
+                   " requests already, its limit (--max_requests_in_flight); retry "
+                   "later or on another replica"));
+}
+
 }  // namespace
 
 InferenceServiceImpl::InferenceServiceImpl(const ModelRegistry* registry,
-                                           WorkerPool* workers, ServerMetrics* metrics)
-    : registry_(registry), workers_(workers), metrics_(metrics) {}
+                                           WorkerPool* workers, ServerMetrics* metrics,
+                                           int max_in_flight)
+    : registry_(registry),
+      workers_(workers),
+      metrics_(metrics),
+      max_in_flight_(max_in_flight) {}
 
 grpc::ServerUnaryReactor* InferenceServiceImpl::Embed(
     grpc::CallbackServerContext* context, const v1::EmbedRequest* request,
     v1::EmbedResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  if (!Admit(in_flight_, max_in_flight_)) {
+    metrics_->RequestStarted();
+    metrics_->RequestFinished("Embed", "", "", absl::StatusCode::kResourceExhausted,
+                              absl::ZeroDuration());
+    reactor->Finish(ToGrpcStatus(Overloaded(max_in_flight_)));
+    return reactor;
+  }
   workers_->Schedule([this, context, request, response,
-                      call = Call("Embed", reactor, metrics_)] {
+                      call = Call("Embed", reactor, metrics_, &in_flight_)] {
     RequestControl control = ControlOf(context);
     std::vector<InputView> inputs;
     std::shared_ptr<Model> model = Prepare(*registry_, *request, control, call, inputs);
@@ -144,8 +178,15 @@ grpc::ServerUnaryReactor* InferenceServiceImpl::Classify(
     grpc::CallbackServerContext* context, const v1::ClassifyRequest* request,
     v1::ClassifyResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  if (!Admit(in_flight_, max_in_flight_)) {
+    metrics_->RequestStarted();
+    metrics_->RequestFinished("Classify", "", "", absl::StatusCode::kResourceExhausted,
+                              absl::ZeroDuration());
+    reactor->Finish(ToGrpcStatus(Overloaded(max_in_flight_)));
+    return reactor;
+  }
   workers_->Schedule([this, context, request, response,
-                      call = Call("Classify", reactor, metrics_)] {
+                      call = Call("Classify", reactor, metrics_, &in_flight_)] {
     RequestControl control = ControlOf(context);
     std::vector<InputView> inputs;
     std::shared_ptr<Model> model = Prepare(*registry_, *request, control, call, inputs);

@@ -3,9 +3,16 @@
 // the model up in the registry and runs the request on the worker pool. It holds no
 // model state. Every call is counted in the metrics; failures are logged.
 //
+// Admission is bounded: at most `max_in_flight` calls are between arrival and answer
+// (queued for a worker, preprocessing, waiting for a batch or running); a call beyond
+// that gets RESOURCE_EXHAUSTED at once, naming the limit, so overload is shed instead
+// of piling up in front of the batchers.
+//
 // Thread-safe; the registry, pool and metrics must outlive it.
 #ifndef HEADWAY_SERVER_INFERENCE_SERVICE_H_
 #define HEADWAY_SERVER_INFERENCE_SERVICE_H_
+
+#include <atomic>
 
 #include "headway/v1/inference.grpc.pb.h"
 #include "model_store/model_registry.h"
@@ -17,7 +24,7 @@ namespace headway {
 class InferenceServiceImpl final : public v1::InferenceService::CallbackService {
  public:
   InferenceServiceImpl(const ModelRegistry* registry, WorkerPool* workers,
-                       ServerMetrics* metrics);
+                       ServerMetrics* metrics, int max_in_flight);
 
   grpc::ServerUnaryReactor* Embed(grpc::CallbackServerContext* context,
                                   const v1::EmbedRequest* request,
@@ -30,6 +37,8 @@ class InferenceServiceImpl final : public v1::InferenceService::CallbackService 
   const ModelRegistry* registry_;
   WorkerPool* workers_;
   ServerMetrics* metrics_;
+  const int max_in_flight_;
+  std::atomic<int> in_flight_{0};
 };
 
 }  // namespace headway

@@ -271,6 +271,36 @@ TEST(ShutdownTest, SigtermDrainsAndFinishesRequestsInFlight) {
 // (done after it). The two the window saw were sent before it opened: a generator
 // that counted only calls sent inside the window would report none, and throughput
 // low by latency/duration in every closed-loop run.
+TEST(OverloadTest, CallsBeyondTheInFlightLimitAreRefusedAtOnceNamingIt) {
+  // Admitted calls wait 1.5 s for a batch: the rest arrive while the server is full.
+  const std::filesystem::path store = SlowBatchingStore(absl::Milliseconds(1500));
+  absl::StatusOr<std::unique_ptr<ServerProcess>> server =
+      ServerProcess::Start(store, {"--max_requests_in_flight=3", "--worker_threads=4"});
+  ASSERT_TRUE(server.ok()) << server.status();
+  std::unique_ptr<HeadwayClient> client = Connect((*server)->target());
+  constexpr int kCalls = 8;
+  std::vector<absl::Status> answers(kCalls);
+  std::vector<std::thread> callers;
+  for (int i = 0; i < kCalls; ++i) {
+    callers.emplace_back(
+        [&, i] { answers[i] = client->Classify(ClassifyDigit(CellOf(i))).status(); });
+  }
+  for (std::thread& caller : callers) caller.join();
+  int ok = 0;
+  for (const absl::Status& answer : answers) {
+    if (answer.ok()) {
+      ++ok;
+      continue;
+    }
+    EXPECT_EQ(answer.code(), absl::StatusCode::kResourceExhausted) << answer;
+    EXPECT_THAT(answer.message(), HasSubstr("--max_requests_in_flight"));
+  }
+  EXPECT_EQ(ok, 3);
+  // The slots are free again once those calls answered.
+  EXPECT_TRUE(client->Classify(ClassifyDigit(CellOf(0))).ok());
+  std::filesystem::remove_all(store);
+}
+
 TEST(LoadGeneratorTest, CountsCallsThatCompleteInsideTheWindow) {
   const std::filesystem::path store = SlowBatchingStore(absl::Seconds(1));
   absl::StatusOr<std::unique_ptr<ServerProcess>> server = ServerProcess::Start(store);
