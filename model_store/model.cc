@@ -178,6 +178,16 @@ absl::StatusOr<Result> Wait(Call call) {
 
 }  // namespace
 
+HeadSwap HeadSwapFromConfig(const v1::HeadConfig& head, int64_t version) {
+  HeadSwap swap;
+  swap.head = head.name();
+  swap.file = head.file();
+  swap.labels_file = head.labels_file();
+  swap.key_prefix = head.key_prefix();
+  swap.version = version;
+  return swap;
+}
+
 Model::Model(const Options& options)
     : model_dir_(options.model_dir),
       config_(options.config),
@@ -239,14 +249,11 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(const Options& options) {
   auto table = std::make_shared<HeadTable>();
   table->default_head = config.default_head();
   for (const v1::HeadConfig& head_config : config.heads()) {
-    HeadSwap swap;
-    swap.head = head_config.name();
-    swap.file = head_config.file();
-    swap.labels_file = head_config.labels_file();
-    swap.key_prefix = head_config.key_prefix();
     auto version = options.head_versions.find(head_config.name());
-    swap.version = version == options.head_versions.end() ? 1 : version->second;
-    HEADWAY_ASSIGN_OR_RETURN(const HeadContent content, model->ReadHeadContent(swap));
+    HEADWAY_ASSIGN_OR_RETURN(
+        const HeadContent content,
+        model->ReadHeadContent(HeadSwapFromConfig(
+            head_config, version == options.head_versions.end() ? 1 : version->second)));
     HEADWAY_ASSIGN_OR_RETURN(table->heads[head_config.name()], model->LoadHead(content));
   }
   model->load_time_ms_ = absl::ToInt64Milliseconds(absl::Now() - start);

@@ -74,6 +74,9 @@ struct HeadSwap {
   int64_t version = 0;
 };
 
+// The swap that loads a configured head at `version`.
+HeadSwap HeadSwapFromConfig(const v1::HeadConfig& head, int64_t version);
+
 // A change to a model's head table.
 struct HeadChange {
   std::vector<HeadSwap> swaps;        // heads replaced or added

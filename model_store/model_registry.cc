@@ -40,13 +40,9 @@ HeadChange StoreHeads(const StoredModel& stored) {
   change.complete = true;
   change.default_head = stored.config.default_head();
   for (const v1::HeadConfig& head : stored.config.heads()) {
-    HeadSwap& swap = change.swaps.emplace_back();
-    swap.head = head.name();
-    swap.file = head.file();
-    swap.labels_file = head.labels_file();
-    swap.key_prefix = head.key_prefix();
     auto version = stored.head_versions.find(head.name());
-    swap.version = version == stored.head_versions.end() ? 1 : version->second;
+    change.swaps.push_back(HeadSwapFromConfig(
+        head, version == stored.head_versions.end() ? 1 : version->second));
   }
   return change;
 }

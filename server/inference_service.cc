@@ -123,21 +123,6 @@ std::shared_ptr<Model> Prepare(const ModelRegistry& registry, const Request& req
   return *std::move(model);
 }
 
-// Counts a call in `in_flight` when fewer than `limit` are; false (and not counted)
-// when the server is full.
-bool Admit(std::atomic<int>& in_flight, int limit) {
-  if (in_flight.fetch_add(1) < limit) return true;
-  --in_flight;
-  return false;
-}
-
-absl::Status Overloaded(int limit) {
-  return absl::ResourceExhaustedError(
-      absl::StrCat("the server is answering ", limit,
-                   " requests already, its limit (--max_requests_in_flight); retry "
-                   "later or on another replica"));
-}
-
 }  // namespace
 
 InferenceServiceImpl::InferenceServiceImpl(const ModelRegistry* registry,
@@ -148,17 +133,24 @@ InferenceServiceImpl::InferenceServiceImpl(const ModelRegistry* registry,
       metrics_(metrics),
       max_in_flight_(max_in_flight) {}
 
+bool InferenceServiceImpl::Admit(const char* rpc, grpc::ServerUnaryReactor* reactor) {
+  if (in_flight_.fetch_add(1) < max_in_flight_) return true;
+  --in_flight_;
+  metrics_->RequestStarted();
+  metrics_->RequestFinished(rpc, "", "", absl::StatusCode::kResourceExhausted,
+                            absl::ZeroDuration());
+  reactor->Finish(ToGrpcStatus(absl::ResourceExhaustedError(
+      absl::StrCat("the server is answering ", max_in_flight_,
+                   " requests already, its limit (--max_requests_in_flight); retry "
+                   "later or on another replica"))));
+  return false;
+}
+
 grpc::ServerUnaryReactor* InferenceServiceImpl::Embed(
     grpc::CallbackServerContext* context, const v1::EmbedRequest* request,
     v1::EmbedResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  if (!Admit(in_flight_, max_in_flight_)) {
-    metrics_->RequestStarted();
-    metrics_->RequestFinished("Embed", "", "", absl::StatusCode::kResourceExhausted,
-                              absl::ZeroDuration());
-    reactor->Finish(ToGrpcStatus(Overloaded(max_in_flight_)));
-    return reactor;
-  }
+  if (!Admit("Embed", reactor)) return reactor;
   workers_->Schedule([this, context, request, response,
                       call = Call("Embed", reactor, metrics_, &in_flight_)] {
     RequestControl control = ControlOf(context);
@@ -178,13 +170,7 @@ grpc::ServerUnaryReactor* InferenceServiceImpl::Classify(
     grpc::CallbackServerContext* context, const v1::ClassifyRequest* request,
     v1::ClassifyResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  if (!Admit(in_flight_, max_in_flight_)) {
-    metrics_->RequestStarted();
-    metrics_->RequestFinished("Classify", "", "", absl::StatusCode::kResourceExhausted,
-                              absl::ZeroDuration());
-    reactor->Finish(ToGrpcStatus(Overloaded(max_in_flight_)));
-    return reactor;
-  }
+  if (!Admit("Classify", reactor)) return reactor;
   workers_->Schedule([this, context, request, response,
                       call = Call("Classify", reactor, metrics_, &in_flight_)] {
     RequestControl control = ControlOf(context);

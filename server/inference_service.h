@@ -34,6 +34,10 @@ class InferenceServiceImpl final : public v1::InferenceService::CallbackService 
                                      v1::ClassifyResponse* response) override;
 
  private:
+  // Counts the call in flight when the server has room; else answers it
+  // RESOURCE_EXHAUSTED (counted in the metrics) and returns false.
+  bool Admit(const char* rpc, grpc::ServerUnaryReactor* reactor);
+
   const ModelRegistry* registry_;
   WorkerPool* workers_;
   ServerMetrics* metrics_;
