@@ -139,18 +139,23 @@ absl::StatusOr<std::unique_ptr<Backbone>> Backbone::Load(const BackboneSpec& spe
   c10::InferenceMode inference;
   std::vector<int64_t> probe_shape = {1};
   probe_shape.insert(probe_shape.end(), spec.input_shape.begin(), spec.input_shape.end());
-  HEADWAY_ASSIGN_OR_RETURN(
-      at::Tensor features,
-      backbone->Forward(
-          torch::zeros(probe_shape, torch::dtype(torch::kFloat32).device(spec.device))));
-  backbone->feature_dim_ = features.size(1);
+  // A probe that fails is the checkpoint's fault (it does not take the configured
+  // input), unless memory ran out.
+  absl::StatusOr<at::Tensor> features = backbone->Forward(
+      torch::zeros(probe_shape, torch::dtype(torch::kFloat32).device(spec.device)));
+  if (!features.ok()) {
+    return features.status().code() == absl::StatusCode::kResourceExhausted
+               ? features.status()
+               : absl::InvalidArgumentError(features.status().message());
+  }
+  backbone->feature_dim_ = features->size(1);
   return backbone;
 }
 
 absl::StatusOr<at::Tensor> Backbone::Forward(const at::Tensor& batch) const {
   HEADWAY_ASSIGN_OR_RETURN(
       at::Tensor features,
-      CallTorch("backbone forward", absl::StatusCode::kInvalidArgument, [&] {
+      CallTorch("backbone forward", absl::StatusCode::kInternal, [&] {
         c10::IValue output = module_.forward({batch});
         if (!output.isTensor()) {
           throw std::runtime_error(
@@ -159,7 +164,7 @@ absl::StatusOr<at::Tensor> Backbone::Forward(const at::Tensor& batch) const {
         return output.toTensor();
       }));
   if (features.dim() < 2 || features.size(0) != batch.size(0)) {
-    return absl::InvalidArgumentError(absl::StrCat(
+    return absl::InternalError(absl::StrCat(
         "backbone returned shape ", c10::str(features.sizes()), " for a batch of ",
         batch.size(0), "; expected one feature row per item"));
   }

@@ -67,7 +67,9 @@ class Backbone {
   static absl::StatusOr<std::unique_ptr<Backbone>> Load(const BackboneSpec& spec);
 
   // batch: float [N, C, H, W] on device(). Returns features [N, feature_dim()] on
-  // device(). Must run under c10::InferenceMode.
+  // device(). Must run under c10::InferenceMode. A module that fails, or does not
+  // return one feature row per item, is INTERNAL (the server's fault: inputs were
+  // checked before); memory that runs out is RESOURCE_EXHAUSTED.
   absl::StatusOr<at::Tensor> Forward(const at::Tensor& batch) const;
 
   int64_t feature_dim() const { return feature_dim_; }

@@ -157,10 +157,10 @@ std::vector<BatchTask> Batcher::NextBatch() {
   }
   for (BatchTask& task : dropped) {
     const bool expired = absl::Now() > task.control.deadline;
-    task.done(expired
-                  ? absl::DeadlineExceededError(
-                        "the request's deadline passed while it waited for a batch")
-                  : absl::CancelledError("the request was cancelled while it waited"));
+    Answer(task, expired
+                     ? absl::DeadlineExceededError(
+                           "the request's deadline passed while it waited for a batch")
+                     : absl::CancelledError("the request was cancelled while it waited"));
   }
   return batch;
 }
@@ -174,6 +174,15 @@ void Batcher::Run() {
       if (stopping_ && queue_.empty()) return;
       continue;
     }
+    RunBatch(batch);
+  }
+}
+
+void Batcher::RunBatch(std::vector<BatchTask>& batch) {
+  // Whatever escapes the forward pass, the stages or the answers fails the tasks of
+  // this batch not answered yet, and the worker goes on.
+  size_t answered = 0;
+  try {
     std::vector<at::Tensor> inputs;
     for (const BatchTask& task : batch) inputs.push_back(task.inputs);
     BatchRecord record;
@@ -189,7 +198,24 @@ void Batcher::Run() {
     record.forward_time = absl::Now() - taken;
     if (options_.on_batch) options_.on_batch(record);
     std::vector<absl::StatusOr<at::Tensor>> outputs = TaskOutputs(batch, features);
-    for (size_t i = 0; i < batch.size(); ++i) batch[i].done(std::move(outputs[i]));
+    for (; answered < batch.size(); ++answered) {
+      Answer(batch[answered], std::move(outputs[answered]));
+    }
+  } catch (...) {
+    const absl::Status failed = StatusFromException(
+        "running a batch", absl::StatusCode::kInternal, std::current_exception());
+    for (; answered < batch.size(); ++answered) Answer(batch[answered], failed);
+  }
+}
+
+void Batcher::Answer(BatchTask& task, absl::StatusOr<at::Tensor> result) {
+  try {
+    task.done(std::move(result));
+  } catch (...) {
+    // The task's own answer failed: nothing is left to tell it, and the worker must
+    // live on for the other tasks.
+    absl::MutexLock lock(&mu_);
+    ++stats_.failed_answers;
   }
 }
 

@@ -7,6 +7,9 @@
 // computed. A task may add a second stage on its rows of the pass (a classification
 // head): the tasks of a batch with the same stage share one call of it.
 //
+// A worker survives anything a batch throws: the batch's tasks that were not answered
+// yet get INTERNAL (RESOURCE_EXHAUSTED when memory ran out), and the next batch runs.
+//
 // Thread-safe. The destructor stops the workers after the queued requests ran.
 #ifndef HEADWAY_MODEL_STORE_BATCHER_H_
 #define HEADWAY_MODEL_STORE_BATCHER_H_
@@ -78,6 +81,10 @@ class Batcher {
 
  private:
   void Run();
+  // Runs one batch and answers each of its tasks once, whatever fails or throws.
+  void RunBatch(std::vector<BatchTask>& batch);
+  // Calls task.done; what it throws is counted, not passed on.
+  void Answer(BatchTask& task, absl::StatusOr<at::Tensor> result);
   // Takes the next batch off the queue, answering expired and cancelled tasks.
   std::vector<BatchTask> NextBatch();
   bool BatchReady() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

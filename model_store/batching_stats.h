@@ -17,9 +17,10 @@ struct BatchingStats {
   int64_t batches = 0;
   int64_t inputs = 0;
   int64_t largest_batch = 0;
-  int64_t expired = 0;    // dropped: deadline passed while queued
-  int64_t cancelled = 0;  // dropped: client went away while queued
-  int64_t refused = 0;    // the queue was full
+  int64_t expired = 0;         // dropped: deadline passed while queued
+  int64_t cancelled = 0;       // dropped: client went away while queued
+  int64_t refused = 0;         // the queue was full
+  int64_t failed_answers = 0;  // a task's answer threw (it may not have reached it)
 };
 
 struct BatchRecord {

@@ -103,8 +103,7 @@ absl::StatusOr<std::shared_ptr<const Head>> Head::Load(const HeadSpec& spec) {
 
 absl::StatusOr<at::Tensor> Head::Forward(const at::Tensor& features) const {
   HEADWAY_ASSIGN_OR_RETURN(
-      at::Tensor logits,
-      CallTorch("head forward", absl::StatusCode::kInvalidArgument, [&] {
+      at::Tensor logits, CallTorch("head forward", absl::StatusCode::kInternal, [&] {
         if (!module_) return at::linear(features, weight_, bias_);
         c10::IValue output = module_->forward({features});
         if (!output.isTensor()) {
@@ -114,7 +113,7 @@ absl::StatusOr<at::Tensor> Head::Forward(const at::Tensor& features) const {
         return output.toTensor();
       }));
   if (logits.dim() != 2 || logits.size(0) != features.size(0) || logits.size(1) < 1) {
-    return absl::InvalidArgumentError(
+    return absl::InternalError(
         absl::StrCat("head returned shape ", c10::str(logits.sizes()), " for ",
                      features.size(0), " feature rows; expected [N, classes]"));
   }

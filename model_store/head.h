@@ -50,7 +50,8 @@ class Head {
   static absl::StatusOr<std::shared_ptr<const Head>> Load(const HeadSpec& spec);
 
   // features: [N, D] on the head's device; returns logits [N, C]. Must run under
-  // c10::InferenceMode.
+  // c10::InferenceMode. Failures as Backbone::Forward's: INTERNAL, or
+  // RESOURCE_EXHAUSTED when memory runs out.
   absl::StatusOr<at::Tensor> Forward(const at::Tensor& features) const;
 
   const std::string& name() const { return name_; }

@@ -158,7 +158,9 @@ absl::Status Submit(const Preprocessor& preprocessor, Batcher& batcher,
                     int max_inputs_per_request, absl::Span<const InputView> inputs,
                     RequestControl control, BatchTask task) {
   HEADWAY_RETURN_IF_ERROR(CheckInputCount(inputs.size(), max_inputs_per_request));
-  HEADWAY_ASSIGN_OR_RETURN(task.inputs, Preprocess(preprocessor, inputs));
+  HEADWAY_ASSIGN_OR_RETURN(task.inputs,
+                           CallTorch("preparing the inputs", absl::StatusCode::kInternal,
+                                     [&] { return Preprocess(preprocessor, inputs); }));
   task.control = std::move(control);
   return batcher.Enqueue(std::move(task));
 }
@@ -319,7 +321,9 @@ void Model::EmbedAsync(absl::Span<const InputView> inputs, bool l2_normalize,
   task.done = [done, l2_normalize,
                version = config_.version()](absl::StatusOr<at::Tensor> features) {
     if (!features.ok()) return done(features.status());
-    done(MakeEmbedResult(*std::move(features), l2_normalize, version));
+    done(CallTorch("reading the embeddings", absl::StatusCode::kInternal, [&] {
+      return MakeEmbedResult(*std::move(features), l2_normalize, version);
+    }));
   };
   const absl::Status submitted =
       Submit(*preprocessor_, *batcher_, max_inputs_per_request_, inputs,
@@ -354,7 +358,9 @@ void Model::ClassifyAsync(
   task.done = [done, head, top_k,
                version = config_.version()](absl::StatusOr<at::Tensor> probabilities) {
     if (!probabilities.ok()) return done(probabilities.status());
-    done(MakeClassifyResult(*head, *probabilities, top_k, version));
+    done(CallTorch("reading the scores", absl::StatusCode::kInternal, [&] {
+      return MakeClassifyResult(*head, *probabilities, top_k, version);
+    }));
   };
   const absl::Status submitted =
       Submit(*preprocessor_, *batcher_, max_inputs_per_request_, inputs,

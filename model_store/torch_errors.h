@@ -1,34 +1,51 @@
-// The core's edge with LibTorch errors: runs a callable and turns any c10::Error (or
-// std::exception) it throws into an absl::Status that names what was being done.
-// Stateless and thread-safe.
+// The core's edge with LibTorch errors: runs a callable and turns anything it throws
+// (c10::Error, std::exception, or anything else) into an absl::Status that names what
+// was being done. Memory that runs out (c10::OutOfMemoryError, LibTorch's CPU
+// allocator failing, std::bad_alloc) becomes RESOURCE_EXHAUSTED marked as a server
+// fault (server_fault.h), whatever code the caller asked for. Stateless and
+// thread-safe.
 #ifndef HEADWAY_MODEL_STORE_TORCH_ERRORS_H_
 #define HEADWAY_MODEL_STORE_TORCH_ERRORS_H_
 
-#include <c10/util/Exception.h>
-
 #include <exception>
-#include <string>
 #include <type_traits>
 #include <utility>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 
 namespace headway {
 
-// The first line of a LibTorch error message, without its C++ backtrace.
-std::string TorchErrorSummary(const c10::Error& error);
+// The status for `thrown` (an exception caught while doing `context`): `code` with
+// the exception's summary, or RESOURCE_EXHAUSTED when memory ran out.
+absl::Status StatusFromException(absl::string_view context, absl::StatusCode code,
+                                 std::exception_ptr thrown);
+
+// What CallTorch returns for a callable returning T: absl::Status for void or a
+// Status, absl::StatusOr<T> for a value T or an absl::StatusOr<T>.
+template <typename T>
+struct TorchCallResult {
+  using type = absl::StatusOr<T>;
+};
+template <>
+struct TorchCallResult<void> {
+  using type = absl::Status;
+};
+template <>
+struct TorchCallResult<absl::Status> {
+  using type = absl::Status;
+};
+template <typename T>
+struct TorchCallResult<absl::StatusOr<T>> {
+  using type = absl::StatusOr<T>;
+};
 
 // Calls fn() and returns its result; an exception becomes a status of `code` whose
 // message starts with `context`. fn may return void, a value, or an absl::Status(Or).
 template <typename Fn>
-auto CallTorch(absl::string_view context, absl::StatusCode code, Fn&& fn)
-    -> std::conditional_t<
-        std::is_void_v<std::invoke_result_t<Fn>>, absl::Status,
-        std::conditional_t<std::is_same_v<std::invoke_result_t<Fn>, absl::Status>,
-                           absl::Status, absl::StatusOr<std::invoke_result_t<Fn>>>> {
+auto CallTorch(absl::string_view context, absl::StatusCode code, Fn&& fn) ->
+    typename TorchCallResult<std::invoke_result_t<Fn>>::type {
   try {
     if constexpr (std::is_void_v<std::invoke_result_t<Fn>>) {
       std::forward<Fn>(fn)();
@@ -36,10 +53,8 @@ auto CallTorch(absl::string_view context, absl::StatusCode code, Fn&& fn)
     } else {
       return std::forward<Fn>(fn)();
     }
-  } catch (const c10::Error& e) {
-    return absl::Status(code, absl::StrCat(context, ": ", TorchErrorSummary(e)));
-  } catch (const std::exception& e) {
-    return absl::Status(code, absl::StrCat(context, ": ", e.what()));
+  } catch (...) {
+    return StatusFromException(context, code, std::current_exception());
   }
 }
 

@@ -1,9 +1,14 @@
 #include "server/inference_service.h"
 
+#include <atomic>
+#include <exception>
+#include <memory>
+#include <new>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "model_store/server_fault.h"
 #include "model_store/status_macros.h"
 #include "server/event_log.h"
 #include "server/grpc_status.h"
@@ -60,7 +65,7 @@ void FillClassify(const Model& model, const ClassifyResult& result,
 }
 
 // One inference call from arrival to answer: finishing it records its metrics and
-// logs a failure.
+// logs a failure. Copies share the call; only the first Finish answers it.
 class Call {
  public:
   // `in_flight` counts the call (already admitted) until it finishes.
@@ -77,13 +82,13 @@ class Call {
   // `model` and `head` served the call; empty when it failed before reaching them.
   void Finish(const absl::Status& status, absl::string_view model = "",
               absl::string_view head = "") const {
+    if (finished_->exchange(true)) return;
     const absl::Duration latency = absl::Now() - start_;
     metrics_->RequestFinished(rpc_, model, head, status.code(), latency);
     if (!status.ok()) {
-      const bool server_fault = status.code() == absl::StatusCode::kInternal ||
-                                status.code() == absl::StatusCode::kUnknown ||
-                                status.code() == absl::StatusCode::kDataLoss;
-      LogEvent(server_fault ? LogLevel::kError : LogLevel::kWarning, "request_failed",
+      const bool server_fault = IsServerFault(status);
+      LogEvent(server_fault ? LogLevel::kError : LogLevel::kWarning,
+               server_fault ? "request_failed_server_fault" : "request_failed",
                {{"rpc", rpc_},
                 {"model", std::string(model)},
                 {"code", absl::StatusCodeToString(status.code())},
@@ -100,7 +105,26 @@ class Call {
   ServerMetrics* const metrics_;
   std::atomic<int>* const in_flight_;
   const absl::Time start_;
+  const std::shared_ptr<std::atomic<bool>> finished_ =
+      std::make_shared<std::atomic<bool>>(false);
 };
+
+// Runs `serve`, a step of `call` on a server thread; whatever escapes it answers the
+// call as a server fault (if nothing answered it yet) instead of ending the thread.
+template <typename Serve>
+void ServeGuarded(const Call& call, Serve&& serve) {
+  try {
+    serve();
+  } catch (const std::bad_alloc& e) {
+    call.Finish(
+        ServerFault(absl::StatusCode::kResourceExhausted,
+                    absl::StrCat("serving the request: out of memory: ", e.what())));
+  } catch (const std::exception& e) {
+    call.Finish(absl::InternalError(absl::StrCat("serving the request: ", e.what())));
+  } catch (...) {
+    call.Finish(absl::InternalError("serving the request: an exception of unknown type"));
+  }
+}
 
 // Looks the model up and converts the inputs; on error finishes the call.
 template <typename Request>
@@ -153,15 +177,19 @@ grpc::ServerUnaryReactor* InferenceServiceImpl::Embed(
   if (!Admit("Embed", reactor)) return reactor;
   workers_->Schedule([this, context, request, response,
                       call = Call("Embed", reactor, metrics_, &in_flight_)] {
-    RequestControl control = ControlOf(context);
-    std::vector<InputView> inputs;
-    std::shared_ptr<Model> model = Prepare(*registry_, *request, control, call, inputs);
-    if (model == nullptr) return;
-    model->EmbedAsync(inputs, request->l2_normalize(), std::move(control),
-                      [model, call, response](absl::StatusOr<EmbedResult> result) {
-                        if (result.ok()) FillEmbed(*model, *result, *response);
-                        call.Finish(result.status(), model->name());
-                      });
+    ServeGuarded(call, [&] {
+      RequestControl control = ControlOf(context);
+      std::vector<InputView> inputs;
+      std::shared_ptr<Model> model = Prepare(*registry_, *request, control, call, inputs);
+      if (model == nullptr) return;
+      model->EmbedAsync(inputs, request->l2_normalize(), std::move(control),
+                        [model, call, response](absl::StatusOr<EmbedResult> result) {
+                          ServeGuarded(call, [&] {
+                            if (result.ok()) FillEmbed(*model, *result, *response);
+                            call.Finish(result.status(), model->name());
+                          });
+                        });
+    });
   });
   return reactor;
 }
@@ -173,16 +201,21 @@ grpc::ServerUnaryReactor* InferenceServiceImpl::Classify(
   if (!Admit("Classify", reactor)) return reactor;
   workers_->Schedule([this, context, request, response,
                       call = Call("Classify", reactor, metrics_, &in_flight_)] {
-    RequestControl control = ControlOf(context);
-    std::vector<InputView> inputs;
-    std::shared_ptr<Model> model = Prepare(*registry_, *request, control, call, inputs);
-    if (model == nullptr) return;
-    model->ClassifyAsync(inputs, request->head(), request->top_k(), std::move(control),
-                         [model, call, response](absl::StatusOr<ClassifyResult> result) {
-                           if (result.ok()) FillClassify(*model, *result, *response);
-                           call.Finish(result.status(), model->name(),
-                                       result.ok() ? result->head : "");
-                         });
+    ServeGuarded(call, [&] {
+      RequestControl control = ControlOf(context);
+      std::vector<InputView> inputs;
+      std::shared_ptr<Model> model = Prepare(*registry_, *request, control, call, inputs);
+      if (model == nullptr) return;
+      model->ClassifyAsync(
+          inputs, request->head(), request->top_k(), std::move(control),
+          [model, call, response](absl::StatusOr<ClassifyResult> result) {
+            ServeGuarded(call, [&] {
+              if (result.ok()) FillClassify(*model, *result, *response);
+              call.Finish(result.status(), model->name(),
+                          result.ok() ? result->head : "");
+            });
+          });
+    });
   });
   return reactor;
 }

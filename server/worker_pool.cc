@@ -1,6 +1,9 @@
 #include "server/worker_pool.h"
 
+#include <exception>
 #include <utility>
+
+#include "server/event_log.h"
 
 namespace headway {
 
@@ -35,7 +38,14 @@ void WorkerPool::Run() {
       task = std::move(tasks_.front());
       tasks_.pop_front();
     }
-    task();
+    try {
+      task();
+    } catch (const std::exception& e) {
+      LogEvent(LogLevel::kError, "worker_task_failed", {{"message", e.what()}});
+    } catch (...) {
+      LogEvent(LogLevel::kError, "worker_task_failed",
+               {{"message", "an exception of unknown type"}});
+    }
   }
 }
 

@@ -1,6 +1,9 @@
 // WorkerPool: a fixed set of threads running tasks in FIFO order. gRPC's callback
 // threads hand inference here so they never block on a model.
 //
+// A task that throws is logged (event=worker_task_failed) and the thread goes on;
+// tasks answer their own callers before anything can escape them.
+//
 // Thread-safe. The destructor runs every queued task, then joins the threads.
 #ifndef HEADWAY_SERVER_WORKER_POOL_H_
 #define HEADWAY_SERVER_WORKER_POOL_H_

@@ -3,6 +3,9 @@
 
   head_wrong_dim.pt   a linear head taking 32 features (the digits backbone gives 64)
   head_three_class.pt a linear head 64 -> 3, to check label counts against classes
+  faulty_backbone.pt  a digits-shaped backbone ([N, 1, 20, 20] -> [N, 64]) that fails
+                      at serving time on a marked input: a first value of 7 raises,
+                      9 asks for 4 TiB (LibTorch's allocator runs out of memory)
 
 Usage: /usr/bin/python3 tests/data/make_fixtures.py   (Debian's python3-torch)
 """
@@ -14,12 +17,26 @@ from torch import nn
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
+class FaultyBackbone(nn.Module):
+    """Features are the first 64 pixels; a marked first pixel makes the pass fail."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        marker = float(x[0, 0, 0, 0])
+        if marker == 7.0:
+            raise RuntimeError("injected fault: the forward pass failed")
+        if marker == 9.0:
+            x = x + torch.empty([1 << 40], dtype=torch.float32)[0]
+        return x.flatten(1)[:, :64] * 1.0
+
+
 def main():
     torch.manual_seed(7)
     torch.jit.save(torch.jit.script(nn.Linear(32, 3).eval()),
                    os.path.join(HERE, "head_wrong_dim.pt"))
     torch.jit.save(torch.jit.script(nn.Linear(64, 3).eval()),
                    os.path.join(HERE, "head_three_class.pt"))
+    torch.jit.save(torch.jit.script(FaultyBackbone().eval()),
+                   os.path.join(HERE, "faulty_backbone.pt"))
 
 
 if __name__ == "__main__":

@@ -301,6 +301,78 @@ TEST(OverloadTest, CallsBeyondTheInFlightLimitAreRefusedAtOnceNamingIt) {
   std::filesystem::remove_all(store);
 }
 
+// A copy of the bundled store plus "faulty": the digits heads over a backbone that
+// fails at serving time on a marked input (tests/data/make_fixtures.py): a first value
+// of 7 raises, 9 runs LibTorch's allocator out of memory.
+std::filesystem::path FaultyModelStore() {
+  const std::filesystem::path store = testing::CopyModelStore();
+  const std::filesystem::path faulty = store / "faulty";
+  std::filesystem::create_directories(faulty);
+  std::filesystem::copy_file(testing::SourcePath("tests/data/faulty_backbone.pt"),
+                             faulty / "backbone.pt");
+  std::filesystem::copy(store / "digits" / "heads", faulty / "heads");
+  WriteFile(faulty / "config.pbtxt", R"(name: "faulty"
+backbone { file: "backbone.pt" format: TORCHSCRIPT }
+input { channels: 1 height: 20 width: 20 mean: 0 std: 1 }
+heads { name: "digit" file: "heads/digit.pt" labels_file: "heads/digit.labels" }
+default_head: "digit"
+)");
+  return store;
+}
+
+// One float32 input [1, 20, 20] for the faulty model, `first` in its first element.
+v1::Input MarkedPixels(float first) {
+  std::vector<float> values(400, 0.25f);
+  values[0] = first;
+  v1::Input input;
+  input.mutable_tensor()->set_dtype(v1::FLOAT32);
+  for (int64_t d : {1, 20, 20}) input.mutable_tensor()->add_shape(d);
+  input.mutable_tensor()->set_data(std::string(
+      reinterpret_cast<const char*>(values.data()), values.size() * sizeof(float)));
+  return input;
+}
+
+TEST(ServerFaultTest, AFailingForwardPassIsInternalAndTheServerServesOn) {
+  const std::filesystem::path store = FaultyModelStore();
+  absl::StatusOr<std::unique_ptr<ServerProcess>> server = ServerProcess::Start(store);
+  ASSERT_TRUE(server.ok()) << server.status();
+  std::unique_ptr<HeadwayClient> client = Connect((*server)->target());
+  const auto classify = [&](float first) {
+    v1::ClassifyRequest request;
+    request.set_model("faulty");
+    *request.add_inputs() = MarkedPixels(first);
+    return client->Classify(request).status();
+  };
+  ASSERT_TRUE(classify(0.5f).ok());
+
+  // The inputs are valid: a pass that fails is the server's fault, not the caller's.
+  const absl::Status failed = classify(7.0f);
+  EXPECT_EQ(failed.code(), absl::StatusCode::kInternal) << failed;
+  EXPECT_THAT(failed.message(), HasSubstr("backbone forward"));
+  EXPECT_THAT(failed.message(), HasSubstr("injected fault"));
+  EXPECT_THAT(failed.message(), ::testing::Not(HasSubstr("Traceback")));
+
+  v1::EmbedRequest embed;
+  embed.set_model("faulty");
+  *embed.add_inputs() = MarkedPixels(9.0f);
+  const absl::Status exhausted = client->Embed(embed).status();
+  EXPECT_EQ(exhausted.code(), absl::StatusCode::kResourceExhausted) << exhausted;
+  EXPECT_THAT(exhausted.message(), HasSubstr("out of memory"));
+
+  // Every worker lives on: the faulty model and the others keep answering.
+  for (int i = 0; i < 8; ++i) {
+    EXPECT_EQ(classify(i % 2 == 0 ? 7.0f : 0.5f).code(),
+              i % 2 == 0 ? absl::StatusCode::kInternal : absl::StatusCode::kOk);
+  }
+  EXPECT_TRUE(client->Classify(ClassifyDigit(CellOf(3))).ok());
+  // Logged as the server's faults, apart from client errors.
+  const std::string log = (*server)->Log();
+  EXPECT_THAT(log, HasSubstr("event=request_failed_server_fault rpc=Classify"));
+  EXPECT_THAT(log, HasSubstr("code=RESOURCE_EXHAUSTED"));
+  EXPECT_EQ((*server)->Stop(), 0);
+  std::filesystem::remove_all(store);
+}
+
 TEST(LoadGeneratorTest, CountsCallsThatCompleteInsideTheWindow) {
   const std::filesystem::path store = SlowBatchingStore(absl::Seconds(1));
   absl::StatusOr<std::unique_ptr<ServerProcess>> server = ServerProcess::Start(store);

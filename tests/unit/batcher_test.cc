@@ -5,6 +5,8 @@
 #include <torch/types.h>
 
 #include <atomic>
+#include <new>
+#include <stdexcept>
 #include <thread>
 
 #include "absl/synchronization/notification.h"
@@ -238,6 +240,50 @@ TEST(BatcherTest, ForwardErrorsReachEveryTaskOfTheBatch) {
   b.done.WaitForNotification();
   EXPECT_EQ(a.result.status().message(), "boom");
   EXPECT_EQ(b.result.status().message(), "boom");
+}
+
+TEST(BatcherTest, WhatAPassThrowsFailsItsBatchAndTheWorkerRunsTheNext) {
+  // The forward pass throws outside any error edge: a plain exception, then memory
+  // that runs out. The one worker must answer those batches and serve the next.
+  std::atomic<int> calls{0};
+  Batcher batcher(Batcher::Options(), [&](const at::Tensor& batch) {
+    switch (calls++) {
+      case 0:
+        throw std::runtime_error("a module bug");
+      case 1:
+        throw std::bad_alloc();
+      default:
+        return absl::StatusOr<at::Tensor>(batch.flatten(1).sum(1, true));
+    }
+  });
+  Outcome failed, exhausted, served;
+  ASSERT_TRUE(batcher.Enqueue(Task(1, 1, &failed)).ok());
+  failed.done.WaitForNotification();
+  EXPECT_EQ(failed.result.status().code(), absl::StatusCode::kInternal);
+  EXPECT_THAT(failed.result.status().message(), ::testing::HasSubstr("a module bug"));
+  ASSERT_TRUE(batcher.Enqueue(Task(1, 1, &exhausted)).ok());
+  exhausted.done.WaitForNotification();
+  EXPECT_EQ(exhausted.result.status().code(), absl::StatusCode::kResourceExhausted);
+  ASSERT_TRUE(batcher.Enqueue(Task(2, 1, &served)).ok());
+  served.done.WaitForNotification();
+  ASSERT_TRUE(served.result.ok()) << served.result.status();
+  EXPECT_EQ((*served.result)[0][0].item<float>(), 8.0f);
+}
+
+TEST(BatcherTest, AnAnswerThatThrowsIsCountedAndTheOthersAreAnswered) {
+  RecordingForward forward;
+  Batcher::Options options;
+  options.max_batch_size = 2;
+  options.max_queue_delay = absl::Hours(1);
+  Batcher batcher(options, [&](const at::Tensor& b) { return forward(b); });
+  BatchTask throwing = Task(1, 1, nullptr);
+  throwing.done = [](absl::StatusOr<at::Tensor>) { throw std::runtime_error("answer"); };
+  Outcome after;
+  ASSERT_TRUE(batcher.Enqueue(std::move(throwing)).ok());
+  ASSERT_TRUE(batcher.Enqueue(Task(2, 1, &after)).ok());
+  after.done.WaitForNotification();
+  EXPECT_TRUE(after.result.ok()) << after.result.status();
+  EXPECT_EQ(batcher.stats().failed_answers, 1);
 }
 
 }  // namespace
