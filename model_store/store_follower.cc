@@ -23,6 +23,17 @@ void StoreFollower::WaitStarted() {
   mu_.Await(absl::Condition(this, &StoreFollower::StoppingOrStarted));
 }
 
+bool StoreFollower::WaitStartedFor(absl::Duration timeout) {
+  absl::MutexLock lock(&mu_);
+  mu_.AwaitWithTimeout(absl::Condition(this, &StoreFollower::StoppingOrStarted), timeout);
+  return started_;
+}
+
+bool StoreFollower::Stopping() const {
+  absl::MutexLock lock(&mu_);
+  return stopping_;
+}
+
 void StoreFollower::Pass() {
   std::set<std::string> names;
   for (const std::string& name : options_.registry->StoreModels()) names.insert(name);
@@ -32,7 +43,7 @@ void StoreFollower::Pass() {
   const std::vector<std::string> order(names.begin(), names.end());
   std::atomic<size_t> next{0};
   auto sync_some = [&] {
-    for (size_t i = next++; i < order.size(); i = next++) {
+    for (size_t i = next++; i < order.size() && !Stopping(); i = next++) {
       const StoreSync sync = options_.registry->SyncFromStore(order[i]);
       if (sync.action != StoreSync::Action::kNone && options_.on_sync) {
         options_.on_sync(sync);

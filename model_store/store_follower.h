@@ -8,7 +8,8 @@
 // all of them.
 //
 // Runs on its own threads, never on those serving inference. Thread-safe; the registry
-// must outlive it. The destructor stops it after the pass in progress.
+// must outlive it. The destructor stops it as soon as the syncs in progress (a load
+// cannot be cut short) are done; the models not reached yet are left alone.
 #ifndef HEADWAY_MODEL_STORE_STORE_FOLLOWER_H_
 #define HEADWAY_MODEL_STORE_STORE_FOLLOWER_H_
 
@@ -47,6 +48,8 @@ class StoreFollower {
 
   // Blocks until the first pass is done (on_started has run).
   void WaitStarted();
+  // As WaitStarted, for at most `timeout`; true when the first pass is done.
+  bool WaitStartedFor(absl::Duration timeout);
 
  private:
   void Run();
@@ -55,9 +58,10 @@ class StoreFollower {
   bool StoppingOrStarted() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return stopping_ || started_;
   }
+  bool Stopping() const;
 
   const Options options_;
-  absl::Mutex mu_;
+  mutable absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool started_ ABSL_GUARDED_BY(mu_) = false;
   std::thread thread_;

@@ -5,7 +5,11 @@
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server_builder.h>
 
+#include <algorithm>
+#include <thread>
+
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 
 namespace headway {
 
@@ -14,8 +18,8 @@ HeadwayServer::HeadwayServer(const Options& options)
       admin_(options.admin),
       workers_(std::make_unique<WorkerPool>(options.worker_threads)),
       management_workers_(std::make_unique<WorkerPool>(options.management_threads)),
-      inference_(options.registry, workers_.get(), options.metrics,
-                 options.max_requests_in_flight),
+      gate_(options.max_requests_in_flight, options.metrics),
+      inference_(options.registry, workers_.get(), &gate_, options.metrics),
       management_(options.registry, management_workers_.get(), &admin_, options.metrics,
                   [this](const std::string& model, bool) { UpdateModelHealth(model); }) {}
 
@@ -77,9 +81,21 @@ void HeadwayServer::Drain() {
 }
 
 void HeadwayServer::Shutdown(absl::Duration grace) {
-  if (server_ == nullptr) return;
+  if (server_ == nullptr || shut_down_.exchange(true)) return;
   Drain();
-  server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
+  const absl::Time deadline = absl::Now() + grace;
+  gate_.Hold();
+  gate_.WaitIdle(deadline);
+  // gRPC's Shutdown returns once every call is answered, the held ones included: they
+  // are refused once it has told the clients to go away, which it does first.
+  // (gRPC cancels what runs past its deadline: give the held calls time to be refused.)
+  const absl::Time stop_deadline =
+      std::max(deadline, absl::Now() + absl::Milliseconds(100));
+  std::thread stopping(
+      [this, stop_deadline] { server_->Shutdown(absl::ToChronoTime(stop_deadline)); });
+  absl::SleepFor(absl::Milliseconds(20));
+  gate_.RefuseAll();
+  stopping.join();
 }
 
 void HeadwayServer::Wait() {

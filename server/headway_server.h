@@ -19,6 +19,7 @@
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server.h>
 
+#include <atomic>
 #include <memory>
 #include <string>
 
@@ -26,6 +27,7 @@
 #include "absl/time/time.h"
 #include "model_store/model_registry.h"
 #include "server/admin_auth.h"
+#include "server/call_gate.h"
 #include "server/inference_service.h"
 #include "server/management_service.h"
 #include "server/server_metrics.h"
@@ -71,8 +73,10 @@ class HeadwayServer {
   // Every service says NOT_SERVING; calls are still accepted.
   void Drain();
 
-  // Drains, stops accepting, and lets requests in flight finish until `grace` has
-  // passed.
+  // Drains, then stops: inference calls that arrive from now on are held, the ones in
+  // flight may finish until `grace` has passed, gRPC stops accepting (telling clients
+  // to go away), and the held calls get UNAVAILABLE (CallGate). Clients never see
+  // CANCELLED unless calls are still running when `grace` ends.
   void Shutdown(absl::Duration grace);
 
   // Blocks until the server has shut down.
@@ -85,10 +89,12 @@ class HeadwayServer {
   const AdminAuthorizer admin_;
   std::unique_ptr<WorkerPool> workers_;
   std::unique_ptr<WorkerPool> management_workers_;
+  CallGate gate_;
   InferenceServiceImpl inference_;
   ManagementServiceImpl management_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
+  std::atomic<bool> shut_down_{false};
 };
 
 }  // namespace headway

@@ -7,6 +7,7 @@
 #include <fstream>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -15,6 +16,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "model_store/host_allocator.h"
@@ -318,26 +320,40 @@ int Serve() {
     ReportStoreSync(**registry, metrics, sync);
     (*server)->UpdateModelHealth(sync.model);
   };
-  auto follower = std::make_unique<headway::StoreFollower>(follow);
-  follower->WaitStarted();
-  if (absl::GetFlag(FLAGS_strict_startup) && failed_loads > 0) {
-    follower.reset();
-    (*server)->Shutdown(absl::ZeroDuration());
-    return Fail(absl::FailedPreconditionError(
-        absl::StrCat(failed_loads.load(),
-                     " model(s) failed to load (--strict_startup); see the "
-                     "model_load_failed events")));
-  }
-  (*server)->MarkServing();
-  headway::LogEvent(
-      headway::LogLevel::kInfo, "serving",
-      {{"models", absl::StrCat((*registry)->List().size())},
-       {"failed", absl::StrCat(failed_loads.load())},
-       {"duration_ms",
-        absl::StrCat(absl::ToInt64Milliseconds(absl::Now() - load_start))}});
-
+  // A shutdown signal may come while models still load (a rollout replacing a pod
+  // that is starting): it stops the startup too.
   int signal_number = 0;
-  sigwait(&ShutdownSignals(), &signal_number);
+  absl::Notification stop_requested;
+  std::thread signal_waiter([&] {
+    sigwait(&ShutdownSignals(), &signal_number);
+    stop_requested.Notify();
+  });
+  auto follower = std::make_unique<headway::StoreFollower>(follow);
+  while (!follower->WaitStartedFor(absl::Milliseconds(50)) &&
+         !stop_requested.HasBeenNotified()) {
+  }
+  if (!stop_requested.HasBeenNotified()) {
+    if (absl::GetFlag(FLAGS_strict_startup) && failed_loads > 0) {
+      follower.reset();
+      (*server)->Shutdown(absl::ZeroDuration());
+      // Nothing else ends the signal waiter.
+      pthread_kill(signal_waiter.native_handle(), SIGTERM);
+      signal_waiter.join();
+      return Fail(absl::FailedPreconditionError(
+          absl::StrCat(failed_loads.load(),
+                       " model(s) failed to load (--strict_startup); see the "
+                       "model_load_failed events")));
+    }
+    (*server)->MarkServing();
+    headway::LogEvent(
+        headway::LogLevel::kInfo, "serving",
+        {{"models", absl::StrCat((*registry)->List().size())},
+         {"failed", absl::StrCat(failed_loads.load())},
+         {"duration_ms",
+          absl::StrCat(absl::ToInt64Milliseconds(absl::Now() - load_start))}});
+  }
+  signal_waiter.join();
+
   const absl::Duration drain_delay = absl::GetFlag(FLAGS_drain_delay);
   const absl::Duration grace = absl::GetFlag(FLAGS_shutdown_grace);
   headway::LogEvent(headway::LogLevel::kInfo, "draining",
@@ -350,6 +366,7 @@ int Serve() {
   (*server)->Wait();
   follower.reset();
   server->reset();
+  metrics.StopExposing();  // before the registry it reads goes away
   headway::LogEvent(headway::LogLevel::kInfo, "stopped");
   return 0;
 }

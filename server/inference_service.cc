@@ -68,13 +68,13 @@ void FillClassify(const Model& model, const ClassifyResult& result,
 // logs a failure. Copies share the call; only the first Finish answers it.
 class Call {
  public:
-  // `in_flight` counts the call (already admitted) until it finishes.
+  // The call was admitted by `gate`, which it releases when it finishes.
   Call(const char* rpc, grpc::ServerUnaryReactor* reactor, ServerMetrics* metrics,
-       std::atomic<int>* in_flight)
+       CallGate* gate)
       : rpc_(rpc),
         reactor_(reactor),
         metrics_(metrics),
-        in_flight_(in_flight),
+        gate_(gate),
         start_(absl::Now()) {
     metrics_->RequestStarted();
   }
@@ -95,7 +95,7 @@ class Call {
                 {"duration_ms", absl::StrCat(absl::ToDoubleMilliseconds(latency))},
                 {"message", std::string(status.message())}});
     }
-    --*in_flight_;
+    gate_->Release();
     reactor_->Finish(ToGrpcStatus(status));
   }
 
@@ -103,7 +103,7 @@ class Call {
   const char* const rpc_;
   grpc::ServerUnaryReactor* const reactor_;
   ServerMetrics* const metrics_;
-  std::atomic<int>* const in_flight_;
+  CallGate* const gate_;
   const absl::Time start_;
   const std::shared_ptr<std::atomic<bool>> finished_ =
       std::make_shared<std::atomic<bool>>(false);
@@ -150,33 +150,17 @@ std::shared_ptr<Model> Prepare(const ModelRegistry& registry, const Request& req
 }  // namespace
 
 InferenceServiceImpl::InferenceServiceImpl(const ModelRegistry* registry,
-                                           WorkerPool* workers, ServerMetrics* metrics,
-                                           int max_in_flight)
-    : registry_(registry),
-      workers_(workers),
-      metrics_(metrics),
-      max_in_flight_(max_in_flight) {}
-
-bool InferenceServiceImpl::Admit(const char* rpc, grpc::ServerUnaryReactor* reactor) {
-  if (in_flight_.fetch_add(1) < max_in_flight_) return true;
-  --in_flight_;
-  metrics_->RequestStarted();
-  metrics_->RequestFinished(rpc, "", "", absl::StatusCode::kResourceExhausted,
-                            absl::ZeroDuration());
-  reactor->Finish(ToGrpcStatus(absl::ResourceExhaustedError(
-      absl::StrCat("the server is answering ", max_in_flight_,
-                   " requests already, its limit (--max_requests_in_flight); retry "
-                   "later or on another replica"))));
-  return false;
-}
+                                           WorkerPool* workers, CallGate* gate,
+                                           ServerMetrics* metrics)
+    : registry_(registry), workers_(workers), gate_(gate), metrics_(metrics) {}
 
 grpc::ServerUnaryReactor* InferenceServiceImpl::Embed(
     grpc::CallbackServerContext* context, const v1::EmbedRequest* request,
     v1::EmbedResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  if (!Admit("Embed", reactor)) return reactor;
+  if (!gate_->Admit("Embed", reactor)) return reactor;
   workers_->Schedule([this, context, request, response,
-                      call = Call("Embed", reactor, metrics_, &in_flight_)] {
+                      call = Call("Embed", reactor, metrics_, gate_)] {
     ServeGuarded(call, [&] {
       RequestControl control = ControlOf(context);
       std::vector<InputView> inputs;
@@ -198,9 +182,9 @@ grpc::ServerUnaryReactor* InferenceServiceImpl::Classify(
     grpc::CallbackServerContext* context, const v1::ClassifyRequest* request,
     v1::ClassifyResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  if (!Admit("Classify", reactor)) return reactor;
+  if (!gate_->Admit("Classify", reactor)) return reactor;
   workers_->Schedule([this, context, request, response,
-                      call = Call("Classify", reactor, metrics_, &in_flight_)] {
+                      call = Call("Classify", reactor, metrics_, gate_)] {
     ServeGuarded(call, [&] {
       RequestControl control = ControlOf(context);
       std::vector<InputView> inputs;

@@ -3,19 +3,16 @@
 // the model up in the registry and runs the request on the worker pool. It holds no
 // model state. Every call is counted in the metrics; failures are logged.
 //
-// Admission is bounded: at most `max_in_flight` calls are between arrival and answer
-// (queued for a worker, preprocessing, waiting for a batch or running); a call beyond
-// that gets RESOURCE_EXHAUSTED at once, naming the limit, so overload is shed instead
-// of piling up in front of the batchers.
+// Every call passes the server's CallGate first (a bound on calls in flight, and the
+// shutdown's hold and refusal).
 //
-// Thread-safe; the registry, pool and metrics must outlive it.
+// Thread-safe; the registry, pool, gate and metrics must outlive it.
 #ifndef HEADWAY_SERVER_INFERENCE_SERVICE_H_
 #define HEADWAY_SERVER_INFERENCE_SERVICE_H_
 
-#include <atomic>
-
 #include "headway/v1/inference.grpc.pb.h"
 #include "model_store/model_registry.h"
+#include "server/call_gate.h"
 #include "server/server_metrics.h"
 #include "server/worker_pool.h"
 
@@ -23,8 +20,8 @@ namespace headway {
 
 class InferenceServiceImpl final : public v1::InferenceService::CallbackService {
  public:
-  InferenceServiceImpl(const ModelRegistry* registry, WorkerPool* workers,
-                       ServerMetrics* metrics, int max_in_flight);
+  InferenceServiceImpl(const ModelRegistry* registry, WorkerPool* workers, CallGate* gate,
+                       ServerMetrics* metrics);
 
   grpc::ServerUnaryReactor* Embed(grpc::CallbackServerContext* context,
                                   const v1::EmbedRequest* request,
@@ -34,15 +31,10 @@ class InferenceServiceImpl final : public v1::InferenceService::CallbackService 
                                      v1::ClassifyResponse* response) override;
 
  private:
-  // Counts the call in flight when the server has room; else answers it
-  // RESOURCE_EXHAUSTED (counted in the metrics) and returns false.
-  bool Admit(const char* rpc, grpc::ServerUnaryReactor* reactor);
-
   const ModelRegistry* registry_;
   WorkerPool* workers_;
+  CallGate* gate_;
   ServerMetrics* metrics_;
-  const int max_in_flight_;
-  std::atomic<int> in_flight_{0};
 };
 
 }  // namespace headway

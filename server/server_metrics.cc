@@ -1,5 +1,6 @@
 #include "server/server_metrics.h"
 
+#include <netdb.h>
 #include <prometheus/collectable.h>
 #include <prometheus/counter.h>
 #include <prometheus/exposer.h>
@@ -7,14 +8,18 @@
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 #include <prometheus/text_serializer.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <exception>
 #include <fstream>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
 #include "model_store/device.h"
 #include "model_store/model_registry.h"
 #include "model_store/store/content_digest.h"
@@ -25,6 +30,28 @@ namespace {
 using prometheus::ClientMetric;
 using prometheus::MetricFamily;
 using prometheus::MetricType;
+
+// Opens a TCP connection to `host` ("0.0.0.0" and "[::]" meaning this machine) and
+// `port`, and closes it; errors are ignored.
+void ConnectAndClose(std::string host, int port) {
+  if (host.empty() || host == "0.0.0.0") host = "127.0.0.1";
+  if (host == "[::]" || host == "::") host = "::1";
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* addresses = nullptr;
+  if (getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &addresses) != 0) {
+    return;
+  }
+  const int fd = socket(addresses->ai_family, SOCK_STREAM, 0);
+  if (fd >= 0) {
+    connect(fd, addresses->ai_addr, addresses->ai_addrlen);
+    close(fd);
+  }
+  freeaddrinfo(addresses);
+}
 
 const prometheus::Histogram::BucketBoundaries& LatencyBuckets() {
   static const auto* buckets = new prometheus::Histogram::BucketBoundaries{
@@ -163,6 +190,7 @@ struct ServerMetrics::Impl {
       std::make_shared<prometheus::Registry>();
   std::shared_ptr<StateCollector> state = std::make_shared<StateCollector>();
   std::unique_ptr<prometheus::Exposer> exposer;
+  std::string exposed_host;  // the host part of the address given to Expose
 
   prometheus::Family<prometheus::Counter>& requests =
       prometheus::BuildCounter()
@@ -226,7 +254,7 @@ struct ServerMetrics::Impl {
 
 ServerMetrics::ServerMetrics() : impl_(std::make_unique<Impl>()) {}
 
-ServerMetrics::~ServerMetrics() = default;
+ServerMetrics::~ServerMetrics() { StopExposing(); }
 
 absl::StatusOr<int> ServerMetrics::Expose(const std::string& address) {
   try {
@@ -241,7 +269,25 @@ absl::StatusOr<int> ServerMetrics::Expose(const std::string& address) {
   if (ports.empty()) {
     return absl::UnavailableError(absl::StrCat("cannot serve metrics on ", address));
   }
+  impl_->exposed_host = address.substr(0, address.rfind(':'));
   return ports.front();
+}
+
+void ServerMetrics::StopExposing() {
+  if (impl_->exposer == nullptr) return;
+  // The exposer's HTTP server (civetweb) looks at its stop flag only between polls of
+  // its listening socket, 2 s apart: connections to the port wake it while it stops.
+  const std::vector<int> ports = impl_->exposer->GetListeningPorts();
+  std::atomic<bool> stopped{false};
+  std::thread waker([&] {
+    while (!stopped.load()) {
+      if (!ports.empty()) ConnectAndClose(impl_->exposed_host, ports.front());
+      absl::SleepFor(absl::Milliseconds(5));
+    }
+  });
+  impl_->exposer.reset();
+  stopped.store(true);
+  waker.join();
 }
 
 void ServerMetrics::AttachRegistry(const ModelRegistry* registry) {

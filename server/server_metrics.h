@@ -41,6 +41,9 @@ class ServerMetrics {
   // the bound port. UNAVAILABLE when it cannot listen.
   absl::StatusOr<int> Expose(const std::string& address);
 
+  // Stops serving /metrics and closes its port, at once (the destructor does too).
+  void StopExposing();
+
   // The registry whose instances the scrape-time gauges describe; must outlive this.
   void AttachRegistry(const ModelRegistry* registry);
 

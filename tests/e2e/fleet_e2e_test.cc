@@ -30,6 +30,7 @@ namespace {
 
 using ::testing::HasSubstr;
 using testing::HeadStatusOf;
+using ::testing::Not;
 using testing::ReadBytes;
 using testing::Serve;
 using testing::Served;
@@ -361,6 +362,39 @@ TEST(ModelLoadingTest, AnEmptyStoreStartsAndServesAModelCopiedIntoIt) {
   EXPECT_EQ(gone.code(), absl::StatusCode::kNotFound);
   std::filesystem::remove_all(digits);
   std::filesystem::remove_all(store);
+}
+
+TEST(ModelLoadingTest, ASigtermWhileModelsLoadStopsTheServerWithoutLoadingTheRest) {
+  // The checkpoint store's two models take seconds each, loaded one at a time: the
+  // signal lands during the first load, which finishes; the second never starts.
+  char dir_template[] = "/tmp/headway-stop-XXXXXX";
+  const std::filesystem::path dir = mkdtemp(dir_template);
+  const pid_t pid =
+      testing::Spawn({HEADWAY_SERVER_BINARY, "--host=127.0.0.1", "--port=0",
+                      "--metrics_address=", "--parallel_loads=1",
+                      "--model_store=" + (testing::CheckpointDir() / "store").string()},
+                     dir / "server.log");
+  ASSERT_GT(pid, 0);
+  const absl::Time give_up = absl::Now() + absl::Seconds(60);
+  while (ReadBytes(dir / "server.log").find("event=listening") == std::string::npos &&
+         absl::Now() < give_up) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  kill(pid, SIGTERM);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  const std::string log = ReadBytes(dir / "server.log");
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << log;
+  EXPECT_THAT(log, HasSubstr("event=draining"));
+  EXPECT_THAT(log, HasSubstr("event=stopped"));
+  EXPECT_THAT(log, Not(HasSubstr("event=serving")));
+  size_t loads = 0;
+  for (size_t at = log.find("event=model_loaded"); at != std::string::npos;
+       at = log.find("event=model_loaded", at + 1)) {
+    ++loads;
+  }
+  EXPECT_LE(loads, 1u) << log;
+  std::filesystem::remove_all(dir);
 }
 
 TEST(CliTest, WaitsForAServerThatIsStillLoadingAndSaysWhatItWaitedFor) {
