@@ -11,6 +11,10 @@ namespace headway {
 
 namespace {
 
+std::string FormatMs(absl::Duration duration) {
+  return absl::StrCat(absl::ToInt64Milliseconds(duration), " ms");
+}
+
 // Each task's answer: its rows of the forward pass's output, or, for a task with a
 // stage, its rows of the stage's output over the rows of every task sharing that stage.
 std::vector<absl::StatusOr<at::Tensor>> TaskOutputs(
@@ -92,9 +96,27 @@ absl::Status Batcher::Enqueue(BatchTask task) {
         absl::StrCat("the model's queue is full (", options_.max_queue_size,
                      " requests, batching.max_queue_size); retry later"));
   }
-  queued_inputs_ += task.inputs.size(0);
+  const int64_t rows = task.inputs.size(0);
+  if (const absl::Duration wait = ExpectedWait(queued_inputs_ + rows);
+      task.enqueued + wait > task.control.deadline) {
+    ++stats_.refused_late;
+    return absl::DeadlineExceededError(absl::StrCat(
+        "the request's deadline (", FormatMs(task.control.deadline - task.enqueued),
+        " away) cannot be met: the model's queue holds ", queue_.size(),
+        " requests and a forward pass takes about ", FormatMs(pass_time_),
+        ", so it would be answered in about ", FormatMs(wait)));
+  }
+  queued_inputs_ += rows;
   queue_.push_back(std::move(task));
   return absl::OkStatus();
+}
+
+absl::Duration Batcher::ExpectedWait(int64_t inputs) const {
+  const int64_t batches =
+      (inputs + options_.max_batch_size - 1) / std::max(1, options_.max_batch_size);
+  const int64_t rounds =
+      (batches + std::max(1, options_.workers) - 1) / std::max(1, options_.workers);
+  return pass_time_ * rounds;
 }
 
 Batcher::Stats Batcher::stats() const {
@@ -116,7 +138,7 @@ bool Batcher::BatchReady() const {
 
 std::vector<BatchTask> Batcher::NextBatch() {
   std::vector<BatchTask> batch;
-  std::vector<BatchTask> dropped;
+  std::vector<std::pair<BatchTask, absl::Status>> dropped;
   {
     absl::MutexLock lock(&mu_);
     mu_.Await(absl::Condition(this, &Batcher::HasWorkOrStopping));
@@ -132,7 +154,8 @@ std::vector<BatchTask> Batcher::NextBatch() {
     while (!queue_.empty()) {
       BatchTask& next = queue_.front();
       const int64_t n = next.inputs.size(0);
-      const bool expired = now > next.control.deadline;
+      // A pass that would end after the deadline is not started for it.
+      const bool expired = now + pass_time_ > next.control.deadline;
       const bool cancelled =
           !expired && next.control.cancelled && next.control.cancelled();
       if (!expired && !cancelled && !batch.empty() &&
@@ -142,7 +165,12 @@ std::vector<BatchTask> Batcher::NextBatch() {
       queued_inputs_ -= n;
       if (expired || cancelled) {
         ++(expired ? stats_.expired : stats_.cancelled);
-        dropped.push_back(std::move(next));
+        dropped.emplace_back(
+            std::move(next),
+            expired ? absl::DeadlineExceededError(
+                          "the request's deadline passed, or would before its forward "
+                          "pass ended, while it waited for a batch")
+                    : absl::CancelledError("the request was cancelled while it waited"));
       } else {
         rows += n;
         batch.push_back(std::move(next));
@@ -155,13 +183,7 @@ std::vector<BatchTask> Batcher::NextBatch() {
       stats_.largest_batch = std::max(stats_.largest_batch, rows);
     }
   }
-  for (BatchTask& task : dropped) {
-    const bool expired = absl::Now() > task.control.deadline;
-    Answer(task, expired
-                     ? absl::DeadlineExceededError(
-                           "the request's deadline passed while it waited for a batch")
-                     : absl::CancelledError("the request was cancelled while it waited"));
-  }
+  for (auto& [task, why] : dropped) Answer(task, why);
   return batch;
 }
 
@@ -196,6 +218,7 @@ void Batcher::RunBatch(std::vector<BatchTask>& batch) {
                   [&] { return inputs.size() == 1 ? inputs[0] : at::cat(inputs); });
     if (features.ok()) features = forward_(*features);
     record.forward_time = absl::Now() - taken;
+    if (features.ok()) NotePassTime(record.forward_time);
     if (options_.on_batch) options_.on_batch(record);
     std::vector<absl::StatusOr<at::Tensor>> outputs = TaskOutputs(batch, features);
     for (; answered < batch.size(); ++answered) {
@@ -206,6 +229,12 @@ void Batcher::RunBatch(std::vector<BatchTask>& batch) {
         "running a batch", absl::StatusCode::kInternal, std::current_exception());
     for (; answered < batch.size(); ++answered) Answer(batch[answered], failed);
   }
+}
+
+void Batcher::NotePassTime(absl::Duration pass) {
+  absl::MutexLock lock(&mu_);
+  // An exponential moving average: recent passes count most, one slow pass little.
+  pass_time_ = pass_time_ == absl::ZeroDuration() ? pass : (pass_time_ * 7 + pass) / 8;
 }
 
 void Batcher::Answer(BatchTask& task, absl::StatusOr<at::Tensor> result) {

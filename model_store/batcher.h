@@ -2,10 +2,13 @@
 // preprocessed inputs; worker threads take a batch when it holds max_batch_size inputs
 // or when the oldest waiting request has waited max_queue_delay, run one forward pass
 // over it, and hand each request its own rows. The queue is bounded: a full queue
-// refuses new requests at once (RESOURCE_EXHAUSTED). A request whose deadline passed
-// or that was cancelled while it waited is dropped before it joins a batch and never
-// computed. A task may add a second stage on its rows of the pass (a classification
-// head): the tasks of a batch with the same stage share one call of it.
+// refuses new requests at once (RESOURCE_EXHAUSTED). Deadlines are kept from both
+// ends: the batcher keeps a moving average of its forward passes' time, refuses at
+// once (DEADLINE_EXCEEDED, saying why) a request that the queue ahead of it would
+// answer after its deadline, and drops a waiting request whose deadline passes, or
+// would before its pass ended, without computing it; a cancelled one too. A task may add
+// a second stage on its rows of the pass (a classification head): the tasks of a batch
+// with the same stage share one call of it.
 //
 // A worker survives anything a batch throws: the batch's tasks that were not answered
 // yet get INTERNAL (RESOURCE_EXHAUSTED when memory ran out), and the next batch runs.
@@ -73,7 +76,8 @@ class Batcher {
   Batcher& operator=(const Batcher&) = delete;
 
   // Queues `task`. RESOURCE_EXHAUSTED when the queue is full, DEADLINE_EXCEEDED when
-  // the deadline has passed already; task.done is not called then.
+  // the deadline has passed already or would before the queue ahead and the task's
+  // own pass are done; task.done is not called then.
   absl::Status Enqueue(BatchTask task);
 
   Stats stats() const;
@@ -88,6 +92,9 @@ class Batcher {
   // Takes the next batch off the queue, answering expired and cancelled tasks.
   std::vector<BatchTask> NextBatch();
   bool BatchReady() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // How long `inputs` queued inputs take to be answered, at the recent pass time.
+  absl::Duration ExpectedWait(int64_t inputs) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void NotePassTime(absl::Duration pass);
   bool HasWorkOrStopping() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const Options options_;
@@ -97,6 +104,8 @@ class Batcher {
   int64_t queued_inputs_ ABSL_GUARDED_BY(mu_) = 0;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   Stats stats_ ABSL_GUARDED_BY(mu_);
+  // Moving average of successful forward passes; zero before the first.
+  absl::Duration pass_time_ ABSL_GUARDED_BY(mu_);
   std::vector<std::thread> workers_;
 };
 

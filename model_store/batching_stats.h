@@ -20,6 +20,7 @@ struct BatchingStats {
   int64_t expired = 0;         // dropped: deadline passed while queued
   int64_t cancelled = 0;       // dropped: client went away while queued
   int64_t refused = 0;         // the queue was full
+  int64_t refused_late = 0;    // its deadline would pass before the queue ahead ran
   int64_t failed_answers = 0;  // a task's answer threw (it may not have reached it)
 };
 

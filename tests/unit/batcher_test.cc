@@ -286,5 +286,33 @@ TEST(BatcherTest, AnAnswerThatThrowsIsCountedAndTheOthersAreAnswered) {
   EXPECT_EQ(batcher.stats().failed_answers, 1);
 }
 
+TEST(BatcherTest, ARequestTheQueueAheadWouldAnswerLateIsRefusedAtOnce) {
+  // Each pass takes 100 ms, one input at a time. After one pass the batcher knows it:
+  // behind three queued inputs, a request with 250 ms left cannot be answered in time.
+  Batcher batcher(Batcher::Options(), [](const at::Tensor& batch) {
+    absl::SleepFor(absl::Milliseconds(100));
+    return absl::StatusOr<at::Tensor>(batch.flatten(1).sum(1, true));
+  });
+  Outcome first;
+  ASSERT_TRUE(batcher.Enqueue(Task(1, 1, &first)).ok());
+  first.done.WaitForNotification();
+  std::vector<Outcome> ahead(3);
+  for (Outcome& outcome : ahead) ASSERT_TRUE(batcher.Enqueue(Task(1, 1, &outcome)).ok());
+  RequestControl hurried;
+  hurried.deadline = absl::Now() + absl::Milliseconds(250);
+  Outcome late;
+  const absl::Status refused = batcher.Enqueue(Task(1, 1, &late, hurried));
+  EXPECT_EQ(refused.code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_THAT(refused.message(), ::testing::HasSubstr("cannot be met"));
+  EXPECT_EQ(batcher.stats().refused_late, 1);
+  RequestControl patient;
+  patient.deadline = absl::Now() + absl::Seconds(30);
+  Outcome served;
+  ASSERT_TRUE(batcher.Enqueue(Task(1, 1, &served, patient)).ok());
+  served.done.WaitForNotification();
+  EXPECT_TRUE(served.result.ok()) << served.result.status();
+  for (Outcome& outcome : ahead) EXPECT_TRUE(outcome.result.ok());
+}
+
 }  // namespace
 }  // namespace headway

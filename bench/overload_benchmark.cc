@@ -1,0 +1,422 @@
+// headway_bench_overload: what a server does under overload and during a storm of
+// management calls, measured against one real headway_server on 127.0.0.1, all in one
+// run. Prints one table of figures and ratios; asserts nothing (a benchmark, not a
+// test).
+//
+//  1. unloaded: one closed-loop caller; its p99 is the reference latency.
+//  2. capacity: closed-loop callers enough to fill the server; goodput there is
+//     "capacity", and the server's resident memory after it is the base figure.
+//  3. overload: an open loop offering `--overload_factor` x capacity for
+//     `--overload_seconds`, with no client deadline and then with
+//     `--deadline_ms`: p99 of accepted calls against the unloaded p99, goodput
+//     against capacity, peak resident memory against the base, what was refused, the
+//     time until a probe is answered at normal latency once the overload stops, and
+//     resident memory 2 s after.
+//  4. storm: Classify under steady closed-loop load alone, then while one long-lived
+//     admin client swaps a head back and forth and loads and unloads another model,
+//     interleaved: p50/p99 of both and their ratio.
+//  5. shutdown: SIGTERM to exit.
+//
+// Usage: headway_bench_overload [--server=PATH] [--model_store=models] [flags]
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+#include "client/headway_client.h"
+#include "client/load_generator.h"
+
+ABSL_FLAG(std::string, server, HEADWAY_SERVER_BINARY, "The headway_server binary.");
+ABSL_FLAG(std::string, model_store, HEADWAY_SOURCE_DIR "/models",
+          "A model store holding --model; copied, so a second model can be added.");
+ABSL_FLAG(std::string, model, "digits", "The model to load.");
+ABSL_FLAG(std::vector<std::string>, input_shape,
+          std::vector<std::string>({"1", "20", "20"}),
+          "The model's float32 input shape (C,H,W).");
+ABSL_FLAG(std::string, swap_head, "digit", "The head the storm swaps back and forth.");
+ABSL_FLAG(std::string, swap_file, "heads/parity.pt", "...to this file and back.");
+ABSL_FLAG(std::string, swap_labels, "heads/parity.labels", "...with these labels.");
+ABSL_FLAG(double, overload_factor, 10, "Offered load, as a multiple of capacity.");
+ABSL_FLAG(absl::Duration, overload_seconds, absl::Seconds(20),
+          "Length of each overload.");
+ABSL_FLAG(absl::Duration, deadline_ms, absl::Milliseconds(500),
+          "Client deadline of the second overload.");
+ABSL_FLAG(absl::Duration, phase_seconds, absl::Seconds(6),
+          "Length of the unloaded, capacity and storm phases.");
+ABSL_FLAG(int, capacity_concurrency, 8, "Closed-loop callers that fill the server.");
+ABSL_FLAG(
+    std::string, config_append, "",
+    "Text appended to the model's config.pbtxt, e.g. \"batching { max_queue_size: 8 "
+    "}\".");
+ABSL_FLAG(std::vector<std::string>, server_flags, {},
+          "Extra headway_server flags, comma separated.");
+
+namespace headway {
+namespace {
+
+struct ServerRun {
+  pid_t pid = -1;
+  std::string target;
+};
+
+std::string CpuLine() {
+  std::ifstream cpuinfo("/proc/cpuinfo");
+  std::string line, model, flags;
+  while (std::getline(cpuinfo, line)) {
+    if (model.empty() && line.rfind("model name", 0) == 0)
+      model = line.substr(line.find(':') + 2);
+    if (flags.empty() && line.rfind("flags", 0) == 0)
+      flags = line.substr(line.find(':') + 2);
+  }
+  std::vector<std::string> wanted;
+  for (absl::string_view flag : absl::StrSplit(flags, ' ')) {
+    if (absl::StartsWith(flag, "avx") || flag == "fma" || flag == "amx_bf16") {
+      wanted.emplace_back(flag);
+    }
+  }
+  return absl::StrCat(model, " x", std::thread::hardware_concurrency(), " (",
+                      absl::StrJoin(wanted, " "), ")");
+}
+
+int64_t ResidentKb(pid_t pid) {
+  std::ifstream status(absl::StrCat("/proc/", pid, "/status"));
+  std::string line;
+  while (std::getline(status, line)) {
+    int64_t kb = 0;
+    if (line.rfind("VmRSS:", 0) == 0 &&
+        absl::SimpleAtoi(absl::StripAsciiWhitespace(line.substr(6, line.size() - 9)),
+                         &kb)) {
+      return kb;
+    }
+  }
+  return 0;
+}
+
+ServerRun StartServer(const std::filesystem::path& store,
+                      const std::filesystem::path& work) {
+  const std::filesystem::path port_file = work / "port";
+  std::vector<std::string> args = {
+      absl::GetFlag(FLAGS_server),         "--host=127.0.0.1",   "--port=0",
+      "--port_file=" + port_file.string(), "--metrics_address=", "--admin_open",
+      "--model_store=" + store.string()};
+  for (const std::string& flag : absl::GetFlag(FLAGS_server_flags)) args.push_back(flag);
+  ServerRun run;
+  run.pid = fork();
+  if (run.pid == 0) {
+    const std::string log = (work / "server.log").string();
+    freopen(log.c_str(), "w", stderr);
+    std::vector<char*> argv;
+    for (std::string& arg : args) argv.push_back(arg.data());
+    argv.push_back(nullptr);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  for (int i = 0; i < 600 && !std::filesystem::exists(port_file); ++i) {
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  std::string port;
+  std::ifstream(port_file) >> port;
+  run.target = absl::StrCat("127.0.0.1:", port);
+  return run;
+}
+
+LoadOptions BaseLoad(const std::string& target) {
+  LoadOptions load;
+  load.target = target;
+  load.model = absl::GetFlag(FLAGS_model);
+  load.progress = false;
+  load.warmup = absl::Seconds(1);
+  load.duration = absl::GetFlag(FLAGS_phase_seconds);
+  load.channels = 4;
+  std::vector<int64_t> shape;
+  int64_t elements = 1;
+  for (const std::string& d : absl::GetFlag(FLAGS_input_shape)) {
+    int64_t value = 0;
+    if (absl::SimpleAtoi(d, &value)) shape.push_back(value);
+    elements *= value;
+  }
+  for (int variant = 0; variant < 4; ++variant) {
+    std::vector<float> values(elements);
+    for (int64_t i = 0; i < elements; ++i)
+      values[i] = ((i * 7 + variant * 13) % 17) / 17.0f;
+    v1::Input input;
+    input.mutable_tensor()->set_dtype(v1::FLOAT32);
+    for (int64_t d : shape) input.mutable_tensor()->add_shape(d);
+    input.mutable_tensor()->set_data(std::string(
+        reinterpret_cast<const char*>(values.data()), values.size() * sizeof(float)));
+    load.inputs.push_back(input);
+  }
+  return load;
+}
+
+LoadReport MustRun(const LoadOptions& load) {
+  absl::StatusOr<LoadReport> report = RunLoad(load);
+  if (!report.ok()) {
+    std::cerr << "load failed: " << report.status() << "\n";
+    std::exit(1);
+  }
+  return *report;
+}
+
+std::string Errors(const LoadReport& report) {
+  std::vector<std::string> parts;
+  for (const auto& [code, count] : report.errors)
+    parts.push_back(absl::StrCat(code, " ", count));
+  return parts.empty() ? "none" : absl::StrJoin(parts, ", ");
+}
+
+void Row(const std::string& name, const std::string& value,
+         const std::string& note = "") {
+  std::cout << absl::StrFormat("| %-44s | %-22s | %s |\n", name, value, note);
+}
+
+struct OverloadFigures {
+  LoadReport report;
+  int64_t peak_kb = 0;
+  int64_t after_kb = 0;
+  double recovery_ms = -1;
+};
+
+// Offers `rate` calls/s open loop; meanwhile samples the server's memory, then probes
+// from the moment the offered load stops until a call is answered within
+// `normal_ms`.
+OverloadFigures Overload(const ServerRun& server, double rate, absl::Duration timeout,
+                         double normal_ms) {
+  LoadOptions load = BaseLoad(server.target);
+  load.rate = rate;
+  load.poisson = true;
+  load.timeout = timeout;
+  load.duration = absl::GetFlag(FLAGS_overload_seconds);
+  OverloadFigures figures;
+  std::atomic<bool> running{true};
+  std::thread sampler([&] {
+    while (running) {
+      figures.peak_kb = std::max(figures.peak_kb, ResidentKb(server.pid));
+      absl::SleepFor(absl::Milliseconds(100));
+    }
+  });
+  const absl::Time stops = absl::Now() + load.warmup + load.duration;
+  LoadReport report;
+  std::thread offered([&] { report = MustRun(load); });
+  absl::SleepFor(stops - absl::Now());
+  HeadwayClient::Options probe_options;
+  probe_options.target = server.target;
+  probe_options.timeout = absl::Seconds(5);
+  auto probe = HeadwayClient::Create(probe_options);
+  v1::ClassifyRequest request;
+  request.set_model(load.model);
+  *request.add_inputs() = load.inputs[0];
+  while (probe.ok() && absl::Now() - stops < absl::Seconds(30)) {
+    const absl::Time sent = absl::Now();
+    if ((*probe)->Classify(request).ok() &&
+        absl::ToDoubleMilliseconds(absl::Now() - sent) <= normal_ms) {
+      figures.recovery_ms = absl::ToDoubleMilliseconds(absl::Now() - stops);
+      break;
+    }
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  offered.join();
+  running = false;
+  sampler.join();
+  absl::SleepFor(absl::Seconds(2));
+  figures.after_kb = ResidentKb(server.pid);
+  figures.report = report;
+  return figures;
+}
+
+void PrintOverload(const std::string& name, const OverloadFigures& figures,
+                   double unloaded_p99, double capacity, int64_t base_kb) {
+  const LoadReport& r = figures.report;
+  Row(name + ": p99 accepted / unloaded p99",
+      absl::StrFormat("%.2f", r.p99 / unloaded_p99),
+      absl::StrFormat("p99 %.1f ms", r.p99));
+  Row(name + ": goodput / capacity", absl::StrFormat("%.2f", r.throughput / capacity),
+      absl::StrFormat("%.0f ok/s", r.throughput));
+  Row(name + ": peak RSS / base",
+      absl::StrFormat("%.2f", 1.0 * figures.peak_kb / base_kb),
+      absl::StrFormat("%d MB", figures.peak_kb / 1024));
+  Row(name + ": RSS 2 s after / base",
+      absl::StrFormat("%.2f", 1.0 * figures.after_kb / base_kb),
+      absl::StrFormat("%d MB", figures.after_kb / 1024));
+  Row(name + ": full service again after",
+      absl::StrFormat("%.0f ms", figures.recovery_ms),
+      "first call at normal latency once the offered load stops");
+  Row(name + ": refused", Errors(r), "");
+}
+
+// Swaps a head back and forth and loads and unloads `other`, interleaved, from one
+// client, until `stop`; returns the number of calls and failures.
+std::pair<int, int> Storm(const std::string& target, const std::string& model,
+                          const std::string& other, const std::atomic<bool>& stop) {
+  HeadwayClient::Options options;
+  options.target = target;
+  auto client = HeadwayClient::Create(options);
+  int calls = 0, failures = 0;
+  if (!client.ok()) return {0, 1};
+  for (int step = 0; !stop; ++step) {
+    absl::Status status;
+    switch (step % 4) {
+      case 0:
+      case 2: {
+        v1::HotSwapHeadRequest swap;
+        swap.set_model(model);
+        swap.set_head(absl::GetFlag(FLAGS_swap_head));
+        const bool there = step % 4 == 0;
+        swap.set_file(there ? absl::GetFlag(FLAGS_swap_file)
+                            : "heads/" + absl::GetFlag(FLAGS_swap_head) + ".pt");
+        swap.set_labels_file(there
+                                 ? absl::GetFlag(FLAGS_swap_labels)
+                                 : "heads/" + absl::GetFlag(FLAGS_swap_head) + ".labels");
+        status = (*client)->HotSwapHead(swap).status();
+        break;
+      }
+      case 1: {
+        v1::UnloadModelRequest unload;
+        unload.set_model(other);
+        status = (*client)->UnloadModel(unload).status();
+        break;
+      }
+      case 3: {
+        v1::LoadModelRequest load;
+        load.set_model(other);
+        status = (*client)->LoadModel(load).status();
+        break;
+      }
+    }
+    ++calls;
+    failures += !status.ok();
+  }
+  return {calls, failures};
+}
+
+int Main() {
+  char work_template[] = "/tmp/headway-overload-XXXXXX";
+  const std::filesystem::path work = mkdtemp(work_template);
+  const std::filesystem::path store = work / "store";
+  const std::string model = absl::GetFlag(FLAGS_model);
+  const std::string other = model + "_other";
+  std::filesystem::create_directories(store);
+  std::filesystem::copy(std::filesystem::path(absl::GetFlag(FLAGS_model_store)) / model,
+                        store / model, std::filesystem::copy_options::recursive);
+  std::filesystem::copy(store / model, store / other,
+                        std::filesystem::copy_options::recursive);
+  {
+    std::ifstream in(store / other / "config.pbtxt");
+    std::string config((std::istreambuf_iterator<char>(in)),
+                       std::istreambuf_iterator<char>());
+    const size_t at = config.find("name: \"" + model + "\"");
+    if (at != std::string::npos)
+      config.replace(at, model.size() + 8, "name: \"" + other + "\"");
+    std::ofstream(store / other / "config.pbtxt") << config;
+  }
+  std::ofstream(store / model / "config.pbtxt", std::ios::app)
+      << "\n"
+      << absl::GetFlag(FLAGS_config_append) << "\n";
+  const ServerRun server = StartServer(store, work);
+  {
+    HeadwayClient::Options options;
+    options.target = server.target;
+    options.timeout = absl::Seconds(120);
+    auto client = HeadwayClient::Create(options);
+    if (!client.ok() || !(*client)->ListModels().ok()) {
+      std::cerr << "the server did not start; see " << (work / "server.log") << "\n";
+      return 1;
+    }
+  }
+
+  LoadOptions unloaded_load = BaseLoad(server.target);
+  unloaded_load.concurrency = 1;
+  const LoadReport unloaded = MustRun(unloaded_load);
+  LoadOptions capacity_load = BaseLoad(server.target);
+  capacity_load.concurrency = absl::GetFlag(FLAGS_capacity_concurrency);
+  const LoadReport capacity = MustRun(capacity_load);
+  absl::SleepFor(absl::Seconds(1));
+  const int64_t base_kb = ResidentKb(server.pid);
+  const double rate = capacity.throughput * absl::GetFlag(FLAGS_overload_factor);
+  const double normal_ms = 2 * unloaded.p99;
+
+  const OverloadFigures open = Overload(server, rate, absl::Seconds(30), normal_ms);
+  const OverloadFigures bounded =
+      Overload(server, rate, absl::GetFlag(FLAGS_deadline_ms), normal_ms);
+
+  LoadOptions steady_load = BaseLoad(server.target);
+  steady_load.concurrency = 4;
+  const LoadReport steady = MustRun(steady_load);
+  std::atomic<bool> stop{false};
+  std::pair<int, int> storm_calls;
+  std::thread storm([&] { storm_calls = Storm(server.target, model, other, stop); });
+  const LoadReport stormy = MustRun(steady_load);
+  stop = true;
+  storm.join();
+
+  const absl::Time signalled = absl::Now();
+  kill(server.pid, SIGTERM);
+  int status = 0;
+  waitpid(server.pid, &status, 0);
+  const double shutdown_ms = absl::ToDoubleMilliseconds(absl::Now() - signalled);
+
+  std::cout << "CPU: " << CpuLine() << "\n";
+  std::cout << absl::StrFormat(
+      "Model %s, float32 %s inputs; overload %.0fx capacity (%.0f calls/s offered, "
+      "Poisson) for %s; config added: %s; server flags: %s\n\n",
+      model, absl::StrJoin(absl::GetFlag(FLAGS_input_shape), "x"),
+      absl::GetFlag(FLAGS_overload_factor), rate,
+      absl::FormatDuration(absl::GetFlag(FLAGS_overload_seconds)),
+      absl::GetFlag(FLAGS_config_append).empty() ? "none"
+                                                 : absl::GetFlag(FLAGS_config_append),
+      absl::StrJoin(absl::GetFlag(FLAGS_server_flags), " "));
+  Row("figure", "value", "note");
+  Row("---", "---", "---");
+  Row("unloaded p50 / p99", absl::StrFormat("%.1f / %.1f ms", unloaded.p50, unloaded.p99),
+      "one caller");
+  Row("capacity", absl::StrFormat("%.0f ok/s", capacity.throughput),
+      absl::StrFormat("%d callers, p99 %.1f ms", capacity_load.concurrency,
+                      capacity.p99));
+  Row("base RSS", absl::StrFormat("%d MB", base_kb / 1024), "after the capacity run");
+  PrintOverload("no deadline", open, unloaded.p99, capacity.throughput, base_kb);
+  PrintOverload(
+      absl::StrCat(absl::FormatDuration(absl::GetFlag(FLAGS_deadline_ms)), " deadline"),
+      bounded, unloaded.p99, capacity.throughput, base_kb);
+  Row("steady p50 / p99", absl::StrFormat("%.1f / %.1f ms", steady.p50, steady.p99),
+      "4 callers");
+  Row("storm p50 / p99", absl::StrFormat("%.1f / %.1f ms", stormy.p50, stormy.p99),
+      absl::StrFormat("%d swaps, loads and unloads (%d failed); inference errors: %s",
+                      storm_calls.first, storm_calls.second, Errors(stormy)));
+  Row("p99 storm / steady", absl::StrFormat("%.2f", stormy.p99 / steady.p99), "");
+  Row("SIGTERM to exit", absl::StrFormat("%.0f ms", shutdown_ms),
+      absl::StrCat("exit code ", WIFEXITED(status) ? WEXITSTATUS(status) : -1));
+  std::filesystem::remove_all(work);
+  return 0;
+}
+
+}  // namespace
+}  // namespace headway
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "Measures a headway_server under 10x overload and during a storm of management "
+      "calls.\nUsage: headway_bench_overload [--model_store=models] [flags]");
+  absl::ParseCommandLine(argc, argv);
+  return headway::Main();
+}
