@@ -1,12 +1,20 @@
 #include "client/channel.h"
 
+#include <arpa/inet.h>
 #include <grpcpp/create_channel.h>
 #include <grpcpp/security/credentials.h>
+#include <netdb.h>
+#include <sys/socket.h>
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 
 namespace headway {
 namespace {
@@ -81,6 +89,56 @@ std::string ChannelTarget(const std::string& target) {
   }
   const bool ipv6 = target.front() == '[';
   return absl::StrCat(ipv6 ? "ipv6:" : "ipv4:", target);
+}
+
+absl::StatusOr<std::vector<ReplicaTarget>> ReplicaTargets(const std::string& target) {
+  std::vector<ReplicaTarget> replicas;
+  if (!absl::StartsWith(target, "dns:")) {
+    if (target.find("://") != std::string::npos ||
+        target.find(',') == std::string::npos) {
+      return std::vector<ReplicaTarget>{{target, ""}};
+    }
+    for (absl::string_view address :
+         absl::StrSplit(target, ',', absl::SkipWhitespace())) {
+      replicas.push_back({std::string(absl::StripAsciiWhitespace(address)), ""});
+    }
+    return replicas;
+  }
+  // dns:host:port, dns:///host:port or dns://authority/host:port.
+  absl::string_view name = absl::string_view(target).substr(4);
+  if (absl::ConsumePrefix(&name, "//"))
+    name = name.substr(std::min(name.find('/'), name.size()));
+  absl::ConsumePrefix(&name, "/");
+  const size_t colon = name.rfind(':');
+  const std::string host(name.substr(0, colon));
+  const std::string port =
+      colon == absl::string_view::npos ? "443" : std::string(name.substr(colon + 1));
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  if (const int error = getaddrinfo(host.c_str(), port.c_str(), &hints, &found);
+      error != 0) {
+    return absl::NotFoundError(
+        absl::StrCat("cannot resolve ", host, " (", target, "): ", gai_strerror(error)));
+  }
+  for (const addrinfo* address = found; address != nullptr; address = address->ai_next) {
+    char ip[INET6_ADDRSTRLEN] = {};
+    const bool ipv6 = address->ai_family == AF_INET6;
+    const void* raw =
+        ipv6 ? static_cast<const void*>(
+                   &reinterpret_cast<const sockaddr_in6*>(address->ai_addr)->sin6_addr)
+             : static_cast<const void*>(
+                   &reinterpret_cast<const sockaddr_in*>(address->ai_addr)->sin_addr);
+    if (inet_ntop(address->ai_family, raw, ip, sizeof(ip)) == nullptr) continue;
+    ReplicaTarget replica{
+        ipv6 ? absl::StrCat("[", ip, "]:", port) : absl::StrCat(ip, ":", port), host};
+    const bool seen =
+        std::any_of(replicas.begin(), replicas.end(),
+                    [&](const auto& other) { return other.target == replica.target; });
+    if (!seen) replicas.push_back(std::move(replica));
+  }
+  freeaddrinfo(found);
+  return replicas;
 }
 
 absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(

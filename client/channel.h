@@ -20,6 +20,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 
@@ -41,6 +42,19 @@ struct TlsOptions {
 // The gRPC target for `target`: a comma-separated list of IP:port addresses becomes an
 // "ipv4:" (or "ipv6:") target URI; anything else is returned unchanged.
 std::string ChannelTarget(const std::string& target);
+
+// One replica of a fleet, addressed on its own.
+struct ReplicaTarget {
+  std::string target;  // "ip:port", or the target as given
+  // The host name the replica was found under (a dns: target), for TLS name checks;
+  // empty when the target is an address.
+  std::string host_name;
+};
+
+// The replicas `target` names, each to be addressed on its own (management commands
+// go to each): the addresses of a comma-separated list, every address a dns: name
+// resolves to, or else the target itself. NOT_FOUND when a dns: name does not resolve.
+absl::StatusOr<std::vector<ReplicaTarget>> ReplicaTargets(const std::string& target);
 
 enum class Replicas { kServingOnly, kAll };
 

@@ -17,6 +17,7 @@
 #include <google/protobuf/util/json_util.h>
 
 #include <iostream>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -27,6 +28,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "client/channel.h"
 #include "client/connection_flags.h"
 #include "client/headway_client.h"
 
@@ -68,7 +70,10 @@ constexpr char kUsage[] =
     "instance(s)\n"
     "  models                                               list models and heads\n"
     "  health [SERVICE]                                     gRPC health (exit 0 if "
-    "SERVING)";
+    "SERVING)\n"
+    "With a target naming several replicas (a comma-separated list, or a dns: name\n"
+    "resolving to several addresses), swap-head, remove-head, load and unload go to\n"
+    "each replica in turn; with --persist, to one, whose store every replica follows.";
 
 int Fail(const absl::Status& status) {
   std::cerr << "headway: " << status << "\n";
@@ -250,6 +255,54 @@ int Health(const HeadwayClient& client, const std::vector<char*>& operands) {
   return *status == grpc::health::v1::HealthCheckResponse::SERVING ? 0 : 1;
 }
 
+// Runs a management command on the replicas the target names (ReplicaTargets), one
+// after the other, each told by a header line when there are several; 0 when every
+// one succeeded. A persisted change goes to one replica only: it writes the shared
+// store and every replica follows it, where sending it to each would write it again
+// as a new version each time.
+int OnEveryReplica(const std::string& command, const HeadwayClient::Options& options,
+                   int (*run)(const HeadwayClient&)) {
+  absl::StatusOr<std::vector<ReplicaTarget>> replicas = ReplicaTargets(options.target);
+  if (!replicas.ok()) return Fail(replicas.status());
+  const auto on = [&](const ReplicaTarget& replica) {
+    HeadwayClient::Options one = options;
+    one.target = replica.target;
+    if (one.tls.server_name.empty()) one.tls.server_name = replica.host_name;
+    absl::StatusOr<std::unique_ptr<HeadwayClient>> client = HeadwayClient::Create(one);
+    return client.ok() ? run(**client) : Fail(client.status());
+  };
+  if (replicas->size() == 1) return on(replicas->front());
+  if (absl::GetFlag(FLAGS_json)) {
+    return Fail(absl::InvalidArgumentError(
+        absl::StrCat("--json prints one server's answer, and ", options.target, " names ",
+                     replicas->size(), " replicas: give one --target, or drop --json")));
+  }
+  if (absl::GetFlag(FLAGS_persist) &&
+      (command == "swap-head" || command == "remove-head")) {
+    const ReplicaTarget& writer = replicas->front();
+    std::cout << "replica " << writer.target << ": " << std::flush;
+    const int rc = on(writer);
+    std::cout << (rc == 0 ? "the other replicas follow the store within their "
+                            "--store_poll_interval\n"
+                          : "")
+              << std::flush;
+    if (rc != 0) {
+      std::cerr << "headway: a persisted change is sent to the first replica only (it "
+                   "is written once, and every replica follows the store)\n";
+    }
+    return rc;
+  }
+  std::vector<std::string> failed;
+  for (const ReplicaTarget& replica : *replicas) {
+    std::cout << "replica " << replica.target << ": " << std::flush;
+    if (on(replica) != 0) failed.push_back(replica.target);
+  }
+  if (failed.empty()) return 0;
+  std::cerr << "headway: " << command << " failed on " << failed.size() << " of "
+            << replicas->size() << " replicas: " << absl::StrJoin(failed, ", ") << "\n";
+  return 1;
+}
+
 }  // namespace
 }  // namespace headway
 
@@ -270,16 +323,21 @@ int main(int argc, char** argv) {
   absl::StatusOr<std::string> admin_token = headway::AdminTokenFromFlags();
   if (!admin_token.ok()) return headway::Fail(admin_token.status());
   options.admin_token = *std::move(admin_token);
+  using Management = int (*)(const headway::HeadwayClient&);
+  const std::map<std::string, Management> management = {
+      {"swap-head", headway::SwapHead},
+      {"remove-head", headway::RemoveHead},
+      {"load", headway::LoadModel},
+      {"unload", headway::UnloadModel}};
+  if (auto it = management.find(command); it != management.end()) {
+    return headway::OnEveryReplica(command, options, it->second);
+  }
   absl::StatusOr<std::unique_ptr<headway::HeadwayClient>> client =
       headway::HeadwayClient::Create(options);
   if (!client.ok()) return headway::Fail(client.status());
   if (command == "classify") return headway::Classify(**client, operands);
   if (command == "embed") return headway::Embed(**client, operands);
-  if (command == "swap-head") return headway::SwapHead(**client);
   if (command == "models") return headway::Models(**client);
-  if (command == "remove-head") return headway::RemoveHead(**client);
-  if (command == "load") return headway::LoadModel(**client);
-  if (command == "unload") return headway::UnloadModel(**client);
   if (command == "health") return headway::Health(**client, operands);
   std::cerr << "headway: unknown command \"" << command << "\"\n"
             << headway::kUsage << "\n";

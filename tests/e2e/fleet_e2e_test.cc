@@ -18,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
+#include "client/channel.h"
 #include "client/headway_client.h"
 #include "client/load_generator.h"
 #include "tests/support/checkpoint_fixtures.h"
@@ -297,6 +298,87 @@ TEST(FleetTest, ThreeReplicasServeAPersistedSwapAndRefuseABrokenHeadTogether) {
                 HasSubstr(absl::StrCat("digest=\"", rolled_out[0].substr(2, 12), "\"")));
   }
   std::filesystem::remove_all(store);
+}
+
+TEST(CliTest, ManagementCommandsGoToEveryReplicaTheTargetNames) {
+  // A comma-separated list is split, a dns: name resolved, anything else kept whole.
+  const absl::StatusOr<std::vector<ReplicaTarget>> listed =
+      ReplicaTargets("127.0.0.1:1, 127.0.0.1:2");
+  ASSERT_TRUE(listed.ok());
+  ASSERT_EQ(listed->size(), 2u);
+  EXPECT_EQ((*listed)[1].target, "127.0.0.1:2");
+  const absl::StatusOr<std::vector<ReplicaTarget>> resolved =
+      ReplicaTargets("dns:///localhost:1234");
+  ASSERT_TRUE(resolved.ok()) << resolved.status();
+  bool has_ipv4 = false;
+  for (const ReplicaTarget& replica : *resolved) {
+    has_ipv4 |= replica.target == "127.0.0.1:1234";
+    EXPECT_EQ(replica.host_name, "localhost");
+  }
+  EXPECT_TRUE(has_ipv4);
+  EXPECT_EQ(ReplicaTargets("dns:///no-such-host.invalid:1").status().code(),
+            absl::StatusCode::kNotFound);
+
+  // Two replicas of one store: an in-memory swap (adding a head) reaches both.
+  const std::filesystem::path store = testing::CopyModelStore();
+  const std::filesystem::path token = store.string() + ".token";
+  std::vector<Served> fleet;
+  fleet.push_back(Serve(store));
+  ASSERT_NE(fleet[0].client, nullptr);
+  std::ofstream(token) << fleet[0].server->admin_token();
+  fleet.push_back(Serve(store, {"--admin_token_file=" + token.string()}));
+  ASSERT_NE(fleet[1].client, nullptr);
+  const std::string both =
+      absl::StrCat(fleet[0].server->target(), ",", fleet[1].server->target());
+  const auto cli = [&](const std::string& target, const std::string& arguments,
+                       std::string* output) {
+    return testing::RunCommand(
+        absl::StrCat(HEADWAY_CLI_BINARY, " --timeout=5s --target=", target,
+                     " --admin_token_file=", token.string(), " ", arguments, " 2>&1"),
+        output);
+  };
+  std::string output;
+  EXPECT_EQ(cli(both,
+                "swap-head --model=digits --head=parity --file=heads/parity.pt "
+                "--labels_file=heads/parity.labels",
+                &output),
+            0)
+      << output;
+  EXPECT_THAT(output, HasSubstr("replica " + fleet[0].server->target()));
+  EXPECT_THAT(output, HasSubstr("replica " + fleet[1].server->target()));
+  for (const Served& served : fleet) {
+    const absl::StatusOr<v1::HeadStatus> head =
+        HeadStatusOf(*served.client, "digits", "parity");
+    ASSERT_TRUE(head.ok());
+    EXPECT_EQ(head->num_classes(), 2);
+  }
+
+  // A replica that does not answer is named, and the exit code says not all did it.
+  output.clear();
+  const std::string with_dead = absl::StrCat(both, ",127.0.0.1:", testing::FreePort());
+  EXPECT_EQ(cli(with_dead, "remove-head --model=digits --head=parity", &output), 1)
+      << output;
+  EXPECT_THAT(output, HasSubstr("failed on 1 of 3 replicas: 127.0.0.1:")) << output;
+  for (const Served& served : fleet) {
+    EXPECT_EQ(HeadStatusOf(*served.client, "digits", "parity").status().code(),
+              absl::StatusCode::kNotFound);
+  }
+
+  // A persisted change is written once, by one replica; --json takes one replica.
+  output.clear();
+  EXPECT_EQ(cli(both,
+                "swap-head --model=digits --head=parity --file=heads/parity.pt "
+                "--labels_file=heads/parity.labels --persist",
+                &output),
+            0)
+      << output;
+  EXPECT_THAT(output, HasSubstr("follow the store"));
+  EXPECT_THAT(output, Not(HasSubstr("replica " + fleet[1].server->target())));
+  output.clear();
+  EXPECT_EQ(cli(both, "--json load --model=digits", &output), 2) << output;
+  EXPECT_THAT(output, HasSubstr("names 2 replicas"));
+  std::filesystem::remove_all(store);
+  std::filesystem::remove(token);
 }
 
 TEST(ModelLoadingTest, AModelThatFailsToLoadIsReportedAndTheOthersServe) {
