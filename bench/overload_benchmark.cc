@@ -57,6 +57,8 @@ ABSL_FLAG(std::vector<std::string>, input_shape,
 ABSL_FLAG(std::string, swap_head, "digit", "The head the storm swaps back and forth.");
 ABSL_FLAG(std::string, swap_file, "heads/parity.pt", "...to this file and back.");
 ABSL_FLAG(std::string, swap_labels, "heads/parity.labels", "...with these labels.");
+ABSL_FLAG(std::string, swap_back_file, "heads/digit.pt", "The head's own file.");
+ABSL_FLAG(std::string, swap_back_labels, "heads/digit.labels", "The head's own labels.");
 ABSL_FLAG(double, overload_factor, 10, "Offered load, as a multiple of capacity.");
 ABSL_FLAG(absl::Duration, overload_seconds, absl::Seconds(20),
           "Length of each overload.");
@@ -284,10 +286,9 @@ std::pair<int, int> Storm(const std::string& target, const std::string& model,
         swap.set_head(absl::GetFlag(FLAGS_swap_head));
         const bool there = step % 4 == 0;
         swap.set_file(there ? absl::GetFlag(FLAGS_swap_file)
-                            : "heads/" + absl::GetFlag(FLAGS_swap_head) + ".pt");
-        swap.set_labels_file(there
-                                 ? absl::GetFlag(FLAGS_swap_labels)
-                                 : "heads/" + absl::GetFlag(FLAGS_swap_head) + ".labels");
+                            : absl::GetFlag(FLAGS_swap_back_file));
+        swap.set_labels_file(there ? absl::GetFlag(FLAGS_swap_labels)
+                                   : absl::GetFlag(FLAGS_swap_back_labels));
         status = (*client)->HotSwapHead(swap).status();
         break;
       }

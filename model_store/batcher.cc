@@ -119,6 +119,11 @@ absl::Duration Batcher::ExpectedWait(int64_t inputs) const {
   return pass_time_ * rounds;
 }
 
+void Batcher::CountRefused() {
+  absl::MutexLock lock(&mu_);
+  ++stats_.refused;
+}
+
 Batcher::Stats Batcher::stats() const {
   absl::MutexLock lock(&mu_);
   return stats_;

@@ -80,6 +80,9 @@ class Batcher {
   // own pass are done; task.done is not called then.
   absl::Status Enqueue(BatchTask task);
 
+  // Counts a request refused before it reached the queue (the model's admission).
+  void CountRefused();
+
   Stats stats() const;
   int queue_size() const;
 

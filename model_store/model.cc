@@ -237,6 +237,8 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(const Options& options) {
       on_batch(name, device, record);
     };
   }
+  model->admission_limit_ = batcher_options.max_queue_size +
+                            batcher_options.workers * batcher_options.max_batch_size;
   const Backbone* backbone_ptr = model->backbone_.get();
   model->batcher_ = std::make_unique<Batcher>(
       batcher_options,
@@ -367,6 +369,18 @@ void Model::ClassifyAsync(
              std::move(control), std::move(task));
   if (!submitted.ok()) done(submitted);
 }
+
+absl::Status Model::Admit() const {
+  if (admitted_.fetch_add(1) < admission_limit_) return absl::OkStatus();
+  admitted_.fetch_sub(1);
+  batcher_->CountRefused();
+  return absl::ResourceExhaustedError(absl::StrCat(
+      "model \"", name(), "\" has ", admission_limit_,
+      " requests in flight already, its limit (batching.max_queue_size waiting, plus "
+      "model_workers x max_batch_size running); retry later or on another replica"));
+}
+
+void Model::Release() const { admitted_.fetch_sub(1); }
 
 BatchingStats Model::batching_stats() const { return batcher_->stats(); }
 

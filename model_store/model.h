@@ -13,6 +13,7 @@
 #ifndef HEADWAY_MODEL_STORE_MODEL_H_
 #define HEADWAY_MODEL_STORE_MODEL_H_
 
+#include <atomic>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -187,6 +188,14 @@ class Model {
                      int top_k, RequestControl control,
                      std::function<void(absl::StatusOr<ClassifyResult>)> done) const;
 
+  // Admission of this instance's requests, counted from their arrival at the server
+  // to their answer, so that overload is refused before any work is spent on it: at
+  // most batching.max_queue_size waiting plus what the workers run at once
+  // (model_workers x max_batch_size). Beyond that RESOURCE_EXHAUSTED, naming the
+  // setting. Every OK Admit needs one Release. Thread-safe.
+  absl::Status Admit() const;
+  void Release() const;
+
   // Batches run, inputs batched, requests dropped and refused so far.
   BatchingStats batching_stats() const;
   // Requests waiting for a batch now.
@@ -233,6 +242,8 @@ class Model {
   std::unique_ptr<Preprocessor> preprocessor_;
   std::unique_ptr<Backbone> backbone_;
   std::unique_ptr<Batcher> batcher_;  // after backbone_: stops first
+  int admission_limit_ = 1;
+  mutable std::atomic<int> admitted_{0};
   int64_t load_time_ms_ = 0;
 
   absl::Mutex swap_mu_;  // held for a whole swap, so swaps do not interleave

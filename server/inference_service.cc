@@ -95,9 +95,14 @@ class Call {
                 {"duration_ms", absl::StrCat(absl::ToDoubleMilliseconds(latency))},
                 {"message", std::string(status.message())}});
     }
+    if (admitted_ != nullptr) admitted_->Release();
     gate_->Release();
     reactor_->Finish(ToGrpcStatus(status));
   }
+
+  // The call holds one of `model`'s admissions, released when it finishes. Set before
+  // the call is copied.
+  void HoldAdmission(std::shared_ptr<const Model> model) { admitted_ = std::move(model); }
 
  private:
   const char* const rpc_;
@@ -107,6 +112,7 @@ class Call {
   const absl::Time start_;
   const std::shared_ptr<std::atomic<bool>> finished_ =
       std::make_shared<std::atomic<bool>>(false);
+  std::shared_ptr<const Model> admitted_;
 };
 
 // Runs `serve`, a step of `call` on a server thread; whatever escapes it answers the
@@ -126,25 +132,39 @@ void ServeGuarded(const Call& call, Serve&& serve) {
   }
 }
 
-// Looks the model up and converts the inputs; on error finishes the call.
+// Looks the model up and admits the call to it, on the gRPC thread, so that a call
+// refused costs no worker time; on refusal answers the call and returns null.
 template <typename Request>
-std::shared_ptr<Model> Prepare(const ModelRegistry& registry, const Request& request,
-                               const RequestControl& control, const Call& call,
-                               std::vector<InputView>& inputs) {
-  absl::Status status = Abandoned(control);
+std::shared_ptr<Model> AdmitToModel(const ModelRegistry& registry, const Request& request,
+                                    Call& call) {
   absl::StatusOr<std::shared_ptr<Model>> model =
-      status.ok() ? registry.Find(request.model(), request.device()) : status;
+      registry.Find(request.model(), request.device());
   if (!model.ok()) {
     call.Finish(model.status());
     return nullptr;
   }
-  absl::StatusOr<std::vector<InputView>> views = ToInputViews(request.inputs());
-  if (!views.ok()) {
-    call.Finish(views.status(), (*model)->name());
+  if (const absl::Status admitted = (*model)->Admit(); !admitted.ok()) {
+    call.Finish(admitted, (*model)->name());
     return nullptr;
   }
-  inputs = *std::move(views);
+  call.HoldAdmission(*model);
   return *std::move(model);
+}
+
+// Converts the inputs of a call still wanted; on error answers the call and returns
+// false.
+template <typename Request>
+bool PrepareInputs(const Request& request, const RequestControl& control,
+                   const Model& model, const Call& call, std::vector<InputView>& inputs) {
+  absl::Status status = Abandoned(control);
+  absl::StatusOr<std::vector<InputView>> views =
+      status.ok() ? ToInputViews(request.inputs()) : status;
+  if (!views.ok()) {
+    call.Finish(views.status(), model.name());
+    return false;
+  }
+  inputs = *std::move(views);
+  return true;
 }
 
 }  // namespace
@@ -159,13 +179,14 @@ grpc::ServerUnaryReactor* InferenceServiceImpl::Embed(
     v1::EmbedResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   if (!gate_->Admit("Embed", reactor)) return reactor;
-  workers_->Schedule([this, context, request, response,
-                      call = Call("Embed", reactor, metrics_, gate_)] {
+  Call call("Embed", reactor, metrics_, gate_);
+  std::shared_ptr<Model> model = AdmitToModel(*registry_, *request, call);
+  if (model == nullptr) return reactor;
+  workers_->Schedule([context, request, response, call, model] {
     ServeGuarded(call, [&] {
       RequestControl control = ControlOf(context);
       std::vector<InputView> inputs;
-      std::shared_ptr<Model> model = Prepare(*registry_, *request, control, call, inputs);
-      if (model == nullptr) return;
+      if (!PrepareInputs(*request, control, *model, call, inputs)) return;
       model->EmbedAsync(inputs, request->l2_normalize(), std::move(control),
                         [model, call, response](absl::StatusOr<EmbedResult> result) {
                           ServeGuarded(call, [&] {
@@ -183,13 +204,14 @@ grpc::ServerUnaryReactor* InferenceServiceImpl::Classify(
     v1::ClassifyResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   if (!gate_->Admit("Classify", reactor)) return reactor;
-  workers_->Schedule([this, context, request, response,
-                      call = Call("Classify", reactor, metrics_, gate_)] {
+  Call call("Classify", reactor, metrics_, gate_);
+  std::shared_ptr<Model> model = AdmitToModel(*registry_, *request, call);
+  if (model == nullptr) return reactor;
+  workers_->Schedule([context, request, response, call, model] {
     ServeGuarded(call, [&] {
       RequestControl control = ControlOf(context);
       std::vector<InputView> inputs;
-      std::shared_ptr<Model> model = Prepare(*registry_, *request, control, call, inputs);
-      if (model == nullptr) return;
+      if (!PrepareInputs(*request, control, *model, call, inputs)) return;
       model->ClassifyAsync(
           inputs, request->head(), request->top_k(), std::move(control),
           [model, call, response](absl::StatusOr<ClassifyResult> result) {
