@@ -39,6 +39,9 @@ class StoreFollower {
     std::function<void(const StoreSync&)> on_sync;
     // Called once, when every model the store held at start is serving or refused.
     std::function<void()> on_started;
+    // Nice value (0-19) of the follower's threads, so that its loads yield the CPUs
+    // to inference.
+    int niceness = 0;
   };
 
   explicit StoreFollower(Options options);

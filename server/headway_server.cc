@@ -17,7 +17,8 @@ HeadwayServer::HeadwayServer(const Options& options)
     : registry_(options.registry),
       admin_(options.admin),
       workers_(std::make_unique<WorkerPool>(options.worker_threads)),
-      management_workers_(std::make_unique<WorkerPool>(options.management_threads)),
+      management_workers_(
+          std::make_unique<WorkerPool>(options.management_threads, kBackgroundNiceness)),
       gate_(options.max_requests_in_flight, options.metrics),
       inference_(options.registry, workers_.get(), &gate_, options.metrics),
       management_(options.registry, management_workers_.get(), &admin_, options.metrics,

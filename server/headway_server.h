@@ -9,7 +9,8 @@
 // move traffic away before Shutdown stops accepting.
 //
 // Inference runs on the worker pool; management calls (loads, unloads, swaps) on a
-// management pool of their own, so they never occupy a thread inference needs.
+// management pool of their own, at a lower priority (kBackgroundNiceness), so they
+// never occupy a thread inference needs nor take its CPU time.
 //
 // Thread-safe. Owns both pools and the gRPC server; the registry and metrics must
 // outlive it.
@@ -37,6 +38,11 @@ namespace headway {
 
 class HeadwayServer {
  public:
+  // The nice value of the threads running loads, swaps and store polling, so that
+  // they yield the CPUs to inference (at 10, about a tenth of a normal thread's CPU
+  // time when both want it).
+  static constexpr int kBackgroundNiceness = 10;
+
   struct Options {
     // Listening address; port 0 picks a free port (see port()).
     std::string host = "0.0.0.0";

@@ -312,6 +312,7 @@ int Serve() {
   follow.registry = registry->get();
   follow.poll_interval = absl::GetFlag(FLAGS_store_poll_interval);
   follow.parallel_loads = absl::GetFlag(FLAGS_parallel_loads);
+  follow.niceness = headway::HeadwayServer::kBackgroundNiceness;
   follow.on_sync = [&](const headway::StoreSync& sync) {
     if (sync.action == headway::StoreSync::Action::kRefused &&
         (*registry)->List(sync.model).empty()) {

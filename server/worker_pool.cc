@@ -1,5 +1,8 @@
 #include "server/worker_pool.h"
 
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include <exception>
 #include <utility>
 
@@ -7,9 +10,9 @@
 
 namespace headway {
 
-WorkerPool::WorkerPool(int threads) {
+WorkerPool::WorkerPool(int threads, int niceness) {
   for (int i = 0; i < (threads > 0 ? threads : 1); ++i) {
-    threads_.emplace_back([this] { Run(); });
+    threads_.emplace_back([this, niceness] { Run(niceness); });
   }
 }
 
@@ -28,7 +31,9 @@ void WorkerPool::Schedule(std::function<void()> task) {
 
 bool WorkerPool::HasTaskOrStopping() const { return stopping_ || !tasks_.empty(); }
 
-void WorkerPool::Run() {
+void WorkerPool::Run(int niceness) {
+  // On Linux a thread's nice value is its own (setpriority on its thread id).
+  if (niceness > 0) setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), niceness);
   while (true) {
     std::function<void()> task;
     {

@@ -20,7 +20,9 @@ namespace headway {
 
 class WorkerPool {
  public:
-  explicit WorkerPool(int threads);
+  // `niceness` (0-19) lowers the threads' scheduling priority below the process's, so
+  // that background work (loads, swaps) yields the CPUs to inference.
+  explicit WorkerPool(int threads, int niceness = 0);
   ~WorkerPool();
   WorkerPool(const WorkerPool&) = delete;
   WorkerPool& operator=(const WorkerPool&) = delete;
@@ -28,7 +30,7 @@ class WorkerPool {
   void Schedule(std::function<void()> task);
 
  private:
-  void Run();
+  void Run(int niceness);
   bool HasTaskOrStopping() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   absl::Mutex mu_;
