@@ -240,6 +240,11 @@ void Batcher::NotePassTime(absl::Duration pass) {
   absl::MutexLock lock(&mu_);
   // An exponential moving average: recent passes count most, one slow pass little.
   pass_time_ = pass_time_ == absl::ZeroDuration() ? pass : (pass_time_ * 7 + pass) / 8;
+  pass_time_ns_.store(absl::ToInt64Nanoseconds(pass_time_));
+}
+
+absl::Duration Batcher::pass_time() const {
+  return absl::Nanoseconds(pass_time_ns_.load());
 }
 
 void Batcher::Answer(BatchTask& task, absl::StatusOr<at::Tensor> result) {

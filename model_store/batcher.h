@@ -19,6 +19,7 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -85,6 +86,8 @@ class Batcher {
 
   Stats stats() const;
   int queue_size() const;
+  // The moving average of successful forward passes; zero before the first.
+  absl::Duration pass_time() const;
 
  private:
   void Run();
@@ -109,6 +112,8 @@ class Batcher {
   Stats stats_ ABSL_GUARDED_BY(mu_);
   // Moving average of successful forward passes; zero before the first.
   absl::Duration pass_time_ ABSL_GUARDED_BY(mu_);
+  // The same in nanoseconds, for readers that must not wait for mu_.
+  std::atomic<int64_t> pass_time_ns_{0};
   std::vector<std::thread> workers_;
 };
 

@@ -237,8 +237,10 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(const Options& options) {
       on_batch(name, device, record);
     };
   }
-  model->admission_limit_ = batcher_options.max_queue_size +
-                            batcher_options.workers * batcher_options.max_batch_size;
+  model->running_capacity_ = batcher_options.workers * batcher_options.max_batch_size;
+  model->max_queue_size_ = batcher_options.max_queue_size;
+  model->max_queue_wait_ = absl::Microseconds(
+      batching.max_queue_wait_us() > 0 ? batching.max_queue_wait_us() : 1000000);
   const Backbone* backbone_ptr = model->backbone_.get();
   model->batcher_ = std::make_unique<Batcher>(
       batcher_options,
@@ -371,13 +373,22 @@ void Model::ClassifyAsync(
 }
 
 absl::Status Model::Admit() const {
-  if (admitted_.fetch_add(1) < admission_limit_) return absl::OkStatus();
+  // The queue holds what the workers answer within max_queue_wait, at least two
+  // passes' worth, at most max_queue_size.
+  int queue = max_queue_size_;
+  if (const absl::Duration pass = batcher_->pass_time(); pass > absl::ZeroDuration()) {
+    const int64_t passes = std::max<int64_t>(2, max_queue_wait_ / pass);
+    queue = static_cast<int>(std::min<int64_t>(queue, passes * running_capacity_));
+  }
+  const int limit = running_capacity_ + queue;
+  if (admitted_.fetch_add(1) < limit) return absl::OkStatus();
   admitted_.fetch_sub(1);
   batcher_->CountRefused();
   return absl::ResourceExhaustedError(absl::StrCat(
-      "model \"", name(), "\" has ", admission_limit_,
-      " requests in flight already, its limit (batching.max_queue_size waiting, plus "
-      "model_workers x max_batch_size running); retry later or on another replica"));
+      "model \"", name(), "\" has ", limit,
+      " requests in flight already, its limit (what it answers in "
+      "batching.max_queue_wait_us at its recent pass time, at most "
+      "batching.max_queue_size waiting); retry later or on another replica"));
 }
 
 void Model::Release() const { admitted_.fetch_sub(1); }

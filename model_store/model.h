@@ -189,10 +189,12 @@ class Model {
                      std::function<void(absl::StatusOr<ClassifyResult>)> done) const;
 
   // Admission of this instance's requests, counted from their arrival at the server
-  // to their answer, so that overload is refused before any work is spent on it: at
-  // most batching.max_queue_size waiting plus what the workers run at once
-  // (model_workers x max_batch_size). Beyond that RESOURCE_EXHAUSTED, naming the
-  // setting. Every OK Admit needs one Release. Thread-safe.
+  // to their answer, so that overload is refused before any work is spent on it: what
+  // the workers run at once (model_workers x max_batch_size) plus a queue of at most
+  // batching.max_queue_size, and at most what they answer in
+  // batching.max_queue_wait_us at the recent pass time (never under two passes'
+  // worth). Beyond that RESOURCE_EXHAUSTED, naming the settings. Every OK Admit needs
+  // one Release. Thread-safe.
   absl::Status Admit() const;
   void Release() const;
 
@@ -242,7 +244,9 @@ class Model {
   std::unique_ptr<Preprocessor> preprocessor_;
   std::unique_ptr<Backbone> backbone_;
   std::unique_ptr<Batcher> batcher_;  // after backbone_: stops first
-  int admission_limit_ = 1;
+  int running_capacity_ = 1;          // model_workers x max_batch_size
+  int max_queue_size_ = 256;
+  absl::Duration max_queue_wait_;
   mutable std::atomic<int> admitted_{0};
   int64_t load_time_ms_ = 0;
 

@@ -131,7 +131,8 @@ absl::Status ValidateModelConfig(const v1::ModelConfig& config) {
   }
   const v1::BatchingConfig& batching = config.batching();
   if (batching.max_batch_size() < 0 || batching.max_queue_delay_us() < 0 ||
-      batching.max_queue_size() < 0 || config.model_workers() < 0) {
+      batching.max_queue_size() < 0 || batching.max_queue_wait_us() < 0 ||
+      config.model_workers() < 0) {
     return absl::InvalidArgumentError(
         "batching values and model_workers must not be negative");
   }

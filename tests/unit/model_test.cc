@@ -247,6 +247,31 @@ TEST_F(ModelTest, OptimizedGraphServesTheSameAnswers) {
   }
 }
 
+TEST_F(ModelTest, AdmissionHoldsWhatTheQueueAnswersWithinItsWait) {
+  const std::filesystem::path dir = testing::ModelStore() / "digits";
+  Model::Options options;
+  options.model_dir = dir;
+  options.config = *ReadModelConfig(dir);
+  options.config.mutable_batching()->set_max_queue_size(5);
+  options.config.mutable_batching()->set_max_queue_wait_us(1);
+  absl::StatusOr<std::unique_ptr<Model>> model = Model::Load(options);
+  ASSERT_TRUE(model.ok()) << model.status();
+  // Before any pass, max_queue_size bounds the queue: 5 waiting plus 1 running.
+  for (int i = 0; i < 6; ++i) ASSERT_TRUE((*model)->Admit().ok()) << i;
+  const absl::Status full = (*model)->Admit();
+  EXPECT_EQ(full.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(full.message(), HasSubstr("batching.max_queue_size"));
+  for (int i = 0; i < 6; ++i) (*model)->Release();
+  // Once a pass has run, a 1 us wait holds the two passes' worth it never goes under.
+  ASSERT_TRUE((*model)->Classify(Inputs({10}), "", 1).ok());
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE((*model)->Admit().ok()) << i;
+  EXPECT_EQ((*model)->Admit().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ((*model)->batching_stats().refused, 2);
+  for (int i = 0; i < 3; ++i) (*model)->Release();
+  EXPECT_TRUE((*model)->Admit().ok());
+  (*model)->Release();
+}
+
 TEST(ModelDeviceTest, CudaWithoutCudaIsFailedPrecondition) {
   if (torch::cuda::is_available()) GTEST_SKIP() << "this machine has CUDA";
   const std::filesystem::path dir = testing::ModelStore() / "digits";
