@@ -11,6 +11,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "model_store/model_config.h"
 
 namespace headway {
 
@@ -18,15 +19,15 @@ absl::StatusOr<c10::Device> ResolveDevice(absl::string_view spec) {
   if (spec.empty() || spec == "cpu") return c10::Device(c10::kCPU);
   absl::string_view index_text = spec;
   if (!absl::ConsumePrefix(&index_text, "cuda")) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("unknown device \"", spec, "\": expected cpu, cuda or cuda:N"));
+    return absl::InvalidArgumentError(absl::StrCat("unknown device \"", EchoName(spec),
+                                                   "\": expected cpu, cuda or cuda:N"));
   }
   int index = 0;
   if (!index_text.empty() &&
       (!absl::ConsumePrefix(&index_text, ":") || !absl::SimpleAtoi(index_text, &index) ||
        index < 0 || index > 255)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("malformed device \"", spec, "\": expected cpu, cuda or cuda:N"));
+    return absl::InvalidArgumentError(absl::StrCat("malformed device \"", EchoName(spec),
+                                                   "\": expected cpu, cuda or cuda:N"));
   }
   if (!torch::cuda::is_available()) {
     return absl::FailedPreconditionError(absl::StrCat(

@@ -343,6 +343,7 @@ void Model::ClassifyAsync(
   // The one snapshot this request answers from, whatever swaps happen meanwhile.
   const std::shared_ptr<const HeadTable> table = heads();
   if (head_name.empty()) head_name = table->default_head;
+  if (absl::Status valid = ValidateHeadName(head_name); !valid.ok()) return done(valid);
   auto it = table->heads.find(head_name);
   if (it == table->heads.end()) {
     std::vector<std::string> names;

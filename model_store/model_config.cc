@@ -11,6 +11,8 @@
 #include <system_error>
 #include <vector>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "model_store/status_macros.h"
@@ -261,6 +263,26 @@ std::string BackboneFingerprint(const v1::ModelConfig& config,
 
 int ModelWorkers(const v1::ModelConfig& config) {
   return std::max(1, config.model_workers());
+}
+
+std::string EchoName(absl::string_view text) {
+  constexpr size_t kShown = 128;
+  if (text.size() <= kShown) return absl::CHexEscape(text);
+  return absl::StrCat(absl::CHexEscape(text.substr(0, kShown)), "... (", text.size(),
+                      " bytes)");
+}
+
+absl::Status ValidateName(absl::string_view what, absl::string_view name) {
+  const bool valid = !name.empty() && name.size() <= 128 && name[0] != '.' &&
+                     std::all_of(name.begin(), name.end(), [](char c) {
+                       return absl::ascii_isalnum(c) || c == '_' || c == '-' || c == '.';
+                     });
+  if (!valid) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        what, " name \"", EchoName(name),
+        "\" must be 1 to 128 letters, digits, '_', '-' or '.', not starting with '.'"));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status ValidateRelativePath(absl::string_view relative) {

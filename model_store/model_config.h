@@ -63,6 +63,19 @@ std::string BackboneFingerprint(const v1::ModelConfig& config,
 // Threads running backbone passes for each loaded instance of `config` (0 means 1).
 int ModelWorkers(const v1::ModelConfig& config);
 
+// Model and head names become file and folder names: letters, digits, '_', '-' and
+// '.', not starting with '.', at most 128 bytes. INVALID_ARGUMENT, naming `what`
+// ("model" or "head") and showing the name as EchoName does, otherwise.
+absl::Status ValidateName(absl::string_view what, absl::string_view name);
+inline absl::Status ValidateHeadName(absl::string_view head) {
+  return ValidateName("head", head);
+}
+
+// A string from a request as messages and logs show it: C-escaped, at most its first
+// 128 bytes, with its length after it when longer ("abc...  (1048576 bytes)"), so that
+// no request can make an answer or a log line long.
+std::string EchoName(absl::string_view text);
+
 // Refuses empty, absolute and `..` paths with INVALID_ARGUMENT: a file named by a
 // config or a request is relative to its model's folder and stays inside it.
 absl::Status ValidateRelativePath(absl::string_view relative);

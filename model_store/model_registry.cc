@@ -49,19 +49,6 @@ HeadChange StoreHeads(const StoredModel& stored) {
 
 }  // namespace
 
-absl::Status ValidateName(absl::string_view what, absl::string_view name) {
-  const bool valid = !name.empty() && name.size() <= 128 && name[0] != '.' &&
-                     std::all_of(name.begin(), name.end(), [](char c) {
-                       return absl::ascii_isalnum(c) || c == '_' || c == '-' || c == '.';
-                     });
-  if (!valid) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        what, " name \"", absl::CHexEscape(name.substr(0, 128)),
-        "\" must be 1 to 128 letters, digits, '_', '-' or '.', not starting with '.'"));
-  }
-  return absl::OkStatus();
-}
-
 absl::StatusOr<std::vector<HeadInfo>> ApplyHeadChange(
     const std::vector<std::shared_ptr<Model>>& instances, const HeadChange& change,
     const std::function<absl::Status(const PreparedHeadChange&)>& commit) {
@@ -249,6 +236,7 @@ absl::StatusOr<std::shared_ptr<Model>> ModelRegistry::LoadLocked(
 
 absl::StatusOr<std::vector<std::string>> ModelRegistry::UnloadModel(
     absl::string_view name, absl::string_view device) {
+  HEADWAY_RETURN_IF_ERROR(ValidateName("model", name));
   absl::MutexLock change_lock(&ChangeLock(name));
   absl::MutexLock lock(&mu_);
   auto it = models_.find(name);
@@ -275,6 +263,8 @@ absl::StatusOr<std::vector<std::string>> ModelRegistry::UnloadModel(
 
 absl::StatusOr<std::shared_ptr<Model>> ModelRegistry::Find(
     absl::string_view name, absl::string_view device) const {
+  // A name no model can have is refused before the lookup, and never echoed whole.
+  HEADWAY_RETURN_IF_ERROR(ValidateName("model", name));
   absl::MutexLock lock(&mu_);
   auto it = models_.find(name);
   if (it == models_.end() || it->second.instances.empty()) {
@@ -298,7 +288,7 @@ absl::StatusOr<std::shared_ptr<Model>> ModelRegistry::Find(
     if (instance->device() == device) return instance;
   }
   return absl::NotFoundError(absl::StrCat("model \"", name, "\" is not loaded on ",
-                                          device,
+                                          EchoName(device),
                                           "; its devices: ", InstanceNames(instances)));
 }
 
@@ -350,6 +340,7 @@ void ModelRegistry::MarkStoreEntryServed(absl::string_view model) {
 absl::StatusOr<SwapResult> ModelRegistry::SwapHead(absl::string_view model_name,
                                                    const HeadSwap& swap, bool persist,
                                                    absl::string_view device) {
+  HEADWAY_RETURN_IF_ERROR(ValidateName("model", model_name));
   HEADWAY_RETURN_IF_ERROR(ValidateHeadName(swap.head));
   if (persist && !device.empty()) {
     return absl::InvalidArgumentError(
@@ -392,6 +383,8 @@ absl::StatusOr<SwapResult> ModelRegistry::SwapHead(absl::string_view model_name,
 
 absl::Status ModelRegistry::RemoveHead(absl::string_view model_name,
                                        absl::string_view head, bool persist) {
+  HEADWAY_RETURN_IF_ERROR(ValidateName("model", model_name));
+  HEADWAY_RETURN_IF_ERROR(ValidateHeadName(head));
   absl::MutexLock change_lock(&ChangeLock(model_name));
   HEADWAY_ASSIGN_OR_RETURN(const std::vector<std::shared_ptr<Model>> targets,
                            Targets(model_name, ""));

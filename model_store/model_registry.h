@@ -199,14 +199,6 @@ absl::StatusOr<std::vector<HeadInfo>> ApplyHeadChange(
     const std::vector<std::shared_ptr<Model>>& instances, const HeadChange& change,
     const std::function<absl::Status(const PreparedHeadChange&)>& commit);
 
-// Model and head names become file and folder names: letters, digits, '_', '-' and
-// '.', not starting with '.', at most 128 bytes. INVALID_ARGUMENT, naming `what`
-// ("model" or "head"), otherwise.
-absl::Status ValidateName(absl::string_view what, absl::string_view name);
-inline absl::Status ValidateHeadName(absl::string_view head) {
-  return ValidateName("head", head);
-}
-
 }  // namespace headway
 
 #endif  // HEADWAY_MODEL_STORE_MODEL_REGISTRY_H_

@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "model_store/model_config.h"
 #include "model_store/server_fault.h"
 #include "model_store/status_macros.h"
 #include "server/event_log.h"
@@ -69,12 +70,18 @@ void FillClassify(const Model& model, const ClassifyResult& result,
 class Call {
  public:
   // The call was admitted by `gate`, which it releases when it finishes.
+  // `requested_model` and `requested_head` are the request's (they outlive the call's
+  // answer), for the log.
   Call(const char* rpc, grpc::ServerUnaryReactor* reactor, ServerMetrics* metrics,
-       CallGate* gate)
+       CallGate* gate, ClientErrorLog* errors, absl::string_view requested_model,
+       absl::string_view requested_head = "")
       : rpc_(rpc),
         reactor_(reactor),
         metrics_(metrics),
         gate_(gate),
+        errors_(errors),
+        requested_model_(requested_model),
+        requested_head_(requested_head),
         start_(absl::Now()) {
     metrics_->RequestStarted();
   }
@@ -85,19 +92,29 @@ class Call {
     if (finished_->exchange(true)) return;
     const absl::Duration latency = absl::Now() - start_;
     metrics_->RequestFinished(rpc_, model, head, status.code(), latency);
-    if (!status.ok()) {
-      const bool server_fault = IsServerFault(status);
-      LogEvent(server_fault ? LogLevel::kError : LogLevel::kWarning,
-               server_fault ? "request_failed_server_fault" : "request_failed",
-               {{"rpc", rpc_},
-                {"model", std::string(model)},
-                {"code", absl::StatusCodeToString(status.code())},
-                {"duration_ms", absl::StrCat(absl::ToDoubleMilliseconds(latency))},
-                {"message", std::string(status.message())}});
-    }
+    if (!status.ok()) Log(status, latency);
     if (admitted_ != nullptr) admitted_->Release();
     gate_->Release();
     reactor_->Finish(ToGrpcStatus(status));
+  }
+
+  // Logs a failure: every server fault, and client errors at ClientErrorLog's rate.
+  void Log(const absl::Status& status, absl::Duration latency) const {
+    const bool server_fault = IsServerFault(status);
+    int64_t suppressed = 0;
+    if (!server_fault &&
+        !errors_->ShouldLog(rpc_, status.code(), absl::Now(), suppressed)) {
+      return;
+    }
+    LogEvent(server_fault ? LogLevel::kError : LogLevel::kWarning,
+             server_fault ? "request_failed_server_fault" : "request_failed",
+             {{"rpc", rpc_},
+              {"model", EchoName(requested_model_)},
+              {"head", EchoName(requested_head_)},
+              {"code", absl::StatusCodeToString(status.code())},
+              {"duration_ms", absl::StrCat(absl::ToDoubleMilliseconds(latency))},
+              {"suppressed", absl::StrCat(suppressed)},
+              {"message", std::string(status.message())}});
   }
 
   // The call holds one of `model`'s admissions, released when it finishes. Set before
@@ -109,6 +126,9 @@ class Call {
   grpc::ServerUnaryReactor* const reactor_;
   ServerMetrics* const metrics_;
   CallGate* const gate_;
+  ClientErrorLog* const errors_;
+  const absl::string_view requested_model_;
+  const absl::string_view requested_head_;
   const absl::Time start_;
   const std::shared_ptr<std::atomic<bool>> finished_ =
       std::make_shared<std::atomic<bool>>(false);
@@ -179,7 +199,7 @@ grpc::ServerUnaryReactor* InferenceServiceImpl::Embed(
     v1::EmbedResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   if (!gate_->Admit("Embed", reactor)) return reactor;
-  Call call("Embed", reactor, metrics_, gate_);
+  Call call("Embed", reactor, metrics_, gate_, &errors_, request->model());
   std::shared_ptr<Model> model = AdmitToModel(*registry_, *request, call);
   if (model == nullptr) return reactor;
   workers_->Schedule([context, request, response, call, model] {
@@ -204,7 +224,8 @@ grpc::ServerUnaryReactor* InferenceServiceImpl::Classify(
     v1::ClassifyResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   if (!gate_->Admit("Classify", reactor)) return reactor;
-  Call call("Classify", reactor, metrics_, gate_);
+  Call call("Classify", reactor, metrics_, gate_, &errors_, request->model(),
+            request->head());
   std::shared_ptr<Model> model = AdmitToModel(*registry_, *request, call);
   if (model == nullptr) return reactor;
   workers_->Schedule([context, request, response, call, model] {

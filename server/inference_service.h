@@ -3,6 +3,9 @@
 // the model up in the registry and runs the request on the worker pool. It holds no
 // model state. Every call is counted in the metrics; failures are logged.
 //
+// Failures are logged with the requested model and head in fields of their own;
+// client errors at a bounded rate (ClientErrorLog), server faults each.
+//
 // Every call passes the server's CallGate first (a bound on calls in flight, and the
 // shutdown's hold and refusal).
 //
@@ -13,6 +16,7 @@
 #include "headway/v1/inference.grpc.pb.h"
 #include "model_store/model_registry.h"
 #include "server/call_gate.h"
+#include "server/client_error_log.h"
 #include "server/server_metrics.h"
 #include "server/worker_pool.h"
 
@@ -35,6 +39,7 @@ class InferenceServiceImpl final : public v1::InferenceService::CallbackService 
   WorkerPool* workers_;
   CallGate* gate_;
   ServerMetrics* metrics_;
+  ClientErrorLog errors_;
 };
 
 }  // namespace headway

@@ -11,7 +11,9 @@
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "client/headway_client.h"
 #include "tests/support/digits_data.h"
 #include "tests/support/server_process.h"
@@ -169,6 +171,7 @@ TEST_F(BadInputTest, EachBadRequestGetsItsStatusAndTheServerKeepsServing) {
   const float nan = std::numeric_limits<float>::quiet_NaN();
   const float inf = std::numeric_limits<float>::infinity();
   const std::string invalid_utf8 = "digits\xff\xfe";
+  const std::string long_name(600000, 'm');
 
   const std::vector<BadCase> cases = {
       // Encoded images.
@@ -289,8 +292,29 @@ TEST_F(BadInputTest, EachBadRequestGetsItsStatusAndTheServerKeepsServing) {
        Code::kOk, ""},
       {"unknown model", [&] { return Classify({Image(png)}, "resnet"); }, Code::kNotFound,
        "model \"resnet\" is not loaded; models: digits"},
-      {"empty model name", [&] { return Classify({Image(png)}, ""); }, Code::kNotFound,
-       "is not loaded"},
+      {"empty model name", [&] { return Classify({Image(png)}, ""); },
+       Code::kInvalidArgument, "model name \"\" must be 1 to 128"},
+      // Names are checked before any lookup and echoed at most 128 bytes long.
+      {"a 600 KB model name", [&] { return Classify({Image(png)}, long_name); },
+       Code::kInvalidArgument, "mmmm... (600000 bytes)\" must be 1 to 128"},
+      {"a 600 KB head name", [&] { return Classify({Image(png)}, "digits", long_name); },
+       Code::kInvalidArgument, "head name \"mmmm"},
+      {"a swap of a model with a 600 KB name",
+       [&] {
+         v1::HotSwapHeadRequest r;
+         r.set_model(long_name);
+         r.set_head("digit");
+         r.set_file("heads/parity.pt");
+         return client_->HotSwapHead(r).status();
+       },
+       Code::kInvalidArgument, "(600000 bytes)"},
+      {"unloading a model with a 600 KB name",
+       [&] {
+         v1::UnloadModelRequest r;
+         r.set_model(long_name);
+         return client_->UnloadModel(r).status();
+       },
+       Code::kInvalidArgument, "(600000 bytes)"},
       // protobuf refuses to parse it, so the request never reaches Headway; gRPC 1.51's
       // callback server answers UNIMPLEMENTED for a request it cannot parse.
       {"model name with invalid UTF-8",
@@ -452,6 +476,7 @@ TEST_F(BadInputTest, EachBadRequestGetsItsStatusAndTheServerKeepsServing) {
     const absl::Status status = bad.call();
     EXPECT_EQ(status.code(), bad.code) << bad.name << ": " << status;
     EXPECT_THAT(std::string(status.message()), HasSubstr(bad.message)) << bad.name;
+    EXPECT_LE(status.message().size(), 1024u) << bad.name;
   }
 
   // Still serving, with the configured head at version 1, and the right answer.
@@ -467,6 +492,34 @@ TEST_F(BadInputTest, EachBadRequestGetsItsStatusAndTheServerKeepsServing) {
   ASSERT_EQ(models->models_size(), 1);
   EXPECT_EQ(models->models(0).heads_size(), 1);
   EXPECT_EQ(server_->Stop(), 0);
+}
+
+TEST_F(BadInputTest, ClientErrorsAreLoggedAtABoundedRateWithTheRequestedNames) {
+  // 300 calls for an unknown model and 300 with a 600 KB name: one log line of each
+  // kind (the first), every call in the metrics, and no line longer than 1 KB.
+  const std::string png = testing::EncodePng(testing::DigitCell(7));
+  for (int i = 0; i < 300; ++i) {
+    ASSERT_EQ(Classify({Image(png)}, "cats", "whiskers").code(),
+              absl::StatusCode::kNotFound);
+    ASSERT_EQ(Classify({Image(png)}, std::string(600000, 'm')).code(),
+              absl::StatusCode::kInvalidArgument);
+  }
+  const std::string log = server_->Log();
+  int failure_lines = 0;
+  for (absl::string_view line : absl::StrSplit(log, '\n')) {
+    EXPECT_LE(line.size(), 1024u) << line.substr(0, 200);
+    if (absl::StrContains(line, "event=request_failed ")) ++failure_lines;
+  }
+  EXPECT_EQ(failure_lines, 2) << log.substr(0, 4000);
+  EXPECT_THAT(log, HasSubstr("model=cats head=whiskers code=NOT_FOUND"));
+  const absl::StatusOr<std::string> metrics =
+      testing::HttpGet(server_->metrics_port(), "/metrics");
+  ASSERT_TRUE(metrics.ok());
+  EXPECT_THAT(*metrics,
+              HasSubstr(R"(code="NOT_FOUND",head="",model="",rpc="Classify"} 300)"));
+  EXPECT_THAT(
+      *metrics,
+      HasSubstr(R"(code="INVALID_ARGUMENT",head="",model="",rpc="Classify"} 300)"));
 }
 
 }  // namespace
