@@ -40,6 +40,29 @@ absl::Status TakeLinearLayer(const StateDict& state_dict, absl::string_view key_
 
 }  // namespace
 
+absl::Status Head::CheckFiniteWeights() const {
+  std::vector<std::pair<std::string, at::Tensor>> weights;
+  if (module_) {
+    for (const auto& parameter : module_->named_parameters()) {
+      weights.emplace_back(parameter.name, parameter.value);
+    }
+    for (const auto& buffer : module_->named_buffers()) {
+      weights.emplace_back(buffer.name, buffer.value);
+    }
+  } else {
+    weights.emplace_back("weight", weight_);
+    if (bias_.defined()) weights.emplace_back("bias", bias_);
+  }
+  for (const auto& [weight_name, tensor] : weights) {
+    if (tensor.is_floating_point() && !at::isfinite(tensor).all().item<bool>()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "head \"", name_, "\": its ", weight_name,
+          " holds NaN or infinite values; every score it gave would be NaN"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 Head::Head(std::string name, int64_t version)
     : name_(std::move(name)), version_(version) {}
 
@@ -80,6 +103,11 @@ absl::StatusOr<std::shared_ptr<const Head>> Head::Load(const HeadSpec& spec) {
     return absl::InvalidArgumentError(
         absl::StrCat("head \"", spec.name, "\" cannot take the backbone's ",
                      spec.feature_dim, " features: ", logits.status().message()));
+  }
+  HEADWAY_RETURN_IF_ERROR(head->CheckFiniteWeights());
+  if (!at::isfinite(*logits).all().item<bool>()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "head \"", spec.name, "\" gives NaN or infinite scores for a zero input"));
   }
   const int64_t classes = logits->size(1);
   const std::vector<std::string>& labels =

@@ -61,6 +61,9 @@ class Head {
   const std::vector<std::string>& labels() const { return labels_; }
 
  private:
+  // INVALID_ARGUMENT naming the first parameter or buffer holding NaN or infinity.
+  absl::Status CheckFiniteWeights() const;
+
   Head(std::string name, int64_t version);
 
   std::string name_;

@@ -61,6 +61,19 @@ absl::StatusOr<at::Tensor> Preprocess(const Preprocessor& preprocessor,
   });
 }
 
+// OK when every row of `rows` (one per input of a request) is finite; otherwise
+// INVALID_ARGUMENT naming the first input whose `what` is not. Finite inputs can still
+// overflow inside a network (values far outside what it was trained on).
+absl::Status CheckFinite(const at::Tensor& rows, absl::string_view what) {
+  const at::Tensor finite = at::isfinite(rows).flatten(1).all(1);
+  if (finite.all().item<bool>()) return absl::OkStatus();
+  const int64_t first = at::argmin(finite.to(torch::kInt)).item<int64_t>();
+  return absl::InvalidArgumentError(absl::StrCat(
+      "input ", first, ": the model gave NaN or infinite ", what,
+      " for it (its values overflow inside the network; they may be far outside the "
+      "range it takes)"));
+}
+
 EmbedResult MakeEmbedResult(at::Tensor features, bool l2_normalize, int64_t version) {
   features = features.to(torch::kCPU, torch::kFloat32).contiguous();
   if (l2_normalize) {
@@ -325,9 +338,11 @@ void Model::EmbedAsync(absl::Span<const InputView> inputs, bool l2_normalize,
   task.done = [done, l2_normalize,
                version = config_.version()](absl::StatusOr<at::Tensor> features) {
     if (!features.ok()) return done(features.status());
-    done(CallTorch("reading the embeddings", absl::StatusCode::kInternal, [&] {
-      return MakeEmbedResult(*std::move(features), l2_normalize, version);
-    }));
+    done(CallTorch("reading the embeddings", absl::StatusCode::kInternal,
+                   [&]() -> absl::StatusOr<EmbedResult> {
+                     HEADWAY_RETURN_IF_ERROR(CheckFinite(*features, "features"));
+                     return MakeEmbedResult(*std::move(features), l2_normalize, version);
+                   }));
   };
   const absl::Status submitted =
       Submit(*preprocessor_, *batcher_, max_inputs_per_request_, inputs,
@@ -363,9 +378,11 @@ void Model::ClassifyAsync(
   task.done = [done, head, top_k,
                version = config_.version()](absl::StatusOr<at::Tensor> probabilities) {
     if (!probabilities.ok()) return done(probabilities.status());
-    done(CallTorch("reading the scores", absl::StatusCode::kInternal, [&] {
-      return MakeClassifyResult(*head, *probabilities, top_k, version);
-    }));
+    done(CallTorch("reading the scores", absl::StatusCode::kInternal,
+                   [&]() -> absl::StatusOr<ClassifyResult> {
+                     HEADWAY_RETURN_IF_ERROR(CheckFinite(*probabilities, "scores"));
+                     return MakeClassifyResult(*head, *probabilities, top_k, version);
+                   }));
   };
   const absl::Status submitted =
       Submit(*preprocessor_, *batcher_, max_inputs_per_request_, inputs,

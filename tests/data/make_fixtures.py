@@ -3,6 +3,7 @@
 
   head_wrong_dim.pt   a linear head taking 32 features (the digits backbone gives 64)
   head_three_class.pt a linear head 64 -> 3, to check label counts against classes
+  head_nan_row.pt     a linear head 64 -> 10 with one row of NaN weights
   faulty_backbone.pt  a digits-shaped backbone ([N, 1, 20, 20] -> [N, 64]) that fails
                       at serving time on a marked input: a first value of 7 raises,
                       9 asks for 4 TiB (LibTorch's allocator runs out of memory)
@@ -35,6 +36,10 @@ def main():
                    os.path.join(HERE, "head_wrong_dim.pt"))
     torch.jit.save(torch.jit.script(nn.Linear(64, 3).eval()),
                    os.path.join(HERE, "head_three_class.pt"))
+    nan_row = nn.Linear(64, 10).eval()
+    with torch.no_grad():
+        nan_row.weight[3] = float("nan")
+    torch.jit.save(torch.jit.script(nan_row), os.path.join(HERE, "head_nan_row.pt"))
     torch.jit.save(torch.jit.script(FaultyBackbone().eval()),
                    os.path.join(HERE, "faulty_backbone.pt"))
 

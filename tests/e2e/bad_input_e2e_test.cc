@@ -60,6 +60,13 @@ std::string Floats(size_t count, float value) {
                      values.size() * sizeof(float));
 }
 
+// 400 float32 values of 3e38: finite, and far outside what the digits model takes.
+std::string Huge() {
+  const std::vector<float> values(400, 3e38f);
+  return std::string(reinterpret_cast<const char*>(values.data()),
+                     values.size() * sizeof(float));
+}
+
 std::string Encode(const std::string& extension, const cv::Mat& image) {
   std::vector<unsigned char> bytes;
   cv::imencode(extension, image, bytes);
@@ -168,6 +175,8 @@ TEST_F(BadInputTest, EachBadRequestGetsItsStatusAndTheServerKeepsServing) {
       ReadBytes(testing::SourcePath("models/digits/heads/parity.pt"));
   const std::string wrong_dim_head =
       ReadBytes(testing::SourcePath("tests/data/head_wrong_dim.pt"));
+  const std::string nan_row_head =
+      ReadBytes(testing::SourcePath("tests/data/head_nan_row.pt"));
   const float nan = std::numeric_limits<float>::quiet_NaN();
   const float inf = std::numeric_limits<float>::infinity();
   const std::string invalid_utf8 = "digits\xff\xfe";
@@ -266,6 +275,19 @@ TEST_F(BadInputTest, EachBadRequestGetsItsStatusAndTheServerKeepsServing) {
          return Classify({Tensor(v1::FLOAT32, {1, 20, 20}, Floats(400, -inf))});
        },
        Code::kInvalidArgument, "NaN or infinite"},
+      // Finite, but they overflow inside the network: the output is checked too, and the
+      // error names the input (the second here; the first is fine).
+      {"float32 tensor of 3e38s (the scores overflow)",
+       [&] {
+         return Classify({Tensor(v1::FLOAT32, {1, 20, 20}, Floats(400, 0.5f)),
+                          Tensor(v1::FLOAT32, {1, 20, 20}, std::string(Huge()))});
+       },
+       Code::kInvalidArgument, "input 1: the model gave NaN or infinite scores"},
+      {"float32 tensor of 3e38s (the embedding overflows)",
+       [&] {
+         return Embed({Tensor(v1::FLOAT32, {1, 20, 20}, std::string(Huge()))});
+       },
+       Code::kInvalidArgument, "input 0: the model gave NaN or infinite features"},
       {"tensor without dtype",
        [&] {
          return Classify(
@@ -348,6 +370,9 @@ TEST_F(BadInputTest, EachBadRequestGetsItsStatusAndTheServerKeepsServing) {
       {"swap of a head for other features",
        [&] { return Swap([&](auto& r) { r.set_checkpoint(wrong_dim_head); }); },
        Code::kInvalidArgument, "takes 32 features; the backbone gives 64"},
+      {"swap to a head with a row of NaN weights",
+       [&] { return Swap([&](auto& r) { r.set_checkpoint(nan_row_head); }); },
+       Code::kInvalidArgument, "its weight holds NaN or infinite values"},
       {"swap with too few labels",
        [&] {
          return Swap([&](auto& r) {
