@@ -132,10 +132,16 @@ absl::StatusOr<cv::Mat> PixelsFromTensor(const InputView& input, int channels) {
   const std::vector<int64_t>& shape = input.shape;
   const int64_t c = shape.size() == 3 ? shape[2] : 1;
   if ((shape.size() != 2 && shape.size() != 3) || shape[0] <= 0 || shape[1] <= 0 ||
-      (c != 1 && c != 3) || shape[0] > 65536 || shape[1] > 65536) {
+      (c != 1 && c != 3)) {
     return absl::InvalidArgumentError(
         absl::StrCat("uint8 tensor has shape [", absl::StrJoin(shape, ", "),
                      "]; expected [H, W] or [H, W, C] with C 1 or 3"));
+  }
+  constexpr int64_t kMaxSide = 65536;  // OpenCV's images are addressed in int
+  if (shape[0] > kMaxSide || shape[1] > kMaxSide) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "uint8 tensor of shape [", absl::StrJoin(shape, ", "), "] has a side over ",
+        kMaxSide, " pixels, the limit of a pixel tensor's height and width"));
   }
   const int64_t expected_bytes = shape[0] * shape[1] * c;
   if (static_cast<int64_t>(input.data.size()) != expected_bytes) {
@@ -232,9 +238,13 @@ absl::StatusOr<at::Tensor> Preprocessor::Process(const InputView& input) const {
       }
       const size_t expected_bytes = sizeof(float) * channels * height * width;
       if (input.data.size() != expected_bytes) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("float32 tensor of shape [", absl::StrJoin(input.shape, ", "),
-                         "] needs ", expected_bytes, " bytes, got ", input.data.size()));
+        return absl::InvalidArgumentError(absl::StrCat(
+            "float32 tensor of shape [", absl::StrJoin(input.shape, ", "), "] needs ",
+            expected_bytes, " bytes, got ", input.data.size(),
+            input.data.size() == 2 * expected_bytes
+                ? " (twice as many: float64 values? send float32, e.g. numpy's "
+                  "astype(np.float32))"
+                : ""));
       }
       at::Tensor tensor = torch::from_blob(const_cast<char*>(input.data.data()),
                                            input_shape_, torch::kFloat32)

@@ -235,6 +235,11 @@ TEST_F(BadInputTest, EachBadRequestGetsItsStatusAndTheServerKeepsServing) {
          return Classify({Tensor(v1::UINT8, {0, 20}, "")});
        },
        Code::kInvalidArgument, "uint8 tensor has shape [0, 20]"},
+      {"uint8 tensor with a side over the limit",
+       [&] {
+         return Classify({Tensor(v1::UINT8, {2, 70000}, std::string(140000, '\0'))});
+       },
+       Code::kInvalidArgument, "has a side over 65536 pixels, the limit"},
       {"tensor, negative dimension",
        [&] {
          return Classify({Tensor(v1::UINT8, {-20, 20}, "")});
@@ -260,6 +265,11 @@ TEST_F(BadInputTest, EachBadRequestGetsItsStatusAndTheServerKeepsServing) {
          return Classify({Tensor(v1::FLOAT32, {1, 20, 20}, Floats(399, 0))});
        },
        Code::kInvalidArgument, "needs 1600 bytes, got 1596"},
+      {"float64 values sent as a float32 tensor",
+       [&] {
+         return Classify({Tensor(v1::FLOAT32, {1, 20, 20}, std::string(3200, '\0'))});
+       },
+       Code::kInvalidArgument, "got 3200 (twice as many: float64 values?"},
       {"float32 tensor holding NaN",
        [&] {
          return Classify({Tensor(v1::FLOAT32, {1, 20, 20}, Floats(400, nan))});
