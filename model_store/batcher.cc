@@ -4,6 +4,7 @@
 
 #include <utility>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "model_store/torch_errors.h"
 
@@ -89,7 +90,15 @@ absl::Status Batcher::Enqueue(BatchTask task) {
     return absl::DeadlineExceededError(
         "the request's deadline passed before it was queued");
   }
+  // A full queue makes room by answering the requests nobody waits for any more.
+  std::vector<std::pair<BatchTask, absl::Status>> dropped;
+  absl::Cleanup answer_dropped = [&] {
+    for (auto& [old, why] : dropped) Answer(old, why);
+  };
   absl::MutexLock lock(&mu_);
+  if (static_cast<int>(queue_.size()) >= options_.max_queue_size) {
+    dropped = TakeAbandonedLocked(task.enqueued);
+  }
   if (static_cast<int>(queue_.size()) >= options_.max_queue_size) {
     ++stats_.refused;
     return absl::ResourceExhaustedError(
@@ -109,6 +118,40 @@ absl::Status Batcher::Enqueue(BatchTask task) {
   queued_inputs_ += rows;
   queue_.push_back(std::move(task));
   return absl::OkStatus();
+}
+
+std::vector<std::pair<BatchTask, absl::Status>> Batcher::TakeAbandonedLocked(
+    absl::Time now) {
+  std::vector<std::pair<BatchTask, absl::Status>> taken;
+  std::deque<BatchTask> kept;
+  for (BatchTask& task : queue_) {
+    const bool expired = now > task.control.deadline;
+    const bool cancelled = !expired && task.control.cancelled && task.control.cancelled();
+    if (!expired && !cancelled) {
+      kept.push_back(std::move(task));
+      continue;
+    }
+    ++(expired ? stats_.expired : stats_.cancelled);
+    queued_inputs_ -= task.inputs.size(0);
+    taken.emplace_back(
+        std::move(task),
+        expired ? absl::DeadlineExceededError(
+                      "the request's deadline passed while it waited for "
+                      "a batch")
+                : absl::CancelledError("the request was cancelled while it waited"));
+  }
+  queue_.swap(kept);
+  return taken;
+}
+
+int Batcher::DropAbandoned() {
+  std::vector<std::pair<BatchTask, absl::Status>> dropped;
+  {
+    absl::MutexLock lock(&mu_);
+    dropped = TakeAbandonedLocked(absl::Now());
+  }
+  for (auto& [task, why] : dropped) Answer(task, why);
+  return static_cast<int>(dropped.size());
 }
 
 absl::Duration Batcher::ExpectedWait(int64_t inputs) const {

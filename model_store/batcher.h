@@ -6,7 +6,8 @@
 // ends: the batcher keeps a moving average of its forward passes' time, refuses at
 // once (DEADLINE_EXCEEDED, saying why) a request that the queue ahead of it would
 // answer after its deadline, and drops a waiting request whose deadline passes, or
-// would before its pass ended, without computing it; a cancelled one too. A task may add
+// would before its pass ended, without computing it; a cancelled one too. A full queue
+// first makes room by answering those. A task may add
 // a second stage on its rows of the pass (a classification head): the tasks of a batch
 // with the same stage share one call of it.
 //
@@ -24,6 +25,7 @@
 #include <deque>
 #include <functional>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -84,6 +86,10 @@ class Batcher {
   // Counts a request refused before it reached the queue (the model's admission).
   void CountRefused();
 
+  // Answers, and takes off the queue, every request whose deadline passed or whose
+  // client cancelled; returns how many. (A full queue does this itself.)
+  int DropAbandoned();
+
   Stats stats() const;
   int queue_size() const;
   // The moving average of successful forward passes; zero before the first.
@@ -98,6 +104,9 @@ class Batcher {
   // Takes the next batch off the queue, answering expired and cancelled tasks.
   std::vector<BatchTask> NextBatch();
   bool BatchReady() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Takes the expired and cancelled requests off the queue, with why.
+  std::vector<std::pair<BatchTask, absl::Status>> TakeAbandonedLocked(absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // How long `inputs` queued inputs take to be answered, at the recent pass time.
   absl::Duration ExpectedWait(int64_t inputs) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void NotePassTime(absl::Duration pass);

@@ -401,6 +401,12 @@ absl::Status Model::Admit() const {
   const int limit = running_capacity_ + queue;
   if (admitted_.fetch_add(1) < limit) return absl::OkStatus();
   admitted_.fetch_sub(1);
+  // Requests that expired while queued still count until answered: answer them, and
+  // look again.
+  if (batcher_->DropAbandoned() > 0) {
+    if (admitted_.fetch_add(1) < limit) return absl::OkStatus();
+    admitted_.fetch_sub(1);
+  }
   batcher_->CountRefused();
   return absl::ResourceExhaustedError(absl::StrCat(
       "model \"", name(), "\" has ", limit,

@@ -314,5 +314,28 @@ TEST(BatcherTest, ARequestTheQueueAheadWouldAnswerLateIsRefusedAtOnce) {
   for (Outcome& outcome : ahead) EXPECT_TRUE(outcome.result.ok());
 }
 
+TEST(BatcherTest, AFullQueueMakesRoomByAnsweringExpiredRequests) {
+  // The queue holds two requests that wait for a batch of 16 (an hour's delay); their
+  // deadlines pass. A third request still gets in, and the two are answered at once.
+  RecordingForward forward;
+  Batcher::Options options;
+  options.max_batch_size = 16;
+  options.max_queue_delay = absl::Hours(1);
+  options.max_queue_size = 2;
+  Batcher batcher(options, [&](const at::Tensor& b) { return forward(b); });
+  RequestControl hurried;
+  hurried.deadline = absl::Now() + absl::Milliseconds(50);
+  Outcome first, second, third;
+  ASSERT_TRUE(batcher.Enqueue(Task(1, 1, &first, hurried)).ok());
+  ASSERT_TRUE(batcher.Enqueue(Task(1, 1, &second, hurried)).ok());
+  absl::SleepFor(absl::Milliseconds(100));
+  ASSERT_TRUE(batcher.Enqueue(Task(1, 1, &third)).ok());
+  ASSERT_TRUE(first.done.HasBeenNotified() && second.done.HasBeenNotified());
+  EXPECT_EQ(first.result.status().code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_EQ(batcher.queue_size(), 1);
+  EXPECT_EQ(batcher.stats().expired, 2);
+  EXPECT_EQ(batcher.DropAbandoned(), 0);
+}
+
 }  // namespace
 }  // namespace headway
