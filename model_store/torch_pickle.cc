@@ -5,6 +5,7 @@
 
 #include <cstring>
 #include <map>
+#include <set>
 #include <sstream>
 
 #include "absl/strings/match.h"
@@ -17,10 +18,73 @@ namespace {
 
 using Kind = PickleValue::Kind;
 
+// Pickle values nested deeper than this are refused (state_dicts nest a few levels).
+constexpr int kMaxNesting = 1000;
+
+// Every value made while a PickleReader reads, so that it can break the reference
+// cycles a hostile pickle builds (a list appended into itself) before they leak.
+thread_local std::vector<std::weak_ptr<PickleValue>>* made_values = nullptr;
+
 PickleValuePtr MakeValue(Kind kind) {
   auto value = std::make_shared<PickleValue>();
   value->kind = kind;
+  if (made_values != nullptr) made_values->push_back(value);
   return value;
+}
+
+// Calls `visit` on each value `value` holds: items, dict keys and values, state.
+template <typename Visit>
+void ForEachChild(const PickleValue& value, Visit&& visit) {
+  for (const PickleValuePtr& item : value.items) visit(item);
+  for (const auto& [key, item] : value.entries) {
+    visit(key);
+    visit(item);
+  }
+  if (value.state) visit(value.state);
+}
+
+// OK when `root` holds no value inside itself and nests at most kMaxNesting deep;
+// fills `tree` with every value it holds. Iterative: any depth is safe to check.
+absl::Status CheckTree(const PickleValuePtr& root, std::set<const PickleValue*>& tree) {
+  enum class Mark { kOnPath, kDone };
+  std::map<const PickleValue*, Mark> marks;
+  struct Frame {
+    const PickleValue* value;
+    std::vector<const PickleValue*> children;
+    size_t next = 0;
+  };
+  std::vector<Frame> path;
+  const auto enter = [&](const PickleValue* value) -> absl::Status {
+    if (static_cast<int>(path.size()) >= kMaxNesting) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("pickle values are nested more than ", kMaxNesting, " deep"));
+    }
+    marks[value] = Mark::kOnPath;
+    Frame frame{value, {}, 0};
+    ForEachChild(*value, [&](const PickleValuePtr& child) {
+      if (child) frame.children.push_back(child.get());
+    });
+    path.push_back(std::move(frame));
+    return absl::OkStatus();
+  };
+  HEADWAY_RETURN_IF_ERROR(enter(root.get()));
+  while (!path.empty()) {
+    Frame& frame = path.back();
+    if (frame.next == frame.children.size()) {
+      marks[frame.value] = Mark::kDone;
+      tree.insert(frame.value);
+      path.pop_back();
+      continue;
+    }
+    const PickleValue* child = frame.children[frame.next++];
+    auto mark = marks.find(child);
+    if (mark == marks.end()) {
+      HEADWAY_RETURN_IF_ERROR(enter(child));
+    } else if (mark->second == Mark::kOnPath) {
+      return absl::InvalidArgumentError("a pickle value contains itself");
+    }
+  }
+  return absl::OkStatus();
 }
 
 PickleValuePtr MakeInt(int64_t integer) {
@@ -109,7 +173,30 @@ std::vector<int64_t> IntsOf(const PickleValue& tuple) {
 class PickleReader {
  public:
   PickleReader(absl::string_view data, StorageLoader* storages)
-      : data_(data), storages_(storages) {}
+      : data_(data), storages_(storages) {
+    made_values = &made_;
+  }
+
+  // Frees every value the pickle made that the result does not hold, breaking any
+  // reference cycles among them; deep chains are freed without recursion (see
+  // ~PickleValue).
+  ~PickleReader() {
+    made_values = nullptr;
+    stack_.clear();
+    memo_.clear();
+    std::vector<PickleValuePtr> garbage;
+    for (const std::weak_ptr<PickleValue>& made : made_) {
+      if (PickleValuePtr value = made.lock();
+          value && result_tree_.count(value.get()) == 0) {
+        garbage.push_back(std::move(value));
+      }
+    }
+    for (const PickleValuePtr& value : garbage) {
+      value->items.clear();
+      value->entries.clear();
+      value->state.reset();
+    }
+  }
 
   absl::StatusOr<PickleValuePtr> Read() {
     while (true) {
@@ -118,6 +205,9 @@ class PickleReader {
       const unsigned char op = static_cast<unsigned char>(data_[pos_++]);
       if (op == '.') {
         if (stack_.size() != 1) return Error("pickle stack is not one value at STOP");
+        std::set<const PickleValue*> tree;
+        HEADWAY_RETURN_IF_ERROR(CheckTree(stack_.back(), tree));
+        result_tree_ = std::move(tree);
         return stack_.back();
       }
       absl::Status status = Step(op);
@@ -482,11 +572,35 @@ class PickleReader {
   std::vector<PickleValuePtr> stack_;
   std::vector<size_t> marks_;
   std::map<uint64_t, PickleValuePtr> memo_;
+  std::vector<std::weak_ptr<PickleValue>> made_;
+  std::set<const PickleValue*> result_tree_;  // the values the result holds
 };
 
 bool IsZip(const std::string& bytes) { return absl::StartsWith(bytes, "PK\x03\x04"); }
 
 }  // namespace
+
+PickleValue::~PickleValue() {
+  // Destroying a child whose last reference this is would recurse, a frame per level
+  // of nesting: the outermost destructor running on this thread frees them in a loop.
+  thread_local std::vector<PickleValuePtr>* pending = nullptr;
+  std::vector<PickleValuePtr> mine;
+  const bool outermost = pending == nullptr;
+  if (outermost) pending = &mine;
+  for (PickleValuePtr& item : items) pending->push_back(std::move(item));
+  for (auto& [key, item] : entries) {
+    pending->push_back(std::move(key));
+    pending->push_back(std::move(item));
+  }
+  if (state) pending->push_back(std::move(state));
+  if (!outermost) return;
+  while (!mine.empty()) {
+    PickleValuePtr next = std::move(mine.back());
+    mine.pop_back();
+    next.reset();  // may push its children onto `mine`
+  }
+  pending = nullptr;
+}
 
 PickleValuePtr PickleValue::Find(absl::string_view key) const {
   for (const auto& [k, v] : entries) {

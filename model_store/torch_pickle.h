@@ -4,7 +4,9 @@
 // LibTorch's own unpickler turns collections.OrderedDict into None and refuses BUILD,
 // so it cannot read a state_dict as torch.save writes it. PickleReader here handles
 // every opcode torch.save's pickler (protocols 2 to 4) emits and builds a plain value
-// tree; it never runs code: classes it does not know become opaque objects. Tensors are
+// tree; it never runs code: classes it does not know become opaque objects. The pickle
+// is untrusted: a value that contains itself, or values nested over 1000 deep, are
+// refused, and whatever it built is freed (cycles broken, without recursion). Tensors are
 // rebuilt from their storages (shared storages stay shared) on the requested device,
 // whatever device they were saved from (map_location).
 //
@@ -57,6 +59,9 @@ struct PickleValue {
   std::vector<std::pair<PickleValuePtr, PickleValuePtr>> entries;  // kDict
   PickleValuePtr state;  // set by BUILD (an OrderedDict's _metadata, ...)
   at::Tensor tensor;     // kTensor
+
+  // Frees what it holds without recursing, whatever the nesting.
+  ~PickleValue();
 
   // The value under string key `key` of a dict, or nullptr.
   PickleValuePtr Find(absl::string_view key) const;

@@ -1,8 +1,10 @@
 // Loading backbones and heads from TorchScript archives, device names, and head
 // validation against the backbone's feature size.
+#include <caffe2/serialize/inline_container.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <torch/cuda.h>
+#include <unistd.h>
 
 #include <fstream>
 
@@ -161,6 +163,96 @@ TEST(HeadTest, RefusesBytesThatAreNotACheckpoint) {
   const absl::StatusOr<std::shared_ptr<const Head>> head = Head::Load(spec);
   EXPECT_EQ(head.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(head.status().message(), HasSubstr("loading head \"junk\""));
+}
+
+// This process's resident memory, from /proc/self/statm.
+int64_t ResidentBytes() {
+  std::ifstream statm("/proc/self/statm");
+  int64_t pages = 0, resident = 0;
+  statm >> pages >> resident;
+  return resident * sysconf(_SC_PAGESIZE);
+}
+
+// A torch.save archive whose data.pkl is `pickle`.
+std::string TorchSaveArchive(const std::string& pickle) {
+  std::string archive;
+  caffe2::serialize::PyTorchStreamWriter writer([&](const void* data, size_t size) {
+    archive.append(static_cast<const char*>(data), size);
+    return size;
+  });
+  writer.writeRecord("data.pkl", pickle.data(), pickle.size());
+  writer.writeEndOfFile();
+  return archive;
+}
+
+// Protocol 2: `depth` empty lists on the stack, each then appended into the one below.
+std::string NestedListsPickle(int depth) {
+  std::string pickle("\x80\x02");
+  pickle += std::string(depth, ']');      // EMPTY_LIST
+  pickle += std::string(depth - 1, 'a');  // APPEND
+  return pickle + ".";
+}
+
+TEST(HeadTest, HostileNestingIsRefusedWithoutCrashingOrLeaking) {
+  // Freeing 300,000 nested lists recursively overflows the stack (SIGSEGV).
+  const absl::StatusOr<Checkpoint> deep =
+      ReadCheckpoint(TorchSaveArchive(NestedListsPickle(300000)), c10::kCPU);
+  EXPECT_EQ(deep.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(deep.status().message(), HasSubstr("nested more than"));
+  // Memoised lists appended into each other in order keep each append shallow: the
+  // depth is the chain's, not the appends'.
+  constexpr int kChain = 200000;
+  std::string chain("\x80\x02");
+  for (int i = 0; i < kChain; ++i) {
+    chain += ']';  // EMPTY_LIST
+    chain += 'r';  // LONG_BINPUT i
+    for (int b = 0; b < 4; ++b) chain += static_cast<char>((i >> (8 * b)) & 0xff);
+    chain += '0';  // POP
+  }
+  for (int i = 0; i + 1 < kChain; ++i) {
+    for (int j : {i, i + 1}) {
+      chain += 'j';  // LONG_BINGET j
+      for (int b = 0; b < 4; ++b) chain += static_cast<char>((j >> (8 * b)) & 0xff);
+    }
+    chain += 'a';  // APPEND list i+1 into list i
+    chain += '0';  // POP
+  }
+  chain += 'j';
+  for (int b = 0; b < 4; ++b) chain += '\0';
+  chain += '.';
+  const absl::StatusOr<Checkpoint> chained =
+      ReadCheckpoint(TorchSaveArchive(chain), c10::kCPU);
+  EXPECT_EQ(chained.status().code(), absl::StatusCode::kInvalidArgument);
+  // A list that contains itself is refused, and freed (no reference cycle is left).
+  // EMPTY_LIST, BINPUT 0, BINGET 0, APPEND, STOP.
+  const std::string self(
+      "\x80\x02]q\x00h\x00"
+      "a.",
+      9);
+  const absl::StatusOr<Checkpoint> cyclic =
+      ReadCheckpoint(TorchSaveArchive(self), c10::kCPU);
+  EXPECT_EQ(cyclic.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(cyclic.status().message(), HasSubstr("contains itself"));
+
+  // A ring of 50,000 lists (the last appended into the first), read 20 times: kept
+  // alive by its cycle, it would hold ~150 MB by the end.
+  constexpr int kRing = 50000;
+  std::string ring("\x80\x02");
+  const auto index = [](int i) {
+    std::string bytes;
+    for (int b = 0; b < 4; ++b) bytes += static_cast<char>((i >> (8 * b)) & 0xff);
+    return bytes;
+  };
+  for (int i = 0; i < kRing; ++i) ring += "]r" + index(i) + "0";
+  for (int i = 0; i < kRing; ++i) {
+    ring += "j" + index(i) + "j" + index((i + 1) % kRing) + "a0";
+  }
+  ring += "j" + index(0) + ".";
+  const int64_t before = ResidentBytes();
+  for (int i = 0; i < 20; ++i) {
+    EXPECT_FALSE(ReadCheckpoint(TorchSaveArchive(ring), c10::kCPU).ok());
+  }
+  EXPECT_LT(ResidentBytes() - before, int64_t{40} << 20);
 }
 
 TEST(LabelsTest, ReadsOneLabelPerLine) {
