@@ -5,6 +5,7 @@
 #include <numeric>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/notification.h"
@@ -19,6 +20,7 @@
 #include "model_store/retirer.h"
 #include "model_store/status_macros.h"
 #include "model_store/store/content_digest.h"
+#include "model_store/store/zip_directory.h"
 #include "model_store/torch_errors.h"
 
 namespace headway {
@@ -138,6 +140,24 @@ absl::Status CheckHeadBytes(int64_t size, int64_t max_head_bytes) {
     return absl::InvalidArgumentError(absl::StrCat("head checkpoint is ", size,
                                                    " bytes; the limit is ",
                                                    max_head_bytes, " (max_head_bytes)"));
+  }
+  return absl::OkStatus();
+}
+
+// A zip checkpoint (torch.save, torch.jit.save) is limited by what it unpacks to too:
+// its records may be compressed, and they are allocated at their unpacked size.
+absl::Status CheckUnpackedHeadBytes(const std::string& checkpoint,
+                                    int64_t max_head_bytes) {
+  if (!absl::StartsWith(checkpoint, "PK\x03\x04")) return absl::OkStatus();
+  absl::StatusOr<uint64_t> unpacked = ZipUnpackedSize(checkpoint);
+  if (!unpacked.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("head checkpoint: ", unpacked.status().message()));
+  }
+  if (*unpacked > static_cast<uint64_t>(max_head_bytes)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "head checkpoint unpacks to ", *unpacked, " bytes (", checkpoint.size(),
+        " packed); the limit is ", max_head_bytes, " (max_head_bytes)"));
   }
   return absl::OkStatus();
 }
@@ -308,6 +328,7 @@ absl::StatusOr<HeadContent> Model::ReadHeadContent(const HeadSwap& swap) const {
   content.key_prefix = swap.key_prefix;
   content.version = swap.version;
   content.digest = HeadDigest(content.checkpoint, content.labels, content.key_prefix);
+  HEADWAY_RETURN_IF_ERROR(CheckUnpackedHeadBytes(content.checkpoint, max_head_bytes_));
   return content;
 }
 

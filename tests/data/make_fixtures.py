@@ -4,6 +4,8 @@
   head_wrong_dim.pt   a linear head taking 32 features (the digits backbone gives 64)
   head_three_class.pt a linear head 64 -> 3, to check label counts against classes
   head_nan_row.pt     a linear head 64 -> 10 with one row of NaN weights
+  head_zip_bomb.pt    a linear head's state_dict whose 131072 x 64 zero weights are
+                      deflated: ~40 KB that unpacks to 32 MiB
   faulty_backbone.pt  a digits-shaped backbone ([N, 1, 20, 20] -> [N, 64]) that fails
                       at serving time on a marked input: a first value of 7 raises,
                       9 asks for 4 TiB (LibTorch's allocator runs out of memory)
@@ -11,6 +13,7 @@
 Usage: /usr/bin/python3 tests/data/make_fixtures.py   (Debian's python3-torch)
 """
 import os
+import zipfile
 
 import torch
 from torch import nn
@@ -40,6 +43,13 @@ def main():
     with torch.no_grad():
         nan_row.weight[3] = float("nan")
     torch.jit.save(torch.jit.script(nan_row), os.path.join(HERE, "head_nan_row.pt"))
+    bomb = os.path.join(HERE, "head_zip_bomb.pt")
+    torch.save({"weight": torch.zeros(131072, 64), "bias": torch.zeros(131072)}, bomb)
+    with zipfile.ZipFile(bomb) as stored:
+        records = [(info, stored.read(info)) for info in stored.infolist()]
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as packed:
+        for info, data in records:
+            packed.writestr(info.filename, data)
     torch.jit.save(torch.jit.script(FaultyBackbone().eval()),
                    os.path.join(HERE, "faulty_backbone.pt"))
 

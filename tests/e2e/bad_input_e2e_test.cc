@@ -177,6 +177,8 @@ TEST_F(BadInputTest, EachBadRequestGetsItsStatusAndTheServerKeepsServing) {
       ReadBytes(testing::SourcePath("tests/data/head_wrong_dim.pt"));
   const std::string nan_row_head =
       ReadBytes(testing::SourcePath("tests/data/head_nan_row.pt"));
+  const std::string zip_bomb_head =
+      ReadBytes(testing::SourcePath("tests/data/head_zip_bomb.pt"));
   const float nan = std::numeric_limits<float>::quiet_NaN();
   const float inf = std::numeric_limits<float>::infinity();
   const std::string invalid_utf8 = "digits\xff\xfe";
@@ -383,6 +385,9 @@ TEST_F(BadInputTest, EachBadRequestGetsItsStatusAndTheServerKeepsServing) {
       {"swap to a head with a row of NaN weights",
        [&] { return Swap([&](auto& r) { r.set_checkpoint(nan_row_head); }); },
        Code::kInvalidArgument, "its weight holds NaN or infinite values"},
+      {"swap to a 34 KB head that unpacks to 32 MiB",
+       [&] { return Swap([&](auto& r) { r.set_checkpoint(zip_bomb_head); }); },
+       Code::kInvalidArgument, "unpacks to 34078"},
       {"swap with too few labels",
        [&] {
          return Swap([&](auto& r) {
