@@ -15,6 +15,7 @@ RUN apt-get update -q && apt-get install -y -q --no-install-recommends \
       libgrpc++-dev \
       protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev \
       libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev \
+      libjpeg-dev libpng-dev libssl-dev \
       prometheus-cpp-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src

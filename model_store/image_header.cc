@@ -5,6 +5,14 @@
 namespace headway {
 namespace {
 
+ImageSize Sized(int64_t width, int64_t height, ImageFormat format) {
+  ImageSize size;
+  size.width = width;
+  size.height = height;
+  size.format = format;
+  return size;
+}
+
 uint32_t Byte(absl::string_view bytes, size_t at) {
   return static_cast<unsigned char>(bytes[at]);
 }
@@ -32,7 +40,7 @@ uint32_t LittleEndian32(absl::string_view bytes, size_t at) {
 std::optional<ImageSize> PngSize(absl::string_view bytes) {
   // Signature (8 bytes), then the IHDR chunk: length, "IHDR", width, height.
   if (bytes.size() < 24 || bytes.substr(12, 4) != "IHDR") return std::nullopt;
-  return ImageSize{BigEndian32(bytes, 16), BigEndian32(bytes, 20)};
+  return Sized(BigEndian32(bytes, 16), BigEndian32(bytes, 20), ImageFormat::kPng);
 }
 
 // Walks the JPEG segments up to the first start-of-frame marker, which holds the size.
@@ -54,7 +62,8 @@ std::optional<ImageSize> JpegSize(absl::string_view bytes) {
                                 marker != 0xC8 && marker != 0xCC;
     if (start_of_frame) {
       if (at + 9 > bytes.size()) return std::nullopt;
-      return ImageSize{BigEndian16(bytes, at + 7), BigEndian16(bytes, at + 5)};
+      return Sized(BigEndian16(bytes, at + 7), BigEndian16(bytes, at + 5),
+                   ImageFormat::kJpeg);
     }
     if (length < 2) return std::nullopt;
     at += 2 + length;
@@ -66,29 +75,52 @@ std::optional<ImageSize> BmpSize(absl::string_view bytes) {
   if (bytes.size() < 26) return std::nullopt;
   const int32_t width = static_cast<int32_t>(LittleEndian32(bytes, 18));
   const int32_t height = static_cast<int32_t>(LittleEndian32(bytes, 22));
-  // A negative height means rows stored top-down.
-  return ImageSize{std::abs(int64_t{width}), std::abs(int64_t{height})};
+  // A negative height means rows stored top-down; a negative width means nothing.
+  ImageSize size =
+      Sized(std::abs(int64_t{width}), std::abs(int64_t{height}), ImageFormat::kBmp);
+  if (width < 0) size.problem = "its header gives a negative width";
+  return size;
 }
 
 std::optional<ImageSize> WebpSize(absl::string_view bytes) {
   if (bytes.size() < 30) return std::nullopt;
   const absl::string_view chunk = bytes.substr(12, 4);
   if (chunk == "VP8X") {
-    return ImageSize{LittleEndian24(bytes, 24) + int64_t{1},
-                     LittleEndian24(bytes, 27) + int64_t{1}};
+    ImageSize size = Sized(LittleEndian24(bytes, 24) + int64_t{1},
+                           LittleEndian24(bytes, 27) + int64_t{1}, ImageFormat::kWebp);
+    constexpr uint32_t kAnimation = 0x02;  // in the VP8X flags byte
+    if (Byte(bytes, 20) & kAnimation) {
+      size.problem = "it is animated; send one frame as a still image";
+    }
+    return size;
   }
   if (chunk == "VP8 ") {
-    return ImageSize{LittleEndian16(bytes, 26) & 0x3FFF,
-                     LittleEndian16(bytes, 28) & 0x3FFF};
+    return Sized(LittleEndian16(bytes, 26) & 0x3FFF, LittleEndian16(bytes, 28) & 0x3FFF,
+                 ImageFormat::kWebp);
   }
   if (chunk == "VP8L") {
     const uint32_t bits = LittleEndian32(bytes, 21);
-    return ImageSize{(bits & 0x3FFF) + int64_t{1}, ((bits >> 14) & 0x3FFF) + int64_t{1}};
+    return Sized((bits & 0x3FFF) + int64_t{1}, ((bits >> 14) & 0x3FFF) + int64_t{1},
+                 ImageFormat::kWebp);
   }
   return std::nullopt;
 }
 
 }  // namespace
+
+const char* ImageFormatName(ImageFormat format) {
+  switch (format) {
+    case ImageFormat::kPng:
+      return "PNG";
+    case ImageFormat::kJpeg:
+      return "JPEG";
+    case ImageFormat::kBmp:
+      return "BMP";
+    case ImageFormat::kWebp:
+      return "WebP";
+  }
+  return "image";
+}
 
 std::optional<ImageSize> PeekImageSize(absl::string_view bytes) {
   if (bytes.substr(0, 8) == absl::string_view("\x89PNG\r\n\x1a\n", 8)) {

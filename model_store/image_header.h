@@ -9,14 +9,24 @@
 
 #include <cstdint>
 #include <optional>
+#include <string>
 
 #include "absl/strings/string_view.h"
 
 namespace headway {
 
+enum class ImageFormat { kPng, kJpeg, kBmp, kWebp };
+
+// "PNG", "JPEG", "BMP" or "WebP".
+const char* ImageFormatName(ImageFormat format);
+
 struct ImageSize {
   int64_t width = 0;
   int64_t height = 0;
+  ImageFormat format = ImageFormat::kPng;
+  // What the header says that Headway cannot decode (a BMP with a negative width, an
+  // animated WebP); empty when nothing.
+  std::string problem;
 };
 
 std::optional<ImageSize> PeekImageSize(absl::string_view bytes);

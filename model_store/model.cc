@@ -416,8 +416,12 @@ absl::Status Model::Admit() const {
   // passes' worth, at most max_queue_size.
   int queue = max_queue_size_;
   if (const absl::Duration pass = batcher_->pass_time(); pass > absl::ZeroDuration()) {
+    // The wait bound never refuses a closed-loop client's first kMinQueue calls: a
+    // machine that slows down (a noisy neighbour) must not turn them into errors.
+    constexpr int64_t kMinQueue = 32;
     const int64_t passes = std::max<int64_t>(2, max_queue_wait_ / pass);
-    queue = static_cast<int>(std::min<int64_t>(queue, passes * running_capacity_));
+    queue = static_cast<int>(
+        std::min<int64_t>(queue, std::max(kMinQueue, passes * running_capacity_)));
   }
   const int limit = running_capacity_ + queue;
   if (admitted_.fetch_add(1) < limit) return absl::OkStatus();

@@ -193,8 +193,8 @@ class Model {
   // the workers run at once (model_workers x max_batch_size) plus a queue of at most
   // batching.max_queue_size, and at most what they answer in
   // batching.max_queue_wait_us at the recent pass time (never under two passes'
-  // worth). Beyond that RESOURCE_EXHAUSTED, naming the settings. Every OK Admit needs
-  // one Release. Thread-safe.
+  // worth, nor under 32 requests). Beyond that RESOURCE_EXHAUSTED, naming the settings.
+  // Every OK Admit needs one Release. Thread-safe.
   absl::Status Admit() const;
   void Release() const;
 

@@ -12,42 +12,27 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
+#include "model_store/image_codecs.h"
 #include "model_store/image_header.h"
 #include "model_store/status_macros.h"
 
 namespace headway {
 namespace {
 
-bool LooksLikeJpeg(absl::string_view bytes) {
-  return bytes.size() >= 3 && static_cast<unsigned char>(bytes[0]) == 0xFF &&
-         static_cast<unsigned char>(bytes[1]) == 0xD8 &&
-         static_cast<unsigned char>(bytes[2]) == 0xFF;
-}
-
-// libjpeg decodes a truncated JPEG with a warning and grey fill; a whole one ends with
-// the end-of-image marker (FF D9), possibly followed by a little padding.
-bool HasJpegEnd(absl::string_view bytes) {
-  constexpr size_t kMaxTrailingBytes = 64;
-  const size_t from =
-      bytes.size() > kMaxTrailingBytes + 2 ? bytes.size() - kMaxTrailingBytes - 2 : 0;
-  for (size_t i = bytes.size() - 1; i > from; --i) {
-    if (static_cast<unsigned char>(bytes[i - 1]) == 0xFF &&
-        static_cast<unsigned char>(bytes[i]) == 0xD9) {
-      return true;
-    }
-  }
-  return false;
-}
-
 // Refuses an image that is not PNG, JPEG, BMP or WebP, or whose header claims more
 // pixels than `max_pixels`, before decoding. Other bytes never reach OpenCV, whose
 // fallback decoders (GDAL and the libraries behind it) can abort on crafted input.
-absl::Status CheckImageHeader(absl::string_view bytes, int64_t max_pixels) {
+absl::StatusOr<ImageFormat> CheckImageHeader(absl::string_view bytes,
+                                             int64_t max_pixels) {
   const std::optional<ImageSize> size = PeekImageSize(bytes);
   if (!size.has_value()) {
     return absl::InvalidArgumentError(
         absl::StrCat("cannot decode image (", bytes.size(),
                      " bytes): expected JPEG, PNG, BMP or WebP"));
+  }
+  if (!size->problem.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unsupported ", ImageFormatName(size->format), ": ", size->problem));
   }
   if (size->width <= 0 || size->height <= 0) {
     return absl::InvalidArgumentError(
@@ -61,7 +46,7 @@ absl::Status CheckImageHeader(absl::string_view bytes, int64_t max_pixels) {
         absl::StrCat("image claims ", size->width, "x", size->height, " = ", pixels,
                      " pixels; the limit is ", max_pixels, " (max_image_pixels)"));
   }
-  return absl::OkStatus();
+  return size->format;
 }
 
 // Refuses a tensor with more elements than `max_elements`, without overflowing.
@@ -99,23 +84,27 @@ absl::StatusOr<cv::Mat> DecodeImage(absl::string_view bytes, int channels,
         absl::StrCat("image is ", bytes.size(), " bytes; the limit is ",
                      limits.max_image_bytes, " (max_image_bytes)"));
   }
-  HEADWAY_RETURN_IF_ERROR(CheckImageHeader(bytes, limits.max_image_pixels));
-  if (LooksLikeJpeg(bytes) && !HasJpegEnd(bytes)) {
-    return absl::InvalidArgumentError(absl::StrCat("truncated JPEG (", bytes.size(),
-                                                   " bytes, no end-of-image marker)"));
-  }
-  const cv::Mat encoded(1, static_cast<int>(bytes.size()), CV_8UC1,
-                        const_cast<char*>(bytes.data()));
+  HEADWAY_ASSIGN_OR_RETURN(const ImageFormat format,
+                           CheckImageHeader(bytes, limits.max_image_pixels));
   cv::Mat image;
-  try {
-    image = cv::imdecode(encoded, cv::IMREAD_COLOR);
-  } catch (const cv::Exception& e) {
-    return absl::InvalidArgumentError(absl::StrCat("cannot decode image: ", e.what()));
-  }
-  if (image.empty()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("cannot decode image (", bytes.size(),
-                     " bytes): expected JPEG, PNG, BMP or WebP"));
+  if (format == ImageFormat::kJpeg) {
+    HEADWAY_ASSIGN_OR_RETURN(image, DecodeJpeg(bytes));
+  } else if (format == ImageFormat::kPng) {
+    HEADWAY_ASSIGN_OR_RETURN(image, DecodePng(bytes));
+  } else {
+    const cv::Mat encoded(1, static_cast<int>(bytes.size()), CV_8UC1,
+                          const_cast<char*>(bytes.data()));
+    try {
+      image = cv::imdecode(encoded, cv::IMREAD_COLOR);
+    } catch (const cv::Exception& e) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("corrupt ", ImageFormatName(format), ": ", e.what()));
+    }
+    if (image.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("corrupt ", ImageFormatName(format), " (", bytes.size(),
+                       " bytes): its header reads as one, but it cannot be decoded"));
+    }
   }
   if (int64_t{image.rows} * image.cols > limits.max_image_pixels) {
     return absl::InvalidArgumentError(

@@ -15,6 +15,8 @@ packages=(
   libssl-dev
   libabsl-dev
   libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev
+  # JPEG and PNG decoded with their libraries, which report corrupt data.
+  libjpeg-dev libpng-dev
   prometheus-cpp-dev
   libgtest-dev libgmock-dev
   # Operation tests: promtool and a real Prometheus server; certificates for TLS.

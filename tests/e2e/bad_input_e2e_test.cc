@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <fstream>
 #include <functional>
 #include <limits>
@@ -58,6 +59,63 @@ std::string Floats(size_t count, float value) {
   values[count / 2] = value;
   return std::string(reinterpret_cast<const char*>(values.data()),
                      values.size() * sizeof(float));
+}
+
+// What a phone appends to a JPEG in a "motion photo": an MP4 (its first box here).
+std::string MotionPhotoTrailer() {
+  std::string mp4(
+      "\x00\x00\x00\x18"
+      "ftypmp42\x00\x00\x00\x00mp42isom",
+      24);
+  return mp4 + std::string(4000, '\x42');
+}
+
+// `jpeg` with an out-of-sequence restart marker in the middle of its scan data.
+std::string WithStrayMarker(std::string jpeg) {
+  const size_t scan = jpeg.find("\xff\xda");
+  const size_t at = scan + (jpeg.size() - scan) / 2;
+  return jpeg.substr(0, at) + "\xff\xd5" + jpeg.substr(at);
+}
+
+// `jpeg` whose start-of-frame segment claims `extra` more rows.
+std::string JpegClaimingHeight(std::string jpeg, int extra) {
+  const size_t frame = jpeg.find("\xff\xc0");
+  const int height = (static_cast<unsigned char>(jpeg[frame + 5]) << 8 |
+                      static_cast<unsigned char>(jpeg[frame + 6])) +
+                     extra;
+  jpeg[frame + 5] = static_cast<char>(height >> 8);
+  jpeg[frame + 6] = static_cast<char>(height & 0xff);
+  return jpeg;
+}
+
+// `png` whose IDAT chunk's CRC does not match its data.
+std::string WithBadIdatCrc(std::string png) {
+  const size_t idat = png.find("IDAT");
+  uint32_t length = 0;
+  for (int i = 0; i < 4; ++i) {
+    length = length << 8 | static_cast<unsigned char>(png[idat - 4 + i]);
+  }
+  png[idat + 4 + length] = static_cast<char>(png[idat + 4 + length] ^ 0x55);
+  return png;
+}
+
+// A BMP header (and 2x2 pixels) whose width is -2.
+std::string BmpWithNegativeWidth() {
+  cv::Mat pixels(2, 2, CV_8UC3, cv::Scalar(10, 20, 30));
+  std::vector<unsigned char> bytes;
+  cv::imencode(".bmp", pixels, bytes);
+  std::string bmp(bytes.begin(), bytes.end());
+  const int32_t width = -2;
+  std::memcpy(&bmp[18], &width, 4);
+  return bmp;
+}
+
+// The start of an animated WebP: RIFF, WEBP, a VP8X chunk with the animation flag.
+std::string AnimatedWebpHeader() {
+  std::string webp("RIFF\x00\x01\x00\x00WEBPVP8X\x0a\x00\x00\x00", 20);
+  webp += std::string("\x02\x00\x00\x00", 4);          // flags: animation
+  webp += std::string("\x0f\x00\x00\x0f\x00\x00", 6);  // 16 x 16
+  return webp + std::string("ANIM\x06\x00\x00\x00\x00\x00\x00\x00\x00\x00", 14);
 }
 
 // 400 float32 values of 3e38: finite, and far outside what the digits model takes.
@@ -190,11 +248,36 @@ TEST_F(BadInputTest, EachBadRequestGetsItsStatusAndTheServerKeepsServing) {
        "input 0: empty image"},
       {"truncated JPEG",
        [&] { return Classify({Image(jpeg.substr(0, jpeg.size() / 2))}); },
-       Code::kInvalidArgument, "input 0: truncated JPEG"},
+       Code::kInvalidArgument, "input 0: corrupt JPEG: Premature end of JPEG file"},
       {"truncated PNG", [&] { return Classify({Image(png.substr(0, png.size() / 2))}); },
-       Code::kInvalidArgument, "input 0: cannot decode image"},
+       Code::kInvalidArgument, "input 0: corrupt PNG: the data ends early"},
       {"PNG signature only", [&] { return Classify({Image(png.substr(0, 8))}); },
        Code::kInvalidArgument, "cannot decode image"},
+      // Real-world and corrupt encodings: what libjpeg and libpng report is refused,
+      // data after a JPEG's end (a phone's motion-photo video, padding) is not.
+      {"JPEG followed by 100 bytes",
+       [&] { return Classify({Image(jpeg + std::string(100, '\0'))}); }, Code::kOk, ""},
+      {"JPEG followed by a video (a motion photo)",
+       [&] { return Classify({Image(jpeg + MotionPhotoTrailer())}); }, Code::kOk, ""},
+      {"JPEG cut in half with its end marker put back",
+       [&] { return Classify({Image(jpeg.substr(0, jpeg.size() / 2) + "\xff\xd9")}); },
+       Code::kInvalidArgument, "input 0: corrupt JPEG: "},
+      {"JPEG with a stray marker in its entropy-coded data",
+       [&] { return Classify({Image(WithStrayMarker(jpeg))}); }, Code::kInvalidArgument,
+       "corrupt JPEG: Corrupt JPEG data"},
+      {"JPEG whose header claims more rows than it holds",
+       [&] { return Classify({Image(JpegClaimingHeight(jpeg, 64))}); },
+       Code::kInvalidArgument, "corrupt JPEG: "},
+      {"PNG with a bad CRC", [&] { return Classify({Image(WithBadIdatCrc(png))}); },
+       Code::kInvalidArgument, "corrupt PNG: IDAT: CRC error"},
+      {"PNG without IEND",
+       [&] { return Classify({Image(png.substr(0, png.size() - 12))}); },
+       Code::kInvalidArgument, "corrupt PNG: the data ends early"},
+      {"BMP with a negative width",
+       [&] { return Classify({Image(BmpWithNegativeWidth())}); }, Code::kInvalidArgument,
+       "unsupported BMP: its header gives a negative width"},
+      {"animated WebP", [&] { return Classify({Image(AnimatedWebpHeader())}); },
+       Code::kInvalidArgument, "unsupported WebP: it is animated"},
       {"GIF (unsupported)", [&] { return Classify({Image("GIF89a\x01\x00\x01\x00")}); },
        Code::kInvalidArgument, "expected JPEG, PNG, BMP or WebP"},
       {"random bytes", [&] { return Classify({Image(std::string(1000, '\x5a'))}); },
@@ -363,7 +446,7 @@ TEST_F(BadInputTest, EachBadRequestGetsItsStatusAndTheServerKeepsServing) {
        Code::kNotFound, "model \"cats\" is not loaded"},
       {"embed of a truncated JPEG",
        [&] { return Embed({Image(jpeg.substr(0, jpeg.size() - 20))}); },
-       Code::kInvalidArgument, "truncated JPEG"},
+       Code::kInvalidArgument, "corrupt JPEG"},
       // Head swaps (as an admin).
       {"swap without a source", [&] { return Swap([](auto&) {}); },
        Code::kInvalidArgument, "set either file or checkpoint"},

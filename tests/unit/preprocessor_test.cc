@@ -211,8 +211,8 @@ TEST(PreprocessorTest, BadInputsAreInvalidArgumentsNamingTheProblem) {
   const std::vector<BadInput> cases = {
       {"empty", Image(""), "empty image"},
       {"garbage", Image(kGarbage), "cannot decode image"},
-      {"truncated png", Image(kTruncatedPng), "cannot decode image"},
-      {"truncated jpeg", Image(kTruncatedJpeg), "truncated JPEG"},
+      {"truncated png", Image(kTruncatedPng), "corrupt PNG: the data ends early"},
+      {"truncated jpeg", Image(kTruncatedJpeg), "corrupt JPEG: Premature end of JPEG"},
       {"float wrong shape", Tensor(TensorType::kFloat32, {1, 20, 21}, kFloats),
        "the model takes [1, 20, 20]"},
       {"float wrong bytes", Tensor(TensorType::kFloat32, {1, 20, 20}, "abc"),
