@@ -188,10 +188,13 @@ StateDict SelectKeys(const StateDict& state_dict, absl::string_view prefix) {
   for (const auto& [name, tensor] : state_dict) {
     all_data_parallel = all_data_parallel && absl::StartsWith(name, "module.");
   }
+  // A DataParallel state_dict's "module." goes, unless the prefix names it itself
+  // (both "fc." and "module.fc." select a DataParallel model's head).
+  const bool strip = all_data_parallel && !absl::StartsWith(prefix, "module.");
   StateDict selected;
   for (const auto& [name, tensor] : state_dict) {
     absl::string_view key = name;
-    if (all_data_parallel) absl::ConsumePrefix(&key, "module.");
+    if (strip) absl::ConsumePrefix(&key, "module.");
     if (absl::ConsumePrefix(&key, prefix))
       selected.emplace_back(std::string(key), tensor);
   }
@@ -216,9 +219,13 @@ absl::StatusOr<LoadReport> LoadStateDict(torch::jit::Module& module,
   for (const auto& [name, source] : selected) {
     auto it = targets.find(name);
     if (it == targets.end()) {
+      // "module.fc." ignores a DataParallel model's fc. as "fc." does.
       const bool ignored = std::any_of(
           options.ignore_prefixes.begin(), options.ignore_prefixes.end(),
-          [&key = name](const std::string& p) { return absl::StartsWith(key, p); });
+          [&key = name](absl::string_view p) {
+            return absl::StartsWith(key, p) ||
+                   (absl::ConsumePrefix(&p, "module.") && absl::StartsWith(key, p));
+          });
       if (!ignored) report.unexpected.push_back(name);
       continue;
     }

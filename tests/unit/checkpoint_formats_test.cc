@@ -210,6 +210,21 @@ TEST_P(CheckpointFormatsTest, HeadFromTheWholeModelsStateDict) {
   EXPECT_LE(HeadParity(spec, "whole-model state_dict + key_prefix"), kTolerance);
 }
 
+TEST_P(CheckpointFormatsTest, DataParallelPrefixesWorkWithAndWithoutModule) {
+  // A head from a DataParallel state_dict: "fc." and "module.fc." both select it.
+  for (const std::string& prefix :
+       {fixture().head_prefix, "module." + fixture().head_prefix}) {
+    HeadSpec spec;
+    spec.checkpoint = Bytes(fixture().File("dataparallel.pt"));
+    spec.key_prefix = prefix;
+    EXPECT_LE(HeadParity(spec, "DataParallel state_dict + " + prefix), kTolerance);
+  }
+  // As a backbone, ignore_prefixes "module.fc." ignores the head as "fc." does.
+  BackboneSpec backbone = Spec("dataparallel.pt", true);
+  backbone.load.ignore_prefixes = {"module." + fixture().head_prefix};
+  EXPECT_LE(FeatureParity(backbone, "dataparallel, module. ignore prefix"), kTolerance);
+}
+
 TEST_P(CheckpointFormatsTest, HeadFromTrainingCheckpointTakesItsLabels) {
   HeadSpec spec;
   spec.checkpoint = Bytes(fixture().File("training.pt"));
