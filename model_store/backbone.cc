@@ -1,5 +1,7 @@
 #include "model_store/backbone.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "model_store/model_config.h"
 #include "model_store/status_macros.h"
@@ -89,10 +91,13 @@ absl::StatusOr<torch::jit::Module> BuildModule(const BackboneSpec& spec,
 }
 
 // torch.jit.freeze + optimize_for_inference, checked on a random input against the
-// plain module; returns the plain module when optimizing fails or changes outputs.
+// plain module; returns the plain module when optimizing fails or changes outputs by
+// more than kTolerance of their scale (the largest output's magnitude): folded batch
+// norms and fused kernels round differently, by ~1e-3 of the scale for
+// mobilenet_v3_small, exactly as PyTorch's own freeze + optimize_for_inference do.
 torch::jit::Module Optimized(torch::jit::Module module, const BackboneSpec& spec,
                              BackboneLoadInfo& info) {
-  constexpr double kTolerance = 1e-4;
+  constexpr double kTolerance = 5e-3;
   std::vector<int64_t> shape = {2};
   shape.insert(shape.end(), spec.input_shape.begin(), spec.input_shape.end());
   absl::StatusOr<torch::jit::Module> optimized =
@@ -101,7 +106,8 @@ torch::jit::Module Optimized(torch::jit::Module module, const BackboneSpec& spec
         return torch::jit::optimize_for_inference(frozen);
       });
   if (!optimized.ok()) {
-    info.optimize_note = std::string(optimized.status().message());
+    info.optimize_note =
+        absl::StrCat(optimized.status().message(), "; the module serves");
     return module;
   }
   absl::StatusOr<double> difference =
@@ -111,12 +117,16 @@ torch::jit::Module Optimized(torch::jit::Module module, const BackboneSpec& spec
             torch::rand(shape, torch::dtype(torch::kFloat32).device(spec.device));
         const at::Tensor expected = module.forward({probe}).toTensor();
         const at::Tensor actual = optimized->forward({probe}).toTensor();
-        return (expected - actual).abs().max().item<double>();
+        const double scale = std::max(expected.abs().max().item<double>(), 1e-30);
+        return (expected - actual).abs().max().item<double>() / scale;
       });
-  if (!difference.ok() || *difference > kTolerance) {
-    info.optimize_note = difference.ok()
-                             ? absl::StrCat("optimized outputs differ by ", *difference)
-                             : std::string(difference.status().message());
+  if (!difference.ok() || !(*difference <= kTolerance)) {
+    info.optimize_note =
+        difference.ok()
+            ? absl::StrCat("the optimized graph's outputs differ from the module's by ",
+                           *difference, " of their scale (more than ", kTolerance,
+                           "); the module serves")
+            : absl::StrCat(difference.status().message(), "; the module serves");
     return module;
   }
   info.optimized = true;

@@ -563,6 +563,7 @@ ModelInfo Model::Info() const {
   info.saved_locations.assign(load.saved_locations.begin(), load.saved_locations.end());
   info.load_time_ms = load_time_ms_;
   info.optimized = load.optimized;
+  info.optimize_note = load.optimize_note;
   for (const auto& [name, head] : table->heads) {
     info.heads.push_back({name, head->version(), head->num_classes(),
                           name == table->default_head, head->digest()});

@@ -126,7 +126,8 @@ struct ModelInfo {
   std::string load_report;      // state_dict loads: what was loaded, missing, ...
   std::vector<std::string> saved_locations;
   int64_t load_time_ms = 0;
-  bool optimized = false;  // serving a frozen, inference-optimized graph
+  bool optimized = false;     // serving a frozen, inference-optimized graph
+  std::string optimize_note;  // why not, when asked for
 };
 
 class Model {

@@ -64,6 +64,8 @@ void FillModelStatus(const Model& model, v1::ModelStatus& status) {
   for (const std::string& location : info.saved_locations)
     status.add_saved_locations(location);
   status.set_load_time_ms(info.load_time_ms);
+  status.set_optimized(info.optimized);
+  status.set_optimize_note(info.optimize_note);
   for (const HeadInfo& head : info.heads) {
     v1::HeadStatus& head_status = *status.add_heads();
     head_status.set_name(head.name);

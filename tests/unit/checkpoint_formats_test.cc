@@ -225,6 +225,17 @@ TEST_P(CheckpointFormatsTest, DataParallelPrefixesWorkWithAndWithoutModule) {
   EXPECT_LE(FeatureParity(backbone, "dataparallel, module. ignore prefix"), kTolerance);
 }
 
+TEST_P(CheckpointFormatsTest, TheOptimizedGraphServesWithinItsOutputsScale) {
+  // Frozen and optimized, each architecture's graph rounds differently from the
+  // module by a small part of its outputs' scale: it serves, and matches PyTorch.
+  BackboneSpec spec = Spec("scripted.pt", false);
+  spec.optimize = true;
+  BackboneLoadInfo info;
+  EXPECT_LE(FeatureParity(spec, "scripted, optimized", &info), kTolerance);
+  EXPECT_TRUE(info.optimized) << info.optimize_note;
+  EXPECT_EQ(info.optimize_note, "");
+}
+
 TEST_P(CheckpointFormatsTest, HeadFromTrainingCheckpointTakesItsLabels) {
   HeadSpec spec;
   spec.checkpoint = Bytes(fixture().File("training.pt"));
