@@ -1,15 +1,20 @@
 #include "model_store/torch_runtime.h"
 
 #include <ATen/Parallel.h>
+#include <c10/util/Exception.h>
 #include <sched.h>
 
 #include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <map>
 #include <string>
 #include <thread>
 
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
 
 namespace headway {
 namespace {
@@ -31,7 +36,51 @@ int QuotaCpus() {
   return static_cast<int>(std::ceil(quota / period));
 }
 
+// Passes each place's warnings on at most once per interval, with a count.
+class RateLimitedWarnings final : public c10::WarningHandler {
+ public:
+  RateLimitedWarnings(TorchWarningSink sink, absl::Duration interval)
+      : sink_(std::move(sink)), interval_(interval) {}
+
+  void process(const c10::SourceLocation& location, const std::string& message,
+               bool /*verbatim*/) override {
+    const std::string where = absl::StrCat(location.file, ":", location.line);
+    int64_t repeats = 0;
+    {
+      absl::MutexLock lock(&mu_);
+      Place& place = places_[where];
+      const absl::Time now = absl::Now();
+      if (now - place.passed_on < interval_) {
+        ++place.left_out;
+        return;
+      }
+      repeats = place.left_out;
+      place.left_out = 0;
+      place.passed_on = now;
+    }
+    sink_(where, message, repeats);
+  }
+
+ private:
+  struct Place {
+    absl::Time passed_on = absl::InfinitePast();
+    int64_t left_out = 0;
+  };
+  const TorchWarningSink sink_;
+  const absl::Duration interval_;
+  absl::Mutex mu_;
+  // Bounded: the places in LibTorch's code that warn.
+  std::map<std::string, Place> places_ ABSL_GUARDED_BY(mu_);
+};
+
 }  // namespace
+
+void RouteTorchWarnings(TorchWarningSink sink, absl::Duration interval) {
+  static RateLimitedWarnings* handler = nullptr;
+  if (handler != nullptr) return;
+  handler = new RateLimitedWarnings(std::move(sink), interval);
+  c10::Warning::set_warning_handler(handler);
+}
 
 int UsableCpus() {
   cpu_set_t cpus;

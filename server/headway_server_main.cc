@@ -393,5 +393,13 @@ int main(int argc, char** argv) {
                       {{"message", std::string(status.message())}});
   }
   headway::ConfigureTorchThreads(absl::GetFlag(FLAGS_torch_threads));
+  // LibTorch's warnings as events, each place at most once a minute with a count.
+  headway::RouteTorchWarnings(
+      [](absl::string_view where, absl::string_view message, int64_t repeats) {
+        headway::LogEvent(headway::LogLevel::kWarning, "torch_warning",
+                          {{"where", std::string(where)},
+                           {"repeats_since_last", absl::StrCat(repeats)},
+                           {"message", std::string(message.substr(0, 1000))}});
+      });
   return Serve();
 }

@@ -4,6 +4,14 @@
 
 #include <gtest/gtest.h>
 #include <sched.h>
+#include <torch/torch.h>
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 
 namespace headway {
 namespace {
@@ -52,6 +60,29 @@ TEST(TorchRuntimeTest, ZeroThreadsMeansOnePerUsableCpu) {
   EXPECT_EQ(TorchThreads(), 1);
   ConfigureTorchThreads(3);
   EXPECT_EQ(TorchThreads(), 3);
+}
+
+TEST(TorchWarningsTest, EachPlaceIsPassedOnOncePerIntervalWithItsCount) {
+  std::vector<std::pair<std::string, int64_t>> passed;
+  RouteTorchWarnings(
+      [&](absl::string_view where, absl::string_view message, int64_t repeats) {
+        passed.emplace_back(absl::StrCat(where, " ", message), repeats);
+      },
+      absl::Milliseconds(300));
+  // Resize.cpp warns each time an out= tensor of another shape is resized.
+  at::Tensor out = torch::zeros({3});
+  for (int i = 0; i < 50; ++i) {
+    out = torch::zeros({3});
+    at::cat_out(out, {torch::ones({2}), torch::ones({2})});
+  }
+  ASSERT_EQ(passed.size(), 1u);
+  EXPECT_NE(passed[0].first.find("Resize.cpp"), std::string::npos) << passed[0].first;
+  EXPECT_NE(passed[0].first.find("was resized"), std::string::npos) << passed[0].first;
+  absl::SleepFor(absl::Milliseconds(400));
+  out = torch::zeros({3});
+  at::cat_out(out, {torch::ones({2}), torch::ones({2})});
+  ASSERT_EQ(passed.size(), 2u);
+  EXPECT_EQ(passed[1].second, 49);
 }
 
 }  // namespace
