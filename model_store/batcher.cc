@@ -120,6 +120,14 @@ absl::Status Batcher::Enqueue(BatchTask task) {
   return absl::OkStatus();
 }
 
+absl::Status Batcher::AbandonedLocked(bool expired) {
+  ++(expired ? stats_.expired : stats_.cancelled);
+  return expired ? absl::DeadlineExceededError(
+                       "the request's deadline passed, or would before its forward "
+                       "pass ended, while it waited for a batch")
+                 : absl::CancelledError("the request was cancelled while it waited");
+}
+
 std::vector<std::pair<BatchTask, absl::Status>> Batcher::TakeAbandonedLocked(
     absl::Time now) {
   std::vector<std::pair<BatchTask, absl::Status>> taken;
@@ -131,14 +139,8 @@ std::vector<std::pair<BatchTask, absl::Status>> Batcher::TakeAbandonedLocked(
       kept.push_back(std::move(task));
       continue;
     }
-    ++(expired ? stats_.expired : stats_.cancelled);
     queued_inputs_ -= task.inputs.size(0);
-    taken.emplace_back(
-        std::move(task),
-        expired ? absl::DeadlineExceededError(
-                      "the request's deadline passed while it waited for "
-                      "a batch")
-                : absl::CancelledError("the request was cancelled while it waited"));
+    taken.emplace_back(std::move(task), AbandonedLocked(expired));
   }
   queue_.swap(kept);
   return taken;
@@ -212,13 +214,7 @@ std::vector<BatchTask> Batcher::NextBatch() {
       }
       queued_inputs_ -= n;
       if (expired || cancelled) {
-        ++(expired ? stats_.expired : stats_.cancelled);
-        dropped.emplace_back(
-            std::move(next),
-            expired ? absl::DeadlineExceededError(
-                          "the request's deadline passed, or would before its forward "
-                          "pass ended, while it waited for a batch")
-                    : absl::CancelledError("the request was cancelled while it waited"));
+        dropped.emplace_back(std::move(next), AbandonedLocked(expired));
       } else {
         rows += n;
         batch.push_back(std::move(next));

@@ -104,6 +104,8 @@ class Batcher {
   // Takes the next batch off the queue, answering expired and cancelled tasks.
   std::vector<BatchTask> NextBatch();
   bool BatchReady() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Counts a request dropped unanswered (expired, or else cancelled) and says why.
+  absl::Status AbandonedLocked(bool expired) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Takes the expired and cancelled requests off the queue, with why.
   std::vector<std::pair<BatchTask, absl::Status>> TakeAbandonedLocked(absl::Time now)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -194,57 +194,62 @@ InferenceServiceImpl::InferenceServiceImpl(const ModelRegistry* registry,
                                            ServerMetrics* metrics)
     : registry_(registry), workers_(workers), gate_(gate), metrics_(metrics) {}
 
-grpc::ServerUnaryReactor* InferenceServiceImpl::Embed(
-    grpc::CallbackServerContext* context, const v1::EmbedRequest* request,
-    v1::EmbedResponse* response) {
+template <typename Result, typename Request, typename Start, typename Fill>
+grpc::ServerUnaryReactor* InferenceServiceImpl::Serve(
+    const char* rpc, grpc::CallbackServerContext* context, const Request* request,
+    absl::string_view requested_head, Start start, Fill fill) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  if (!gate_->Admit("Embed", reactor)) return reactor;
-  Call call("Embed", reactor, metrics_, gate_, &errors_, request->model());
+  if (!gate_->Admit(rpc, reactor)) return reactor;
+  Call call(rpc, reactor, metrics_, gate_, &errors_, request->model(), requested_head);
   std::shared_ptr<Model> model = AdmitToModel(*registry_, *request, call);
   if (model == nullptr) return reactor;
-  workers_->Schedule([context, request, response, call, model] {
+  workers_->Schedule([context, request, call, model, start, fill] {
     ServeGuarded(call, [&] {
       RequestControl control = ControlOf(context);
       std::vector<InputView> inputs;
       if (!PrepareInputs(*request, control, *model, call, inputs)) return;
-      model->EmbedAsync(inputs, request->l2_normalize(), std::move(control),
-                        [model, call, response](absl::StatusOr<EmbedResult> result) {
-                          ServeGuarded(call, [&] {
-                            if (result.ok()) FillEmbed(*model, *result, *response);
-                            call.Finish(result.status(), model->name());
-                          });
-                        });
+      start(*model, inputs, std::move(control),
+            [model, call, fill](absl::StatusOr<Result> result) {
+              ServeGuarded(call, [&] {
+                const std::string head = result.ok() ? fill(*model, *result) : "";
+                call.Finish(result.status(), model->name(), head);
+              });
+            });
     });
   });
   return reactor;
 }
 
+grpc::ServerUnaryReactor* InferenceServiceImpl::Embed(
+    grpc::CallbackServerContext* context, const v1::EmbedRequest* request,
+    v1::EmbedResponse* response) {
+  return Serve<EmbedResult>(
+      "Embed", context, request, "",
+      [l2_normalize = request->l2_normalize()](const Model& model,
+                                               absl::Span<const InputView> inputs,
+                                               RequestControl control, auto done) {
+        model.EmbedAsync(inputs, l2_normalize, std::move(control), std::move(done));
+      },
+      [response](const Model& model, const EmbedResult& result) {
+        FillEmbed(model, result, *response);
+        return std::string();
+      });
+}
+
 grpc::ServerUnaryReactor* InferenceServiceImpl::Classify(
     grpc::CallbackServerContext* context, const v1::ClassifyRequest* request,
     v1::ClassifyResponse* response) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  if (!gate_->Admit("Classify", reactor)) return reactor;
-  Call call("Classify", reactor, metrics_, gate_, &errors_, request->model(),
-            request->head());
-  std::shared_ptr<Model> model = AdmitToModel(*registry_, *request, call);
-  if (model == nullptr) return reactor;
-  workers_->Schedule([context, request, response, call, model] {
-    ServeGuarded(call, [&] {
-      RequestControl control = ControlOf(context);
-      std::vector<InputView> inputs;
-      if (!PrepareInputs(*request, control, *model, call, inputs)) return;
-      model->ClassifyAsync(
-          inputs, request->head(), request->top_k(), std::move(control),
-          [model, call, response](absl::StatusOr<ClassifyResult> result) {
-            ServeGuarded(call, [&] {
-              if (result.ok()) FillClassify(*model, *result, *response);
-              call.Finish(result.status(), model->name(),
-                          result.ok() ? result->head : "");
-            });
-          });
-    });
-  });
-  return reactor;
+  return Serve<ClassifyResult>(
+      "Classify", context, request, request->head(),
+      [request](const Model& model, absl::Span<const InputView> inputs,
+                RequestControl control, auto done) {
+        model.ClassifyAsync(inputs, request->head(), request->top_k(), std::move(control),
+                            std::move(done));
+      },
+      [response](const Model& model, const ClassifyResult& result) {
+        FillClassify(model, result, *response);
+        return result.head;
+      });
 }
 
 }  // namespace headway

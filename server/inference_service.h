@@ -35,6 +35,15 @@ class InferenceServiceImpl final : public v1::InferenceService::CallbackService 
                                      v1::ClassifyResponse* response) override;
 
  private:
+  // One inference call: admission (gate, then model) on the gRPC thread, then on a
+  // worker the inputs' conversion and `start` (the model's async call), whose result
+  // `fill` writes into the response, returning the head that answered ("" for none).
+  template <typename Result, typename Request, typename Start, typename Fill>
+  grpc::ServerUnaryReactor* Serve(const char* rpc, grpc::CallbackServerContext* context,
+                                  const Request* request,
+                                  absl::string_view requested_head, Start start,
+                                  Fill fill);
+
   const ModelRegistry* registry_;
   WorkerPool* workers_;
   CallGate* gate_;
