@@ -23,7 +23,7 @@ CC=clang-14 CXX=clang++-14 HEADWAY_BUILD_DIR=$build_dir scripts/build.sh \
 seeds=$build_dir/seeds
 rm -rf "$seeds" && mkdir -p "$seeds"/{fuzz_request,fuzz_preprocess,fuzz_model_config,fuzz_checkpoint}
 cp models/digits/config.pbtxt fuzz/seeds/model_config/* "$seeds/fuzz_model_config/"
-cp models/digits/heads/*.pt tests/data/*.pt "$seeds/fuzz_checkpoint/"
+cp models/digits/heads/*.pt tests/data/*.pt fuzz/seeds/checkpoints/*.pt "$seeds/fuzz_checkpoint/"
 cp fuzz/seeds/images/* "$seeds/fuzz_preprocess/"
 for request in fuzz/seeds/requests/*.textproto; do
   protoc --proto_path=proto --encode=headway.v1.ClassifyRequest headway/v1/inference.proto \
