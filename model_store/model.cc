@@ -146,18 +146,24 @@ absl::Status CheckHeadBytes(int64_t size, int64_t max_head_bytes) {
 
 // A zip checkpoint (torch.save, torch.jit.save) is limited by what it unpacks to too:
 // its records may be compressed, and they are allocated at their unpacked size.
-absl::Status CheckUnpackedHeadBytes(const std::string& checkpoint,
-                                    int64_t max_head_bytes) {
+// `what` names the file in errors, `flag` the limit.
+absl::Status CheckUnpackedBytes(absl::string_view what, const std::string& checkpoint,
+                                int64_t limit, absl::string_view flag) {
+  if (static_cast<int64_t>(checkpoint.size()) > limit) {
+    return absl::InvalidArgumentError(absl::StrCat(what, " is ", checkpoint.size(),
+                                                   " bytes; the limit is ", limit, " (",
+                                                   flag, ")"));
+  }
   if (!absl::StartsWith(checkpoint, "PK\x03\x04")) return absl::OkStatus();
   absl::StatusOr<uint64_t> unpacked = ZipUnpackedSize(checkpoint);
   if (!unpacked.ok()) {
     return absl::InvalidArgumentError(
-        absl::StrCat("head checkpoint: ", unpacked.status().message()));
+        absl::StrCat(what, ": ", unpacked.status().message()));
   }
-  if (*unpacked > static_cast<uint64_t>(max_head_bytes)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "head checkpoint unpacks to ", *unpacked, " bytes (", checkpoint.size(),
-        " packed); the limit is ", max_head_bytes, " (max_head_bytes)"));
+  if (*unpacked > static_cast<uint64_t>(limit)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " unpacks to ", *unpacked, " bytes (", checkpoint.size(),
+                     " packed); the limit is ", limit, " (", flag, ")"));
   }
   return absl::OkStatus();
 }
@@ -247,6 +253,14 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(const Options& options) {
                            Preprocessor::Create(config.input(), options.limits));
   HEADWAY_ASSIGN_OR_RETURN(BackboneSpec backbone_spec,
                            ReadBackboneSpec(model_dir, config.backbone()));
+  for (const auto& [what, bytes] :
+       {std::pair<std::string, const std::string*>{
+            absl::StrCat("backbone ", config.backbone().file()), &backbone_spec.weights},
+        {absl::StrCat("backbone architecture ", config.backbone().architecture()),
+         &backbone_spec.architecture}}) {
+    HEADWAY_RETURN_IF_ERROR(CheckUnpackedBytes(what, *bytes, options.max_backbone_bytes,
+                                               "--max_backbone_bytes"));
+  }
   backbone_spec.device = device;
   backbone_spec.input_shape = model->preprocessor_->input_shape();
   backbone_spec.optimize = config.optimize();
@@ -328,7 +342,8 @@ absl::StatusOr<HeadContent> Model::ReadHeadContent(const HeadSwap& swap) const {
   content.key_prefix = swap.key_prefix;
   content.version = swap.version;
   content.digest = HeadDigest(content.checkpoint, content.labels, content.key_prefix);
-  HEADWAY_RETURN_IF_ERROR(CheckUnpackedHeadBytes(content.checkpoint, max_head_bytes_));
+  HEADWAY_RETURN_IF_ERROR(CheckUnpackedBytes("head checkpoint", content.checkpoint,
+                                             max_head_bytes_, "max_head_bytes"));
   return content;
 }
 

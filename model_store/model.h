@@ -145,6 +145,9 @@ class Model {
     InputLimits limits;
     // The largest head checkpoint accepted, from a file or from request bytes.
     int64_t max_head_bytes = int64_t{256} << 20;
+    // The largest backbone, as its files unpack (a zip archive's records may be
+    // compressed).
+    int64_t max_backbone_bytes = int64_t{16} << 30;
     // Told about each forward pass; may be empty.
     BatchObserver on_batch;
     // The store's version of each configured head (ReadStoredModel); 1 when absent.

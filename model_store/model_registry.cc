@@ -156,6 +156,7 @@ absl::StatusOr<std::shared_ptr<Model>> ModelRegistry::LoadInstance(
   model_options.retirer = &retirer_;
   model_options.limits = options_.input_limits;
   model_options.max_head_bytes = options_.max_head_bytes;
+  model_options.max_backbone_bytes = options_.max_backbone_bytes;
   model_options.on_batch = options_.on_batch;
   if (options_.before_head_load) {
     model_options.before_head_load =

@@ -74,6 +74,7 @@ class ModelRegistry {
     // Passed to every model instance (see Model::Options).
     InputLimits input_limits;
     int64_t max_head_bytes = int64_t{256} << 20;
+    int64_t max_backbone_bytes = int64_t{16} << 30;
     BatchObserver on_batch;
     // Test seams. After each step of a persisted write (PersistedHeadsTransaction);
     // before each head load of an instance, with its model and device (an error fails

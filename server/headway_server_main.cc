@@ -104,6 +104,9 @@ ABSL_FLAG(int64_t, max_image_pixels, 40'000'000,
           "Most pixels an image may have; checked from its header before decoding.");
 ABSL_FLAG(int64_t, max_tensor_elements, int64_t{16} << 20,
           "Most elements a tensor input may have.");
+ABSL_FLAG(int64_t, max_backbone_bytes, int64_t{16} << 30,
+          "Largest backbone file (weights or architecture) of a model in the store, as "
+          "its zip records unpack; a larger one fails that model's load.");
 ABSL_FLAG(int64_t, max_head_bytes, int64_t{256} << 20,
           "Largest head checkpoint, from a file or uploaded.");
 
@@ -238,6 +241,7 @@ int Serve() {
   registry_options.model_store = absl::GetFlag(FLAGS_model_store);
   registry_options.input_limits = InputLimitsFromFlags();
   registry_options.max_head_bytes = absl::GetFlag(FLAGS_max_head_bytes);
+  registry_options.max_backbone_bytes = absl::GetFlag(FLAGS_max_backbone_bytes);
   registry_options.on_batch = [&metrics](const std::string& model,
                                          const std::string& device,
                                          const headway::BatchRecord& record) {

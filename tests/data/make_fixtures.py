@@ -6,6 +6,8 @@
   head_nan_row.pt     a linear head 64 -> 10 with one row of NaN weights
   head_zip_bomb.pt    a linear head's state_dict whose 131072 x 64 zero weights are
                       deflated: ~40 KB that unpacks to 32 MiB
+  backbone_zip_bomb.pt a digits-shaped TorchScript backbone carrying 32 MiB of zeros
+                      (a buffer), deflated: ~40 KB that unpacks to 32 MiB
   faulty_backbone.pt  a digits-shaped backbone ([N, 1, 20, 20] -> [N, 64]) that fails
                       at serving time on a marked input: a first value of 7 raises,
                       9 asks for 4 TiB (LibTorch's allocator runs out of memory)
@@ -33,6 +35,26 @@ class FaultyBackbone(nn.Module):
         return x.flatten(1)[:, :64] * 1.0
 
 
+class BloatedBackbone(nn.Module):
+    """The first 64 pixels as features, with 32 MiB of zeros it never needs."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("ballast", torch.zeros(8 << 20))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(1)[:, :64] + self.ballast[0]
+
+
+def deflate(path):
+    """Rewrites the zip archive at `path` with every record deflated."""
+    with zipfile.ZipFile(path) as stored:
+        records = [(info, stored.read(info)) for info in stored.infolist()]
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as packed:
+        for info, data in records:
+            packed.writestr(info.filename, data)
+
+
 def main():
     torch.manual_seed(7)
     torch.jit.save(torch.jit.script(nn.Linear(32, 3).eval()),
@@ -45,11 +67,10 @@ def main():
     torch.jit.save(torch.jit.script(nan_row), os.path.join(HERE, "head_nan_row.pt"))
     bomb = os.path.join(HERE, "head_zip_bomb.pt")
     torch.save({"weight": torch.zeros(131072, 64), "bias": torch.zeros(131072)}, bomb)
-    with zipfile.ZipFile(bomb) as stored:
-        records = [(info, stored.read(info)) for info in stored.infolist()]
-    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as packed:
-        for info, data in records:
-            packed.writestr(info.filename, data)
+    deflate(bomb)
+    bloated = os.path.join(HERE, "backbone_zip_bomb.pt")
+    torch.jit.save(torch.jit.script(BloatedBackbone().eval()), bloated)
+    deflate(bloated)
     torch.jit.save(torch.jit.script(FaultyBackbone().eval()),
                    os.path.join(HERE, "faulty_backbone.pt"))
 

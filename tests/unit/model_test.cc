@@ -278,6 +278,28 @@ TEST_F(ModelTest, AdmissionHoldsWhatTheQueueAnswersWithinItsWait) {
   EXPECT_GE((*model)->batching_stats().refused, 3);
 }
 
+TEST(ModelLimitsTest, ABackboneIsLimitedByWhatItUnpacksTo) {
+  // 34 KB on disk, 32 MiB of zeros once unpacked (tests/data/make_fixtures.py).
+  const std::filesystem::path store = testing::CopyModelStore();
+  const std::filesystem::path dir = store / "digits";
+  std::filesystem::copy_file(testing::SourcePath("tests/data/backbone_zip_bomb.pt"),
+                             dir / "backbone.pt",
+                             std::filesystem::copy_options::overwrite_existing);
+  Model::Options options;
+  options.model_dir = dir;
+  options.config = *ReadModelConfig(dir);
+  options.max_backbone_bytes = 1 << 20;
+  const absl::StatusOr<std::unique_ptr<Model>> refused = Model::Load(options);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(refused.status().message(),
+              HasSubstr("backbone backbone.pt unpacks to 335"));
+  EXPECT_THAT(refused.status().message(), HasSubstr("(--max_backbone_bytes)"));
+  // Within the default limit it is a working backbone.
+  options.max_backbone_bytes = Model::Options().max_backbone_bytes;
+  EXPECT_TRUE(Model::Load(options).ok());
+  std::filesystem::remove_all(store);
+}
+
 TEST(ModelDeviceTest, CudaWithoutCudaIsFailedPrecondition) {
   if (torch::cuda::is_available()) GTEST_SKIP() << "this machine has CUDA";
   const std::filesystem::path dir = testing::ModelStore() / "digits";
