@@ -60,6 +60,7 @@ absl::StatusOr<torch::jit::Module> BuildModule(const BackboneSpec& spec,
         absl::StrCat("expected a ", ContentsName(*spec.expected_contents),
                      " but the file is a ", ContentsName(weights.contents)));
   }
+  info.saved_locations = weights.saved_locations;
   if (weights.contents == Checkpoint::Contents::kTorchScriptModule) {
     if (!spec.architecture.empty()) {
       return absl::InvalidArgumentError(
@@ -70,7 +71,6 @@ absl::StatusOr<torch::jit::Module> BuildModule(const BackboneSpec& spec,
   }
   info.epoch = weights.epoch;
   info.labels = std::move(weights.labels);
-  info.saved_locations = std::move(weights.saved_locations);
   if (spec.architecture.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "a ", ContentsName(weights.contents),

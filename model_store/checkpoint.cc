@@ -158,6 +158,10 @@ absl::StatusOr<Checkpoint> ReadCheckpoint(const std::string& bytes, c10::Device 
                       module.eval();
                       return std::optional<torch::jit::Module>(std::move(module));
                     }));
+      // Where its weights were saved from, for ListModels (map_location reports);
+      // an archive whose pickle this reader does not follow just reports none.
+      checkpoint.saved_locations =
+          ReadSavedLocations(bytes).value_or(std::set<std::string>());
       return checkpoint;
     }
     case ArchiveFormat::kTorchSave:

@@ -3,6 +3,7 @@
 #include <caffe2/serialize/inline_container.h>
 #include <torch/types.h>
 
+#include <algorithm>
 #include <cstring>
 #include <map>
 #include <set>
@@ -126,8 +127,11 @@ absl::StatusOr<c10::ScalarType> StorageScalarType(absl::string_view storage_clas
 // Loads each storage (data/<key>) once, onto the target device.
 class StorageLoader {
  public:
-  StorageLoader(caffe2::serialize::PyTorchStreamReader* reader, c10::Device device)
-      : reader_(reader), device_(device) {}
+  // With `locations_only`, storages are not read: each becomes a tensor on the meta
+  // device (no memory), and only the locations they were saved from are kept.
+  StorageLoader(caffe2::serialize::PyTorchStreamReader* reader, c10::Device device,
+                bool locations_only = false)
+      : reader_(reader), device_(device), locations_only_(locations_only) {}
 
   absl::StatusOr<at::Tensor> Load(const std::string& key, absl::string_view storage_class,
                                   int64_t numel, const std::string& location) {
@@ -135,6 +139,13 @@ class StorageLoader {
     if (it != storages_.end()) return it->second;
     HEADWAY_ASSIGN_OR_RETURN(const c10::ScalarType type,
                              StorageScalarType(storage_class));
+    if (locations_only_) {
+      saved_locations_.insert(location);
+      at::Tensor storage = torch::empty({std::max<int64_t>(numel, 0)},
+                                        torch::dtype(type).device(c10::kMeta));
+      storages_.emplace(key, storage);
+      return storage;
+    }
     const std::string record = "data/" + key;
     if (numel < 0 || !reader_->hasRecord(record)) {
       return absl::InvalidArgumentError(
@@ -159,6 +170,7 @@ class StorageLoader {
  private:
   caffe2::serialize::PyTorchStreamReader* reader_;
   c10::Device device_;
+  const bool locations_only_;
   std::map<std::string, at::Tensor> storages_;
   std::set<std::string> saved_locations_;
 };
@@ -667,6 +679,28 @@ absl::StatusOr<TorchSaveContents> ReadTorchSave(const std::string& bytes,
   HEADWAY_RETURN_IF_ERROR(status);
   contents.saved_locations = storages.saved_locations();
   return contents;
+}
+
+absl::StatusOr<std::set<std::string>> ReadSavedLocations(const std::string& bytes) {
+  if (!IsZip(bytes)) return absl::InvalidArgumentError("not a zip archive");
+  std::istringstream stream(bytes);
+  std::set<std::string> locations;
+  HEADWAY_RETURN_IF_ERROR(CallTorch(
+      "reading the archive's storages", absl::StatusCode::kInvalidArgument,
+      [&]() -> absl::Status {
+        caffe2::serialize::PyTorchStreamReader reader(&stream);
+        if (!reader.hasRecord("data.pkl")) {
+          return absl::InvalidArgumentError("the archive has no data.pkl");
+        }
+        auto [data, size] = reader.getRecord("data.pkl");
+        StorageLoader storages(&reader, c10::kCPU, /*locations_only=*/true);
+        PickleReader unpickler(
+            absl::string_view(static_cast<const char*>(data.get()), size), &storages);
+        HEADWAY_RETURN_IF_ERROR(unpickler.Read().status());
+        locations = storages.saved_locations();
+        return absl::OkStatus();
+      }));
+  return locations;
 }
 
 }  // namespace headway

@@ -90,6 +90,11 @@ struct TorchSaveContents {
 absl::StatusOr<TorchSaveContents> ReadTorchSave(const std::string& bytes,
                                                 c10::Device device);
 
+// The devices the tensor storages of the zip archive `bytes` (torch.save's or
+// torch.jit.save's) were saved from, read from its data.pkl without reading the
+// storages themselves.
+absl::StatusOr<std::set<std::string>> ReadSavedLocations(const std::string& bytes);
+
 }  // namespace headway
 
 #endif  // HEADWAY_MODEL_STORE_TORCH_PICKLE_H_

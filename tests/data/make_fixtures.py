@@ -8,6 +8,8 @@
                       deflated: ~40 KB that unpacks to 32 MiB
   backbone_zip_bomb.pt a digits-shaped TorchScript backbone carrying 32 MiB of zeros
                       (a buffer), deflated: ~40 KB that unpacks to 32 MiB
+  head_cuda0_scripted.pt  head_three_class.pt's module with its storages tagged
+                      cuda:0, as torch.jit.save writes a module saved from a GPU
   faulty_backbone.pt  a digits-shaped backbone ([N, 1, 20, 20] -> [N, 64]) that fails
                       at serving time on a marked input: a first value of 7 raises,
                       9 asks for 4 TiB (LibTorch's allocator runs out of memory)
@@ -15,6 +17,7 @@
 Usage: /usr/bin/python3 tests/data/make_fixtures.py   (Debian's python3-torch)
 """
 import os
+import struct
 import zipfile
 
 import torch
@@ -55,6 +58,19 @@ def deflate(path):
             packed.writestr(info.filename, data)
 
 
+def retag(source, target):
+    """Copies a TorchScript archive with its storages' location 'cpu' made 'cuda:0'."""
+    cpu = b"X" + struct.pack("<I", 3) + b"cpu"
+    cuda = b"X" + struct.pack("<I", 6) + b"cuda:0"
+    with zipfile.ZipFile(source) as archive:
+        records = [(info, archive.read(info)) for info in archive.infolist()]
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_STORED) as out:
+        for info, data in records:
+            if info.filename.endswith("/data.pkl"):
+                data = data.replace(cpu, cuda)
+            out.writestr(info.filename, data)
+
+
 def main():
     torch.manual_seed(7)
     torch.jit.save(torch.jit.script(nn.Linear(32, 3).eval()),
@@ -65,6 +81,8 @@ def main():
     with torch.no_grad():
         nan_row.weight[3] = float("nan")
     torch.jit.save(torch.jit.script(nan_row), os.path.join(HERE, "head_nan_row.pt"))
+    retag(os.path.join(HERE, "head_three_class.pt"),
+          os.path.join(HERE, "head_cuda0_scripted.pt"))
     bomb = os.path.join(HERE, "head_zip_bomb.pt")
     torch.save({"weight": torch.zeros(131072, 64), "bias": torch.zeros(131072)}, bomb)
     deflate(bomb)

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <set>
 
 #include "model_store/backbone.h"
 #include "model_store/device.h"
@@ -253,6 +254,18 @@ TEST(HeadTest, HostileNestingIsRefusedWithoutCrashingOrLeaking) {
     EXPECT_FALSE(ReadCheckpoint(TorchSaveArchive(ring), c10::kCPU).ok());
   }
   EXPECT_LT(ResidentBytes() - before, int64_t{40} << 20);
+}
+
+TEST(HeadTest, ATorchScriptArchiveSavedFromAGpuSaysSoAndLoadsOnTheCpu) {
+  const absl::StatusOr<Checkpoint> checkpoint = ReadCheckpoint(
+      ReadBytes(testing::SourcePath("tests/data/head_cuda0_scripted.pt")), c10::kCPU);
+  ASSERT_TRUE(checkpoint.ok()) << checkpoint.status();
+  EXPECT_TRUE(checkpoint->module.has_value());
+  EXPECT_EQ(checkpoint->saved_locations, std::set<std::string>({"cuda:0"}));
+  const absl::StatusOr<Checkpoint> cpu = ReadCheckpoint(
+      ReadBytes(testing::SourcePath("tests/data/head_three_class.pt")), c10::kCPU);
+  ASSERT_TRUE(cpu.ok());
+  EXPECT_EQ(cpu->saved_locations, std::set<std::string>({"cpu"}));
 }
 
 TEST(LabelsTest, ReadsOneLabelPerLine) {
