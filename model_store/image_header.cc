@@ -2,6 +2,8 @@
 
 #include <cstdlib>
 
+#include "absl/strings/str_cat.h"
+
 namespace headway {
 namespace {
 
@@ -78,7 +80,26 @@ std::optional<ImageSize> BmpSize(absl::string_view bytes) {
   // A negative height means rows stored top-down; a negative width means nothing.
   ImageSize size =
       Sized(std::abs(int64_t{width}), std::abs(int64_t{height}), ImageFormat::kBmp);
-  if (width < 0) size.problem = "its header gives a negative width";
+  if (width < 0) {
+    size.problem = "its header gives a negative width";
+    return size;
+  }
+  // Uncompressed (BI_RGB, BI_BITFIELDS) pixels: rows of 4-byte-aligned bits from the
+  // data offset on. OpenCV prints a raw line to stderr for a file shorter than that.
+  if (bytes.size() >= 34) {
+    const uint64_t offset = LittleEndian32(bytes, 10);
+    const uint64_t bits = LittleEndian16(bytes, 28);
+    const uint32_t compression = LittleEndian32(bytes, 30);
+    if (compression == 0 || compression == 3) {
+      const uint64_t stride = (size.width * bits + 31) / 32 * 4;
+      const uint64_t needed = offset + stride * static_cast<uint64_t>(size.height);
+      if (needed > bytes.size()) {
+        size.problem = absl::StrCat("the file holds ", bytes.size(),
+                                    " bytes; its header needs ", needed, " (truncated)");
+        size.corrupt = true;
+      }
+    }
+  }
   return size;
 }
 

@@ -25,8 +25,10 @@ struct ImageSize {
   int64_t height = 0;
   ImageFormat format = ImageFormat::kPng;
   // What the header says that Headway cannot decode (a BMP with a negative width, an
-  // animated WebP); empty when nothing.
+  // animated WebP) or that shows the file is corrupt (a BMP shorter than its pixels);
+  // empty when nothing.
   std::string problem;
+  bool corrupt = false;  // `problem` says the file is damaged, not unsupported
 };
 
 std::optional<ImageSize> PeekImageSize(absl::string_view bytes);

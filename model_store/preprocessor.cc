@@ -32,7 +32,8 @@ absl::StatusOr<ImageFormat> CheckImageHeader(absl::string_view bytes,
   }
   if (!size->problem.empty()) {
     return absl::InvalidArgumentError(
-        absl::StrCat("unsupported ", ImageFormatName(size->format), ": ", size->problem));
+        absl::StrCat(size->corrupt ? "corrupt " : "unsupported ",
+                     ImageFormatName(size->format), ": ", size->problem));
   }
   if (size->width <= 0 || size->height <= 0) {
     return absl::InvalidArgumentError(

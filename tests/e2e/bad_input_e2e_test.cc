@@ -276,6 +276,11 @@ TEST_F(BadInputTest, EachBadRequestGetsItsStatusAndTheServerKeepsServing) {
       {"BMP with a negative width",
        [&] { return Classify({Image(BmpWithNegativeWidth())}); }, Code::kInvalidArgument,
        "unsupported BMP: its header gives a negative width"},
+      {"truncated BMP",
+       [&] {
+         return Classify({Image(Encode(".bmp", testing::DigitCell(7)).substr(0, 60))});
+       },
+       Code::kInvalidArgument, "corrupt BMP: the file holds 60 bytes; its header needs"},
       {"animated WebP", [&] { return Classify({Image(AnimatedWebpHeader())}); },
        Code::kInvalidArgument, "unsupported WebP: it is animated"},
       {"GIF (unsupported)", [&] { return Classify({Image("GIF89a\x01\x00\x01\x00")}); },
