@@ -135,6 +135,7 @@ struct HeadFiles {
   std::vector<std::string> labels;
 };
 
+// A head file's size, checked before it is read.
 absl::Status CheckHeadBytes(int64_t size, int64_t max_head_bytes) {
   if (size > max_head_bytes) {
     return absl::InvalidArgumentError(absl::StrCat("head checkpoint is ", size,
@@ -331,7 +332,6 @@ absl::StatusOr<std::shared_ptr<const Head>> Model::LoadHead(
 }
 
 absl::StatusOr<HeadContent> Model::ReadHeadContent(const HeadSwap& swap) const {
-  HEADWAY_RETURN_IF_ERROR(CheckHeadBytes(swap.checkpoint.size(), max_head_bytes_));
   HEADWAY_ASSIGN_OR_RETURN(
       HeadFiles files,
       ReadHeadFiles(model_dir_, swap.file, swap.labels_file, max_head_bytes_));
@@ -341,9 +341,10 @@ absl::StatusOr<HeadContent> Model::ReadHeadContent(const HeadSwap& swap) const {
   content.labels = swap.labels_file.empty() ? swap.labels : std::move(files.labels);
   content.key_prefix = swap.key_prefix;
   content.version = swap.version;
-  content.digest = HeadDigest(content.checkpoint, content.labels, content.key_prefix);
+  // Uploaded bytes and files alike, packed and unpacked, before the digest reads them.
   HEADWAY_RETURN_IF_ERROR(CheckUnpackedBytes("head checkpoint", content.checkpoint,
                                              max_head_bytes_, "max_head_bytes"));
+  content.digest = HeadDigest(content.checkpoint, content.labels, content.key_prefix);
   return content;
 }
 

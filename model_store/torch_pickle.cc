@@ -185,7 +185,7 @@ std::vector<int64_t> IntsOf(const PickleValue& tuple) {
 class PickleReader {
  public:
   PickleReader(absl::string_view data, StorageLoader* storages)
-      : data_(data), storages_(storages) {
+      : data_(data), storages_(storages), outer_made_values_(made_values) {
     made_values = &made_;
   }
 
@@ -193,7 +193,7 @@ class PickleReader {
   // reference cycles among them; deep chains are freed without recursion (see
   // ~PickleValue).
   ~PickleReader() {
-    made_values = nullptr;
+    made_values = outer_made_values_;
     stack_.clear();
     memo_.clear();
     std::vector<PickleValuePtr> garbage;
@@ -585,6 +585,8 @@ class PickleReader {
   std::vector<size_t> marks_;
   std::map<uint64_t, PickleValuePtr> memo_;
   std::vector<std::weak_ptr<PickleValue>> made_;
+  // The registry of a reader this one runs inside, if any, restored at the end.
+  std::vector<std::weak_ptr<PickleValue>>* const outer_made_values_;
   std::set<const PickleValue*> result_tree_;  // the values the result holds
 };
 

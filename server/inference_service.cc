@@ -3,7 +3,6 @@
 #include <atomic>
 #include <exception>
 #include <memory>
-#include <new>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -11,6 +10,7 @@
 #include "model_store/model_config.h"
 #include "model_store/server_fault.h"
 #include "model_store/status_macros.h"
+#include "model_store/torch_errors.h"
 #include "server/event_log.h"
 #include "server/grpc_status.h"
 #include "server/request_inputs.h"
@@ -141,14 +141,9 @@ template <typename Serve>
 void ServeGuarded(const Call& call, Serve&& serve) {
   try {
     serve();
-  } catch (const std::bad_alloc& e) {
-    call.Finish(
-        ServerFault(absl::StatusCode::kResourceExhausted,
-                    absl::StrCat("serving the request: out of memory: ", e.what())));
-  } catch (const std::exception& e) {
-    call.Finish(absl::InternalError(absl::StrCat("serving the request: ", e.what())));
   } catch (...) {
-    call.Finish(absl::InternalError("serving the request: an exception of unknown type"));
+    call.Finish(StatusFromException("serving the request", absl::StatusCode::kInternal,
+                                    std::current_exception()));
   }
 }
 

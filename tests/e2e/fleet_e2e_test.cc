@@ -232,15 +232,8 @@ TEST(FleetTest, ThreeReplicasServeAPersistedSwapAndRefuseABrokenHeadTogether) {
     ASSERT_NE(fleet.back().client, nullptr);
     targets.push_back(fleet.back().server->target());
   }
-  LoadOptions load;
-  load.target = absl::StrJoin(targets, ",");
-  load.concurrency = 6;
-  load.duration = absl::Seconds(6);
-  load.warmup = absl::ZeroDuration();
-  load.progress = false;
-  v1::Input input;
-  input.set_image(testing::EncodePng(testing::DigitCell(2100)));
-  load.inputs = {input};
+  const LoadOptions load =
+      testing::DigitLoad(absl::StrJoin(targets, ","), 6, absl::Seconds(6), 2100);
   absl::StatusOr<LoadReport> report = absl::UnknownError("not run");
   std::thread generator([&] { report = RunLoad(load); });
 

@@ -18,6 +18,7 @@
 #include "client/load_generator.h"
 #include "tests/support/checkpoint_fixtures.h"
 #include "tests/support/digits_data.h"
+#include "tests/support/served.h"
 #include "tests/support/server_process.h"
 
 namespace headway {
@@ -71,14 +72,7 @@ void WriteFile(const std::filesystem::path& path, const std::string& text) {
 
 // Load-generator options for two closed-loop callers classifying one digit PNG.
 LoadOptions DigitLoad(const std::string& target) {
-  LoadOptions load;
-  load.target = target;
-  load.concurrency = 2;
-  load.progress = false;
-  v1::Input input;
-  input.set_image(testing::EncodePng(testing::DigitCell(7)));
-  load.inputs = {input};
-  return load;
+  return testing::DigitLoad(target, 2, absl::Seconds(10), 7);
 }
 
 // A model store copy whose digits model batches with a long queue delay, so that
@@ -274,11 +268,8 @@ TEST(ShutdownTest, CallsArrivingWhileTheServerStopsGetUnavailableNeverCancelled)
   absl::StatusOr<std::unique_ptr<ServerProcess>> server =
       ServerProcess::Start(testing::ModelStore(), {"--drain_delay=0s"});
   ASSERT_TRUE(server.ok()) << server.status();
-  LoadOptions load = DigitLoad((*server)->target());
-  load.concurrency = 32;
+  LoadOptions load = testing::DigitLoad((*server)->target(), 32, absl::Seconds(3), 7);
   load.channels = 4;
-  load.warmup = absl::ZeroDuration();
-  load.duration = absl::Seconds(3);
   absl::StatusOr<LoadReport> report = absl::UnknownError("not run");
   std::thread loader([&] { report = RunLoad(load); });
   absl::SleepFor(absl::Seconds(1));
@@ -559,7 +550,6 @@ TEST_F(TlsTest, TlsServerAnswersTlsClientsOnly) {
   LoadOptions load = DigitLoad((*server)->target());
   load.tls = ClientTls();
   load.requests = 40;
-  load.warmup = absl::ZeroDuration();
   const absl::StatusOr<LoadReport> report = RunLoad(load);
   ASSERT_TRUE(report.ok()) << report.status();
   EXPECT_EQ(report->ok, 40);

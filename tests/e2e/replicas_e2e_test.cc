@@ -16,6 +16,7 @@
 #include "client/headway_client.h"
 #include "client/load_generator.h"
 #include "tests/support/digits_data.h"
+#include "tests/support/served.h"
 #include "tests/support/server_process.h"
 
 namespace headway {
@@ -50,15 +51,8 @@ TEST(ReplicasTest, LoadSpreadsOverThreeServersAndSurvivesOneBeingKilled) {
     servers.push_back(*std::move(server));
   }
 
-  LoadOptions load;
-  load.target = absl::StrJoin(addresses, ",");
-  load.concurrency = 6;
-  load.duration = absl::Seconds(8);
-  load.warmup = absl::ZeroDuration();
-  load.progress = false;
-  v1::Input input;
-  input.set_image(testing::EncodePng(testing::DigitCell(2100)));
-  load.inputs = {input};
+  const LoadOptions load =
+      testing::DigitLoad(absl::StrJoin(addresses, ","), 6, absl::Seconds(8), 2100);
   absl::StatusOr<LoadReport> report = absl::UnknownError("not run");
   std::thread generator([&] { report = RunLoad(load); });
 

@@ -5,6 +5,7 @@
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
+#include "tests/support/digits_data.h"
 
 namespace headway::testing {
 
@@ -47,6 +48,20 @@ absl::StatusOr<v1::HeadStatus> HeadStatusOf(const HeadwayClient& client,
     if (status.name() == head) return status;
   }
   return absl::NotFoundError(absl::StrCat("no head ", head));
+}
+
+LoadOptions DigitLoad(const std::string& target, int concurrency, absl::Duration duration,
+                      int cell) {
+  LoadOptions load;
+  load.target = target;
+  load.concurrency = concurrency;
+  load.duration = duration;
+  load.warmup = absl::ZeroDuration();
+  load.progress = false;
+  v1::Input input;
+  input.set_image(EncodePng(DigitCell(cell)));
+  load.inputs = {input};
+  return load;
 }
 
 }  // namespace headway::testing

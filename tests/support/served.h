@@ -10,6 +10,7 @@
 
 #include "absl/status/statusor.h"
 #include "client/headway_client.h"
+#include "client/load_generator.h"
 #include "tests/support/server_process.h"
 
 namespace headway::testing {
@@ -28,6 +29,12 @@ Served Serve(const std::filesystem::path& store, std::vector<std::string> flags 
 // An admin client of `server`.
 std::unique_ptr<HeadwayClient> AdminClient(const ServerProcess& server,
                                            absl::Duration timeout = absl::Seconds(120));
+
+// Load-generator options: `concurrency` closed-loop callers on `target` classifying
+// one digit PNG (the digits data's cell `cell`) for `duration`, with no warm-up and no
+// progress lines.
+LoadOptions DigitLoad(const std::string& target, int concurrency, absl::Duration duration,
+                      int cell);
 
 // A whole file's bytes ("" when it cannot be read).
 std::string ReadBytes(const std::filesystem::path& path);
