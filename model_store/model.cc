@@ -92,18 +92,30 @@ EmbedResult MakeEmbedResult(at::Tensor features, bool l2_normalize, int64_t vers
   return result;
 }
 
-// A classification head as a batch stage: class probabilities (the softmax of the
-// logits), float32 and contiguous on the CPU, one row per input. One call serves every
-// request of a batch that asked for this head.
-absl::StatusOr<at::Tensor> HeadProbabilities(const Head& head,
-                                             const at::Tensor& features) {
+// A classification head as a batch stage: each input's features (float32) followed by
+// its class probabilities (the softmax of the logits), contiguous on the CPU, one row
+// per input; the features are there for callers that want both (SplitHeadStage). One
+// call serves every request of a batch that asked for this head.
+absl::StatusOr<at::Tensor> HeadStage(const Head& head, const at::Tensor& features) {
   HEADWAY_ASSIGN_OR_RETURN(const at::Tensor logits, head.Forward(features));
   return CallTorch("scoring the head's logits", absl::StatusCode::kInternal, [&] {
-    return at::softmax(logits.to(torch::kFloat32), 1).to(torch::kCPU).contiguous();
+    return at::cat({features.to(torch::kCPU, torch::kFloat32),
+                    at::softmax(logits.to(torch::kFloat32), 1).to(torch::kCPU)},
+                   1)
+        .contiguous();
   });
 }
 
-// The top_k labels of each row of `probabilities` (HeadProbabilities' rows for one
+// HeadStage's rows for one request, split into features and probabilities.
+std::pair<at::Tensor, at::Tensor> SplitHeadStage(const Head& head,
+                                                 const at::Tensor& rows) {
+  const int64_t classes = head.num_classes();
+  const int64_t features = rows.size(1) - classes;
+  return {rows.narrow(1, 0, features).contiguous(),
+          rows.narrow(1, features, classes).contiguous()};
+}
+
+// The top_k labels of each row of `probabilities` (SplitHeadStage's, for one
 // request), highest first; equal scores keep the lower class index first.
 ClassifyResult MakeClassifyResult(const Head& head, const at::Tensor& probabilities,
                                   int top_k, int64_t version) {
@@ -391,9 +403,40 @@ void Model::ClassifyAsync(
     absl::Span<const InputView> inputs, absl::string_view head_name, int top_k,
     RequestControl control,
     std::function<void(absl::StatusOr<ClassifyResult>)> done) const {
-  if (top_k < 0) return done(absl::InvalidArgumentError("top_k must not be negative"));
+  InferOptions options;
+  options.classify = true;
+  options.head = std::string(head_name);
+  options.top_k = top_k;
+  InferAsync(inputs, options, std::move(control),
+             [done = std::move(done)](absl::StatusOr<InferResult> result) {
+               if (!result.ok()) return done(result.status());
+               done(*std::move(result->classified));
+             });
+}
+
+void Model::InferAsync(absl::Span<const InputView> inputs, const InferOptions& options,
+                       RequestControl control,
+                       std::function<void(absl::StatusOr<InferResult>)> done) const {
+  if (!options.classify) {
+    return EmbedAsync(inputs, options.l2_normalize, std::move(control),
+                      [done = std::move(done)](absl::StatusOr<EmbedResult> embedded) {
+                        if (!embedded.ok()) return done(embedded.status());
+                        InferResult result;
+                        result.embedded = *std::move(embedded);
+                        done(std::move(result));
+                      });
+  }
+  if (options.top_k < 0) {
+    return done(absl::InvalidArgumentError("top_k must not be negative"));
+  }
   // The one snapshot this request answers from, whatever swaps happen meanwhile.
   const std::shared_ptr<const HeadTable> table = heads();
+  if (table->heads.empty()) {
+    return done(absl::FailedPreconditionError(
+        absl::StrCat("model \"", name(),
+                     "\" has no head: it serves Embed only (HotSwapHead adds a head)")));
+  }
+  absl::string_view head_name = options.head;
   if (head_name.empty()) head_name = table->default_head;
   if (absl::Status valid = ValidateHeadName(head_name); !valid.ok()) return done(valid);
   auto it = table->heads.find(head_name);
@@ -409,16 +452,23 @@ void Model::ClassifyAsync(
   const std::shared_ptr<const Head>& head = it->second;
   BatchTask task;
   task.stage_key = head.get();
-  task.stage = [head](const at::Tensor& features) {
-    return HeadProbabilities(*head, features);
-  };
-  task.done = [done, head, top_k,
-               version = config_.version()](absl::StatusOr<at::Tensor> probabilities) {
-    if (!probabilities.ok()) return done(probabilities.status());
+  task.stage = [head](const at::Tensor& features) { return HeadStage(*head, features); };
+  task.done = [done, head, options,
+               version = config_.version()](absl::StatusOr<at::Tensor> rows) {
+    if (!rows.ok()) return done(rows.status());
     done(CallTorch("reading the scores", absl::StatusCode::kInternal,
-                   [&]() -> absl::StatusOr<ClassifyResult> {
-                     HEADWAY_RETURN_IF_ERROR(CheckFinite(*probabilities, "scores"));
-                     return MakeClassifyResult(*head, *probabilities, top_k, version);
+                   [&]() -> absl::StatusOr<InferResult> {
+                     auto [features, probabilities] = SplitHeadStage(*head, *rows);
+                     InferResult result;
+                     if (options.embed) {
+                       HEADWAY_RETURN_IF_ERROR(CheckFinite(features, "features"));
+                       result.embedded =
+                           MakeEmbedResult(features, options.l2_normalize, version);
+                     }
+                     HEADWAY_RETURN_IF_ERROR(CheckFinite(probabilities, "scores"));
+                     result.classified =
+                         MakeClassifyResult(*head, probabilities, options.top_k, version);
+                     return result;
                    }));
   };
   const absl::Status submitted =
@@ -506,7 +556,11 @@ absl::StatusOr<std::unique_ptr<PreparedHeadChange>> Model::PrepareHeadChange(
     HEADWAY_ASSIGN_OR_RETURN(next->heads[swap.head], LoadHead(content));
     prepared->swapped_.push_back(std::move(content));
   }
-  if (next->heads.count(next->default_head) == 0) {
+  // The first head a model without heads gets becomes its default head.
+  if (next->default_head.empty() && !change.swaps.empty()) {
+    next->default_head = change.swaps.front().head;
+  }
+  if (!next->heads.empty() && next->heads.count(next->default_head) == 0) {
     return absl::FailedPreconditionError(absl::StrCat("model \"", name(),
                                                       "\" would have no default head \"",
                                                       next->default_head, "\""));
@@ -561,6 +615,8 @@ absl::Status Model::RemoveHead(absl::string_view head_name) {
   PublishHeadChange(std::move(prepared));
   return absl::OkStatus();
 }
+
+bool Model::has_heads() const { return !heads()->heads.empty(); }
 
 ModelInfo Model::Info() const {
   const std::shared_ptr<const HeadTable> table = heads();

@@ -19,6 +19,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -58,6 +59,21 @@ struct ClassifyResult {
   std::string head;
   int64_t head_version = 0;
   std::vector<std::vector<ScoredLabel>> results;  // one per input, best first
+};
+
+// What one inference asks of a model: embeddings, labels from a head, or both from one
+// backbone pass.
+struct InferOptions {
+  bool embed = false;
+  bool l2_normalize = false;  // for the embeddings
+  bool classify = false;
+  std::string head;  // "" for the default head
+  int top_k = 0;     // as Classify's
+};
+
+struct InferResult {
+  std::optional<EmbedResult> embedded;       // when asked to embed
+  std::optional<ClassifyResult> classified;  // when asked to classify
 };
 
 // What HotSwapHead asks for. Exactly one of `file` (relative to the model's folder)
@@ -192,6 +208,13 @@ class Model {
                      int top_k, RequestControl control,
                      std::function<void(absl::StatusOr<ClassifyResult>)> done) const;
 
+  // Either or both at once, as InferOptions asks (with neither, it embeds); with
+  // both, one backbone pass gives the embeddings and the labels. Errors as Embed's and
+  // Classify's.
+  void InferAsync(absl::Span<const InputView> inputs, const InferOptions& options,
+                  RequestControl control,
+                  std::function<void(absl::StatusOr<InferResult>)> done) const;
+
   // Admission of this instance's requests, counted from their arrival at the server
   // to their answer, so that overload is refused before any work is spent on it: what
   // the workers run at once (model_workers x max_batch_size) plus a queue of at most
@@ -228,6 +251,9 @@ class Model {
   absl::Status RemoveHead(absl::string_view head);
 
   ModelInfo Info() const;
+
+  // Whether it has a head now (a model without one serves Embed only).
+  bool has_heads() const;
 
  private:
   struct HeadTable;

@@ -109,8 +109,6 @@ absl::Status ValidateModelConfig(const v1::ModelConfig& config) {
         "weights");
   }
   HEADWAY_RETURN_IF_ERROR(ValidateInputSpec(config.input()));
-  if (config.heads().empty())
-    return absl::InvalidArgumentError("model config has no heads");
   std::set<std::string> names;
   for (const v1::HeadConfig& head : config.heads()) {
     if (head.name().empty()) return absl::InvalidArgumentError("a head has no name");
@@ -193,7 +191,10 @@ absl::StatusOr<StoredModel> ReadStoredModel(const std::filesystem::path& model_d
   }
   if (input.mean().empty()) input.add_mean(0.0f);
   if (input.std().empty()) input.add_std(1.0f);
-  if (config.default_head().empty()) config.set_default_head(config.heads(0).name());
+  // A model without heads serves Embed only, until HotSwapHead adds its first head.
+  if (config.default_head().empty() && !config.heads().empty()) {
+    config.set_default_head(config.heads(0).name());
+  }
   if (config.limits().max_inputs_per_request() == 0) {
     config.mutable_limits()->set_max_inputs_per_request(kDefaultMaxInputsPerRequest);
   }

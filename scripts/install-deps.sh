@@ -25,6 +25,8 @@ packages=(
   curl
   # Training and exporting the bundled models, and the real data they train on.
   python3 python3-torch python3-torchvision python3-numpy python3-opencv opencv-doc
+  # Python clients of the server (the Open Inference Protocol test, the Python client).
+  python3-grpcio python3-protobuf
 )
 
 missing=()

@@ -22,7 +22,9 @@ HeadwayServer::HeadwayServer(const Options& options)
       gate_(options.max_requests_in_flight, options.metrics),
       inference_(options.registry, workers_.get(), &gate_, options.metrics),
       management_(options.registry, management_workers_.get(), &admin_, options.metrics,
-                  [this](const std::string& model, bool) { UpdateModelHealth(model); }) {}
+                  [this](const std::string& model, bool) { UpdateModelHealth(model); }),
+      open_inference_(options.registry, workers_.get(), &gate_, options.metrics,
+                      &management_, [this] { return ready_.load(); }) {}
 
 void HeadwayServer::UpdateModelHealth(const std::string& model) {
   if (server_ == nullptr) return;
@@ -58,6 +60,7 @@ absl::StatusOr<std::unique_ptr<HeadwayServer>> HeadwayServer::Start(
   builder.SetMaxSendMessageSize(options.max_message_bytes);
   builder.RegisterService(&server->inference_);
   builder.RegisterService(&server->management_);
+  builder.RegisterService(&server->open_inference_);
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || server->port_ == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", address));
@@ -74,10 +77,12 @@ absl::StatusOr<std::unique_ptr<HeadwayServer>> HeadwayServer::Start(
 void HeadwayServer::MarkServing() {
   for (const ModelRecord& record : registry_->Records()) UpdateModelHealth(record.name);
   server_->GetHealthCheckService()->SetServingStatus("", true);
+  ready_ = true;
 }
 
 void HeadwayServer::Drain() {
   if (server_ == nullptr) return;
+  ready_ = false;
   server_->GetHealthCheckService()->SetServingStatus(false);
 }
 

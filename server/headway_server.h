@@ -1,5 +1,6 @@
 // HeadwayServer: the gRPC server: Headway's inference and management services, the
-// standard gRPC health service and server reflection, over a ModelRegistry.
+// Open Inference Protocol (KServe v2) on the same port, the standard gRPC health
+// service and server reflection, over a ModelRegistry.
 //
 // Health: each model of the store (its name) says SERVING while an instance of it is
 // loaded (UpdateModelHealth, after every load, unload and store change); the whole
@@ -31,6 +32,7 @@
 #include "server/call_gate.h"
 #include "server/inference_service.h"
 #include "server/management_service.h"
+#include "server/open_inference_service.h"
 #include "server/server_metrics.h"
 #include "server/worker_pool.h"
 
@@ -98,7 +100,10 @@ class HeadwayServer {
   CallGate gate_;
   InferenceServiceImpl inference_;
   ManagementServiceImpl management_;
+  OpenInferenceServiceImpl open_inference_;
   std::unique_ptr<grpc::Server> server_;
+  // Between MarkServing and Drain (the Open Inference Protocol's ServerReady).
+  std::atomic<bool> ready_{false};
   int port_ = 0;
   std::atomic<bool> shut_down_{false};
 };

@@ -6,8 +6,8 @@
 // Failures are logged with the requested model and head in fields of their own;
 // client errors at a bounded rate (ClientErrorLog), server faults each.
 //
-// Every call passes the server's CallGate first (a bound on calls in flight, and the
-// shutdown's hold and refusal).
+// Every call takes ServeInference's path: the server's CallGate (a bound on calls in
+// flight, and the shutdown's hold and refusal), the model's admission, a worker.
 //
 // Thread-safe; the registry, pool, gate and metrics must outlive it.
 #ifndef HEADWAY_SERVER_INFERENCE_SERVICE_H_
@@ -17,6 +17,7 @@
 #include "model_store/model_registry.h"
 #include "server/call_gate.h"
 #include "server/client_error_log.h"
+#include "server/inference_call.h"
 #include "server/server_metrics.h"
 #include "server/worker_pool.h"
 
@@ -35,20 +36,17 @@ class InferenceServiceImpl final : public v1::InferenceService::CallbackService 
                                      v1::ClassifyResponse* response) override;
 
  private:
-  // One inference call: admission (gate, then model) on the gRPC thread, then on a
-  // worker the inputs' conversion and `start` (the model's async call), whose result
-  // `fill` writes into the response, returning the head that answered ("" for none).
+  // One inference call: ServeInference's admission, then on a worker the inputs'
+  // conversion and `start` (the model's async call), whose result `fill` writes into
+  // the response, returning the head that answered ("" for none).
   template <typename Result, typename Request, typename Start, typename Fill>
   grpc::ServerUnaryReactor* Serve(const char* rpc, grpc::CallbackServerContext* context,
                                   const Request* request,
                                   absl::string_view requested_head, Start start,
                                   Fill fill);
 
-  const ModelRegistry* registry_;
-  WorkerPool* workers_;
-  CallGate* gate_;
-  ServerMetrics* metrics_;
   ClientErrorLog errors_;
+  const InferenceServing serving_;
 };
 
 }  // namespace headway

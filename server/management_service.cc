@@ -141,25 +141,44 @@ grpc::ServerUnaryReactor* ManagementServiceImpl::RemoveHead(
   });
 }
 
+absl::StatusOr<std::shared_ptr<Model>> ManagementServiceImpl::Load(
+    const std::string& model_name, const std::string& device) {
+  const absl::Time start = absl::Now();
+  absl::StatusOr<std::shared_ptr<Model>> model = registry_->LoadModel(model_name, device);
+  const absl::Duration duration = absl::Now() - start;
+  metrics_->RecordModelLoad(KnownModel(*registry_, model_name), model.ok(), duration);
+  LogEvent(model.ok() ? LogLevel::kInfo : LogLevel::kWarning,
+           model.ok() ? "model_loaded" : "model_load_failed",
+           {{"model", model_name},
+            {"device", model.ok() ? (*model)->device() : device},
+            {"duration_ms", absl::StrCat(absl::ToDoubleMilliseconds(duration))},
+            {"message", std::string(model.status().message())}});
+  if (model.ok() && on_model_health_) on_model_health_((*model)->name(), true);
+  return model;
+}
+
+absl::StatusOr<std::vector<std::string>> ManagementServiceImpl::Unload(
+    const std::string& model, const std::string& device) {
+  absl::StatusOr<std::vector<std::string>> devices =
+      registry_->UnloadModel(model, device);
+  LogEvent(devices.ok() ? LogLevel::kInfo : LogLevel::kWarning,
+           devices.ok() ? "model_unloaded" : "model_unload_failed",
+           {{"model", model},
+            {"devices", devices.ok() ? absl::StrJoin(*devices, ",") : ""},
+            {"message", std::string(devices.status().message())}});
+  if (devices.ok() && on_model_health_) {
+    on_model_health_(model, !registry_->List(model).empty());
+  }
+  return devices;
+}
+
 grpc::ServerUnaryReactor* ManagementServiceImpl::LoadModel(
     grpc::CallbackServerContext* context, const v1::LoadModelRequest* request,
     v1::LoadModelResponse* response) {
   return DeferAdmin(context, "LoadModel", [this, request, response]() -> absl::Status {
-    const absl::Time start = absl::Now();
-    const absl::StatusOr<std::shared_ptr<Model>> model =
-        registry_->LoadModel(request->model(), request->device());
-    const absl::Duration duration = absl::Now() - start;
-    metrics_->RecordModelLoad(KnownModel(*registry_, request->model()), model.ok(),
-                              duration);
-    LogEvent(model.ok() ? LogLevel::kInfo : LogLevel::kWarning,
-             model.ok() ? "model_loaded" : "model_load_failed",
-             {{"model", request->model()},
-              {"device", model.ok() ? (*model)->device() : request->device()},
-              {"duration_ms", absl::StrCat(absl::ToDoubleMilliseconds(duration))},
-              {"message", std::string(model.status().message())}});
-    if (!model.ok()) return model.status();
-    FillModelStatus(**model, *response->mutable_status());
-    if (on_model_health_) on_model_health_((*model)->name(), true);
+    HEADWAY_ASSIGN_OR_RETURN(const std::shared_ptr<Model> model,
+                             Load(request->model(), request->device()));
+    FillModelStatus(*model, *response->mutable_status());
     return absl::OkStatus();
   });
 }
@@ -168,18 +187,9 @@ grpc::ServerUnaryReactor* ManagementServiceImpl::UnloadModel(
     grpc::CallbackServerContext* context, const v1::UnloadModelRequest* request,
     v1::UnloadModelResponse* response) {
   return DeferAdmin(context, "UnloadModel", [this, request, response]() -> absl::Status {
-    const absl::StatusOr<std::vector<std::string>> devices =
-        registry_->UnloadModel(request->model(), request->device());
-    LogEvent(devices.ok() ? LogLevel::kInfo : LogLevel::kWarning,
-             devices.ok() ? "model_unloaded" : "model_unload_failed",
-             {{"model", request->model()},
-              {"devices", devices.ok() ? absl::StrJoin(*devices, ",") : ""},
-              {"message", std::string(devices.status().message())}});
-    if (!devices.ok()) return devices.status();
-    for (const std::string& device : *devices) response->add_devices(device);
-    if (on_model_health_) {
-      on_model_health_(request->model(), !registry_->List(request->model()).empty());
-    }
+    HEADWAY_ASSIGN_OR_RETURN(const std::vector<std::string> devices,
+                             Unload(request->model(), request->device()));
+    for (const std::string& device : devices) response->add_devices(device);
     return absl::OkStatus();
   });
 }

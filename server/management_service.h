@@ -46,13 +46,20 @@ class ManagementServiceImpl final : public v1::ManagementService::CallbackServic
                                        const v1::ListModelsRequest* request,
                                        v1::ListModelsResponse* response) override;
 
- private:
-  // Checks that the caller is an admin, then runs `work` on the management pool and
-  // finishes the call with its status.
+  // For the RPCs of other protocols that manage models (the Open Inference Protocol's
+  // repository extension): checks that the caller is an admin, then runs `work` on
+  // the management pool and finishes the call with its status.
   grpc::ServerUnaryReactor* DeferAdmin(grpc::CallbackServerContext* context,
                                        const char* rpc,
                                        std::function<absl::Status()> work);
+  // LoadModel's and UnloadModel's work, logged, counted and told to the health
+  // service; run them on the management pool (DeferAdmin).
+  absl::StatusOr<std::shared_ptr<Model>> Load(const std::string& model,
+                                              const std::string& device);
+  absl::StatusOr<std::vector<std::string>> Unload(const std::string& model,
+                                                  const std::string& device);
 
+ private:
   ModelRegistry* registry_;
   WorkerPool* workers_;
   const AdminAuthorizer* admin_;

@@ -1,0 +1,73 @@
+#include "server/inference_call.h"
+
+#include <chrono>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "model_store/model_config.h"
+#include "model_store/server_fault.h"
+#include "server/event_log.h"
+#include "server/grpc_status.h"
+
+namespace headway {
+
+InferenceCall::InferenceCall(const char* rpc, grpc::ServerUnaryReactor* reactor,
+                             const InferenceServing& serving,
+                             absl::string_view requested_model,
+                             absl::string_view requested_head)
+    : rpc_(rpc),
+      reactor_(reactor),
+      serving_(serving),
+      requested_model_(requested_model),
+      requested_head_(requested_head),
+      start_(absl::Now()) {
+  serving_.metrics->RequestStarted();
+}
+
+void InferenceCall::Finish(const absl::Status& status, absl::string_view model,
+                           absl::string_view head) const {
+  if (finished_->exchange(true)) return;
+  const absl::Duration latency = absl::Now() - start_;
+  serving_.metrics->RequestFinished(rpc_, model, head, status.code(), latency);
+  if (!status.ok()) Log(status, latency);
+  if (admitted_ != nullptr) admitted_->Release();
+  serving_.gate->Release();
+  reactor_->Finish(ToGrpcStatus(status));
+}
+
+void InferenceCall::Log(const absl::Status& status, absl::Duration latency) const {
+  const bool server_fault = IsServerFault(status);
+  int64_t suppressed = 0;
+  if (!server_fault &&
+      !serving_.errors->ShouldLog(rpc_, status.code(), absl::Now(), suppressed)) {
+    return;
+  }
+  LogEvent(server_fault ? LogLevel::kError : LogLevel::kWarning,
+           server_fault ? "request_failed_server_fault" : "request_failed",
+           {{"rpc", rpc_},
+            {"model", EchoName(requested_model_)},
+            {"head", EchoName(requested_head_)},
+            {"code", absl::StatusCodeToString(status.code())},
+            {"duration_ms", absl::StrCat(absl::ToDoubleMilliseconds(latency))},
+            {"suppressed", absl::StrCat(suppressed)},
+            {"message", std::string(status.message())}});
+}
+
+RequestControl ControlOf(grpc::CallbackServerContext* context) {
+  RequestControl control;
+  if (context->deadline() != std::chrono::system_clock::time_point::max()) {
+    control.deadline = absl::FromChrono(context->deadline());
+  }
+  control.cancelled = [context] { return context->IsCancelled(); };
+  return control;
+}
+
+absl::Status Abandoned(const RequestControl& control) {
+  if (control.cancelled()) return absl::CancelledError("the request was cancelled");
+  if (absl::Now() > control.deadline) {
+    return absl::DeadlineExceededError("the request's deadline passed before it ran");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace headway
