@@ -124,6 +124,16 @@ absl::StatusOr<v1::UnloadModelResponse> HeadwayClient::UnloadModel(
       options_.admin_token);
 }
 
+absl::StatusOr<v1::GetModelMetadataResponse> HeadwayClient::GetModelMetadata(
+    const std::string& model) const {
+  v1::GetModelMetadataRequest request;
+  request.set_model(model);
+  return Invoke<v1::GetModelMetadataResponse>(
+      *channel_, options_, [&](auto* context, auto* response) {
+        return inference_->GetModelMetadata(context, request, response);
+      });
+}
+
 absl::StatusOr<v1::ListModelsResponse> HeadwayClient::ListModels(
     const std::string& model) const {
   v1::ListModelsRequest request;

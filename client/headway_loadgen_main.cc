@@ -5,6 +5,7 @@
 // and writes them as JSON with --json_out.
 #include <fstream>
 #include <iostream>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
@@ -13,6 +14,8 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "client/connection_flags.h"
 #include "client/headway_client.h"
@@ -34,35 +37,21 @@ ABSL_FLAG(int, channels, 1, "gRPC channels (connections) to spread calls over.")
 ABSL_FLAG(absl::Duration, timeout, absl::Seconds(30), "Deadline of each call.");
 ABSL_FLAG(std::vector<std::string>, images, {}, "Image files to send, comma separated.");
 ABSL_FLAG(std::string, tensor_shape, "",
-          "Send random float32 tensors of this shape (C,H,W) instead of images.");
+          "Send random float32 tensors of this shape (C,H,W) instead of images; with "
+          "neither, tensors of the model's input shape (from GetModelMetadata).");
 ABSL_FLAG(int, inputs_per_request, 1, "Inputs in each request.");
 ABSL_FLAG(std::string, json_out, "", "Write the report as JSON to this file.");
 ABSL_FLAG(bool, progress, true, "Show progress on stderr.");
 
 namespace {
 
-absl::StatusOr<std::vector<headway::v1::Input>> Inputs() {
-  std::vector<headway::v1::Input> inputs;
-  for (const std::string& file : absl::GetFlag(FLAGS_images)) {
-    absl::StatusOr<headway::v1::Input> input = headway::ImageInputFromFile(file);
-    if (!input.ok()) return input.status();
-    inputs.push_back(*std::move(input));
-  }
-  const std::string shape_text = absl::GetFlag(FLAGS_tensor_shape);
-  if (shape_text.empty()) return inputs;
-  std::vector<int64_t> shape;
+// Eight random float32 tensors of `shape`.
+std::vector<headway::v1::Input> RandomTensors(const std::vector<int64_t>& shape) {
   int64_t elements = 1;
-  for (absl::string_view part : absl::StrSplit(shape_text, ',')) {
-    int64_t d = 0;
-    if (!absl::SimpleAtoi(part, &d) || d <= 0) {
-      return absl::InvalidArgumentError(
-          "--tensor_shape must be positive integers, e.g. 3,224,224");
-    }
-    shape.push_back(d);
-    elements *= d;
-  }
+  for (int64_t d : shape) elements *= d;
   std::mt19937 random(7);
   std::normal_distribution<float> normal;
+  std::vector<headway::v1::Input> inputs;
   for (int variant = 0; variant < 8; ++variant) {
     std::vector<float> values(elements);
     for (float& v : values) v = normal(random);
@@ -74,6 +63,58 @@ absl::StatusOr<std::vector<headway::v1::Input>> Inputs() {
                     values.size() * sizeof(float));
     inputs.push_back(std::move(input));
   }
+  return inputs;
+}
+
+// The model's input shape [C, H, W], from the server's GetModelMetadata.
+absl::StatusOr<std::vector<int64_t>> ModelInputShape() {
+  headway::HeadwayClient::Options options;
+  options.target = absl::GetFlag(FLAGS_target);
+  options.tls = headway::TlsOptionsFromFlags();
+  options.timeout = absl::GetFlag(FLAGS_timeout);
+  absl::StatusOr<std::unique_ptr<headway::HeadwayClient>> client =
+      headway::HeadwayClient::Create(options);
+  if (!client.ok()) return client.status();
+  absl::StatusOr<headway::v1::GetModelMetadataResponse> metadata =
+      (*client)->GetModelMetadata(absl::GetFlag(FLAGS_model));
+  if (!metadata.ok()) {
+    return absl::Status(metadata.status().code(),
+                        absl::StrCat("reading the model's input shape (give --images or "
+                                     "--tensor_shape to skip it): ",
+                                     metadata.status().message()));
+  }
+  const headway::v1::InputSpec& input = metadata->input();
+  return std::vector<int64_t>{input.channels(), input.height(), input.width()};
+}
+
+absl::StatusOr<std::vector<headway::v1::Input>> Inputs() {
+  std::vector<headway::v1::Input> inputs;
+  for (const std::string& file : absl::GetFlag(FLAGS_images)) {
+    absl::StatusOr<headway::v1::Input> input = headway::ImageInputFromFile(file);
+    if (!input.ok()) return input.status();
+    inputs.push_back(*std::move(input));
+  }
+  const std::string shape_text = absl::GetFlag(FLAGS_tensor_shape);
+  if (shape_text.empty()) {
+    if (!inputs.empty()) return inputs;
+    absl::StatusOr<std::vector<int64_t>> shape = ModelInputShape();
+    if (!shape.ok()) return shape.status();
+    std::cerr << "headway_loadgen: sending random FLOAT32 tensors ["
+              << absl::StrJoin(*shape, ",")
+              << "], the model's input (GetModelMetadata)\n";
+    return RandomTensors(*shape);
+  }
+  std::vector<int64_t> shape;
+  for (absl::string_view part : absl::StrSplit(shape_text, ',')) {
+    int64_t d = 0;
+    if (!absl::SimpleAtoi(part, &d) || d <= 0) {
+      return absl::InvalidArgumentError(
+          "--tensor_shape must be positive integers, e.g. 3,224,224");
+    }
+    shape.push_back(d);
+  }
+  std::vector<headway::v1::Input> tensors = RandomTensors(shape);
+  inputs.insert(inputs.end(), tensors.begin(), tensors.end());
   return inputs;
 }
 

@@ -13,9 +13,11 @@
 //   headway load --model=digits [--device=cpu]
 //   headway unload --model=digits [--device=cpu]
 //   headway models
+//   headway describe [MODEL]
 //   headway health [SERVICE]
 #include <google/protobuf/util/json_util.h>
 
+#include <algorithm>
 #include <iostream>
 #include <map>
 #include <string>
@@ -69,6 +71,8 @@ constexpr char kUsage[] =
     "  unload --model=M [--device=D]                        unload a model's "
     "instance(s)\n"
     "  models                                               list models and heads\n"
+    "  describe [MODEL]                                     what a model takes and "
+    "gives\n"
     "  health [SERVICE]                                     gRPC health (exit 0 if "
     "SERVING)\n"
     "With a target naming several replicas (a comma-separated list, or a dns: name\n"
@@ -246,6 +250,72 @@ int Models(const HeadwayClient& client) {
   return 0;
 }
 
+std::string ShapeText(const google::protobuf::RepeatedField<int64_t>& shape) {
+  std::vector<std::string> dims;
+  for (int64_t dim : shape) dims.push_back(dim < 0 ? "*" : absl::StrCat(dim));
+  return absl::StrCat("[", absl::StrJoin(dims, ","), "]");
+}
+
+int Describe(const HeadwayClient& client, const std::vector<char*>& operands) {
+  const std::string model = operands.empty() ? absl::GetFlag(FLAGS_model) : operands[0];
+  absl::StatusOr<v1::GetModelMetadataResponse> response = client.GetModelMetadata(model);
+  if (!response.ok()) return Fail(response.status());
+  if (absl::GetFlag(FLAGS_json)) {
+    PrintJson(*response);
+    return 0;
+  }
+  const v1::InputSpec& input = response->input();
+  std::cout << absl::StrFormat("%s v%d  feature_dim=%d  %s\n", response->model(),
+                               response->version(), response->feature_dim(),
+                               response->backbone_format());
+  std::cout << absl::StrFormat(
+      "input: %d channel(s)%s, %dx%d (width x height), resize %s, mean [%s], std [%s]\n",
+      input.channels(),
+      input.channels() == 3
+          ? absl::StrCat(" ", v1::InputSpec::ColorOrder_Name(input.color_order()))
+          : "",
+      input.width(), input.height(), v1::InputSpec::Resize_Name(input.resize()),
+      absl::StrJoin(input.mean(), ", "), absl::StrJoin(input.std(), ", "));
+  std::cout << "accepts:\n";
+  for (const v1::AcceptedInput& accepted : response->accepted_inputs()) {
+    std::cout << "  " << accepted.kind();
+    if (accepted.kind() == "tensor") {
+      std::cout << " " << v1::DataType_Name(accepted.dtype()) << " "
+                << ShapeText(accepted.shape());
+    }
+    std::cout << ": " << accepted.description() << "\n";
+  }
+  std::cout << (response->heads().empty() ? "heads: none (serves embed only)\n"
+                                          : "heads:\n");
+  for (const v1::HeadMetadata& head : response->heads()) {
+    constexpr int kShown = 12;
+    std::vector<std::string> labels(
+        head.labels().begin(),
+        head.labels().begin() + std::min(head.labels_size(), kShown));
+    if (head.labels_size() > kShown) {
+      labels.push_back(absl::StrCat("... (", head.labels_size() - kShown, " more)"));
+    }
+    std::cout << absl::StrFormat("  %s v%d%s  %d classes: %s\n", head.name(),
+                                 head.version(), head.is_default() ? " (default)" : "",
+                                 head.num_classes(), absl::StrJoin(labels, ", "));
+  }
+  const v1::BatchingConfig& batching = response->batching();
+  std::cout << absl::StrFormat(
+      "batching: max_batch_size=%d max_queue_delay_us=%d model_workers=%d "
+      "max_inputs_per_request=%d\n",
+      batching.max_batch_size(), batching.max_queue_delay_us(), response->model_workers(),
+      response->max_inputs_per_request());
+  for (const v1::InstanceMetadata& instance : response->instances()) {
+    std::cout << "instance " << instance.device()
+              << (instance.optimized() ? "  optimized graph" : "")
+              << (instance.optimize_note().empty()
+                      ? ""
+                      : absl::StrCat("  (not optimized: ", instance.optimize_note(), ")"))
+              << "\n";
+  }
+  return 0;
+}
+
 int Health(const HeadwayClient& client, const std::vector<char*>& operands) {
   const std::string service = operands.empty() ? "" : operands[0];
   absl::StatusOr<grpc::health::v1::HealthCheckResponse::ServingStatus> status =
@@ -338,6 +408,7 @@ int main(int argc, char** argv) {
   if (command == "classify") return headway::Classify(**client, operands);
   if (command == "embed") return headway::Embed(**client, operands);
   if (command == "models") return headway::Models(**client);
+  if (command == "describe") return headway::Describe(**client, operands);
   if (command == "health") return headway::Health(**client, operands);
   std::cerr << "headway: unknown command \"" << command << "\"\n"
             << headway::kUsage << "\n";

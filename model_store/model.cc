@@ -572,8 +572,12 @@ absl::StatusOr<std::unique_ptr<PreparedHeadChange>> Model::PrepareHeadChange(
     }
   }
   for (const auto& [head_name, head] : next->heads) {
-    prepared->heads_.push_back({head_name, head->version(), head->num_classes(),
-                                head_name == next->default_head, head->digest()});
+    prepared->heads_.push_back({head_name,
+                                head->version(),
+                                head->num_classes(),
+                                head_name == next->default_head,
+                                head->digest(),
+                                {}});
   }
   prepared->table_ = std::move(next);
   return prepared;
@@ -638,7 +642,7 @@ ModelInfo Model::Info() const {
   info.optimize_note = load.optimize_note;
   for (const auto& [name, head] : table->heads) {
     info.heads.push_back({name, head->version(), head->num_classes(),
-                          name == table->default_head, head->digest()});
+                          name == table->default_head, head->digest(), head->labels()});
   }
   return info;
 }

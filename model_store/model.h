@@ -111,6 +111,8 @@ struct HeadInfo {
   int64_t num_classes = 0;
   bool is_default = false;
   std::string digest;  // of the head's content (HeadDigest)
+  // In class order; filled by Model::Info only.
+  std::vector<std::string> labels;
 };
 
 // A head change built, checked and warmed up for one model instance, not yet serving.

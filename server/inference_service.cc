@@ -3,6 +3,8 @@
 #include <memory>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
+#include "server/grpc_status.h"
 #include "server/request_inputs.h"
 
 namespace headway {
@@ -37,7 +39,78 @@ void FillClassify(const Model& model, const ClassifyResult& result,
   }
 }
 
+void FillModelMetadata(const Model& model,
+                       const std::vector<std::shared_ptr<Model>>& instances,
+                       v1::GetModelMetadataResponse& response) {
+  const ModelInfo info = model.Info();
+  const v1::ModelConfig& config = model.config();
+  response.set_model(info.name);
+  response.set_version(info.version);
+  response.set_feature_dim(static_cast<int32_t>(info.feature_dim));
+  *response.mutable_input() = config.input();
+  const v1::InputSpec& input = config.input();
+
+  v1::AcceptedInput& image = *response.add_accepted_inputs();
+  image.set_kind("image");
+  image.set_description(
+      input.resize() == v1::InputSpec::NONE
+          ? absl::StrCat("JPEG, PNG, BMP or WebP bytes, exactly ", input.width(), "x",
+                         input.height())
+          : "JPEG, PNG, BMP or WebP bytes, any size (resized as input.resize says)");
+  v1::AcceptedInput& pixels = *response.add_accepted_inputs();
+  pixels.set_kind("tensor");
+  pixels.set_dtype(v1::UINT8);
+  for (int64_t dim : {int64_t{-1}, int64_t{-1}, int64_t{-1}}) pixels.add_shape(dim);
+  pixels.set_description(
+      "pixels 0..255, [H, W, C] with C = 1 (grey) or 3 (RGB), or [H, W]; preprocessed "
+      "as a decoded image is");
+  v1::AcceptedInput& tensor = *response.add_accepted_inputs();
+  tensor.set_kind("tensor");
+  tensor.set_dtype(v1::FLOAT32);
+  for (int64_t dim : {input.channels(), input.height(), input.width()}) {
+    tensor.add_shape(dim);
+  }
+  tensor.set_description("a preprocessed model input; goes to the backbone unchanged");
+
+  for (const HeadInfo& head : info.heads) {
+    v1::HeadMetadata& out = *response.add_heads();
+    out.set_name(head.name);
+    out.set_version(head.version);
+    out.set_num_classes(static_cast<int32_t>(head.num_classes));
+    for (const std::string& label : head.labels) out.add_labels(label);
+    out.set_is_default(head.is_default);
+    out.set_digest(head.digest);
+    if (head.is_default) response.set_default_head(head.name);
+  }
+  *response.mutable_batching() = config.batching();
+  response.set_model_workers(config.model_workers());
+  response.set_max_inputs_per_request(config.limits().max_inputs_per_request());
+  response.set_backbone_format(info.backbone_format);
+  for (const std::shared_ptr<Model>& instance : instances) {
+    const ModelInfo instance_info = instance->Info();
+    v1::InstanceMetadata& out = *response.add_instances();
+    out.set_device(instance_info.device);
+    out.set_optimized(instance_info.optimized);
+    out.set_optimize_note(instance_info.optimize_note);
+  }
+}
+
 }  // namespace
+
+grpc::ServerUnaryReactor* InferenceServiceImpl::GetModelMetadata(
+    grpc::CallbackServerContext* context, const v1::GetModelMetadataRequest* request,
+    v1::GetModelMetadataResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  absl::StatusOr<std::shared_ptr<Model>> model =
+      serving_.registry->Find(request->model());
+  if (!model.ok()) {
+    reactor->Finish(ToGrpcStatus(model.status()));
+    return reactor;
+  }
+  FillModelMetadata(**model, serving_.registry->List((*model)->name()), *response);
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
 
 InferenceServiceImpl::InferenceServiceImpl(const ModelRegistry* registry,
                                            WorkerPool* workers, CallGate* gate,

@@ -1,7 +1,8 @@
-// InferenceServiceImpl: headway.v1.InferenceService (Embed, Classify) on gRPC's
-// callback API. A thin adapter: it converts wire messages to the core's types, looks
-// the model up in the registry and runs the request on the worker pool. It holds no
-// model state. Every call is counted in the metrics; failures are logged.
+// InferenceServiceImpl: headway.v1.InferenceService (Embed, Classify,
+// GetModelMetadata) on gRPC's callback API. A thin adapter: it converts wire messages
+// to the core's types, looks the model up in the registry and runs the request on the
+// worker pool (metadata answers on the gRPC thread). It holds no model state. Every
+// inference call is counted in the metrics; failures are logged.
 //
 // Failures are logged with the requested model and head in fields of their own;
 // client errors at a bounded rate (ClientErrorLog), server faults each.
@@ -31,6 +32,9 @@ class InferenceServiceImpl final : public v1::InferenceService::CallbackService 
   grpc::ServerUnaryReactor* Embed(grpc::CallbackServerContext* context,
                                   const v1::EmbedRequest* request,
                                   v1::EmbedResponse* response) override;
+  grpc::ServerUnaryReactor* GetModelMetadata(
+      grpc::CallbackServerContext* context, const v1::GetModelMetadataRequest* request,
+      v1::GetModelMetadataResponse* response) override;
   grpc::ServerUnaryReactor* Classify(grpc::CallbackServerContext* context,
                                      const v1::ClassifyRequest* request,
                                      v1::ClassifyResponse* response) override;

@@ -34,13 +34,29 @@ absl::Status Refuse(const InputTensor& input, absl::string_view problem) {
       absl::StrCat("input \"", EchoName(input.name()), "\": ", problem));
 }
 
-// The element count of `shape`, or an error for a negative or oversized dimension.
+// More inputs than any request may carry (each model has its own lower limit).
+constexpr int64_t kMaxBatch = 65536;
+
+// The element count of `shape`, or an error for a negative, empty or oversized
+// dimension.
 absl::StatusOr<int64_t> Elements(const InputTensor& input) {
+  if (input.shape().empty()) {
+    return Refuse(input, "has no shape (its first dimension is the batch)");
+  }
+  if (input.shape(0) > kMaxBatch) {
+    return Refuse(
+        input, absl::StrCat("batch dimension ", input.shape(0), " is over ", kMaxBatch));
+  }
   int64_t elements = 1;
-  for (int64_t dim : input.shape()) {
+  for (int i = 0; i < input.shape_size(); ++i) {
+    const int64_t dim = input.shape(i);
     if (dim < 0) {
       return Refuse(input, absl::StrCat("shape ", ShapeText(input.shape()),
                                         " has a negative dimension"));
+    }
+    if (dim == 0 && i > 0) {
+      return Refuse(input, absl::StrCat("shape ", ShapeText(input.shape()),
+                                        " has an empty dimension"));
     }
     if (dim > 0 && elements > kMaxElements / dim) {
       return Refuse(input, absl::StrCat("shape ", ShapeText(input.shape()),

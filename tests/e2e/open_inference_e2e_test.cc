@@ -1,6 +1,8 @@
-// End to end: the Open Inference Protocol (KServe v2) on the real server's gRPC port,
-// driven by a client generated from proto/inference/grpc_predict_v2.proto, checked
-// against headway.v1's answers for the same digits; embedding-only models.
+// End to end, the protocols a client meets: the Open Inference Protocol (KServe v2) on
+// the real server's gRPC port, driven by a client generated from
+// proto/inference/grpc_predict_v2.proto and checked against headway.v1's answers for
+// the same digits; headway.v1's model metadata (the RPC, `headway describe`, the load
+// generator's default inputs); embedding-only models.
 #include <gmock/gmock.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
@@ -400,6 +402,24 @@ TEST_F(OpenInferenceTest, BadRequestsGetTheProtocolsErrorsNamingTheProblem) {
        grpc::StatusCode::INVALID_ARGUMENT, "input 1"},
       {"negative dimension", [](auto& r) { r.mutable_inputs(0)->set_shape(0, -5); },
        grpc::StatusCode::INVALID_ARGUMENT, "negative dimension"},
+      {"a million empty pixel images",
+       [](auto& r) {
+         auto& input = *r.mutable_inputs(0);
+         input.set_datatype("UINT8");
+         input.clear_shape();
+         for (int dim : {1000000, 0, 20, 1}) input.add_shape(dim);
+         input.clear_contents();
+       },
+       grpc::StatusCode::INVALID_ARGUMENT, "batch dimension 1000000 is over 65536"},
+      {"empty item dimension",
+       [](auto& r) {
+         auto& input = *r.mutable_inputs(0);
+         input.set_datatype("UINT8");
+         input.clear_shape();
+         for (int dim : {2, 0, 20, 1}) input.add_shape(dim);
+         input.clear_contents();
+       },
+       grpc::StatusCode::INVALID_ARGUMENT, "has an empty dimension"},
       {"UINT8 over 255",
        [](auto& r) {
          auto& input = *r.mutable_inputs(0);
@@ -469,6 +489,58 @@ TEST_F(OpenInferenceTest, RepositoryExtensionLoadsAndUnloadsForAdminsOnly) {
   ASSERT_TRUE(client_->Call(&Stub::ModelReady, ready_request, &ready).ok());
   EXPECT_TRUE(ready.ready());
   EXPECT_TRUE(client_->Infer(PngRequest(false), &response).ok());
+}
+
+TEST_F(OpenInferenceTest, ModelMetadataSaysWhatTheModelTakesAndGives) {
+  absl::StatusOr<v1::GetModelMetadataResponse> metadata =
+      served_.client->GetModelMetadata("digits");
+  ASSERT_TRUE(metadata.ok()) << metadata.status();
+  EXPECT_EQ(metadata->model(), "digits");
+  EXPECT_EQ(metadata->version(), 1);
+  EXPECT_EQ(metadata->feature_dim(), 64);
+  EXPECT_EQ(metadata->input().channels(), 1);
+  EXPECT_EQ(metadata->input().height(), 20);
+  EXPECT_EQ(metadata->input().width(), 20);
+  EXPECT_EQ(metadata->input().resize(), v1::InputSpec::STRETCH);
+  ASSERT_EQ(metadata->input().mean_size(), 1);
+  EXPECT_FLOAT_EQ(metadata->input().mean(0), testing::DigitsMean());
+  ASSERT_EQ(metadata->accepted_inputs_size(), 3);
+  const v1::AcceptedInput& preprocessed = metadata->accepted_inputs(2);
+  EXPECT_EQ(preprocessed.dtype(), v1::FLOAT32);
+  EXPECT_EQ(
+      std::vector<int64_t>(preprocessed.shape().begin(), preprocessed.shape().end()),
+      std::vector<int64_t>({1, 20, 20}));
+  ASSERT_EQ(metadata->heads_size(), 1);
+  EXPECT_EQ(metadata->default_head(), "digit");
+  EXPECT_EQ(metadata->heads(0).num_classes(), 10);
+  ASSERT_EQ(metadata->heads(0).labels_size(), 10);
+  EXPECT_EQ(metadata->heads(0).labels(7), "7");
+  EXPECT_EQ(metadata->heads(0).digest().size(), 64u);
+  EXPECT_EQ(metadata->max_inputs_per_request(), 64);
+  ASSERT_EQ(metadata->instances_size(), 1);
+  EXPECT_EQ(metadata->instances(0).device(), "cpu");
+  EXPECT_EQ(served_.client->GetModelMetadata("nonexistent").status().code(),
+            absl::StatusCode::kNotFound);
+
+  const std::string target = served_.server->target();
+  std::string output;
+  EXPECT_EQ(testing::RunCommand(absl::StrCat(HEADWAY_CLI_BINARY, " --target=", target,
+                                             " describe digits"),
+                                &output),
+            0);
+  EXPECT_THAT(output, HasSubstr("digit v1 (default)  10 classes: 0, 1, 2"));
+  EXPECT_THAT(output, HasSubstr("tensor FLOAT32 [1,20,20]"));
+  // Given neither images nor a tensor shape, the load generator sends tensors of the
+  // model's input shape, read from the metadata, and every call succeeds.
+  output.clear();
+  EXPECT_EQ(testing::RunCommand(absl::StrCat(HEADWAY_LOADGEN_BINARY, " --target=", target,
+                                             " --requests=50 --warmup=0s "
+                                             "--concurrency=2 --progress=false 2>&1"),
+                                &output),
+            0)
+      << output;
+  EXPECT_THAT(output, HasSubstr("sending random FLOAT32 tensors [1,20,20]"));
+  EXPECT_THAT(output, HasSubstr("errors: none"));
 }
 
 // A model folder whose config has no heads: the digits backbone as a pure feature
