@@ -1,0 +1,180 @@
+"""End to end: the Python client (client/python/headway_client) and Python stubs of the
+Open Inference Protocol against the real headway_server on a free localhost port.
+
+Run by ctest: test_python_client.py SERVER_BINARY MODEL_STORE, with client/python on
+PYTHONPATH.
+"""
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+import cv2
+import numpy as np
+
+import headway_client
+from headway_client import HeadwayClient, HeadwayError
+from headway_client._proto.inference import grpc_predict_v2_pb2 as v2
+from headway_client._proto.inference import grpc_predict_v2_pb2_grpc as v2_grpc
+
+SERVER_BINARY = sys.argv[1] if len(sys.argv) > 1 else ""
+MODEL_STORE = pathlib.Path(sys.argv[2] if len(sys.argv) > 2 else "models")
+DIGITS_PNG = "/usr/share/doc/opencv-doc/examples/data/digits.png"
+# Held-out cells of digits.png (models/digits/eval/heldout.tsv) and their labels.
+CELLS = {2: 0, 1003: 2, 3507: 7}
+MEAN, STD = 0.1327, 0.291
+
+
+def digit_cell(index: int) -> np.ndarray:
+    sheet = cv2.imread(DIGITS_PNG, cv2.IMREAD_GRAYSCALE)
+    row, column = divmod(index, 100)
+    return np.ascontiguousarray(sheet[row * 20:(row + 1) * 20, column * 20:(column + 1) * 20])
+
+
+def png_bytes(pixels: np.ndarray) -> bytes:
+    ok, encoded = cv2.imencode(".png", pixels)
+    assert ok
+    return encoded.tobytes()
+
+
+class Server:
+    """headway_server on 127.0.0.1:0 over a copy of the model store, with an admin
+    token; stopped with SIGTERM."""
+
+    def __init__(self, store: pathlib.Path):
+        self.dir = pathlib.Path(tempfile.mkdtemp(prefix="headway-py-"))
+        self.token = f"python-test-token-{os.getpid()}"
+        (self.dir / "token").write_text(self.token + "\n")
+        self.log = open(self.dir / "server.log", "w+")
+        self.process = subprocess.Popen(
+            [SERVER_BINARY, "--host=127.0.0.1", "--port=0",
+             f"--port_file={self.dir / 'port'}", "--metrics_address=",
+             f"--model_store={store}", f"--admin_token_file={self.dir / 'token'}"],
+            stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 120
+        while "event=serving" not in (self.dir / "server.log").read_text():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("headway_server did not start: " +
+                                   (self.dir / "server.log").read_text())
+            time.sleep(0.05)
+        self.target = f"127.0.0.1:{(self.dir / 'port').read_text().strip()}"
+
+    def stop(self):
+        self.process.terminate()
+        self.process.wait(timeout=30)
+        self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class PythonClientTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.store = pathlib.Path(tempfile.mkdtemp(prefix="headway-py-store-"))
+        shutil.copytree(MODEL_STORE / "digits", cls.store / "digits")
+        cls.server = Server(cls.store)
+        cls.client = HeadwayClient(cls.server.target, timeout=60)
+        cls.admin = HeadwayClient(cls.server.target, timeout=60,
+                                  admin_token=cls.server.token)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.client.close()
+        cls.admin.close()
+        cls.server.stop()
+        shutil.rmtree(cls.store, ignore_errors=True)
+
+    def test_importing_the_client_leaves_grpcio_the_grpc_package(self):
+        import grpc
+        self.assertTrue(hasattr(grpc, "insecure_channel"))
+        self.assertNotIn("headway_client", grpc.__file__)
+        self.assertTrue(headway_client.__file__.endswith("__init__.py"))
+
+    def test_classify_and_embed_images_files_and_arrays_alike(self):
+        pixels = [digit_cell(cell) for cell in CELLS]
+        with tempfile.NamedTemporaryFile(suffix=".png") as file:
+            file.write(png_bytes(pixels[0]))
+            file.flush()
+            from_file = self.client.classify("digits", file.name, top_k=3)
+        self.assertEqual(from_file.head, "digit")
+        self.assertEqual(len(from_file.results), 1)
+        self.assertEqual(len(from_file.results[0].labels), 3)
+
+        from_bytes = self.client.classify("digits", [png_bytes(p) for p in pixels], top_k=1)
+        from_pixels = self.client.classify("digits", np.stack(pixels), top_k=1)
+        truth = [str(label) for label in CELLS.values()]
+        self.assertEqual([r.labels[0].label for r in from_bytes.results], truth)
+        self.assertEqual([r.labels[0].label for r in from_pixels.results], truth)
+        self.assertEqual(from_file.results[0].labels[0], from_bytes.results[0].labels[0])
+
+        embedded = self.client.embed("digits", np.stack(pixels))
+        self.assertEqual(embedded.embeddings.shape, (3, 64))
+        self.assertEqual(embedded.embeddings.dtype, np.float32)
+        # The same digit as a preprocessed float32 tensor [1, 20, 20] gives the same
+        # features.
+        tensor = ((pixels[1] / 255.0 - MEAN) / STD).astype(np.float32)[None]
+        from_tensor = self.client.embed("digits", tensor)
+        np.testing.assert_allclose(from_tensor.embeddings[0], embedded.embeddings[1],
+                                   atol=1e-4)
+        normalized = self.client.embed("digits", pixels[0], l2_normalize=True)
+        self.assertAlmostEqual(float(np.linalg.norm(normalized.embeddings[0])), 1.0,
+                               places=5)
+
+    def test_describe_health_and_models(self):
+        metadata = self.client.describe("digits")
+        self.assertEqual(metadata.feature_dim, 64)
+        self.assertEqual((metadata.input.channels, metadata.input.height,
+                          metadata.input.width), (1, 20, 20))
+        self.assertEqual(list(metadata.heads[0].labels), [str(d) for d in range(10)])
+        self.assertEqual(self.client.health(), "SERVING")
+        self.assertEqual(self.client.health("digits"), "SERVING")
+        self.assertEqual([m.name for m in self.client.models().models], ["digits"])
+
+    def test_errors_carry_the_servers_code_and_message(self):
+        with self.assertRaises(HeadwayError) as unknown:
+            self.client.classify("nonexistent", digit_cell(2))
+        self.assertEqual(unknown.exception.code.name, "NOT_FOUND")
+        self.assertIn("nonexistent", unknown.exception.message)
+        with self.assertRaises(HeadwayError) as garbage:
+            self.client.classify("digits", [png_bytes(digit_cell(2)), b"not an image"])
+        self.assertEqual(garbage.exception.code.name, "INVALID_ARGUMENT")
+        self.assertIn("input 1", garbage.exception.message)
+        with self.assertRaises(HeadwayError) as not_admin:
+            self.client.swap_head("digits", "parity", file="heads/parity.pt")
+        self.assertEqual(not_admin.exception.code.name, "UNAUTHENTICATED")
+        with self.assertRaises(ValueError):
+            self.client.embed("digits", np.zeros((20, 20), dtype=np.int64))
+
+    def test_swap_head_uploads_a_checkpoint_that_then_serves(self):
+        parity = (MODEL_STORE / "digits" / "heads" / "parity.pt").read_bytes()
+        swapped = self.admin.swap_head("digits", "evenodd", checkpoint=parity,
+                                       labels=["even", "odd"])
+        self.assertEqual(swapped.num_classes, 2)
+        result = self.client.classify("digits", digit_cell(3507), head="evenodd", top_k=1)
+        self.assertEqual(result.head, "evenodd")
+        self.assertEqual(result.results[0].labels[0].label, "odd")  # a 7
+
+    def test_open_inference_protocol_stubs_classify_as_the_readme_shows(self):
+        import grpc
+        with grpc.insecure_channel(self.server.target) as channel:
+            stub = v2_grpc.GRPCInferenceServiceStub(channel)
+            request = v2.ModelInferRequest(model_name="digits")
+            image = request.inputs.add(name="images", datatype="BYTES", shape=[1])
+            image.contents.bytes_contents.append(png_bytes(digit_cell(3507)))
+            top3 = request.outputs.add(name="probabilities")
+            top3.parameters["classification"].int64_param = 3
+            response = stub.ModelInfer(request, timeout=60)
+        elements = list(response.outputs[0].contents.bytes_contents)
+        print("ModelInfer classification:", elements)
+        self.assertEqual(response.outputs[0].datatype, "BYTES")
+        self.assertEqual(len(elements), 3)
+        score, index, label = elements[0].decode().split(":")
+        self.assertEqual((index, label), ("7", "7"))
+        self.assertGreater(float(score), 0.5)
+
+
+if __name__ == "__main__":
+    unittest.main(argv=[sys.argv[0], "-v"])
