@@ -49,7 +49,7 @@ COPY --from=build /out/bin/ /usr/local/bin/
 COPY --chown=headway:headway models /srv/headway/models
 USER headway
 WORKDIR /srv/headway
-EXPOSE 50051 8002
+EXPOSE 50051 8002 8000
 HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 \
   CMD ["headway", "--target=127.0.0.1:50051", "--timeout=2s", "health"]
 ENTRYPOINT ["headway_server", "--model_store=/srv/headway/models", "--port=50051", \

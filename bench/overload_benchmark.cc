@@ -44,6 +44,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
+#include "bench/bench_support.h"
 #include "client/headway_client.h"
 #include "client/load_generator.h"
 
@@ -77,30 +78,6 @@ ABSL_FLAG(std::vector<std::string>, server_flags, {},
 namespace headway {
 namespace {
 
-struct ServerRun {
-  pid_t pid = -1;
-  std::string target;
-};
-
-std::string CpuLine() {
-  std::ifstream cpuinfo("/proc/cpuinfo");
-  std::string line, model, flags;
-  while (std::getline(cpuinfo, line)) {
-    if (model.empty() && line.rfind("model name", 0) == 0)
-      model = line.substr(line.find(':') + 2);
-    if (flags.empty() && line.rfind("flags", 0) == 0)
-      flags = line.substr(line.find(':') + 2);
-  }
-  std::vector<std::string> wanted;
-  for (absl::string_view flag : absl::StrSplit(flags, ' ')) {
-    if (absl::StartsWith(flag, "avx") || flag == "fma" || flag == "amx_bf16") {
-      wanted.emplace_back(flag);
-    }
-  }
-  return absl::StrCat(model, " x", std::thread::hardware_concurrency(), " (",
-                      absl::StrJoin(wanted, " "), ")");
-}
-
 int64_t ResidentKb(pid_t pid) {
   std::ifstream status(absl::StrCat("/proc/", pid, "/status"));
   std::string line;
@@ -113,34 +90,6 @@ int64_t ResidentKb(pid_t pid) {
     }
   }
   return 0;
-}
-
-ServerRun StartServer(const std::filesystem::path& store,
-                      const std::filesystem::path& work) {
-  const std::filesystem::path port_file = work / "port";
-  std::vector<std::string> args = {
-      absl::GetFlag(FLAGS_server),         "--host=127.0.0.1",   "--port=0",
-      "--port_file=" + port_file.string(), "--metrics_address=", "--admin_open",
-      "--model_store=" + store.string()};
-  for (const std::string& flag : absl::GetFlag(FLAGS_server_flags)) args.push_back(flag);
-  ServerRun run;
-  run.pid = fork();
-  if (run.pid == 0) {
-    const std::string log = (work / "server.log").string();
-    freopen(log.c_str(), "w", stderr);
-    std::vector<char*> argv;
-    for (std::string& arg : args) argv.push_back(arg.data());
-    argv.push_back(nullptr);
-    execv(argv[0], argv.data());
-    _exit(127);
-  }
-  for (int i = 0; i < 600 && !std::filesystem::exists(port_file); ++i) {
-    absl::SleepFor(absl::Milliseconds(100));
-  }
-  std::string port;
-  std::ifstream(port_file) >> port;
-  run.target = absl::StrCat("127.0.0.1:", port);
-  return run;
 }
 
 LoadOptions BaseLoad(const std::string& target) {
@@ -203,8 +152,8 @@ struct OverloadFigures {
 // Offers `rate` calls/s open loop; meanwhile samples the server's memory, then probes
 // from the moment the offered load stops until a call is answered within
 // `normal_ms`.
-OverloadFigures Overload(const ServerRun& server, double rate, absl::Duration timeout,
-                         double normal_ms) {
+OverloadFigures Overload(const bench::ServerRun& server, double rate,
+                         absl::Duration timeout, double normal_ms) {
   LoadOptions load = BaseLoad(server.target);
   load.rate = rate;
   load.poisson = true;
@@ -334,7 +283,8 @@ int Main() {
   std::ofstream(store / model / "config.pbtxt", std::ios::app)
       << "\n"
       << absl::GetFlag(FLAGS_config_append) << "\n";
-  const ServerRun server = StartServer(store, work);
+  const bench::ServerRun server = bench::StartServer(
+      absl::GetFlag(FLAGS_server), store, work, absl::GetFlag(FLAGS_server_flags));
   {
     HeadwayClient::Options options;
     options.target = server.target;
@@ -377,7 +327,7 @@ int Main() {
   waitpid(server.pid, &status, 0);
   const double shutdown_ms = absl::ToDoubleMilliseconds(absl::Now() - signalled);
 
-  std::cout << "CPU: " << CpuLine() << "\n";
+  std::cout << "CPU: " << bench::CpuLine() << "\n";
   std::cout << absl::StrFormat(
       "Model %s, float32 %s inputs; overload %.0fx capacity (%.0f calls/s offered, "
       "Poisson) for %s; config added: %s; server flags: %s\n\n",

@@ -21,10 +21,11 @@ CC=clang-14 CXX=clang++-14 HEADWAY_BUILD_DIR=$build_dir scripts/build.sh \
 
 # Seed corpora: the bundled model's files and images, and requests encoded by protoc.
 seeds=$build_dir/seeds
-rm -rf "$seeds" && mkdir -p "$seeds"/{fuzz_request,fuzz_preprocess,fuzz_model_config,fuzz_checkpoint}
+rm -rf "$seeds" && mkdir -p "$seeds"/{fuzz_request,fuzz_preprocess,fuzz_model_config,fuzz_checkpoint,fuzz_http_json}
 cp models/digits/config.pbtxt fuzz/seeds/model_config/* "$seeds/fuzz_model_config/"
 cp models/digits/heads/*.pt tests/data/*.pt fuzz/seeds/checkpoints/*.pt "$seeds/fuzz_checkpoint/"
 cp fuzz/seeds/images/* "$seeds/fuzz_preprocess/"
+cp fuzz/seeds/http_json/* "$seeds/fuzz_http_json/"
 for request in fuzz/seeds/requests/*.textproto; do
   protoc --proto_path=proto --encode=headway.v1.ClassifyRequest headway/v1/inference.proto \
     <"$request" >"$seeds/fuzz_request/$(basename "$request" .textproto).bin"
@@ -33,7 +34,7 @@ done
 mkdir -p "$build_dir/crashes"
 export ASAN_OPTIONS=detect_leaks=0:detect_container_overflow=0
 failed=0
-for target in fuzz_request fuzz_preprocess fuzz_model_config fuzz_checkpoint; do
+for target in fuzz_request fuzz_preprocess fuzz_model_config fuzz_checkpoint fuzz_http_json; do
   corpus=$build_dir/corpus/$target
   mkdir -p "$corpus"
   echo "== $target: ${seconds}s"

@@ -47,6 +47,7 @@ absl::StatusOr<std::unique_ptr<HeadwayServer>> HeadwayServer::Start(
     return absl::InvalidArgumentError("a server needs a model registry and metrics");
   }
   std::unique_ptr<HeadwayServer> server(new HeadwayServer(options));
+  server->max_message_bytes_ = options.max_message_bytes;
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -102,6 +103,13 @@ void HeadwayServer::Shutdown(absl::Duration grace) {
   absl::SleepFor(absl::Milliseconds(20));
   gate_.RefuseAll();
   stopping.join();
+}
+
+std::shared_ptr<grpc::Channel> HeadwayServer::InProcessChannel() const {
+  grpc::ChannelArguments arguments;
+  arguments.SetMaxReceiveMessageSize(max_message_bytes_);
+  arguments.SetMaxSendMessageSize(max_message_bytes_);
+  return server_->InProcessChannel(arguments);
 }
 
 void HeadwayServer::Wait() {

@@ -90,6 +90,10 @@ class HeadwayServer {
   // Blocks until the server has shut down.
   void Wait();
 
+  // A channel to this server's services that stays inside the process (no socket, no
+  // TLS), for the HTTP gateway.
+  std::shared_ptr<grpc::Channel> InProcessChannel() const;
+
  private:
   explicit HeadwayServer(const Options& options);
 
@@ -106,6 +110,7 @@ class HeadwayServer {
   std::atomic<bool> ready_{false};
   int port_ = 0;
   std::atomic<bool> shut_down_{false};
+  int max_message_bytes_ = 0;
 };
 
 }  // namespace headway

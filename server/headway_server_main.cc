@@ -28,6 +28,7 @@
 #include "model_store/torch_runtime.h"
 #include "server/event_log.h"
 #include "server/headway_server.h"
+#include "server/http_gateway.h"
 #include "server/server_metrics.h"
 #include "server/tls.h"
 
@@ -80,6 +81,18 @@ ABSL_FLAG(std::string, metrics_port_file, "",
           "If set, the bound metrics port is written to this file.");
 
 // Transport security.
+ABSL_FLAG(int, http_port, 8000,
+          "HTTP/JSON port (the Open Inference Protocol's REST form and Headway's API as "
+          "JSON) on --host; 0 turns it off.");
+ABSL_FLAG(std::string, http_port_file, "",
+          "If set, the bound HTTP port is written to this file once it listens.");
+ABSL_FLAG(int, http_threads, 16,
+          "HTTP connections served at once; more wait in the listen queue.");
+ABSL_FLAG(int64_t, http_max_body_bytes, int64_t{64} << 20,
+          "Largest HTTP request body; a longer one is refused (413) before it is read.");
+ABSL_FLAG(absl::Duration, http_request_timeout, absl::Seconds(30),
+          "Time for an HTTP request's headers and body to arrive (slow or half-sent "
+          "requests are answered 408 or dropped).");
 ABSL_FLAG(std::string, tls_cert_file, "", "PEM server certificate chain; set means TLS.");
 ABSL_FLAG(std::string, tls_key_file, "", "PEM private key of --tls_cert_file.");
 ABSL_FLAG(std::string, tls_client_ca_file, "",
@@ -307,6 +320,27 @@ int Serve() {
        {"torch_threads", absl::StrCat(headway::TorchThreads())}});
   // Health answers NOT_SERVING from here until every model is loaded and warmed up.
   WritePortFile(absl::GetFlag(FLAGS_port_file), (*server)->port());
+  std::unique_ptr<headway::HttpGateway> http;
+  if (const int http_port = absl::GetFlag(FLAGS_http_port); http_port != 0) {
+    if (!absl::GetFlag(FLAGS_tls_cert_file).empty()) {
+      return Fail(absl::InvalidArgumentError(
+          "HTTP with TLS is not supported yet: with --tls_cert_file, give --http_port=0 "
+          "(and terminate TLS for HTTP in front of the server)"));
+    }
+    headway::HttpGateway::Options http_options;
+    http_options.host = options.host;
+    http_options.port = http_port;
+    http_options.threads = absl::GetFlag(FLAGS_http_threads);
+    http_options.max_body_bytes = absl::GetFlag(FLAGS_http_max_body_bytes);
+    http_options.request_timeout = absl::GetFlag(FLAGS_http_request_timeout);
+    absl::StatusOr<std::unique_ptr<headway::HttpGateway>> gateway =
+        headway::HttpGateway::Start(http_options, (*server)->InProcessChannel());
+    if (!gateway.ok()) return Fail(gateway.status());
+    http = *std::move(gateway);
+    headway::LogEvent(headway::LogLevel::kInfo, "http_listening",
+                      {{"address", absl::StrCat(options.host, ":", http->port())}});
+    WritePortFile(absl::GetFlag(FLAGS_http_port_file), http->port());
+  }
 
   // Each model serves as soon as it is warm; the server says SERVING once every model
   // the store held at start serves or has failed. Then the store is followed.
@@ -369,6 +403,7 @@ int Serve() {
   absl::SleepFor(drain_delay);
   (*server)->Shutdown(grace);
   (*server)->Wait();
+  http.reset();  // its requests in progress were answered by the stopped services
   follower.reset();
   server->reset();
   metrics.StopExposing();  // before the registry it reads goes away

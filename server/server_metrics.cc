@@ -23,6 +23,7 @@
 #include "model_store/device.h"
 #include "model_store/model_registry.h"
 #include "model_store/store/content_digest.h"
+#include "server/listener_waker.h"
 
 namespace headway {
 namespace {
@@ -30,28 +31,6 @@ namespace {
 using prometheus::ClientMetric;
 using prometheus::MetricFamily;
 using prometheus::MetricType;
-
-// Opens a TCP connection to `host` ("0.0.0.0" and "[::]" meaning this machine) and
-// `port`, and closes it; errors are ignored.
-void ConnectAndClose(std::string host, int port) {
-  if (host.empty() || host == "0.0.0.0") host = "127.0.0.1";
-  if (host == "[::]" || host == "::") host = "::1";
-  if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
-    host = host.substr(1, host.size() - 2);
-  }
-  addrinfo hints{};
-  hints.ai_socktype = SOCK_STREAM;
-  addrinfo* addresses = nullptr;
-  if (getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &addresses) != 0) {
-    return;
-  }
-  const int fd = socket(addresses->ai_family, SOCK_STREAM, 0);
-  if (fd >= 0) {
-    connect(fd, addresses->ai_addr, addresses->ai_addrlen);
-    close(fd);
-  }
-  freeaddrinfo(addresses);
-}
 
 const prometheus::Histogram::BucketBoundaries& LatencyBuckets() {
   static const auto* buckets = new prometheus::Histogram::BucketBoundaries{
@@ -275,19 +254,9 @@ absl::StatusOr<int> ServerMetrics::Expose(const std::string& address) {
 
 void ServerMetrics::StopExposing() {
   if (impl_->exposer == nullptr) return;
-  // The exposer's HTTP server (civetweb) looks at its stop flag only between polls of
-  // its listening socket, 2 s apart: connections to the port wake it while it stops.
   const std::vector<int> ports = impl_->exposer->GetListeningPorts();
-  std::atomic<bool> stopped{false};
-  std::thread waker([&] {
-    while (!stopped.load()) {
-      if (!ports.empty()) ConnectAndClose(impl_->exposed_host, ports.front());
-      absl::SleepFor(absl::Milliseconds(5));
-    }
-  });
-  impl_->exposer.reset();
-  stopped.store(true);
-  waker.join();
+  StopWhileWaking(impl_->exposed_host, ports.empty() ? 0 : ports.front(),
+                  [this] { impl_->exposer.reset(); });
 }
 
 void ServerMetrics::AttachRegistry(const ModelRegistry* registry) {

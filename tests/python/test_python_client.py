@@ -52,7 +52,7 @@ class Server:
         self.log = open(self.dir / "server.log", "w+")
         self.process = subprocess.Popen(
             [SERVER_BINARY, "--host=127.0.0.1", "--port=0",
-             f"--port_file={self.dir / 'port'}", "--metrics_address=",
+             f"--port_file={self.dir / 'port'}", "--metrics_address=", "--http_port=0",
              f"--model_store={store}", f"--admin_token_file={self.dir / 'token'}"],
             stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 120

@@ -16,7 +16,9 @@
 #include <thread>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 
 namespace headway::testing {
@@ -79,6 +81,12 @@ absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::Launch(
     std::ofstream(token_file) << server->admin_token_ << "\n";
     args.push_back("--admin_token_file=" + token_file.string());
   }
+  // HTTP is off unless a test asks for it (its default port would be shared).
+  if (std::none_of(extra_flags.begin(), extra_flags.end(), [](const std::string& flag) {
+        return absl::StartsWith(flag, "--http_port=");
+      })) {
+    args.push_back("--http_port=0");
+  }
   args.insert(args.end(), extra_flags.begin(), extra_flags.end());
   if (unprivileged) {
     args.insert(args.begin(), {"/usr/bin/setpriv", "--reuid=65534", "--regid=65534",
@@ -135,24 +143,27 @@ int ServerProcess::Stop() {
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
-absl::StatusOr<std::string> HttpGet(int port, const std::string& path) {
+absl::StatusOr<HttpReply> HttpExchange(int port, const std::string& request,
+                                       absl::Duration timeout) {
   const int fd = socket(AF_INET, SOCK_STREAM, 0);
   if (fd < 0) return absl::InternalError("socket failed");
   sockaddr_in address{};
   address.sin_family = AF_INET;
   address.sin_port = htons(static_cast<uint16_t>(port));
   address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  timeval timeout{10, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
+  const timeval wait = absl::ToTimeval(timeout);
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof(wait));
   if (connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0) {
     close(fd);
     return absl::UnavailableError(absl::StrCat("cannot connect to 127.0.0.1:", port));
   }
-  const std::string request =
-      absl::StrCat("GET ", path, " HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
-  if (send(fd, request.data(), request.size(), 0) < 0) {
-    close(fd);
-    return absl::UnavailableError("send failed");
+  // A server may answer (and close) before the whole request is sent.
+  size_t sent = 0;
+  while (sent < request.size()) {
+    const ssize_t n =
+        send(fd, request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
+    if (n <= 0) break;
+    sent += static_cast<size_t>(n);
   }
   std::string response;
   char buffer[8192];
@@ -165,11 +176,27 @@ absl::StatusOr<std::string> HttpGet(int port, const std::string& path) {
   if (!absl::StartsWith(response, "HTTP/1.") || body == std::string::npos) {
     return absl::UnavailableError(absl::StrCat("no HTTP response from port ", port));
   }
+  HttpReply reply;
   const std::string status_line = response.substr(0, response.find("\r\n"));
-  if (!absl::StrContains(status_line, " 200 ")) {
-    return absl::UnavailableError(absl::StrCat("GET ", path, ": ", status_line));
+  std::vector<std::string> parts = absl::StrSplit(status_line, absl::MaxSplits(' ', 2));
+  if (parts.size() < 2 || !absl::SimpleAtoi(parts[1], &reply.status)) {
+    return absl::UnavailableError(absl::StrCat("bad status line: ", status_line));
   }
-  return response.substr(body + 4);
+  reply.headers = response.substr(0, body);
+  reply.body = response.substr(body + 4);
+  return reply;
+}
+
+absl::StatusOr<std::string> HttpGet(int port, const std::string& path) {
+  absl::StatusOr<HttpReply> reply = HttpExchange(
+      port, absl::StrCat("GET ", path, " HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n"),
+      absl::Seconds(10));
+  if (!reply.ok()) return reply.status();
+  if (reply->status != 200) {
+    return absl::UnavailableError(absl::StrCat(
+        "GET ", path, ": ", reply->headers.substr(0, reply->headers.find("\r\n"))));
+  }
+  return reply->body;
 }
 
 int FreePort() {

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 
 namespace headway::testing {
 
@@ -62,6 +63,17 @@ class ServerProcess {
 // An HTTP/1.0 GET of `path` from 127.0.0.1:`port`: the response body, or an error
 // naming the status line.
 absl::StatusOr<std::string> HttpGet(int port, const std::string& path);
+
+struct HttpReply {
+  int status = 0;
+  std::string headers;  // the status line and headers
+  std::string body;
+};
+
+// Sends `request` (raw bytes) to 127.0.0.1:`port` and reads the reply until the server
+// closes the connection, each read waiting at most `timeout`.
+absl::StatusOr<HttpReply> HttpExchange(int port, const std::string& request,
+                                       absl::Duration timeout);
 
 // A port free on 127.0.0.1 now (bound to 0 and released).
 int FreePort();

@@ -1,0 +1,30 @@
+// Fuzzes the HTTP/JSON request decoding: the Open Inference Protocol's REST form
+// (ParseInferRequestJson, then the model-input and output mapping a request goes
+// through) and headway.v1 bodies in protobuf's JSON mapping.
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "headway/v1/inference.pb.h"
+#include "headway/v1/management.pb.h"
+#include "server/http_json.h"
+#include "server/open_inference_tensors.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  const std::string body(reinterpret_cast<const char*>(data), size);
+  absl::StatusOr<inference::ModelInferRequest> request =
+      headway::ParseInferRequestJson(body);
+  if (request.ok()) {
+    headway::v1::InputSpec spec;
+    spec.set_channels(1);
+    spec.set_height(20);
+    spec.set_width(20);
+    headway::ToOpenInferenceInputs(*request, spec).status().IgnoreError();
+    headway::ToOpenInferenceOutputs(*request, true).status().IgnoreError();
+  }
+  headway::v1::ClassifyRequest classify;
+  headway::ParseMessageJson(body, classify).IgnoreError();
+  headway::v1::HotSwapHeadRequest swap;
+  headway::ParseMessageJson(body, swap).IgnoreError();
+  return 0;
+}

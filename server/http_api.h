@@ -1,0 +1,92 @@
+// HttpApi: Headway's HTTP/JSON API, independent of the HTTP server that carries it.
+// Each request is routed, its JSON body decoded (http_json.h), and sent as the gRPC
+// call it stands for to the server's own services over `channel` (the server's
+// in-process channel): admission, limits, batching, metrics, admin checks (the
+// Authorization header travels as gRPC metadata) and error messages are gRPC's. The
+// status maps to an HTTP status with a JSON body {"error": ..., "code": ...}.
+//
+// Routes (the Open Inference Protocol's REST form, then headway.v1 as JSON):
+//   GET  /v2/health/live, /v2/health/ready             200, or 503 when not ready
+//   GET  /v2                                            server metadata
+//   GET  /v2/models/{m}[/versions/{v}]                  model metadata
+//   GET  /v2/models/{m}[/versions/{v}]/ready            200, or 503 when not ready
+//   POST /v2/models/{m}[/versions/{v}]/infer            inference
+//   POST /v2/repository/index                           every model and its state
+//   POST /v2/repository/models/{m}/load, .../unload     admin
+//   GET  /v1/models                                     ListModels
+//   GET  /v1/models/{m}                                 GetModelMetadata
+//   POST /v1/models/{m}:embed, /v1/models/{m}:classify  EmbedRequest, ClassifyRequest
+//   POST /v1/models/{m}:load, /v1/models/{m}:unload     admin (LoadModelRequest body)
+//   POST /v1/models/{m}/heads/{h}:swap                  admin (HotSwapHeadRequest body)
+//   DELETE /v1/models/{m}/heads/{h}[?persist=true]      admin
+// The model (and head) in the path win over any in the body. Other paths are 404,
+// other methods 405 (with Allow), a POST body that is not JSON 415.
+//
+// Thread-safe (gRPC stubs are); the channel may be shared.
+#ifndef HEADWAY_SERVER_HTTP_API_H_
+#define HEADWAY_SERVER_HTTP_API_H_
+
+#include <grpcpp/channel.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "headway/v1/inference.grpc.pb.h"
+#include "headway/v1/management.grpc.pb.h"
+#include "inference/grpc_predict_v2.grpc.pb.h"
+
+namespace headway {
+
+struct HttpRequest {
+  std::string method;  // "GET", "POST", ...
+  std::string path;    // URL-decoded, without the query
+  std::string query;
+  std::string content_type;
+  std::string authorization;
+  std::string body;
+};
+
+struct HttpResponse {
+  int status = 200;
+  std::string body;   // JSON
+  std::string allow;  // for 405: the methods the path takes
+};
+
+// The HTTP status for a gRPC status code (Google's API mapping: INVALID_ARGUMENT 400,
+// NOT_FOUND 404, RESOURCE_EXHAUSTED 429, UNAVAILABLE 503, ...).
+int HttpStatusOf(absl::StatusCode code);
+
+// A response carrying `status` as {"error": ..., "code": ...}.
+HttpResponse ErrorResponse(const absl::Status& status);
+
+class HttpApi {
+ public:
+  // Each forwarded call has `call_timeout` as its deadline.
+  HttpApi(std::shared_ptr<grpc::Channel> channel, absl::Duration call_timeout);
+
+  HttpResponse Handle(const HttpRequest& request) const;
+
+ private:
+  HttpResponse HandleV2(const HttpRequest& request,
+                        const std::vector<std::string>& path) const;
+  HttpResponse HandleV1(const HttpRequest& request,
+                        const std::vector<std::string>& path) const;
+
+  // Runs a unary call of `stub` with the request's credential and the deadline.
+  template <typename Response, typename Stub, typename Request, typename Method>
+  absl::StatusOr<Response> Call(Stub& stub, Method method, const Request& request,
+                                const HttpRequest& http) const;
+
+  std::unique_ptr<v1::InferenceService::Stub> inference_;
+  std::unique_ptr<v1::ManagementService::Stub> management_;
+  std::unique_ptr<inference::GRPCInferenceService::Stub> open_inference_;
+  const absl::Duration call_timeout_;
+};
+
+}  // namespace headway
+
+#endif  // HEADWAY_SERVER_HTTP_API_H_

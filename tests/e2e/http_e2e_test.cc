@@ -1,0 +1,311 @@
+// End to end: the real server's HTTP/JSON port, spoken to over raw sockets as curl
+// would: the Open Inference Protocol's REST endpoints and headway.v1 as JSON give the
+// answers gRPC gives; management needs the bearer token; bad HTTP gets a 4xx with a
+// JSON error body (malformed JSON, wrong content type or method, unknown path, bodies
+// over the limit refused before they are read, half-sent bodies, idle connections),
+// and the server serves on.
+#include <gmock/gmock.h>
+#include <google/protobuf/struct.pb.h>
+#include <google/protobuf/util/json_util.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <vector>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "client/headway_client.h"
+#include "tests/support/digits_data.h"
+#include "tests/support/served.h"
+
+namespace headway {
+namespace {
+
+using google::protobuf::Struct;
+using google::protobuf::Value;
+using ::testing::HasSubstr;
+
+constexpr int kSeven = 3507;  // a 7 of digits.png
+constexpr int kMaxBody = 200000;
+
+std::string Request(const std::string& method, const std::string& path,
+                    const std::string& body = "",
+                    const std::string& content_type = "application/json",
+                    const std::string& authorization = "") {
+  std::string request =
+      absl::StrCat(method, " ", path, " HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+  if (!body.empty()) {
+    absl::StrAppend(&request, "Content-Type: ", content_type,
+                    "\r\nContent-Length: ", body.size(), "\r\n");
+  }
+  if (!authorization.empty())
+    absl::StrAppend(&request, "Authorization: ", authorization, "\r\n");
+  return absl::StrCat(request, "\r\n", body);
+}
+
+Struct ParseJson(const std::string& json) {
+  Struct parsed;
+  EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(json, &parsed).ok()) << json;
+  return parsed;
+}
+
+std::string Base64Png(int cell) {
+  return absl::Base64Escape(testing::EncodePng(testing::DigitCell(cell)));
+}
+
+class HttpTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    http_port_ = testing::FreePort();
+    served_ = testing::Serve(
+        testing::ModelStore(),
+        {absl::StrCat("--http_port=", http_port_), "--http_request_timeout=1s",
+         absl::StrCat("--http_max_body_bytes=", kMaxBody), "--http_threads=4"});
+    ASSERT_NE(served_.client, nullptr);
+  }
+
+  testing::HttpReply Send(const std::string& request) {
+    absl::StatusOr<testing::HttpReply> reply =
+        testing::HttpExchange(http_port_, request, absl::Seconds(30));
+    EXPECT_TRUE(reply.ok()) << reply.status();
+    return reply.ok() ? *reply : testing::HttpReply();
+  }
+
+  std::string Bearer() const {
+    return absl::StrCat("Bearer ", served_.server->admin_token());
+  }
+
+  int http_port_ = 0;
+  testing::Served served_;
+};
+
+TEST_F(HttpTest, OpenInferenceProtocolRestGivesGrpcsAnswers) {
+  EXPECT_EQ(Send(Request("GET", "/v2/health/live")).status, 200);
+  testing::HttpReply ready = Send(Request("GET", "/v2/health/ready"));
+  EXPECT_EQ(ready.status, 200);
+  EXPECT_THAT(ready.headers, HasSubstr("Content-Type: application/json"));
+  EXPECT_EQ(Send(Request("GET", "/v2/models/digits/ready")).status, 200);
+  EXPECT_EQ(
+      ParseJson(Send(Request("GET", "/v2")).body).fields().at("name").string_value(),
+      "headway");
+  const Struct metadata = ParseJson(Send(Request("GET", "/v2/models/digits")).body);
+  const Value& input = metadata.fields().at("inputs").list_value().values(0);
+  EXPECT_EQ(
+      input.struct_value().fields().at("shape").list_value().values(1).number_value(), 1);
+
+  // BYTES: base64 PNGs, top 2 by the classification extension.
+  const std::string infer = absl::StrCat(
+      R"({"id": "r1", "inputs": [{"name": "images", "shape": [1], "datatype": "BYTES", )",
+      R"("data": [")", Base64Png(kSeven),
+      R"("]}], "outputs": [{"name": "probabilities", )",
+      R"("parameters": {"classification": 2}}]})");
+  testing::HttpReply classified = Send(Request("POST", "/v2/models/digits/infer", infer));
+  ASSERT_EQ(classified.status, 200) << classified.body;
+  const Struct response = ParseJson(classified.body);
+  EXPECT_EQ(response.fields().at("id").string_value(), "r1");
+  EXPECT_EQ(response.fields().at("model_version").string_value(), "1");
+  const auto& output =
+      response.fields().at("outputs").list_value().values(0).struct_value();
+  EXPECT_EQ(output.fields().at("datatype").string_value(), "BYTES");
+  const std::string best =
+      output.fields().at("data").list_value().values(0).string_value();
+  EXPECT_THAT(best, ::testing::EndsWith(":7:7"));
+
+  // FP32 [1,1,20,20], nested row-major data: the embedding gRPC's Embed gives.
+  const cv::Mat digit = testing::DigitCell(kSeven);
+  std::string rows;
+  for (int y = 0; y < 20; ++y) {
+    std::vector<std::string> row;
+    for (int x = 0; x < 20; ++x) {
+      row.push_back(
+          absl::StrCat((digit.at<uint8_t>(y, x) / 255.0f - testing::DigitsMean()) /
+                       testing::DigitsStd()));
+    }
+    absl::StrAppend(&rows, y == 0 ? "" : ",", "[", absl::StrJoin(row, ","), "]");
+  }
+  const std::string tensor = absl::StrCat(
+      R"({"inputs": [{"name": "t", "shape": [1,1,20,20], "datatype": "FP32", "data": [[[)",
+      rows, R"(]]]}], "outputs": [{"name": "embedding"}]})");
+  testing::HttpReply embedded = Send(Request("POST", "/v2/models/digits/infer", tensor));
+  ASSERT_EQ(embedded.status, 200) << embedded.body;
+  const Struct embedding = ParseJson(embedded.body);
+  const auto& values = embedding.fields()
+                           .at("outputs")
+                           .list_value()
+                           .values(0)
+                           .struct_value()
+                           .fields()
+                           .at("data")
+                           .list_value();
+  v1::EmbedRequest embed;
+  embed.set_model("digits");
+  embed.add_inputs()->set_image(testing::EncodePng(digit));
+  absl::StatusOr<v1::EmbedResponse> grpc_embedded = served_.client->Embed(embed);
+  ASSERT_TRUE(grpc_embedded.ok()) << grpc_embedded.status();
+  ASSERT_EQ(values.values_size(), 64);
+  for (int i = 0; i < 64; ++i) {
+    EXPECT_NEAR(values.values(i).number_value(), grpc_embedded->embeddings(0).values(i),
+                1e-4);
+  }
+}
+
+TEST_F(HttpTest, HeadwayApiAsJsonAndManagementWithTheBearerToken) {
+  const std::string body = absl::StrCat(R"({"inputs": [{"image": ")", Base64Png(kSeven),
+                                        R"("}], "top_k": 3})");
+  testing::HttpReply classified =
+      Send(Request("POST", "/v1/models/digits:classify", body));
+  ASSERT_EQ(classified.status, 200) << classified.body;
+  const Struct response = ParseJson(classified.body);
+  EXPECT_EQ(response.fields().at("head").string_value(), "digit");
+  const auto& labels = response.fields()
+                           .at("results")
+                           .list_value()
+                           .values(0)
+                           .struct_value()
+                           .fields()
+                           .at("labels")
+                           .list_value();
+  ASSERT_EQ(labels.values_size(), 3);
+  EXPECT_EQ(labels.values(0).struct_value().fields().at("label").string_value(), "7");
+
+  testing::HttpReply embedded = Send(
+      Request("POST", "/v1/models/digits:embed", body.substr(0, body.rfind(',')) + "}"));
+  EXPECT_EQ(embedded.status, 200) << embedded.body;
+  const Struct metadata = ParseJson(Send(Request("GET", "/v1/models/digits")).body);
+  EXPECT_EQ(metadata.fields()
+                .at("heads")
+                .list_value()
+                .values(0)
+                .struct_value()
+                .fields()
+                .at("labels")
+                .list_value()
+                .values_size(),
+            10);
+  EXPECT_EQ(Send(Request("GET", "/v1/models")).status, 200);
+
+  // Management: refused without the token, done with it.
+  const std::string swap =
+      R"({"file": "heads/parity.pt", "labels_file": "heads/parity.labels"})";
+  testing::HttpReply refused =
+      Send(Request("POST", "/v1/models/digits/heads/parity:swap", swap));
+  EXPECT_EQ(refused.status, 401) << refused.body;
+  EXPECT_EQ(ParseJson(refused.body).fields().at("code").string_value(),
+            "UNAUTHENTICATED");
+  testing::HttpReply swapped = Send(Request("POST", "/v1/models/digits/heads/parity:swap",
+                                            swap, "application/json", Bearer()));
+  ASSERT_EQ(swapped.status, 200) << swapped.body;
+  EXPECT_EQ(ParseJson(swapped.body).fields().at("num_classes").number_value(), 2);
+  const std::string parity = absl::StrCat(R"({"head": "parity", "inputs": [{"image": ")",
+                                          Base64Png(kSeven), R"("}]})");
+  testing::HttpReply odd = Send(Request("POST", "/v1/models/digits:classify", parity));
+  EXPECT_THAT(odd.body, HasSubstr(R"("label":"odd")"));
+  EXPECT_EQ(
+      Send(Request("DELETE", "/v1/models/digits/heads/parity", "", "", Bearer())).status,
+      200);
+  EXPECT_EQ(Send(Request("POST", "/v1/models/digits:classify", parity)).status, 404);
+
+  // The repository extension over REST.
+  EXPECT_EQ(Send(Request("POST", "/v2/repository/models/digits/unload", "", "", Bearer()))
+                .status,
+            200);
+  EXPECT_EQ(Send(Request("GET", "/v2/models/digits/ready")).status, 503);
+  EXPECT_EQ(
+      Send(Request("POST", "/v2/repository/models/digits/load", "", "", Bearer())).status,
+      200);
+  EXPECT_THAT(Send(Request("POST", "/v2/repository/index")).body, HasSubstr("READY"));
+}
+
+TEST_F(HttpTest, BadHttpGetsA4xxWithAJsonErrorAndTheServerServesOn) {
+  const std::string png = Base64Png(kSeven);
+  const struct {
+    std::string what;
+    std::string request;
+    int status;
+    std::string message;
+  } cases[] = {
+      {"malformed JSON", Request("POST", "/v1/models/digits:classify", "{\"inputs\": [}"),
+       400, "malformed JSON"},
+      {"unknown field", Request("POST", "/v1/models/digits:classify", R"({"imgs": []})"),
+       400, "imgs"},
+      {"JSON that is not an object",
+       Request("POST", "/v2/models/digits/infer", "[1, 2, 3]"), 400, "malformed JSON"},
+      {"wrong content type",
+       Request("POST", "/v1/models/digits:classify", "{}", "text/plain"), 415,
+       "Content-Type must be application/json"},
+      {"wrong method", Request("PUT", "/v2/models/digits/infer", "{}"), 405, "use POST"},
+      {"unknown path", Request("GET", "/v3/anything"), 404, "no such path"},
+      {"unknown model", Request("GET", "/v2/models/nonexistent"), 404, "nonexistent"},
+      {"unknown output",
+       Request("POST", "/v2/models/digits/infer",
+               absl::StrCat(
+                   R"({"inputs": [{"name": "x", "shape": [1], "datatype": "BYTES", )",
+                   R"("data": [")", png, R"("]}], "outputs": [{"name": "logits"}]})")),
+       400, "output \"logits\" is not one of the model's"},
+      {"BYTES that are not base64",
+       Request(
+           "POST", "/v2/models/digits/infer",
+           R"({"inputs": [{"name": "x", "shape": [1], "datatype": "BYTES", "data": ["%%"]}]})"),
+       400, "not a base64 string"},
+      {"UINT8 out of range",
+       Request(
+           "POST", "/v2/models/digits/infer",
+           R"({"inputs": [{"name": "x", "shape": [1,1,1,1], "datatype": "UINT8", "data": [300]}]})"),
+       400, "0..255"},
+      {"a shape without data",
+       Request("POST", "/v2/models/digits/infer",
+               R"({"inputs": [{"name": "x", "shape": [1], "datatype": "BYTES"}]})"),
+       400, "has no \"data\""},
+      {"body over the limit, refused from its Content-Length",
+       absl::StrCat(
+           "POST /v1/models/digits:classify HTTP/1.1\r\nHost: x\r\nContent-Type: "
+           "application/json\r\nContent-Length: 50000000\r\n\r\n"),
+       413, "limit is 200000"},
+      {"half-sent body",
+       absl::StrCat(
+           "POST /v1/models/digits:classify HTTP/1.1\r\nHost: x\r\nContent-Type: "
+           "application/json\r\nContent-Length: 500\r\n\r\n{\"inputs\": ["),
+       408, "the body ended after"},
+      {"deeply nested JSON",
+       Request("POST", "/v2/models/digits/infer",
+               std::string(5000, '[') + std::string(5000, ']')),
+       400, "malformed JSON"},
+  };
+  for (const auto& c : cases) {
+    const testing::HttpReply reply = Send(c.request);
+    EXPECT_EQ(reply.status, c.status) << c.what << ": " << reply.body;
+    const Struct error = ParseJson(reply.body);
+    ASSERT_EQ(error.fields().count("error"), 1u) << c.what << ": " << reply.body;
+    EXPECT_THAT(error.fields().at("error").string_value(), HasSubstr(c.message))
+        << c.what;
+    EXPECT_LE(reply.body.size(), 2000u) << c.what;
+  }
+  EXPECT_THAT(Send(Request("PUT", "/v2/models/digits/infer", "{}")).headers,
+              HasSubstr("Allow: POST"));
+
+  // More idle connections than the server has threads (4): each is dropped after the
+  // request timeout (1 s), and a real request is served once a thread frees.
+  std::vector<int> idle;
+  for (int i = 0; i < 12; ++i) {
+    const int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_port = htons(static_cast<uint16_t>(http_port_));
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
+    idle.push_back(fd);
+  }
+  EXPECT_EQ(Send(Request("GET", "/v2/health/ready")).status, 200);
+  for (int fd : idle) close(fd);
+
+  const std::string body =
+      absl::StrCat(R"({"inputs": [{"image": ")", png, R"("}], "top_k": 1})");
+  EXPECT_EQ(Send(Request("POST", "/v1/models/digits:classify", body)).status, 200);
+}
+
+}  // namespace
+}  // namespace headway
