@@ -129,7 +129,8 @@ bool HttpPost(int port, const std::string& path, const std::string& body) {
   }
   const std::string request =
       absl::StrCat("POST ", path,
-                   " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                   " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+                   "Content-Type: application/json\r\n"
                    "Content-Length: ",
                    body.size(), "\r\n\r\n", body);
   size_t sent = 0;

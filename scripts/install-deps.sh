@@ -18,8 +18,8 @@ packages=(
   # JPEG and PNG decoded with their libraries, which report corrupt data.
   libjpeg-dev libpng-dev
   prometheus-cpp-dev
-  # The HTTP/JSON gateway's server.
-  libcivetweb-dev
+  # The HTTP/JSON gateway's server (with OpenSSL for HTTPS).
+  libcpp-httplib-dev
   libgtest-dev libgmock-dev
   # Operation tests: promtool and a real Prometheus server; certificates for TLS.
   prometheus openssl

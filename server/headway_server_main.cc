@@ -322,23 +322,24 @@ int Serve() {
   WritePortFile(absl::GetFlag(FLAGS_port_file), (*server)->port());
   std::unique_ptr<headway::HttpGateway> http;
   if (const int http_port = absl::GetFlag(FLAGS_http_port); http_port != 0) {
-    if (!absl::GetFlag(FLAGS_tls_cert_file).empty()) {
-      return Fail(absl::InvalidArgumentError(
-          "HTTP with TLS is not supported yet: with --tls_cert_file, give --http_port=0 "
-          "(and terminate TLS for HTTP in front of the server)"));
-    }
     headway::HttpGateway::Options http_options;
     http_options.host = options.host;
     http_options.port = http_port;
     http_options.threads = absl::GetFlag(FLAGS_http_threads);
     http_options.max_body_bytes = absl::GetFlag(FLAGS_http_max_body_bytes);
     http_options.request_timeout = absl::GetFlag(FLAGS_http_request_timeout);
+    http_options.tls_cert_file = absl::GetFlag(FLAGS_tls_cert_file);
+    http_options.tls_key_file = absl::GetFlag(FLAGS_tls_key_file);
+    http_options.tls_client_ca_file = absl::GetFlag(FLAGS_tls_client_ca_file);
     absl::StatusOr<std::unique_ptr<headway::HttpGateway>> gateway =
         headway::HttpGateway::Start(http_options, (*server)->InProcessChannel());
     if (!gateway.ok()) return Fail(gateway.status());
     http = *std::move(gateway);
     headway::LogEvent(headway::LogLevel::kInfo, "http_listening",
-                      {{"address", absl::StrCat(options.host, ":", http->port())}});
+                      {{"address", absl::StrCat(options.host, ":", http->port())},
+                       {"tls", absl::GetFlag(FLAGS_tls_cert_file).empty()        ? "off"
+                               : absl::GetFlag(FLAGS_tls_client_ca_file).empty() ? "tls"
+                                                                                 : "mutual"}});
     WritePortFile(absl::GetFlag(FLAGS_http_port_file), http->port());
   }
 

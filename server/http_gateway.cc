@@ -1,153 +1,141 @@
 #include "server/http_gateway.h"
 
-#include <civetweb.h>
+#include <httplib.h>
 
-#include <algorithm>
-#include <mutex>
-#include <vector>
+#include <chrono>
+#include <exception>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/notification.h"
-#include "server/event_log.h"
+#include "absl/strings/str_join.h"
 #include "server/http_json.h"
-#include "server/listener_waker.h"
 
 namespace headway {
 namespace {
 
-int LogCivetweb(const mg_connection*, const char* message) {
-  LogEvent(LogLevel::kWarning, "http_server_message",
-           {{"message", std::string(message).substr(0, 500)}});
-  return 1;
+// The JSON error body for a status cpp-httplib answers by itself (before a handler).
+absl::Status StatusOfHttpError(int status, const HttpGateway::Options& options) {
+  switch (status) {
+    case 413:
+      return absl::ResourceExhaustedError(absl::StrCat("the body is over the limit of ",
+                                                       options.max_body_bytes,
+                                                       " bytes (--http_max_body_bytes)"));
+    case 400:
+      return absl::InvalidArgumentError(absl::StrCat(
+          "malformed HTTP request, or its body did not arrive in full within ",
+          absl::FormatDuration(options.request_timeout), " (--http_request_timeout)"));
+    case 414:
+      return absl::InvalidArgumentError("the request's URI is too long");
+    default:
+      return absl::UnknownError(absl::StrCat("HTTP status ", status));
+  }
 }
 
-std::string HeaderOf(mg_connection* connection, const char* name) {
-  const char* value = mg_get_header(connection, name);
-  return value == nullptr ? "" : value;
+std::string QueryOf(const httplib::Request& request) {
+  std::vector<std::string> pairs;
+  for (const auto& [key, value] : request.params) pairs.push_back(key + "=" + value);
+  return absl::StrJoin(pairs, "&");
 }
 
-void Send(mg_connection* connection, const HttpResponse& response) {
-  std::string head = absl::StrCat(
-      "HTTP/1.1 ", response.status, " ",
-      mg_get_response_code_text(connection, response.status),
-      "\r\nContent-Type: application/json\r\nContent-Length: ", response.body.size(),
-      "\r\nConnection: close\r\n");
-  if (!response.allow.empty()) absl::StrAppend(&head, "Allow: ", response.allow, "\r\n");
-  head += "\r\n";
-  mg_write(connection, head.data(), head.size());
-  mg_write(connection, response.body.data(), response.body.size());
-}
-
-HttpResponse Refusal(int status, const absl::Status& why) {
-  return {status, ErrorJson(why), ""};
+std::chrono::microseconds Chrono(absl::Duration duration) {
+  return absl::ToChronoMicroseconds(duration);
 }
 
 }  // namespace
 
 HttpGateway::HttpGateway(const Options& options, std::shared_ptr<grpc::Channel> channel)
-    : options_(options),
-      api_(std::move(channel), options.call_timeout),
-      handlers_(std::make_unique<WorkerPool>(options.threads)) {}
+    : options_(options), api_(std::move(channel), options.call_timeout) {}
 
 absl::StatusOr<std::unique_ptr<HttpGateway>> HttpGateway::Start(
     const Options& options, std::shared_ptr<grpc::Channel> channel) {
-  static std::once_flag initialized;
-  std::call_once(initialized, [] { mg_init_library(0); });
   std::unique_ptr<HttpGateway> gateway(new HttpGateway(options, std::move(channel)));
-  const std::string ports = absl::StrCat(options.host, ":", options.port);
-  const std::string threads = absl::StrCat(options.threads);
-  const std::string timeout_ms =
-      absl::StrCat(absl::ToInt64Milliseconds(options.request_timeout));
-  const char* settings[] = {"listening_ports",
-                            ports.c_str(),
-                            "num_threads",
-                            threads.c_str(),
-                            "request_timeout_ms",
-                            timeout_ms.c_str(),
-                            "enable_keep_alive",
-                            "no",
-                            nullptr};
-  mg_callbacks callbacks = {};
-  callbacks.log_message = &LogCivetweb;
-  gateway->context_ = mg_start(&callbacks, gateway.get(), settings);
-  if (gateway->context_ == nullptr) {
-    return absl::UnavailableError(absl::StrCat("cannot serve HTTP on ", ports));
+  if (options.tls_cert_file.empty()) {
+    gateway->server_ = std::make_unique<httplib::Server>();
+  } else {
+    gateway->server_ = std::make_unique<httplib::SSLServer>(
+        options.tls_cert_file.c_str(), options.tls_key_file.c_str(),
+        options.tls_client_ca_file.empty() ? nullptr
+                                           : options.tls_client_ca_file.c_str());
+    if (!gateway->server_->is_valid()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "HTTPS cannot use certificate ", options.tls_cert_file, " with key ",
+          options.tls_key_file,
+          options.tls_client_ca_file.empty()
+              ? ""
+              : absl::StrCat(" and client CA ", options.tls_client_ca_file)));
+    }
   }
-  mg_set_request_handler(gateway->context_, "/", &HttpGateway::HandleRequest,
-                         gateway.get());
-  std::vector<mg_server_port> bound(4);
-  if (mg_get_server_ports(gateway->context_, static_cast<int>(bound.size()),
-                          bound.data()) > 0) {
-    gateway->port_ = bound[0].port;
+  httplib::Server& server = *gateway->server_;
+  const int threads = options.threads;
+  server.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  server.set_read_timeout(Chrono(options.request_timeout));
+  server.set_write_timeout(Chrono(options.request_timeout));
+  server.set_keep_alive_timeout(std::max<time_t>(
+      1, absl::ToInt64Seconds(std::min(options.request_timeout, absl::Seconds(5)))));
+  server.set_payload_max_length(static_cast<size_t>(options.max_body_bytes));
+
+  const HttpGateway* self = gateway.get();
+  const httplib::Server::Handler handle = [self](const httplib::Request& in,
+                                                 httplib::Response& out) {
+    HttpRequest request;
+    request.method = in.method;
+    request.path = in.path;
+    request.query = QueryOf(in);
+    request.content_type = in.get_header_value("Content-Type");
+    request.authorization = in.get_header_value("Authorization");
+    request.body = in.body;
+    const HttpResponse response = self->api_.Handle(request);
+    out.status = response.status;
+    if (!response.allow.empty()) out.set_header("Allow", response.allow);
+    out.set_content(response.body, "application/json");
+  };
+  for (auto route : {&httplib::Server::Get, &httplib::Server::Post, &httplib::Server::Put,
+                     &httplib::Server::Delete, &httplib::Server::Patch}) {
+    (server.*route)(".*", handle);
   }
+  server.Options(".*", handle);
+  // A POST with neither Content-Length nor a chunked body (curl -X POST without -d)
+  // has no body: answered at once, where the library would wait for the connection
+  // to end (the request timeout) to read one.
+  server.set_pre_routing_handler(
+      [handle](const httplib::Request& in, httplib::Response& out) {
+        const bool bodyless_post =
+            (in.method == "POST" || in.method == "PUT" || in.method == "PATCH") &&
+            !in.has_header("Content-Length") &&
+            in.get_header_value("Transfer-Encoding").find("chunked") == std::string::npos;
+        if (!bodyless_post) return httplib::Server::HandlerResponse::Unhandled;
+        handle(in, out);
+        return httplib::Server::HandlerResponse::Handled;
+      });
+  server.set_error_handler([self](const httplib::Request&, httplib::Response& out) {
+    if (!out.body.empty()) return;
+    out.set_content(ErrorJson(StatusOfHttpError(out.status, self->options_)),
+                    "application/json");
+  });
+  server.set_exception_handler(
+      [](const httplib::Request&, httplib::Response& out, std::exception_ptr) {
+        out.status = 500;
+        out.set_content(
+            ErrorJson(absl::InternalError("the HTTP request failed inside the server")),
+            "application/json");
+      });
+
+  if (options.port == 0) {
+    gateway->port_ = server.bind_to_any_port(options.host);
+  } else if (server.bind_to_port(options.host, options.port)) {
+    gateway->port_ = options.port;
+  }
+  if (gateway->port_ <= 0) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot serve HTTP on ", options.host, ":", options.port));
+  }
+  gateway->listener_ = std::thread([&server] { server.listen_after_bind(); });
   return gateway;
 }
 
 HttpGateway::~HttpGateway() {
-  if (context_ != nullptr) {
-    StopWhileWaking(options_.host, port_, [this] { mg_stop(context_); });
-  }
-  handlers_.reset();
-}
-
-int HttpGateway::HandleRequest(mg_connection* connection, void* gateway) {
-  return static_cast<const HttpGateway*>(gateway)->Handle(connection);
-}
-
-int HttpGateway::Handle(mg_connection* connection) const {
-  const mg_request_info* info = mg_get_request_info(connection);
-  HttpRequest request;
-  request.method = info->request_method == nullptr ? "" : info->request_method;
-  request.path = info->local_uri == nullptr ? "" : info->local_uri;
-  request.query = info->query_string == nullptr ? "" : info->query_string;
-  request.content_type = HeaderOf(connection, "Content-Type");
-  request.authorization = HeaderOf(connection, "Authorization");
-
-  HttpResponse response;
-  if (info->content_length > options_.max_body_bytes) {
-    response =
-        Refusal(413, absl::ResourceExhaustedError(absl::StrCat(
-                         "the body has ", info->content_length, " bytes; the limit is ",
-                         options_.max_body_bytes, " (--http_max_body_bytes)")));
-  } else {
-    // Read into the body itself: civetweb's threads have small stacks (100 KiB).
-    constexpr size_t kChunk = 64 << 10;
-    bool too_long = false;
-    while (true) {
-      const size_t size = request.body.size();
-      request.body.resize(size + kChunk);
-      const int read = mg_read(connection, request.body.data() + size, kChunk);
-      request.body.resize(size + std::max(read, 0));
-      if (read <= 0) break;
-      if (static_cast<int64_t>(request.body.size()) > options_.max_body_bytes) {
-        too_long = true;
-        break;
-      }
-    }
-    if (too_long) {
-      response =
-          Refusal(413, absl::ResourceExhaustedError(absl::StrCat(
-                           "the body is over the limit of ", options_.max_body_bytes,
-                           " bytes (--http_max_body_bytes)")));
-    } else if (info->content_length > 0 &&
-               static_cast<int64_t>(request.body.size()) < info->content_length) {
-      response =
-          Refusal(408, absl::DeadlineExceededError(absl::StrCat(
-                           "the body ended after ", request.body.size(), " of its ",
-                           info->content_length, " bytes (or did not arrive within ",
-                           absl::FormatDuration(options_.request_timeout), ")")));
-    } else {
-      // The call and the JSON work run on a thread with a full-size stack.
-      absl::Notification done;
-      handlers_->Schedule([this, &request, &response, &done] {
-        response = api_.Handle(request);
-        done.Notify();
-      });
-      done.WaitForNotification();
-    }
-  }
-  Send(connection, response);
-  return response.status;
+  if (server_ != nullptr) server_->stop();
+  if (listener_.joinable()) listener_.join();
 }
 
 }  // namespace headway

@@ -1,15 +1,17 @@
 // HttpGateway: Headway's HTTP/JSON API (HttpApi) on a port of its own, served by
-// civetweb (which Headway already carries for its metrics endpoint): thread per
-// connection from a fixed pool, one request per connection; each request's work runs
-// on a pool of Headway's own (civetweb's threads have 100 KiB stacks).
+// cpp-httplib (Debian's libcpp-httplib, built with OpenSSL 3: the HTTPS the civetweb
+// package cannot do): a fixed pool of threads, keep-alive connections.
 //
 // Bounds, so that HTTP clients cannot hold the server: a body longer than
-// max_body_bytes is refused (413) from its Content-Length before any of it is read (a
-// chunked one once it passes the limit); a request whose headers or body do not
-// arrive within request_timeout is answered 408 or dropped, which also frees the
-// threads that idle connections hold. Every answer is JSON, errors included.
+// max_body_bytes is refused (413) and never buffered; a request whose headers or body
+// do not arrive within request_timeout is answered 400 or dropped, which also frees
+// the threads that idle connections hold. Every answer is JSON, errors included.
 //
-// Thread-safe; the channel must outlive it. Stops (waiting for the requests in
+// With a certificate it serves HTTPS only, from the gRPC port's TLS flags (and with a
+// client CA, mutual TLS: a client without a certificate the CA signed cannot connect);
+// the admin credential over HTTP is the bearer token.
+//
+// Thread-safe; the channel must outlive it. Stops (finishing the requests in
 // progress) when destroyed.
 #ifndef HEADWAY_SERVER_HTTP_GATEWAY_H_
 #define HEADWAY_SERVER_HTTP_GATEWAY_H_
@@ -19,14 +21,15 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "server/http_api.h"
-#include "server/worker_pool.h"
 
-struct mg_context;
-struct mg_connection;
+namespace httplib {
+class Server;
+}  // namespace httplib
 
 namespace headway {
 
@@ -36,16 +39,23 @@ class HttpGateway {
     std::string host = "0.0.0.0";
     // 0 picks a free port (see port()).
     int port = 8000;
-    // Connections served at once; more wait in the listen queue.
+    // Connections served at once; more wait their turn.
     int threads = 16;
     int64_t max_body_bytes = int64_t{64} << 20;
-    // For a request's headers and body to arrive.
+    // For a request's headers and body to arrive, and for an idle keep-alive
+    // connection to send its next request.
     absl::Duration request_timeout = absl::Seconds(30);
     // Deadline of the gRPC call each request becomes.
     absl::Duration call_timeout = absl::Seconds(60);
+    // HTTPS with this PEM certificate chain and key when set.
+    std::string tls_cert_file;
+    std::string tls_key_file;
+    // With it, clients must present a certificate this CA signed.
+    std::string tls_client_ca_file;
   };
 
-  // UNAVAILABLE when the port cannot be bound.
+  // UNAVAILABLE when the port cannot be bound; INVALID_ARGUMENT for TLS files that
+  // cannot be used.
   static absl::StatusOr<std::unique_ptr<HttpGateway>> Start(
       const Options& options, std::shared_ptr<grpc::Channel> channel);
   ~HttpGateway();
@@ -56,14 +66,11 @@ class HttpGateway {
 
  private:
   HttpGateway(const Options& options, std::shared_ptr<grpc::Channel> channel);
-  static int HandleRequest(mg_connection* connection, void* gateway);
-  int Handle(mg_connection* connection) const;
 
   const Options options_;
   const HttpApi api_;
-  // Runs the requests' calls and JSON work: civetweb's own threads have small stacks.
-  std::unique_ptr<WorkerPool> handlers_;
-  mg_context* context_ = nullptr;
+  std::unique_ptr<httplib::Server> server_;
+  std::thread listener_;
   int port_ = 0;
 };
 

@@ -2,7 +2,7 @@
 // would: the Open Inference Protocol's REST endpoints and headway.v1 as JSON give the
 // answers gRPC gives; management needs the bearer token; bad HTTP gets a 4xx with a
 // JSON error body (malformed JSON, wrong content type or method, unknown path, bodies
-// over the limit refused before they are read, half-sent bodies, idle connections),
+// over the limit refused without being buffered, half-sent bodies, idle connections),
 // and the server serves on.
 #include <gmock/gmock.h>
 #include <google/protobuf/struct.pb.h>
@@ -36,8 +36,8 @@ std::string Request(const std::string& method, const std::string& path,
                     const std::string& body = "",
                     const std::string& content_type = "application/json",
                     const std::string& authorization = "") {
-  std::string request =
-      absl::StrCat(method, " ", path, " HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+  std::string request = absl::StrCat(
+      method, " ", path, " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
   if (!body.empty()) {
     absl::StrAppend(&request, "Content-Type: ", content_type,
                     "\r\nContent-Length: ", body.size(), "\r\n");
@@ -264,12 +264,12 @@ TEST_F(HttpTest, BadHttpGetsA4xxWithAJsonErrorAndTheServerServesOn) {
        absl::StrCat(
            "POST /v1/models/digits:classify HTTP/1.1\r\nHost: x\r\nContent-Type: "
            "application/json\r\nContent-Length: 50000000\r\n\r\n"),
-       413, "limit is 200000"},
+       413, "over the limit of 200000 bytes"},
       {"half-sent body",
        absl::StrCat(
            "POST /v1/models/digits:classify HTTP/1.1\r\nHost: x\r\nContent-Type: "
            "application/json\r\nContent-Length: 500\r\n\r\n{\"inputs\": ["),
-       408, "the body ended after"},
+       400, "did not arrive in full within 1s"},
       {"deeply nested JSON",
        Request("POST", "/v2/models/digits/infer",
                std::string(5000, '[') + std::string(5000, ']')),
@@ -305,6 +305,59 @@ TEST_F(HttpTest, BadHttpGetsA4xxWithAJsonErrorAndTheServerServesOn) {
   const std::string body =
       absl::StrCat(R"({"inputs": [{"image": ")", png, R"("}], "top_k": 1})");
   EXPECT_EQ(Send(Request("POST", "/v1/models/digits:classify", body)).status, 200);
+}
+
+// HTTPS from the gRPC port's TLS flags, checked with curl: a CA and certificates made
+// with openssl for this test.
+TEST(HttpsTest, TheGrpcTlsFlagsServeHttpsAndMutualTls) {
+  char dir_template[] = "/tmp/headway-https-XXXXXX";
+  ASSERT_NE(mkdtemp(dir_template), nullptr);
+  const std::string dir = dir_template;
+  const std::string key = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+  std::string commands = absl::StrCat(
+      "cd ", dir,
+      " && echo subjectAltName=IP:127.0.0.1 > server.ext && openssl req -x509 ", key,
+      " -keyout ca.key -out ca.pem -days 2 -subj /CN=headway-test-ca");
+  for (const char* name : {"server", "client"}) {
+    absl::StrAppend(&commands, " && openssl req ", key, " -keyout ", name, ".key -out ",
+                    name, ".csr -subj /CN=", name, " && openssl x509 -req -in ", name,
+                    ".csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -out ", name,
+                    ".pem", std::string(name) == "server" ? " -extfile server.ext" : "");
+  }
+  std::string output;
+  ASSERT_EQ(testing::RunCommand(absl::StrCat("(", commands, ") 2>&1"), &output), 0)
+      << output;
+  const auto curl = [&](int port, const std::string& flags) {
+    std::string body;
+    const int rc =
+        testing::RunCommand(absl::StrCat("curl -s --max-time 20 ", flags,
+                                         " https://127.0.0.1:", port, "/v2/health/ready"),
+                            &body);
+    return rc == 0 ? body : absl::StrCat("curl failed: ", rc);
+  };
+  for (bool mutual : {false, true}) {
+    SCOPED_TRACE(mutual ? "mutual TLS" : "TLS");
+    const int port = testing::FreePort();
+    std::vector<std::string> flags = {absl::StrCat("--http_port=", port),
+                                      "--tls_cert_file=" + dir + "/server.pem",
+                                      "--tls_key_file=" + dir + "/server.key"};
+    if (mutual) flags.push_back("--tls_client_ca_file=" + dir + "/ca.pem");
+    absl::StatusOr<std::unique_ptr<testing::ServerProcess>> server =
+        testing::ServerProcess::Start(testing::ModelStore(), flags);
+    ASSERT_TRUE(server.ok()) << server.status();
+    const std::string ca = absl::StrCat("--cacert ", dir, "/ca.pem");
+    const std::string client =
+        absl::StrCat(ca, " --cert ", dir, "/client.pem --key ", dir, "/client.key");
+    EXPECT_EQ(curl(port, mutual ? client : ca), R"({"ready":true})");
+    if (mutual) {
+      EXPECT_THAT(curl(port, ca), HasSubstr("curl failed"));
+    }
+    // Plain HTTP gets no answer from the HTTPS port.
+    absl::StatusOr<testing::HttpReply> plain =
+        testing::HttpExchange(port, Request("GET", "/v2/health/ready"), absl::Seconds(5));
+    EXPECT_FALSE(plain.ok() && plain->status == 200);
+  }
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace
