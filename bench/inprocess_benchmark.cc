@@ -18,6 +18,7 @@
 #include "model_store/host_allocator.h"
 #include "model_store/model_config.h"
 #include "model_store/torch_runtime.h"
+#include "version/version.h"
 
 ABSL_FLAG(std::string, model_dir, "models/digits", "A model folder (with config.pbtxt).");
 ABSL_FLAG(int, batch, 1, "Inputs per forward pass.");
@@ -143,6 +144,7 @@ WorkerCount RunForwardPasses(const Backbone& backbone, const Head& head,
 }  // namespace headway
 
 int main(int argc, char** argv) {
+  headway::SetVersionFlag("headway_bench_inprocess");
   absl::SetProgramUsageMessage(
       "In-process throughput of a model's backbone + default head.\n"
       "Usage: headway_bench_inprocess --model_dir=DIR [--batch=8] [--duration=8s]");

@@ -47,6 +47,7 @@
 #include "bench/bench_support.h"
 #include "client/headway_client.h"
 #include "client/load_generator.h"
+#include "version/version.h"
 
 ABSL_FLAG(std::string, server, HEADWAY_SERVER_BINARY, "The headway_server binary.");
 ABSL_FLAG(std::string, model_store, HEADWAY_SOURCE_DIR "/models",
@@ -365,6 +366,7 @@ int Main() {
 }  // namespace headway
 
 int main(int argc, char** argv) {
+  headway::SetVersionFlag("headway_bench_overload");
   absl::SetProgramUsageMessage(
       "Measures a headway_server under 10x overload and during a storm of management "
       "calls.\nUsage: headway_bench_overload [--model_store=models] [flags]");

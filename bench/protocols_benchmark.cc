@@ -40,6 +40,7 @@
 #include "bench/bench_support.h"
 #include "client/headway_client.h"
 #include "inference/grpc_predict_v2.grpc.pb.h"
+#include "version/version.h"
 
 ABSL_FLAG(std::string, server, HEADWAY_SERVER_BINARY, "The headway_server binary.");
 ABSL_FLAG(std::string, model_store, "",
@@ -377,6 +378,7 @@ int Main() {
 }  // namespace headway
 
 int main(int argc, char** argv) {
+  headway::SetVersionFlag("headway_bench_protocols");
   absl::SetProgramUsageMessage(
       "Classifies with one model through every protocol Headway speaks, at the same "
       "concurrency, in one run.\nUsage: headway_bench_protocols [flags]");

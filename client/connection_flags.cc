@@ -46,13 +46,11 @@ absl::StatusOr<std::string> AdminTokenFromFlags() {
   return token;
 }
 
-void ShowConnectionFlagsInHelp(absl::string_view main_file) {
-  absl::FlagsUsageConfig config;
-  config.contains_help_flags = [main_file =
-                                    std::string(main_file)](absl::string_view file) {
+std::function<bool(absl::string_view)> ConnectionFlagsInHelp(
+    absl::string_view main_file) {
+  return [main_file = std::string(main_file)](absl::string_view file) {
     return absl::EndsWith(file, main_file) || absl::EndsWith(file, "connection_flags.cc");
   };
-  absl::SetFlagsUsageConfig(config);
 }
 
 }  // namespace headway

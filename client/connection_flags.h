@@ -4,6 +4,7 @@
 #ifndef HEADWAY_CLIENT_CONNECTION_FLAGS_H_
 #define HEADWAY_CLIENT_CONNECTION_FLAGS_H_
 
+#include <functional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -19,8 +20,9 @@ TlsOptions TlsOptionsFromFlags();
 // NOT_FOUND when the file cannot be read; INVALID_ARGUMENT when it is empty.
 absl::StatusOr<std::string> AdminTokenFromFlags();
 
-// Makes --help list these flags beside those of `main_file` (the tool's main source).
-void ShowConnectionFlagsInHelp(absl::string_view main_file);
+// Which files' flags --help lists: these beside those of `main_file` (the tool's main
+// source); for SetVersionFlag.
+std::function<bool(absl::string_view)> ConnectionFlagsInHelp(absl::string_view main_file);
 
 }  // namespace headway
 

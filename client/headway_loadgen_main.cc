@@ -20,6 +20,7 @@
 #include "client/connection_flags.h"
 #include "client/headway_client.h"
 #include "client/load_generator.h"
+#include "version/version.h"
 
 ABSL_FLAG(std::string, target, "127.0.0.1:50051",
           "Server address, a comma-separated list of IP:port replicas, or a name such as "
@@ -127,7 +128,8 @@ int main(int argc, char** argv) {
       "| "
       "--tensor_shape=3,224,224) [--concurrency=N | --rate=R [--poisson]] "
       "[--duration=10s]");
-  headway::ShowConnectionFlagsInHelp("headway_loadgen_main.cc");
+  headway::SetVersionFlag("headway_loadgen",
+                          headway::ConnectionFlagsInHelp("headway_loadgen_main.cc"));
   absl::ParseCommandLine(argc, argv);
   absl::StatusOr<std::vector<headway::v1::Input>> inputs = Inputs();
   if (!inputs.ok()) {

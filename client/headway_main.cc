@@ -33,6 +33,7 @@
 #include "client/channel.h"
 #include "client/connection_flags.h"
 #include "client/headway_client.h"
+#include "version/version.h"
 
 ABSL_FLAG(std::string, target, "127.0.0.1:50051",
           "Server address, a comma-separated list of IP:port replicas, or a name such as "
@@ -378,7 +379,7 @@ int OnEveryReplica(const std::string& command, const HeadwayClient::Options& opt
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(headway::kUsage);
-  headway::ShowConnectionFlagsInHelp("headway_main.cc");
+  headway::SetVersionFlag("headway", headway::ConnectionFlagsInHelp("headway_main.cc"));
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   if (args.size() < 2) {
     std::cerr << headway::kUsage << "\n";

@@ -31,6 +31,7 @@
 #include "server/http_gateway.h"
 #include "server/server_metrics.h"
 #include "server/tls.h"
+#include "version/version.h"
 
 ABSL_FLAG(std::string, host, "0.0.0.0", "Address to listen on.");
 ABSL_FLAG(int, port, 50051, "gRPC port; 0 picks a free one (see --port_file).");
@@ -415,6 +416,7 @@ int Serve() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  headway::SetVersionFlag("headway_server");
   absl::SetProgramUsageMessage(
       "Serves Headway models over gRPC.\n"
       "Usage: headway_server [--model_store=models] [--port=50051] [flags]");

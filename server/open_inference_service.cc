@@ -8,10 +8,7 @@
 #include "model_store/model_config.h"
 #include "server/grpc_status.h"
 #include "server/open_inference_tensors.h"
-
-#ifndef HEADWAY_VERSION
-#error "HEADWAY_VERSION comes from CMake's project version"
-#endif
+#include "version/version.h"
 
 namespace headway {
 namespace {
@@ -88,7 +85,7 @@ grpc::ServerUnaryReactor* OpenInferenceServiceImpl::ServerMetadata(
     grpc::CallbackServerContext* context, const inference::ServerMetadataRequest*,
     inference::ServerMetadataResponse* response) {
   response->set_name("headway");
-  response->set_version(HEADWAY_VERSION);
+  response->set_version(HeadwayVersion());
   response->add_extensions("classification");
   response->add_extensions("model_repository");
   return Answer(context, absl::OkStatus());

@@ -8,11 +8,13 @@
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 #include <prometheus/text_serializer.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <exception>
+#include <filesystem>
 #include <fstream>
 #include <thread>
 #include <vector>
@@ -24,6 +26,7 @@
 #include "model_store/model_registry.h"
 #include "model_store/store/content_digest.h"
 #include "server/listener_waker.h"
+#include "version/version.h"
 
 namespace headway {
 namespace {
@@ -56,6 +59,24 @@ double ResidentMemoryBytes() {
   long resident_pages = 0;
   if (!(statm >> total_pages >> resident_pages)) return 0;
   return static_cast<double>(resident_pages) * static_cast<double>(sysconf(_SC_PAGESIZE));
+}
+
+// User and system CPU time of the whole process.
+double CpuSeconds() {
+  rusage usage{};
+  if (getrusage(RUSAGE_SELF, &usage) != 0) return 0;
+  const auto seconds = [](const timeval& t) { return t.tv_sec + t.tv_usec / 1e6; };
+  return seconds(usage.ru_utime) + seconds(usage.ru_stime);
+}
+
+double OpenFileDescriptors() {
+  std::error_code error;
+  double count = 0;
+  for (std::filesystem::directory_iterator it("/proc/self/fd", error), end;
+       !error && it != end; it.increment(error)) {
+    ++count;
+  }
+  return count;
 }
 
 MetricFamily GaugeFamily(std::string name, std::string help) {
@@ -132,10 +153,29 @@ class StateCollector : public prometheus::Collectable {
     MetricFamily memory =
         GaugeFamily("process_resident_memory_bytes", "Resident memory size in bytes.");
     AddGauge(memory, {}, ResidentMemoryBytes());
-    std::vector<MetricFamily> families = {std::move(loaded), std::move(queue),
-                                          std::move(heads),  std::move(head_info),
-                                          std::move(states), std::move(store_errors),
-                                          std::move(memory)};
+    MetricFamily cpu = GaugeFamily("process_cpu_seconds_total",
+                                   "Total user and system CPU time spent in seconds.");
+    cpu.type = MetricType::Counter;
+    cpu.metric.emplace_back().counter.value = CpuSeconds();
+    MetricFamily start =
+        GaugeFamily("process_start_time_seconds",
+                    "Start time of the process since unix epoch in seconds.");
+    AddGauge(start, {}, start_time_seconds_);
+    MetricFamily fds =
+        GaugeFamily("process_open_fds", "Number of open file descriptors.");
+    AddGauge(fds, {}, OpenFileDescriptors());
+    MetricFamily build = GaugeFamily(
+        "headway_build_info", "1, labelled with the version, git commit and build type.");
+    AddGauge(build,
+             {{"version", HeadwayVersion()},
+              {"commit", HeadwayCommit()},
+              {"build_type", HeadwayBuildType()}},
+             1);
+    std::vector<MetricFamily> families = {
+        std::move(loaded),    std::move(queue),  std::move(heads),
+        std::move(head_info), std::move(states), std::move(store_errors),
+        std::move(memory),    std::move(cpu),    std::move(start),
+        std::move(fds),       std::move(build)};
     const std::vector<DeviceMemory> cuda = CudaMemory(devices);
     if (!cuda.empty()) {
       MetricFamily allocated =
@@ -160,6 +200,8 @@ class StateCollector : public prometheus::Collectable {
  private:
   mutable absl::Mutex mu_;
   const ModelRegistry* registry_ ABSL_GUARDED_BY(mu_) = nullptr;
+  const double start_time_seconds_ =
+      absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch());
 };
 
 }  // namespace

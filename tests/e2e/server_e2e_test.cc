@@ -340,5 +340,30 @@ TEST_F(ServerTest, LoadGeneratorDrivesTheServer) {
 
 TEST_F(ServerTest, SigtermStopsTheServerCleanly) { EXPECT_EQ(server_->Stop(), 0); }
 
+// Every binary says which Headway it is, and the server's metrics say it too, beside
+// the process metrics any Prometheus target has.
+TEST_F(ServerTest, EveryBinaryAndTheMetricsGiveTheVersionAndCommit) {
+  for (const char* binary :
+       {HEADWAY_SERVER_BINARY, HEADWAY_CLI_BINARY, HEADWAY_LOADGEN_BINARY}) {
+    std::string output;
+    EXPECT_EQ(testing::RunCommand(absl::StrCat(binary, " --version"), &output), 0)
+        << binary;
+    EXPECT_THAT(output,
+                ::testing::MatchesRegex(
+                    "headway[a-z_]* [0-9]+\\.[0-9]+\\.[0-9]+ \\(commit [0-9a-z-]+, "
+                    "[A-Za-z]+ build\\)\n"))
+        << binary;
+  }
+  absl::StatusOr<std::string> metrics =
+      testing::HttpGet(server_->metrics_port(), "/metrics");
+  ASSERT_TRUE(metrics.ok()) << metrics.status();
+  EXPECT_THAT(*metrics, HasSubstr("headway_build_info{"));
+  EXPECT_THAT(*metrics, HasSubstr("version=\""));
+  for (const char* name : {"process_cpu_seconds_total ", "process_start_time_seconds ",
+                           "process_open_fds ", "process_resident_memory_bytes "}) {
+    EXPECT_THAT(*metrics, HasSubstr(name));
+  }
+}
+
 }  // namespace
 }  // namespace headway

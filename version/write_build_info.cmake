@@ -1,0 +1,36 @@
+# Writes OUT, the definitions of version.h's build facts, at build time: the version
+# and build type passed in, the git commit of SOURCE_DIR read now. The file is only
+# rewritten when its text changes, so an unchanged commit rebuilds nothing.
+# cmake -DSOURCE_DIR=... -DOUT=... -DVERSION=... -DBUILD_TYPE=... -P write_build_info.cmake
+execute_process(
+  COMMAND git -C "${SOURCE_DIR}" rev-parse --short=12 HEAD
+  OUTPUT_VARIABLE commit OUTPUT_STRIP_TRAILING_WHITESPACE
+  RESULT_VARIABLE commit_failed ERROR_QUIET)
+if(commit_failed)
+  set(commit "unknown")
+else()
+  execute_process(
+    COMMAND git -C "${SOURCE_DIR}" status --porcelain --untracked-files=no
+    OUTPUT_VARIABLE changes OUTPUT_STRIP_TRAILING_WHITESPACE ERROR_QUIET)
+  if(NOT changes STREQUAL "")
+    string(APPEND commit "-modified")
+  endif()
+endif()
+set(text "// Written by version/write_build_info.cmake at build time.
+#include \"version/version.h\"
+
+namespace headway {
+
+const char* HeadwayVersion() { return \"${VERSION}\"; }
+const char* HeadwayCommit() { return \"${commit}\"; }
+const char* HeadwayBuildType() { return \"${BUILD_TYPE}\"; }
+
+}  // namespace headway
+")
+set(old "")
+if(EXISTS "${OUT}")
+  file(READ "${OUT}" old)
+endif()
+if(NOT old STREQUAL text)
+  file(WRITE "${OUT}" "${text}")
+endif()
