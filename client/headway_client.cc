@@ -84,6 +84,16 @@ absl::StatusOr<v1::ClassifyResponse> HeadwayClient::Classify(
       });
 }
 
+absl::StatusOr<v1::FitHeadResponse> HeadwayClient::FitHead(
+    const v1::FitHeadRequest& request) const {
+  return Invoke<v1::FitHeadResponse>(
+      *channel_, options_,
+      [&](auto* context, auto* response) {
+        return management_->FitHead(context, request, response);
+      },
+      options_.admin_token);
+}
+
 absl::StatusOr<v1::HotSwapHeadResponse> HeadwayClient::HotSwapHead(
     const v1::HotSwapHeadRequest& request) const {
   return Invoke<v1::HotSwapHeadResponse>(

@@ -47,6 +47,7 @@ class HeadwayClient {
   absl::StatusOr<v1::ClassifyResponse> Classify(const v1::ClassifyRequest& request) const;
   absl::StatusOr<v1::GetModelMetadataResponse> GetModelMetadata(
       const std::string& model) const;
+  absl::StatusOr<v1::FitHeadResponse> FitHead(const v1::FitHeadRequest& request) const;
   absl::StatusOr<v1::HotSwapHeadResponse> HotSwapHead(
       const v1::HotSwapHeadRequest& request) const;
   absl::StatusOr<v1::RemoveHeadResponse> RemoveHead(

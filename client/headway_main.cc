@@ -10,6 +10,7 @@
 //                     [--labels_file=PATH_IN_STORE | --labels=a,b,...] [--key_prefix=fc.]
 //                     [--persist] [--device=D]
 //   headway remove-head --model=digits --head=H [--persist]
+//   headway fit-head --model=digits --head=H [--l2=X] [--replace] [--persist] DIR
 //   headway load --model=digits [--device=cpu]
 //   headway unload --model=digits [--device=cpu]
 //   headway models
@@ -18,6 +19,8 @@
 #include <google/protobuf/util/json_util.h>
 
 #include <algorithm>
+#include <filesystem>
+#include <functional>
 #include <iostream>
 #include <map>
 #include <string>
@@ -52,7 +55,9 @@ ABSL_FLAG(std::vector<std::string>, labels, {}, "swap-head: labels, comma separa
 ABSL_FLAG(std::string, key_prefix, "",
           "swap-head: a state_dict head's key prefix (e.g. fc. in a whole model's).");
 ABSL_FLAG(bool, persist, false,
-          "swap-head, remove-head: also write it into the model store.");
+          "swap-head, remove-head, fit-head: also write it into the model store.");
+ABSL_FLAG(double, l2, 0, "fit-head: the L2 penalty; 0 chooses it on a held-out split.");
+ABSL_FLAG(bool, replace, false, "fit-head: replace a head of the same name.");
 ABSL_FLAG(std::string, device, "",
           "The model instance's device (cpu, cuda:N); empty: the server chooses.");
 
@@ -68,6 +73,9 @@ constexpr char kUsage[] =
     "            [--labels_file=F | --labels=a,b] [--key_prefix=P] [--persist]\n"
     "                                                       replace or add a head\n"
     "  remove-head --model=M --head=H [--persist]           remove a head\n"
+    "  fit-head --model=M --head=H [--l2=X] [--replace] [--persist] DIR\n"
+    "                                                       fit a head on DIR/<class>/*\n"
+    "                                                       images (ImageFolder layout)\n"
     "  load --model=M [--device=D]                          load a model (on a device)\n"
     "  unload --model=M [--device=D]                        unload a model's "
     "instance(s)\n"
@@ -77,8 +85,10 @@ constexpr char kUsage[] =
     "  health [SERVICE]                                     gRPC health (exit 0 if "
     "SERVING)\n"
     "With a target naming several replicas (a comma-separated list, or a dns: name\n"
-    "resolving to several addresses), swap-head, remove-head, load and unload go to\n"
-    "each replica in turn; with --persist, to one, whose store every replica follows.";
+    "resolving to several addresses), swap-head, remove-head, fit-head, load and unload "
+    "go\n"
+    "to each replica in turn; with --persist, to one, whose store every replica\n"
+    "follows.";
 
 int Fail(const absl::Status& status) {
   std::cerr << "headway: " << status << "\n";
@@ -186,6 +196,80 @@ int SwapHead(const HeadwayClient& client) {
   std::cout << absl::StrFormat("model %s: head %s now at version %d with %d classes\n",
                                response->model(), response->head(),
                                response->head_version(), response->num_classes());
+  return 0;
+}
+
+// An ImageFolder: one sub-folder per class (its name the label), images inside.
+absl::Status ReadImageFolder(const std::string& dir, v1::FitHeadRequest& request) {
+  std::error_code error;
+  std::vector<std::filesystem::path> classes;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, error)) {
+    if (entry.is_directory()) classes.push_back(entry.path());
+  }
+  if (error) {
+    return absl::NotFoundError(absl::StrCat("cannot read ", dir, ": ", error.message()));
+  }
+  std::sort(classes.begin(), classes.end());
+  for (const std::filesystem::path& folder : classes) {
+    request.add_classes(folder.filename().string());
+    std::vector<std::filesystem::path> files;
+    for (const auto& entry : std::filesystem::directory_iterator(folder, error)) {
+      if (entry.is_regular_file()) files.push_back(entry.path());
+    }
+    std::sort(files.begin(), files.end());
+    for (const std::filesystem::path& file : files) {
+      absl::StatusOr<v1::Input> input = ImageInputFromFile(file);
+      if (!input.ok()) return input.status();
+      *request.add_inputs() = *std::move(input);
+      request.add_labels(folder.filename().string());
+    }
+  }
+  if (classes.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        dir, " has no class folders (ImageFolder layout: DIR/<class>/<image>)"));
+  }
+  return absl::OkStatus();
+}
+
+int FitHead(const HeadwayClient& client, const std::vector<char*>& operands) {
+  if (operands.size() != 1) {
+    return Fail(
+        absl::InvalidArgumentError("fit-head takes one folder (DIR/<class>/<image>)"));
+  }
+  v1::FitHeadRequest request;
+  request.set_model(absl::GetFlag(FLAGS_model));
+  request.set_head(absl::GetFlag(FLAGS_head));
+  request.set_l2(absl::GetFlag(FLAGS_l2));
+  request.set_replace(absl::GetFlag(FLAGS_replace));
+  request.set_persist(absl::GetFlag(FLAGS_persist));
+  request.set_device(absl::GetFlag(FLAGS_device));
+  if (absl::Status read = ReadImageFolder(operands[0], request); !read.ok()) {
+    return Fail(read);
+  }
+  absl::StatusOr<v1::FitHeadResponse> response = client.FitHead(request);
+  if (!response.ok()) return Fail(response.status());
+  if (absl::GetFlag(FLAGS_json)) {
+    PrintJson(*response);
+    return 0;
+  }
+  std::vector<std::string> counts;
+  for (int c = 0; c < response->classes_size(); ++c) {
+    counts.push_back(
+        absl::StrCat(response->classes(c), "=", response->examples_per_class(c)));
+  }
+  std::cout << absl::StrFormat(
+      "model %s: head %s fitted, version %d, %d classes (%s)\n"
+      "train accuracy %.4f, validation accuracy %s on %d held out; l2 %g, loss %.4g, "
+      "%d evaluations\n"
+      "embed %.0f ms, fit %.0f ms, install %.0f ms\n",
+      response->model(), response->head(), response->head_version(),
+      response->classes_size(), absl::StrJoin(counts, " "), response->train_accuracy(),
+      response->validation_accuracy() < 0
+          ? "none"
+          : absl::StrFormat("%.4f", response->validation_accuracy()),
+      response->validation_examples(), response->l2(), response->final_loss(),
+      response->iterations(), response->embed_ms(), response->fit_ms(),
+      response->install_ms());
   return 0;
 }
 
@@ -332,7 +416,7 @@ int Health(const HeadwayClient& client, const std::vector<char*>& operands) {
 // store and every replica follows it, where sending it to each would write it again
 // as a new version each time.
 int OnEveryReplica(const std::string& command, const HeadwayClient::Options& options,
-                   int (*run)(const HeadwayClient&)) {
+                   const std::function<int(const HeadwayClient&)>& run) {
   absl::StatusOr<std::vector<ReplicaTarget>> replicas = ReplicaTargets(options.target);
   if (!replicas.ok()) return Fail(replicas.status());
   const auto on = [&](const ReplicaTarget& replica) {
@@ -349,7 +433,7 @@ int OnEveryReplica(const std::string& command, const HeadwayClient::Options& opt
                      replicas->size(), " replicas: give one --target, or drop --json")));
   }
   if (absl::GetFlag(FLAGS_persist) &&
-      (command == "swap-head" || command == "remove-head")) {
+      (command == "swap-head" || command == "remove-head" || command == "fit-head")) {
     const ReplicaTarget& writer = replicas->front();
     std::cout << "replica " << writer.target << ": " << std::flush;
     const int rc = on(writer);
@@ -394,10 +478,14 @@ int main(int argc, char** argv) {
   absl::StatusOr<std::string> admin_token = headway::AdminTokenFromFlags();
   if (!admin_token.ok()) return headway::Fail(admin_token.status());
   options.admin_token = *std::move(admin_token);
-  using Management = int (*)(const headway::HeadwayClient&);
+  using Management = std::function<int(const headway::HeadwayClient&)>;
   const std::map<std::string, Management> management = {
       {"swap-head", headway::SwapHead},
       {"remove-head", headway::RemoveHead},
+      {"fit-head",
+       [&operands](const headway::HeadwayClient& client) {
+         return headway::FitHead(client, operands);
+       }},
       {"load", headway::LoadModel},
       {"unload", headway::UnloadModel}};
   if (auto it = management.find(command); it != management.end()) {

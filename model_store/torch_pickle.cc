@@ -390,6 +390,11 @@ class PickleReader {
         return args.items[0];
       }
       if (name == "torch.Size" && args.items.size() == 1) return args.items[0];
+      // LibTorch's torch::pickle_save tags containers with their TorchScript type
+      // ("Dict[str, Tensor]"); torch.load, like this, keeps the container.
+      if (name == "torch.jit._pickle.restore_type_tag" && args.items.size() == 2) {
+        return args.items[0];
+      }
     }
     PickleValuePtr object = MakeText(Kind::kObject, name);
     object->items = args.items;

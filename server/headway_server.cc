@@ -21,8 +21,10 @@ HeadwayServer::HeadwayServer(const Options& options)
           std::make_unique<WorkerPool>(options.management_threads, kBackgroundNiceness)),
       gate_(options.max_requests_in_flight, options.metrics),
       inference_(options.registry, workers_.get(), &gate_, options.metrics),
-      management_(options.registry, management_workers_.get(), &admin_, options.metrics,
-                  [this](const std::string& model, bool) { UpdateModelHealth(model); }),
+      management_(
+          options.registry, management_workers_.get(), &admin_, options.metrics,
+          [this](const std::string& model, bool) { UpdateModelHealth(model); },
+          options.max_fit_examples),
       open_inference_(options.registry, workers_.get(), &gate_, options.metrics,
                       &management_, [this] { return ready_.load(); }) {}
 

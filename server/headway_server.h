@@ -59,6 +59,8 @@ class HeadwayServer {
     // RESOURCE_EXHAUSTED at once.
     int max_requests_in_flight = 1024;
     int max_message_bytes = 64 << 20;
+    // Examples one FitHead call takes at most.
+    int64_t max_fit_examples = 20000;
     // Who may call the management RPCs that change what is served.
     AdminAuthorizer::Options admin;
     ModelRegistry* registry = nullptr;

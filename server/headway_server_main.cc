@@ -121,6 +121,9 @@ ABSL_FLAG(int64_t, max_tensor_elements, int64_t{16} << 20,
 ABSL_FLAG(int64_t, max_backbone_bytes, int64_t{16} << 30,
           "Largest backbone file (weights or architecture) of a model in the store, as "
           "its zip records unpack; a larger one fails that model's load.");
+ABSL_FLAG(int64_t, max_fit_examples, 20000,
+          "Most labelled examples one FitHead call takes (each also within "
+          "--max_message_bytes as a whole).");
 ABSL_FLAG(int64_t, max_head_bytes, int64_t{256} << 20,
           "Largest head checkpoint, from a file or uploaded.");
 
@@ -295,6 +298,7 @@ int Serve() {
                      options.max_requests_in_flight)));
   }
   options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
+  options.max_fit_examples = absl::GetFlag(FLAGS_max_fit_examples);
   absl::StatusOr<std::string> admin_token =
       ReadAdminToken(absl::GetFlag(FLAGS_admin_token_file));
   if (!admin_token.ok()) return Fail(admin_token.status());
@@ -336,11 +340,12 @@ int Serve() {
         headway::HttpGateway::Start(http_options, (*server)->InProcessChannel());
     if (!gateway.ok()) return Fail(gateway.status());
     http = *std::move(gateway);
-    headway::LogEvent(headway::LogLevel::kInfo, "http_listening",
-                      {{"address", absl::StrCat(options.host, ":", http->port())},
-                       {"tls", absl::GetFlag(FLAGS_tls_cert_file).empty()        ? "off"
-                               : absl::GetFlag(FLAGS_tls_client_ca_file).empty() ? "tls"
-                                                                                 : "mutual"}});
+    headway::LogEvent(
+        headway::LogLevel::kInfo, "http_listening",
+        {{"address", absl::StrCat(options.host, ":", http->port())},
+         {"tls", absl::GetFlag(FLAGS_tls_cert_file).empty()        ? "off"
+                 : absl::GetFlag(FLAGS_tls_client_ca_file).empty() ? "tls"
+                                                                   : "mutual"}});
     WritePortFile(absl::GetFlag(FLAGS_http_port_file), http->port());
   }
 

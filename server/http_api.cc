@@ -315,6 +315,17 @@ HttpResponse HttpApi::HandleV1(const HttpRequest& request,
       return MessageResponse(Call<v1::HotSwapHeadResponse>(
           *management_, &Management::HotSwapHead, swap, request));
     }
+    if (verb == "fit") {
+      if (method != "POST") return MethodNotAllowed(method, "POST");
+      v1::FitHeadRequest fit;
+      if (absl::Status parsed = ParseBody(request, fit); !parsed.ok()) {
+        return ErrorResponse(parsed);
+      }
+      fit.set_model(model);
+      fit.set_head(head);
+      return MessageResponse(
+          Call<v1::FitHeadResponse>(*management_, &Management::FitHead, fit, request));
+    }
     if (verb.empty()) {
       if (method != "DELETE") return MethodNotAllowed(method, "DELETE");
       v1::RemoveHeadRequest remove;

@@ -18,6 +18,7 @@
 //   POST /v1/models/{m}:embed, /v1/models/{m}:classify  EmbedRequest, ClassifyRequest
 //   POST /v1/models/{m}:load, /v1/models/{m}:unload     admin (LoadModelRequest body)
 //   POST /v1/models/{m}/heads/{h}:swap                  admin (HotSwapHeadRequest body)
+//   POST /v1/models/{m}/heads/{h}:fit                   admin (FitHeadRequest body)
 //   DELETE /v1/models/{m}/heads/{h}[?persist=true]      admin
 // The model (and head) in the path win over any in the body. Other paths are 404,
 // other methods 405 (with Allow), a POST body that is not JSON 415.

@@ -5,8 +5,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "model_store/model_config.h"
 #include "model_store/status_macros.h"
 #include "server/event_log.h"
+#include "server/fit_head.h"
 #include "server/grpc_status.h"
 
 namespace headway {
@@ -79,12 +81,14 @@ void FillModelStatus(const Model& model, v1::ModelStatus& status) {
 ManagementServiceImpl::ManagementServiceImpl(ModelRegistry* registry, WorkerPool* workers,
                                              const AdminAuthorizer* admin,
                                              ServerMetrics* metrics,
-                                             ModelHealthCallback on_model_health)
+                                             ModelHealthCallback on_model_health,
+                                             int64_t max_fit_examples)
     : registry_(registry),
       workers_(workers),
       admin_(admin),
       metrics_(metrics),
-      on_model_health_(std::move(on_model_health)) {}
+      on_model_health_(std::move(on_model_health)),
+      max_fit_examples_(max_fit_examples) {}
 
 grpc::ServerUnaryReactor* ManagementServiceImpl::DeferAdmin(
     grpc::CallbackServerContext* context, const char* rpc,
@@ -122,6 +126,34 @@ grpc::ServerUnaryReactor* ManagementServiceImpl::HotSwapHead(
               {"persist", request->persist() ? "true" : "false"},
               {"duration_ms", absl::StrCat(absl::ToDoubleMilliseconds(duration))},
               {"message", std::string(status.message())}});
+    return status;
+  });
+}
+
+grpc::ServerUnaryReactor* ManagementServiceImpl::FitHead(
+    grpc::CallbackServerContext* context, const v1::FitHeadRequest* request,
+    v1::FitHeadResponse* response) {
+  return DeferAdmin(context, "FitHead", [this, request, response] {
+    const absl::Time start = absl::Now();
+    const absl::Status status =
+        RunFitHead(*registry_, *request, max_fit_examples_, *response);
+    const absl::Duration duration = absl::Now() - start;
+    metrics_->RecordHeadSwap(KnownModel(*registry_, request->model()), status.ok(),
+                             duration);
+    LogEvent(
+        status.ok() ? LogLevel::kInfo : LogLevel::kWarning,
+        status.ok() ? "head_fitted" : "head_fit_failed",
+        {{"model", EchoName(request->model())},
+         {"head", EchoName(request->head())},
+         {"version", absl::StrCat(response->head_version())},
+         {"examples", absl::StrCat(request->inputs_size() + request->embeddings_size())},
+         {"classes", absl::StrCat(response->classes_size())},
+         {"validation_accuracy", absl::StrCat(response->validation_accuracy())},
+         {"embed_ms", absl::StrCat(response->embed_ms())},
+         {"fit_ms", absl::StrCat(response->fit_ms())},
+         {"install_ms", absl::StrCat(response->install_ms())},
+         {"persist", request->persist() ? "true" : "false"},
+         {"message", std::string(status.message())}});
     return status;
   });
 }

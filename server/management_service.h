@@ -1,9 +1,9 @@
-// ManagementServiceImpl: headway.v1.ManagementService (HotSwapHead, RemoveHead,
-// LoadModel, UnloadModel, ListModels) on gRPC's callback API. A thin adapter over the
-// registry; holds no model state. Loads and swaps run on the management pool it is
-// given, off gRPC's threads and off the threads that serve inference.
-// The RPCs that change what is served need an admin (AdminAuthorizer) and are checked
-// before anything runs; each is logged and counted in the metrics.
+// ManagementServiceImpl: headway.v1.ManagementService (FitHead, HotSwapHead,
+// RemoveHead, LoadModel, UnloadModel, ListModels) on gRPC's callback API. A thin adapter
+// over the registry; holds no model state. Loads and swaps run on the management pool it
+// is given, off gRPC's threads and off the threads that serve inference. The RPCs that
+// change what is served need an admin (AdminAuthorizer) and are checked before anything
+// runs; each is logged and counted in the metrics.
 //
 // Thread-safe; the registry, pool, authorizer and metrics must outlive it.
 #ifndef HEADWAY_SERVER_MANAGEMENT_SERVICE_H_
@@ -26,9 +26,14 @@ class ManagementServiceImpl final : public v1::ManagementService::CallbackServic
   // load and unload (the server's health service follows it).
   using ModelHealthCallback = std::function<void(const std::string& model, bool serving)>;
 
+  // FitHead takes at most `max_fit_examples` examples.
   ManagementServiceImpl(ModelRegistry* registry, WorkerPool* workers,
                         const AdminAuthorizer* admin, ServerMetrics* metrics,
-                        ModelHealthCallback on_model_health);
+                        ModelHealthCallback on_model_health, int64_t max_fit_examples);
+
+  grpc::ServerUnaryReactor* FitHead(grpc::CallbackServerContext* context,
+                                    const v1::FitHeadRequest* request,
+                                    v1::FitHeadResponse* response) override;
 
   grpc::ServerUnaryReactor* HotSwapHead(grpc::CallbackServerContext* context,
                                         const v1::HotSwapHeadRequest* request,
@@ -65,6 +70,7 @@ class ManagementServiceImpl final : public v1::ManagementService::CallbackServic
   const AdminAuthorizer* admin_;
   ServerMetrics* metrics_;
   ModelHealthCallback on_model_health_;
+  const int64_t max_fit_examples_;
 };
 
 // Fills a ModelStatus from a model instance.

@@ -157,6 +157,21 @@ class PythonClientTest(unittest.TestCase):
         self.assertEqual(result.head, "evenodd")
         self.assertEqual(result.results[0].labels[0].label, "odd")  # a 7
 
+    def test_fit_head_from_pixels_and_labels(self):
+        cells = [d * 500 + i for d in range(10) for i in range(5, 25)]
+        pixels = [digit_cell(cell) for cell in cells]
+        labels = ["even" if cell // 500 % 2 == 0 else "odd" for cell in cells]
+        fitted = self.admin.fit_head("digits", "parity_py", pixels, labels)
+        self.assertEqual(list(fitted.classes), ["even", "odd"])
+        self.assertEqual(list(fitted.examples_per_class), [100, 100])
+        self.assertGreater(fitted.validation_accuracy, 0.85)
+        result = self.client.classify("digits", digit_cell(3507), head="parity_py", top_k=1)
+        self.assertEqual(result.results[0].labels[0].label, "odd")
+        with self.assertRaises(HeadwayError) as one_class:
+            self.admin.fit_head("digits", "nope", pixels[:5], ["a"] * 5)
+        self.assertEqual(one_class.exception.code.name, "INVALID_ARGUMENT")
+        self.assertIn("at least two classes", one_class.exception.message)
+
     def test_open_inference_protocol_stubs_classify_as_the_readme_shows(self):
         import grpc
         with grpc.insecure_channel(self.server.target) as channel:

@@ -1,4 +1,5 @@
-"""HeadwayClient: embed, classify, describe, swap-head and health over headway.v1."""
+"""HeadwayClient: embed, classify, describe, swap-head, fit-head and health over
+headway.v1."""
 from __future__ import annotations
 
 import dataclasses
@@ -192,6 +193,20 @@ class HeadwayClient:
         else:
             request.checkpoint = pathlib.Path(checkpoint).read_bytes()
         return self._call(self._management.HotSwapHead, request, admin=True)
+
+    def fit_head(self, model: str, head: str, inputs: Sequence[Input],
+                 labels: Sequence[str], *, classes: Sequence[str] = (),
+                 l2: float = 0.0, replace: bool = False, persist: bool = False,
+                 validation_fraction: float = 0.0,
+                 seed: int = 0) -> management_pb2.FitHeadResponse:
+        """Fits a new head on labelled examples (images, files or arrays, one label
+        each) and installs it; the response reports accuracy, loss and timings. Needs
+        the admin token."""
+        request = management_pb2.FitHeadRequest(
+            model=model, head=head, inputs=_to_inputs(list(inputs)), labels=list(labels),
+            classes=list(classes), l2=l2, replace=replace, persist=persist,
+            validation_fraction=validation_fraction, seed=seed)
+        return self._call(self._management.FitHead, request, admin=True)
 
     def models(self) -> management_pb2.ListModelsResponse:
         """Every model instance with its state and heads."""

@@ -11,39 +11,44 @@ from google.protobuf import symbol_database as _symbol_database
 _sym_db = _symbol_database.Default()
 
 
+from headway_client._proto.headway.v1 import inference_pb2 as headway_dot_v1_dot_inference__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bheadway/v1/management.proto\x12\nheadway.v1\"\xbb\x01\n\x12HotSwapHeadRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0c\n\x04head\x18\x02 \x01(\t\x12\x0e\n\x04\x66ile\x18\x03 \x01(\tH\x00\x12\x14\n\ncheckpoint\x18\x04 \x01(\x0cH\x00\x12\x12\n\nkey_prefix\x18\x07 \x01(\t\x12\x13\n\x0blabels_file\x18\x05 \x01(\t\x12\x0e\n\x06labels\x18\x06 \x03(\t\x12\x0f\n\x07persist\x18\x08 \x01(\x08\x12\x0e\n\x06\x64\x65vice\x18\t \x01(\tB\x08\n\x06source\"n\n\x13HotSwapHeadResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0c\n\x04head\x18\x02 \x01(\t\x12\x14\n\x0chead_version\x18\x03 \x01(\x03\x12\x13\n\x0bnum_classes\x18\x04 \x01(\x05\x12\x0f\n\x07\x64\x65vices\x18\x05 \x03(\t\"A\n\x11RemoveHeadRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0c\n\x04head\x18\x02 \x01(\t\x12\x0f\n\x07persist\x18\x03 \x01(\x08\"\x14\n\x12RemoveHeadResponse\"1\n\x10LoadModelRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x02 \x01(\t\"<\n\x11LoadModelResponse\x12\'\n\x06status\x18\x01 \x01(\x0b\x32\x17.headway.v1.ModelStatus\"3\n\x12UnloadModelRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x02 \x01(\t\"&\n\x13UnloadModelResponse\x12\x0f\n\x07\x64\x65vices\x18\x01 \x03(\t\"\"\n\x11ListModelsRequest\x12\r\n\x05model\x18\x01 \x01(\t\"d\n\nHeadStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x13\n\x0bnum_classes\x18\x03 \x01(\x05\x12\x12\n\nis_default\x18\x04 \x01(\x08\x12\x0e\n\x06\x64igest\x18\x05 \x01(\t\"\xac\x02\n\x0bModelStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x0e\n\x06\x64\x65vice\x18\x03 \x01(\t\x12\r\n\x05state\x18\x04 \x01(\t\x12\x13\n\x0b\x66\x65\x61ture_dim\x18\x05 \x01(\x05\x12%\n\x05heads\x18\x06 \x03(\x0b\x32\x16.headway.v1.HeadStatus\x12\x17\n\x0f\x62\x61\x63kbone_format\x18\x07 \x01(\t\x12\r\n\x05\x65poch\x18\x08 \x01(\x03\x12\x13\n\x0bload_report\x18\t \x01(\t\x12\x17\n\x0fsaved_locations\x18\n \x03(\t\x12\x14\n\x0cload_time_ms\x18\x0b \x01(\x03\x12\r\n\x05\x65rror\x18\x0c \x01(\t\x12\x11\n\toptimized\x18\r \x01(\x08\x12\x15\n\roptimize_note\x18\x0e \x01(\t\"=\n\x12ListModelsResponse\x12\'\n\x06models\x18\x01 \x03(\x0b\x32\x17.headway.v1.ModelStatus2\x97\x03\n\x11ManagementService\x12N\n\x0bHotSwapHead\x12\x1e.headway.v1.HotSwapHeadRequest\x1a\x1f.headway.v1.HotSwapHeadResponse\x12K\n\nRemoveHead\x12\x1d.headway.v1.RemoveHeadRequest\x1a\x1e.headway.v1.RemoveHeadResponse\x12H\n\tLoadModel\x12\x1c.headway.v1.LoadModelRequest\x1a\x1d.headway.v1.LoadModelResponse\x12N\n\x0bUnloadModel\x12\x1e.headway.v1.UnloadModelRequest\x1a\x1f.headway.v1.UnloadModelResponse\x12K\n\nListModels\x12\x1d.headway.v1.ListModelsRequest\x1a\x1e.headway.v1.ListModelsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bheadway/v1/management.proto\x12\nheadway.v1\x1a\x1aheadway/v1/inference.proto\"\xbb\x01\n\x12HotSwapHeadRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0c\n\x04head\x18\x02 \x01(\t\x12\x0e\n\x04\x66ile\x18\x03 \x01(\tH\x00\x12\x14\n\ncheckpoint\x18\x04 \x01(\x0cH\x00\x12\x12\n\nkey_prefix\x18\x07 \x01(\t\x12\x13\n\x0blabels_file\x18\x05 \x01(\t\x12\x0e\n\x06labels\x18\x06 \x03(\t\x12\x0f\n\x07persist\x18\x08 \x01(\x08\x12\x0e\n\x06\x64\x65vice\x18\t \x01(\tB\x08\n\x06source\"n\n\x13HotSwapHeadResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0c\n\x04head\x18\x02 \x01(\t\x12\x14\n\x0chead_version\x18\x03 \x01(\x03\x12\x13\n\x0bnum_classes\x18\x04 \x01(\x05\x12\x0f\n\x07\x64\x65vices\x18\x05 \x03(\t\"A\n\x11RemoveHeadRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0c\n\x04head\x18\x02 \x01(\t\x12\x0f\n\x07persist\x18\x03 \x01(\x08\"\x14\n\x12RemoveHeadResponse\"1\n\x10LoadModelRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x02 \x01(\t\"<\n\x11LoadModelResponse\x12\'\n\x06status\x18\x01 \x01(\x0b\x32\x17.headway.v1.ModelStatus\"3\n\x12UnloadModelRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x02 \x01(\t\"&\n\x13UnloadModelResponse\x12\x0f\n\x07\x64\x65vices\x18\x01 \x03(\t\"\"\n\x11ListModelsRequest\x12\r\n\x05model\x18\x01 \x01(\t\"d\n\nHeadStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x13\n\x0bnum_classes\x18\x03 \x01(\x05\x12\x12\n\nis_default\x18\x04 \x01(\x08\x12\x0e\n\x06\x64igest\x18\x05 \x01(\t\"\xac\x02\n\x0bModelStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x0e\n\x06\x64\x65vice\x18\x03 \x01(\t\x12\r\n\x05state\x18\x04 \x01(\t\x12\x13\n\x0b\x66\x65\x61ture_dim\x18\x05 \x01(\x05\x12%\n\x05heads\x18\x06 \x03(\x0b\x32\x16.headway.v1.HeadStatus\x12\x17\n\x0f\x62\x61\x63kbone_format\x18\x07 \x01(\t\x12\r\n\x05\x65poch\x18\x08 \x01(\x03\x12\x13\n\x0bload_report\x18\t \x01(\t\x12\x17\n\x0fsaved_locations\x18\n \x03(\t\x12\x14\n\x0cload_time_ms\x18\x0b \x01(\x03\x12\r\n\x05\x65rror\x18\x0c \x01(\t\x12\x11\n\toptimized\x18\r \x01(\x08\x12\x15\n\roptimize_note\x18\x0e \x01(\t\"=\n\x12ListModelsResponse\x12\'\n\x06models\x18\x01 \x03(\x0b\x32\x17.headway.v1.ModelStatus\"\x9d\x02\n\x0e\x46itHeadRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0c\n\x04head\x18\x02 \x01(\t\x12!\n\x06inputs\x18\x03 \x03(\x0b\x32\x11.headway.v1.Input\x12)\n\nembeddings\x18\x04 \x03(\x0b\x32\x15.headway.v1.Embedding\x12\x0e\n\x06labels\x18\x05 \x03(\t\x12\x0f\n\x07\x63lasses\x18\x06 \x03(\t\x12\n\n\x02l2\x18\x07 \x01(\x01\x12\x1b\n\x13validation_fraction\x18\x08 \x01(\x01\x12\x0f\n\x07persist\x18\t \x01(\x08\x12\x0f\n\x07replace\x18\n \x01(\x08\x12\x0e\n\x06\x64\x65vice\x18\x0b \x01(\t\x12\x16\n\x0emax_iterations\x18\x0c \x01(\x05\x12\x0c\n\x04seed\x18\r \x01(\x04\"\xbe\x02\n\x0f\x46itHeadResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0c\n\x04head\x18\x02 \x01(\t\x12\x14\n\x0chead_version\x18\x03 \x01(\x03\x12\x0f\n\x07\x63lasses\x18\x04 \x03(\t\x12\x1a\n\x12\x65xamples_per_class\x18\x05 \x03(\x03\x12\x16\n\x0etrain_accuracy\x18\x06 \x01(\x01\x12\x1b\n\x13validation_accuracy\x18\x07 \x01(\x01\x12\x1b\n\x13validation_examples\x18\x08 \x01(\x03\x12\x12\n\nfinal_loss\x18\t \x01(\x01\x12\x12\n\niterations\x18\n \x01(\x03\x12\n\n\x02l2\x18\x0b \x01(\x01\x12\x10\n\x08\x65mbed_ms\x18\x0c \x01(\x01\x12\x0e\n\x06\x66it_ms\x18\r \x01(\x01\x12\x12\n\ninstall_ms\x18\x0e \x01(\x01\x12\x0f\n\x07\x64\x65vices\x18\x0f \x03(\t2\xdb\x03\n\x11ManagementService\x12\x42\n\x07\x46itHead\x12\x1a.headway.v1.FitHeadRequest\x1a\x1b.headway.v1.FitHeadResponse\x12N\n\x0bHotSwapHead\x12\x1e.headway.v1.HotSwapHeadRequest\x1a\x1f.headway.v1.HotSwapHeadResponse\x12K\n\nRemoveHead\x12\x1d.headway.v1.RemoveHeadRequest\x1a\x1e.headway.v1.RemoveHeadResponse\x12H\n\tLoadModel\x12\x1c.headway.v1.LoadModelRequest\x1a\x1d.headway.v1.LoadModelResponse\x12N\n\x0bUnloadModel\x12\x1e.headway.v1.UnloadModelRequest\x1a\x1f.headway.v1.UnloadModelResponse\x12K\n\nListModels\x12\x1d.headway.v1.ListModelsRequest\x1a\x1e.headway.v1.ListModelsResponseb\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'headway.v1.management_pb2', globals())
 if _descriptor._USE_C_DESCRIPTORS == False:
 
   DESCRIPTOR._options = None
-  _HOTSWAPHEADREQUEST._serialized_start=44
-  _HOTSWAPHEADREQUEST._serialized_end=231
-  _HOTSWAPHEADRESPONSE._serialized_start=233
-  _HOTSWAPHEADRESPONSE._serialized_end=343
-  _REMOVEHEADREQUEST._serialized_start=345
-  _REMOVEHEADREQUEST._serialized_end=410
-  _REMOVEHEADRESPONSE._serialized_start=412
-  _REMOVEHEADRESPONSE._serialized_end=432
-  _LOADMODELREQUEST._serialized_start=434
-  _LOADMODELREQUEST._serialized_end=483
-  _LOADMODELRESPONSE._serialized_start=485
-  _LOADMODELRESPONSE._serialized_end=545
-  _UNLOADMODELREQUEST._serialized_start=547
-  _UNLOADMODELREQUEST._serialized_end=598
-  _UNLOADMODELRESPONSE._serialized_start=600
-  _UNLOADMODELRESPONSE._serialized_end=638
-  _LISTMODELSREQUEST._serialized_start=640
-  _LISTMODELSREQUEST._serialized_end=674
-  _HEADSTATUS._serialized_start=676
-  _HEADSTATUS._serialized_end=776
-  _MODELSTATUS._serialized_start=779
-  _MODELSTATUS._serialized_end=1079
-  _LISTMODELSRESPONSE._serialized_start=1081
-  _LISTMODELSRESPONSE._serialized_end=1142
-  _MANAGEMENTSERVICE._serialized_start=1145
-  _MANAGEMENTSERVICE._serialized_end=1552
+  _HOTSWAPHEADREQUEST._serialized_start=72
+  _HOTSWAPHEADREQUEST._serialized_end=259
+  _HOTSWAPHEADRESPONSE._serialized_start=261
+  _HOTSWAPHEADRESPONSE._serialized_end=371
+  _REMOVEHEADREQUEST._serialized_start=373
+  _REMOVEHEADREQUEST._serialized_end=438
+  _REMOVEHEADRESPONSE._serialized_start=440
+  _REMOVEHEADRESPONSE._serialized_end=460
+  _LOADMODELREQUEST._serialized_start=462
+  _LOADMODELREQUEST._serialized_end=511
+  _LOADMODELRESPONSE._serialized_start=513
+  _LOADMODELRESPONSE._serialized_end=573
+  _UNLOADMODELREQUEST._serialized_start=575
+  _UNLOADMODELREQUEST._serialized_end=626
+  _UNLOADMODELRESPONSE._serialized_start=628
+  _UNLOADMODELRESPONSE._serialized_end=666
+  _LISTMODELSREQUEST._serialized_start=668
+  _LISTMODELSREQUEST._serialized_end=702
+  _HEADSTATUS._serialized_start=704
+  _HEADSTATUS._serialized_end=804
+  _MODELSTATUS._serialized_start=807
+  _MODELSTATUS._serialized_end=1107
+  _LISTMODELSRESPONSE._serialized_start=1109
+  _LISTMODELSRESPONSE._serialized_end=1170
+  _FITHEADREQUEST._serialized_start=1173
+  _FITHEADREQUEST._serialized_end=1458
+  _FITHEADRESPONSE._serialized_start=1461
+  _FITHEADRESPONSE._serialized_end=1779
+  _MANAGEMENTSERVICE._serialized_start=1782
+  _MANAGEMENTSERVICE._serialized_end=2257
 # @@protoc_insertion_point(module_scope)

@@ -14,6 +14,11 @@ class ManagementServiceStub(object):
         Args:
             channel: A grpc.Channel.
         """
+        self.FitHead = channel.unary_unary(
+                '/headway.v1.ManagementService/FitHead',
+                request_serializer=headway_dot_v1_dot_management__pb2.FitHeadRequest.SerializeToString,
+                response_deserializer=headway_dot_v1_dot_management__pb2.FitHeadResponse.FromString,
+                )
         self.HotSwapHead = channel.unary_unary(
                 '/headway.v1.ManagementService/HotSwapHead',
                 request_serializer=headway_dot_v1_dot_management__pb2.HotSwapHeadRequest.SerializeToString,
@@ -43,6 +48,13 @@ class ManagementServiceStub(object):
 
 class ManagementServiceServicer(object):
     """Missing associated documentation comment in .proto file."""
+
+    def FitHead(self, request, context):
+        """Fits a head from labelled examples and installs it (admin).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
 
     def HotSwapHead(self, request, context):
         """Replaces (or adds) one head of a model without reloading its backbone.
@@ -85,6 +97,11 @@ class ManagementServiceServicer(object):
 
 def add_ManagementServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
+            'FitHead': grpc.unary_unary_rpc_method_handler(
+                    servicer.FitHead,
+                    request_deserializer=headway_dot_v1_dot_management__pb2.FitHeadRequest.FromString,
+                    response_serializer=headway_dot_v1_dot_management__pb2.FitHeadResponse.SerializeToString,
+            ),
             'HotSwapHead': grpc.unary_unary_rpc_method_handler(
                     servicer.HotSwapHead,
                     request_deserializer=headway_dot_v1_dot_management__pb2.HotSwapHeadRequest.FromString,
@@ -119,6 +136,23 @@ def add_ManagementServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class ManagementService(object):
     """Missing associated documentation comment in .proto file."""
+
+    @staticmethod
+    def FitHead(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/headway.v1.ManagementService/FitHead',
+            headway_dot_v1_dot_management__pb2.FitHeadRequest.SerializeToString,
+            headway_dot_v1_dot_management__pb2.FitHeadResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
 
     @staticmethod
     def HotSwapHead(request,
