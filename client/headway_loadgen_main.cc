@@ -13,6 +13,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -20,6 +21,7 @@
 #include "client/connection_flags.h"
 #include "client/headway_client.h"
 #include "client/load_generator.h"
+#include "version/cli_help.h"
 #include "version/version.h"
 
 ABSL_FLAG(std::string, target, "127.0.0.1:50051",
@@ -119,18 +121,65 @@ absl::StatusOr<std::vector<headway::v1::Input>> Inputs() {
   return inputs;
 }
 
+// Refuses flag values that would silently change what is measured.
+absl::Status CheckFlags() {
+  const double rate = absl::GetFlag(FLAGS_rate);
+  if (rate < 0)
+    return absl::InvalidArgumentError("--rate must be 0 (closed loop) or more");
+  if (rate == 0 && absl::GetFlag(FLAGS_concurrency) < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--concurrency must be 1 or more, not ", absl::GetFlag(FLAGS_concurrency)));
+  }
+  if (absl::GetFlag(FLAGS_requests) < 0) {
+    return absl::InvalidArgumentError("--requests must be 0 (use --duration) or more");
+  }
+  if (absl::GetFlag(FLAGS_requests) == 0 &&
+      absl::GetFlag(FLAGS_duration) <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        "--duration must be positive, with a unit (e.g. 10s, 500ms)");
+  }
+  if (absl::GetFlag(FLAGS_warmup) < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("--warmup must not be negative");
+  }
+  if (absl::GetFlag(FLAGS_inputs_per_request) < 1 || absl::GetFlag(FLAGS_channels) < 1) {
+    return absl::InvalidArgumentError(
+        "--inputs_per_request and --channels must be 1 or more");
+  }
+  if (const std::string path = absl::GetFlag(FLAGS_json_out); !path.empty()) {
+    std::ofstream probe(path, std::ios::app);
+    if (!probe) {
+      return absl::InvalidArgumentError(absl::StrCat("--json_out: cannot write ", path));
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
+constexpr char kLoadgenUsage[] =
+    "Load generator for a Headway server.\n"
+    "Usage: headway_loadgen --target=HOST:PORT [--rpc=classify] (--images=a.png,b.jpg "
+    "| "
+    "--tensor_shape=3,224,224) [--concurrency=N | --rate=R [--poisson]] "
+    "[--duration=10s]"
+    "\nExit codes: 0 every call succeeded; 1 some calls failed; 2 bad flags or inputs.";
+
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
-      "Load generator for a Headway server.\n"
-      "Usage: headway_loadgen --target=HOST:PORT [--rpc=classify] (--images=a.png,b.jpg "
-      "| "
-      "--tensor_shape=3,224,224) [--concurrency=N | --rate=R [--poisson]] "
-      "[--duration=10s]");
+  if (headway::PrintHelpIfAsked(
+          argc, argv, kLoadgenUsage, [](absl::string_view, absl::string_view file) {
+            return absl::EndsWith(file, "headway_loadgen_main.cc") ||
+                   absl::EndsWith(file, "connection_flags.cc");
+          })) {
+    return 0;
+  }
+  absl::SetProgramUsageMessage(kLoadgenUsage);
   headway::SetVersionFlag("headway_loadgen",
                           headway::ConnectionFlagsInHelp("headway_loadgen_main.cc"));
   absl::ParseCommandLine(argc, argv);
+  if (absl::Status flags = CheckFlags(); !flags.ok()) {
+    std::cerr << "headway_loadgen: " << flags.message() << "\n";
+    return 2;
+  }
   absl::StatusOr<std::vector<headway::v1::Input>> inputs = Inputs();
   if (!inputs.ok()) {
     std::cerr << "headway_loadgen: " << inputs.status() << "\n";
@@ -160,7 +209,12 @@ int main(int argc, char** argv) {
   }
   std::cout << report->ToText();
   if (const std::string path = absl::GetFlag(FLAGS_json_out); !path.empty()) {
-    std::ofstream(path) << report->ToJson() << "\n";
+    std::ofstream out(path);
+    out << report->ToJson() << "\n";
+    if (!out) {
+      std::cerr << "headway_loadgen: --json_out: cannot write " << path << "\n";
+      return 2;
+    }
   }
   return report->errors.empty() ? 0 : 1;
 }

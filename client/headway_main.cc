@@ -29,6 +29,8 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -36,6 +38,7 @@
 #include "client/channel.h"
 #include "client/connection_flags.h"
 #include "client/headway_client.h"
+#include "version/cli_help.h"
 #include "version/version.h"
 
 ABSL_FLAG(std::string, target, "127.0.0.1:50051",
@@ -88,7 +91,40 @@ constexpr char kUsage[] =
     "resolving to several addresses), swap-head, remove-head, fit-head, load and unload "
     "go\n"
     "to each replica in turn; with --persist, to one, whose store every replica\n"
-    "follows.";
+    "follows.\n"
+    "Exit codes: 0 done; 1 the server refused or failed (or a replica did); 2 bad usage\n"
+    "or an invalid argument (INVALID_ARGUMENT). `headway COMMAND --help` lists that\n"
+    "command's flags.";
+
+// The flags each command reads (beside the connection flags every command takes).
+const std::map<std::string, std::vector<std::string>>& CommandFlags() {
+  static const auto* flags = new std::map<std::string, std::vector<std::string>>{
+      {"classify", {"model", "head", "top_k", "device", "json"}},
+      {"embed", {"model", "l2_normalize", "device", "json"}},
+      {"swap-head",
+       {"model", "head", "file", "checkpoint", "labels_file", "labels", "key_prefix",
+        "persist", "device", "json"}},
+      {"remove-head", {"model", "head", "persist"}},
+      {"fit-head", {"model", "head", "l2", "replace", "persist", "device", "json"}},
+      {"load", {"model", "device", "json"}},
+      {"unload", {"model", "device"}},
+      {"models", {"json"}},
+      {"describe", {"model", "json"}},
+      {"health", {}},
+  };
+  return *flags;
+}
+
+// The usage line of `command` from kUsage (the line naming it), or kUsage.
+std::string CommandUsage(const std::string& command) {
+  for (absl::string_view line : absl::StrSplit(kUsage, '\n')) {
+    if (absl::StartsWith(absl::StripLeadingAsciiWhitespace(line), command + " ")) {
+      return absl::StrCat("Usage: headway [connection flags] ",
+                          absl::StripLeadingAsciiWhitespace(line));
+    }
+  }
+  return kUsage;
+}
 
 int Fail(const absl::Status& status) {
   std::cerr << "headway: " << status << "\n";
@@ -462,6 +498,28 @@ int OnEveryReplica(const std::string& command, const HeadwayClient::Options& opt
 }  // namespace headway
 
 int main(int argc, char** argv) {
+  // `headway COMMAND --help`: that command's usage and flags; `headway --help`: all.
+  std::string command_asked;
+  for (int i = 1; i < argc && command_asked.empty(); ++i) {
+    if (argv[i][0] != '-') command_asked = argv[i];
+  }
+  const auto& command_flags = headway::CommandFlags();
+  const auto known = command_flags.find(command_asked);
+  if (headway::PrintHelpIfAsked(
+          argc, argv,
+          known == command_flags.end() ? headway::kUsage
+                                       : headway::CommandUsage(command_asked),
+          [&](absl::string_view name, absl::string_view file) {
+            if (absl::EndsWith(file, "connection_flags.cc")) return true;
+            if (!absl::EndsWith(file, "headway_main.cc")) return false;
+            if (known == command_flags.end() || name == "target" || name == "timeout") {
+              return true;
+            }
+            return std::find(known->second.begin(), known->second.end(), name) !=
+                   known->second.end();
+          })) {
+    return 0;
+  }
   absl::SetProgramUsageMessage(headway::kUsage);
   headway::SetVersionFlag("headway", headway::ConnectionFlagsInHelp("headway_main.cc"));
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);

@@ -14,6 +14,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/notification.h"
@@ -31,6 +32,7 @@
 #include "server/http_gateway.h"
 #include "server/server_metrics.h"
 #include "server/tls.h"
+#include "version/cli_help.h"
 #include "version/version.h"
 
 ABSL_FLAG(std::string, host, "0.0.0.0", "Address to listen on.");
@@ -420,11 +422,24 @@ int Serve() {
 
 }  // namespace
 
+constexpr char kServerUsage[] =
+    "Serves Headway models over gRPC (headway.v1, the Open Inference Protocol) and "
+    "HTTP/JSON.\n"
+    "Usage: headway_server [--model_store=models] [--port=50051] [--http_port=8000] "
+    "[flags]\n"
+    "Exit codes: 0 stopped by SIGTERM or SIGINT after draining; 1 a bad flag, or it "
+    "could not start (a port in use, an unreadable store, --strict_startup with a "
+    "failed model).";
+
 int main(int argc, char** argv) {
+  if (headway::PrintHelpIfAsked(argc, argv, kServerUsage,
+                                [](absl::string_view, absl::string_view file) {
+                                  return absl::EndsWith(file, "headway_server_main.cc");
+                                })) {
+    return 0;
+  }
   headway::SetVersionFlag("headway_server");
-  absl::SetProgramUsageMessage(
-      "Serves Headway models over gRPC.\n"
-      "Usage: headway_server [--model_store=models] [--port=50051] [flags]");
+  absl::SetProgramUsageMessage(kServerUsage);
   absl::ParseCommandLine(argc, argv);
   // Block the shutdown signals in every thread (before any starts); Serve waits for
   // them.

@@ -12,6 +12,7 @@
 #include <fstream>
 #include <functional>
 #include <memory>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -541,6 +542,42 @@ TEST_F(OpenInferenceTest, ModelMetadataSaysWhatTheModelTakesAndGives) {
       << output;
   EXPECT_THAT(output, HasSubstr("sending random FLOAT32 tensors [1,20,20]"));
   EXPECT_THAT(output, HasSubstr("errors: none"));
+}
+
+// With batching on, a headway.v1 Classify and an Open Inference ModelInfer that arrive
+// together share one backbone pass: the batch-size histogram counts one pass of two
+// inputs.
+TEST(MixedProtocolsTest, OneBackbonePassServesBothProtocols) {
+  const std::filesystem::path store = testing::CopyModelStore();
+  std::ofstream(store / "digits" / "config.pbtxt", std::ios::app)
+      << "batching { max_batch_size: 8 max_queue_delay_us: 300000 }\n";
+  Served served = Serve(store);
+  ASSERT_NE(served.client, nullptr);
+  OpenInferenceClient open(served.server->target());
+  v1::ClassifyRequest classify;
+  classify.set_model("digits");
+  classify.add_inputs()->set_image(testing::EncodePng(testing::DigitCell(kCells[0])));
+  inference::ModelInferRequest infer = PngRequest(false);
+  infer.mutable_inputs(0)->set_shape(0, 1);
+  infer.mutable_inputs(0)->mutable_contents()->mutable_bytes_contents()->DeleteSubrange(
+      1, 4);
+  absl::StatusOr<v1::ClassifyResponse> classified;
+  grpc::Status inferred;
+  inference::ModelInferResponse response;
+  std::thread v1_caller([&] { classified = served.client->Classify(classify); });
+  std::thread v2_caller([&] { inferred = open.Infer(infer, &response); });
+  v1_caller.join();
+  v2_caller.join();
+  ASSERT_TRUE(classified.ok()) << classified.status();
+  ASSERT_TRUE(inferred.ok()) << inferred.error_message();
+  absl::StatusOr<std::string> metrics =
+      testing::HttpGet(served.server->metrics_port(), "/metrics");
+  ASSERT_TRUE(metrics.ok()) << metrics.status();
+  EXPECT_THAT(*metrics,
+              HasSubstr(R"(headway_batch_size_count{device="cpu",model="digits"} 1)"));
+  EXPECT_THAT(*metrics,
+              HasSubstr(R"(headway_batch_size_sum{device="cpu",model="digits"} 2)"));
+  std::filesystem::remove_all(store);
 }
 
 // A model folder whose config has no heads: the digits backbone as a pure feature

@@ -365,5 +365,62 @@ TEST_F(ServerTest, EveryBinaryAndTheMetricsGiveTheVersionAndCommit) {
   }
 }
 
+// --help is for people: stdout, exit 0, no build paths, one command's flags on asking;
+// bad load-generator flags are refused instead of changing what is measured.
+TEST(CliHelpTest, HelpGoesToStdoutAndBadLoadFlagsAreRefused) {
+  const struct {
+    std::string command;
+    std::vector<std::string> present;
+    std::vector<std::string> absent;
+  } helps[] = {
+      {absl::StrCat(HEADWAY_CLI_BINARY, " --help"),
+       {"Usage: headway", "--target", "--top_k", "Exit codes"},
+       {"Flags from", "work/", "--flagfile"}},
+      {absl::StrCat(HEADWAY_CLI_BINARY, " classify --help"),
+       {"classify --model=M", "--top_k", "--target"},
+       {"--checkpoint", "--l2"}},
+      {absl::StrCat(HEADWAY_CLI_BINARY, " fit-head --help"),
+       {"fit-head", "--l2", "--replace"},
+       {"--top_k"}},
+      {absl::StrCat(HEADWAY_SERVER_BINARY, " --help"),
+       {"Usage: headway_server", "--http_port", "--max_fit_examples", "Exit codes"},
+       {"Flags from", "--flagfile"}},
+      {absl::StrCat(HEADWAY_LOADGEN_BINARY, " --help"),
+       {"Usage: headway_loadgen", "--concurrency", "--target"},
+       {"Flags from"}},
+  };
+  for (const auto& help : helps) {
+    std::string output;
+    EXPECT_EQ(testing::RunCommand(help.command + " 2>/dev/null", &output), 0)
+        << help.command;
+    for (const std::string& text : help.present) {
+      EXPECT_THAT(output, HasSubstr(text)) << help.command;
+    }
+    for (const std::string& text : help.absent) {
+      EXPECT_THAT(output, ::testing::Not(HasSubstr(text))) << help.command;
+    }
+  }
+  const struct {
+    std::string flags;
+    std::string message;
+  } refused[] = {
+      {"--concurrency=0", "--concurrency must be 1 or more"},
+      {"--duration=0s", "--duration must be positive, with a unit"},
+      {"--rate=-5", "--rate must be 0"},
+      {"--json_out=/nonexistent/folder/report.json", "--json_out: cannot write"},
+  };
+  for (const auto& bad : refused) {
+    std::string output;
+    EXPECT_EQ(
+        testing::RunCommand(absl::StrCat(HEADWAY_LOADGEN_BINARY,
+                                         " --target=127.0.0.1:1 --tensor_shape=1,2,2 ",
+                                         bad.flags, " 2>&1"),
+                            &output),
+        2)
+        << bad.flags;
+    EXPECT_THAT(output, HasSubstr(bad.message)) << bad.flags;
+  }
+}
+
 }  // namespace
 }  // namespace headway
