@@ -245,6 +245,12 @@ void ReportStoreSync(const headway::ModelRegistry& registry,
   metrics.RecordStoreChange(sync.model, StoreSyncResult(sync.action));
 }
 
+// "off", "tls" or "mutual", as the TLS flags say (the gRPC and HTTP ports alike).
+const char* TlsMode() {
+  if (absl::GetFlag(FLAGS_tls_cert_file).empty()) return "off";
+  return absl::GetFlag(FLAGS_tls_client_ca_file).empty() ? "tls" : "mutual";
+}
+
 int Serve() {
   headway::ServerMetrics metrics;
   int metrics_port = 0;
@@ -317,9 +323,7 @@ int Serve() {
   headway::LogEvent(
       headway::LogLevel::kInfo, "listening",
       {{"address", absl::StrCat(options.host, ":", (*server)->port())},
-       {"tls", absl::GetFlag(FLAGS_tls_cert_file).empty()        ? "off"
-               : absl::GetFlag(FLAGS_tls_client_ca_file).empty() ? "tls"
-                                                                 : "mutual"},
+       {"tls", TlsMode()},
        {"admin", options.admin.open                                  ? "open"
                  : headway::AdminAuthorizer(options.admin).enabled() ? "credential"
                                                                      : "off"},
@@ -344,10 +348,7 @@ int Serve() {
     http = *std::move(gateway);
     headway::LogEvent(
         headway::LogLevel::kInfo, "http_listening",
-        {{"address", absl::StrCat(options.host, ":", http->port())},
-         {"tls", absl::GetFlag(FLAGS_tls_cert_file).empty()        ? "off"
-                 : absl::GetFlag(FLAGS_tls_client_ca_file).empty() ? "tls"
-                                                                   : "mutual"}});
+        {{"address", absl::StrCat(options.host, ":", http->port())}, {"tls", TlsMode()}});
     WritePortFile(absl::GetFlag(FLAGS_http_port_file), http->port());
   }
 
