@@ -1,6 +1,6 @@
 # Headway server, CPU image. Debian packages only.
 #   docker build --network host -t headway:cpu .
-#   docker run --network host headway:cpu        # gRPC :50051, metrics :8002
+#   docker run --network host headway:cpu        # gRPC :50051, HTTP :8000, metrics :8002
 # Stage 1 builds the binaries; stage 2 holds them, the shared libraries they link
 # (found with ldd and mapped to their Debian packages) and the bundled model store:
 # no compiler, no headers.
@@ -16,7 +16,7 @@ RUN apt-get update -q && apt-get install -y -q --no-install-recommends \
       protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev \
       libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev \
       libjpeg-dev libpng-dev libssl-dev \
-      prometheus-cpp-dev \
+      prometheus-cpp-dev libcpp-httplib-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY CMakeLists.txt ./
@@ -26,6 +26,7 @@ COPY model_store model_store
 COPY server server
 COPY client client
 COPY bench bench
+COPY version version
 RUN cmake -S . -B /build -G Ninja -DCMAKE_BUILD_TYPE=Release -DHEADWAY_BUILD_TESTS=OFF \
     && cmake --build /build --target headway_server headway headway_loadgen \
     && mkdir -p /out/bin \
