@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Smoke test of the Docker deployment: builds the CPU image and the compose stack
 # (server + Prometheus) on the host network, classifies a digit with the CLI in the
-# image, swaps a head as an admin through the mounted model store, runs the load-test
+# image and over HTTP, swaps a head as an admin through the mounted model store, runs the load-test
 # service, checks that Prometheus has scraped the server, and tears everything down.
 #   deploy/smoke-test.sh            (as root on a Headway build machine; uses
 #                                    ../shared/tools/docker-up.sh when it exists)
-# Needs ports 50051, 8002 and 9090 free on the host.
+# Needs ports 50051, 8000, 8002 and 9090 free on the host.
 set -euo pipefail
 cd "$(dirname "$0")"
 root=$(cd .. && pwd)
@@ -83,6 +83,16 @@ chmod a+rx "$work" && chmod a+r "$work/four.png"
 classified=$(cli classify --top_k=2 /data/four.png)
 echo "$classified"
 grep -q ": 4 (" <<<"$classified"
+
+step "the same digit over HTTP/JSON, and the image's version"
+curl -sf http://127.0.0.1:8000/v2/health/ready
+echo
+http_answer=$(curl -sf http://127.0.0.1:8000/v1/models/digits:classify \
+  -H 'Content-Type: application/json' \
+  -d "{\"inputs\": [{\"image\": \"$(base64 -w0 "$work/four.png")\"}], \"top_k\": 1}")
+echo "$http_answer"
+grep -q '"label":"4"' <<<"$http_answer"
+cli --version
 
 step "swap in the parity head as an admin, from the mounted store"
 if cli swap-head --model=digits --head=digit --file=heads/parity.pt \
