@@ -1,5 +1,11 @@
 #include "model_store/checkpoint.h"
 
+#include <ATen/Parallel.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <map>
 #include <sstream>
 
@@ -7,6 +13,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
 #include "model_store/status_macros.h"
 #include "model_store/torch_errors.h"
 
@@ -130,6 +138,55 @@ std::string Listed(const std::vector<std::string>& names) {
       names.size() > kShown ? absl::StrCat(" and ", names.size() - kShown, " more") : "");
 }
 
+// How long a probe may take before it is given up (its archive then loads unprobed).
+constexpr absl::Duration kProbeTimeout = absl::Seconds(60);
+
+// Serialises TorchScript loads: a probe forks while no other thread is inside
+// LibTorch's loader (whose locks the child would find held forever).
+absl::Mutex& TorchScriptLoadMutex() {
+  static absl::Mutex* mutex = new absl::Mutex();
+  return *mutex;
+}
+
+// LibTorch 1.13's TorchScript parser dies of SIGSEGV on some malformed archives
+// (found by fuzz_checkpoint: a class body whose `__buffers__` is misspelt, once a
+// module with the same class names was loaded), which no exception handler can
+// catch. So an archive is loaded first in a forked child, on the CPU, with one
+// thread; a child killed by a signal refuses the archive here, and anything else
+// (success, an exception, a probe that could not run or took too long) lets the
+// load proceed in this process, where exceptions become errors as usual.
+absl::Status ProbeTorchScriptLoad(const std::string& bytes) {
+  const pid_t child = fork();
+  if (child < 0) return absl::OkStatus();
+  if (child == 0) {
+    at::set_num_threads(1);
+    try {
+      std::istringstream archive(bytes);
+      torch::jit::load(archive, c10::Device(c10::kCPU));
+    } catch (...) {
+    }
+    _exit(0);
+  }
+  const absl::Time deadline = absl::Now() + kProbeTimeout;
+  absl::Duration pause = absl::Microseconds(200);
+  int status = 0;
+  while (waitpid(child, &status, WNOHANG) == 0) {
+    if (absl::Now() > deadline) {
+      kill(child, SIGKILL);
+      waitpid(child, &status, 0);
+      return absl::OkStatus();
+    }
+    absl::SleepFor(pause);
+    pause = std::min(pause * 2, absl::Milliseconds(20));
+  }
+  if (WIFSIGNALED(status) && WTERMSIG(status) != SIGKILL) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the TorchScript archive is malformed: LibTorch's loader crashed on it (",
+        strsignal(WTERMSIG(status)), ", in a probe process); refused"));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 const char* ContentsName(Checkpoint::Contents contents) {
@@ -149,6 +206,8 @@ absl::StatusOr<Checkpoint> ReadCheckpoint(const std::string& bytes, c10::Device 
     case ArchiveFormat::kTorchScript: {
       Checkpoint checkpoint;
       checkpoint.contents = Checkpoint::Contents::kTorchScriptModule;
+      absl::MutexLock one_load(&TorchScriptLoadMutex());
+      HEADWAY_RETURN_IF_ERROR(ProbeTorchScriptLoad(bytes));
       HEADWAY_ASSIGN_OR_RETURN(
           checkpoint.module,
           CallTorch("loading TorchScript archive", absl::StatusCode::kInvalidArgument,

@@ -237,6 +237,10 @@ TEST_F(BadInputTest, EachBadRequestGetsItsStatusAndTheServerKeepsServing) {
       ReadBytes(testing::SourcePath("tests/data/head_nan_row.pt"));
   const std::string zip_bomb_head =
       ReadBytes(testing::SourcePath("tests/data/head_zip_bomb.pt"));
+  // Found by fuzz_checkpoint: LibTorch's TorchScript parser dies of SIGSEGV on it once
+  // a module with the same class names is loaded (the served heads are).
+  const std::string parser_crash_head =
+      ReadBytes(testing::SourcePath("fuzz/seeds/checkpoints/crashed_libtorch_parser.pt"));
   const float nan = std::numeric_limits<float>::quiet_NaN();
   const float inf = std::numeric_limits<float>::infinity();
   const std::string invalid_utf8 = "digits\xff\xfe";
@@ -476,6 +480,9 @@ TEST_F(BadInputTest, EachBadRequestGetsItsStatusAndTheServerKeepsServing) {
       {"swap to a 34 KB head that unpacks to 32 MiB",
        [&] { return Swap([&](auto& r) { r.set_checkpoint(zip_bomb_head); }); },
        Code::kInvalidArgument, "unpacks to 34078"},
+      {"swap to a TorchScript head that crashes LibTorch's parser",
+       [&] { return Swap([&](auto& r) { r.set_checkpoint(parser_crash_head); }); },
+       Code::kInvalidArgument, "LibTorch's loader crashed on it"},
       {"swap with too few labels",
        [&] {
          return Swap([&](auto& r) {
