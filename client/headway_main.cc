@@ -16,6 +16,7 @@
 //   headway models
 //   headway describe [MODEL]
 //   headway health [SERVICE]
+#include <google/protobuf/struct.pb.h>
 #include <google/protobuf/util/json_util.h>
 
 #include <algorithm>
@@ -104,13 +105,13 @@ const std::map<std::string, std::vector<std::string>>& CommandFlags() {
       {"swap-head",
        {"model", "head", "file", "checkpoint", "labels_file", "labels", "key_prefix",
         "persist", "device", "json"}},
-      {"remove-head", {"model", "head", "persist"}},
+      {"remove-head", {"model", "head", "persist", "json"}},
       {"fit-head", {"model", "head", "l2", "replace", "persist", "device", "json"}},
       {"load", {"model", "device", "json"}},
-      {"unload", {"model", "device"}},
+      {"unload", {"model", "device", "json"}},
       {"models", {"json"}},
       {"describe", {"model", "json"}},
-      {"health", {}},
+      {"health", {"json"}},
   };
   return *flags;
 }
@@ -126,11 +127,6 @@ std::string CommandUsage(const std::string& command) {
   return kUsage;
 }
 
-int Fail(const absl::Status& status) {
-  std::cerr << "headway: " << status << "\n";
-  return status.code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
-}
-
 void PrintJson(const google::protobuf::Message& message) {
   std::string json;
   google::protobuf::util::JsonPrintOptions options;
@@ -139,6 +135,19 @@ void PrintJson(const google::protobuf::Message& message) {
   options.always_print_primitive_fields = true;
   (void)google::protobuf::util::MessageToJsonString(message, &json, options);
   std::cout << json;
+}
+
+// With --json, stdout holds JSON whatever happens: errors too, as {"error", "code"}.
+int Fail(const absl::Status& status) {
+  std::cerr << "headway: " << status << "\n";
+  if (absl::GetFlag(FLAGS_json)) {
+    google::protobuf::Struct error;
+    (*error.mutable_fields())["error"].set_string_value(std::string(status.message()));
+    (*error.mutable_fields())["code"].set_string_value(
+        absl::StatusCodeToString(status.code()));
+    PrintJson(error);
+  }
+  return status.code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
 }
 
 absl::Status AddImages(const std::vector<char*>& files,
@@ -316,6 +325,16 @@ int RemoveHead(const HeadwayClient& client) {
   request.set_persist(absl::GetFlag(FLAGS_persist));
   absl::StatusOr<v1::RemoveHeadResponse> response = client.RemoveHead(request);
   if (!response.ok()) return Fail(response.status());
+  if (absl::GetFlag(FLAGS_json)) {
+    google::protobuf::Struct removed;
+    auto& fields = *removed.mutable_fields();
+    fields["model"].set_string_value(request.model());
+    fields["head"].set_string_value(request.head());
+    fields["persist"].set_bool_value(request.persist());
+    fields["removed"].set_bool_value(true);
+    PrintJson(removed);
+    return 0;
+  }
   std::cout << "model " << request.model() << ": head " << request.head() << " removed\n";
   return 0;
 }
@@ -342,6 +361,10 @@ int UnloadModel(const HeadwayClient& client) {
   request.set_device(absl::GetFlag(FLAGS_device));
   absl::StatusOr<v1::UnloadModelResponse> response = client.UnloadModel(request);
   if (!response.ok()) return Fail(response.status());
+  if (absl::GetFlag(FLAGS_json)) {
+    PrintJson(*response);
+    return 0;
+  }
   std::cout << "model " << request.model() << " unloaded from "
             << absl::StrJoin(response->devices(), ", ") << "\n";
   return 0;
@@ -442,7 +465,14 @@ int Health(const HeadwayClient& client, const std::vector<char*>& operands) {
   absl::StatusOr<grpc::health::v1::HealthCheckResponse::ServingStatus> status =
       client.CheckHealth(service);
   if (!status.ok()) return Fail(status.status());
-  std::cout << grpc::health::v1::HealthCheckResponse::ServingStatus_Name(*status) << "\n";
+  if (absl::GetFlag(FLAGS_json)) {
+    grpc::health::v1::HealthCheckResponse response;
+    response.set_status(*status);
+    PrintJson(response);
+  } else {
+    std::cout << grpc::health::v1::HealthCheckResponse::ServingStatus_Name(*status)
+              << "\n";
+  }
   return *status == grpc::health::v1::HealthCheckResponse::SERVING ? 0 : 1;
 }
 

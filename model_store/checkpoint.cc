@@ -1,6 +1,7 @@
 #include "model_store/checkpoint.h"
 
 #include <ATen/Parallel.h>
+#include <errno.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -152,13 +153,16 @@ absl::Mutex& TorchScriptLoadMutex() {
 // (found by fuzz_checkpoint: a class body whose `__buffers__` is misspelt, once a
 // module with the same class names was loaded), which no exception handler can
 // catch. So an archive is loaded first in a forked child, on the CPU, with one
-// thread; a child killed by a signal refuses the archive here, and anything else
-// (success, an exception, a probe that could not run or took too long) lets the
+// thread; a child that does not exit normally refuses the archive here, and anything
+// else (success, an exception, a probe that could not run or took too long) lets the
 // load proceed in this process, where exceptions become errors as usual.
 absl::Status ProbeTorchScriptLoad(const std::string& bytes) {
   const pid_t child = fork();
   if (child < 0) return absl::OkStatus();
   if (child == 0) {
+    // A crash ends the child quietly, whatever handlers the process installed (a
+    // sanitizer's, a fuzzer's): the parent reads the signal from its status.
+    for (int crash : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT}) signal(crash, SIG_DFL);
     at::set_num_threads(1);
     try {
       std::istringstream archive(bytes);
@@ -170,7 +174,9 @@ absl::Status ProbeTorchScriptLoad(const std::string& bytes) {
   const absl::Time deadline = absl::Now() + kProbeTimeout;
   absl::Duration pause = absl::Microseconds(200);
   int status = 0;
-  while (waitpid(child, &status, WNOHANG) == 0) {
+  pid_t waited = 0;
+  while ((waited = waitpid(child, &status, WNOHANG)) == 0 ||
+         (waited < 0 && errno == EINTR)) {
     if (absl::Now() > deadline) {
       kill(child, SIGKILL);
       waitpid(child, &status, 0);
@@ -179,10 +185,16 @@ absl::Status ProbeTorchScriptLoad(const std::string& bytes) {
     absl::SleepFor(pause);
     pause = std::min(pause * 2, absl::Milliseconds(20));
   }
-  if (WIFSIGNALED(status) && WTERMSIG(status) != SIGKILL) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "the TorchScript archive is malformed: LibTorch's loader crashed on it (",
-        strsignal(WTERMSIG(status)), ", in a probe process); refused"));
+  // The child exits 0 whether the archive loaded or threw; anything else (a signal,
+  // or a sanitizer's exit code for one) is the loader dying.
+  if (waited == child && (!WIFEXITED(status) || WEXITSTATUS(status) != 0)) {
+    const std::string how = WIFSIGNALED(status)
+                                ? std::string(strsignal(WTERMSIG(status)))
+                                : absl::StrCat("exit status ", WEXITSTATUS(status));
+    return absl::InvalidArgumentError(
+        absl::StrCat("the TorchScript archive is malformed: LibTorch's loader crashed on "
+                     "it (",
+                     how, ", in a probe process); refused"));
   }
   return absl::OkStatus();
 }

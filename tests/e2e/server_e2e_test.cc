@@ -1,6 +1,8 @@
 // End to end: the real headway_server binary on a free localhost port, serving the
 // bundled model store, driven by the real client library and CLI over TCP.
 #include <gmock/gmock.h>
+#include <google/protobuf/struct.pb.h>
+#include <google/protobuf/util/json_util.h>
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -339,6 +341,45 @@ TEST_F(ServerTest, LoadGeneratorDrivesTheServer) {
 }
 
 TEST_F(ServerTest, SigtermStopsTheServerCleanly) { EXPECT_EQ(server_->Stop(), 0); }
+
+// --json: stdout is one JSON object for every command, and for errors too.
+TEST_F(ServerTest, CliJsonIsValidJsonForEveryCommandAndForErrors) {
+  const std::string token_file =
+      (std::filesystem::temp_directory_path() / absl::StrCat("headway-json-", getpid()))
+          .string();
+  std::ofstream(token_file) << server_->admin_token() << "\n";
+  const std::string cli =
+      absl::StrCat(HEADWAY_CLI_BINARY, " --target=", server_->target(),
+                   " --admin_token_file=", token_file, " --json ");
+  const struct {
+    std::string command;
+    int rc;
+    std::string field;
+  } cases[] = {
+      {"health", 0, "status"},
+      {"models", 0, "models"},
+      {"describe digits", 0, "feature_dim"},
+      {"swap-head --model=digits --head=parity --file=heads/parity.pt "
+       "--labels_file=heads/parity.labels",
+       0, "head_version"},
+      {"remove-head --model=digits --head=parity", 0, "removed"},
+      {"unload --model=digits", 0, "devices"},
+      {"load --model=digits", 0, "status"},
+      {"describe nonexistent", 1, "error"},
+      {"remove-head --model=digits --head=digit", 1, "code"},
+  };
+  for (const auto& c : cases) {
+    std::string output;
+    EXPECT_EQ(testing::RunCommand(absl::StrCat(cli, c.command, " 2>/dev/null"), &output),
+              c.rc)
+        << c.command;
+    google::protobuf::Struct parsed;
+    EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(output, &parsed).ok())
+        << c.command << ": " << output;
+    EXPECT_EQ(parsed.fields().count(c.field), 1u) << c.command << ": " << output;
+  }
+  std::filesystem::remove(token_file);
+}
 
 // Every binary says which Headway it is, and the server's metrics say it too, beside
 // the process metrics any Prometheus target has.
