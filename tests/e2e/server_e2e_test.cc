@@ -342,6 +342,25 @@ TEST_F(ServerTest, LoadGeneratorDrivesTheServer) {
 
 TEST_F(ServerTest, SigtermStopsTheServerCleanly) { EXPECT_EQ(server_->Stop(), 0); }
 
+// The README's example images say what the README says they do: white digits on
+// black are read, the same 7 inverted is not.
+TEST_F(ServerTest, TheReadmesExampleImagesClassifyAsTheReadmeSays) {
+  std::string output;
+  ASSERT_EQ(
+      testing::RunCommand(
+          absl::StrCat(
+              HEADWAY_CLI_BINARY, " --target=", server_->target(), " classify --top_k=1 ",
+              testing::SourcePath("examples/images/seven.png").string(), " ",
+              testing::SourcePath("examples/images/two.png").string(), " ",
+              testing::SourcePath("examples/images/seven_black_on_white.png").string()),
+          &output),
+      0)
+      << output;
+  EXPECT_THAT(output, HasSubstr("seven.png: 7 ("));
+  EXPECT_THAT(output, HasSubstr("two.png: 2 ("));
+  EXPECT_THAT(output, HasSubstr("seven_black_on_white.png: 8 ("));
+}
+
 // --json: stdout is one JSON object for every command, and for errors too.
 TEST_F(ServerTest, CliJsonIsValidJsonForEveryCommandAndForErrors) {
   const std::string token_file =

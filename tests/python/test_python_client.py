@@ -178,7 +178,8 @@ class PythonClientTest(unittest.TestCase):
             stub = v2_grpc.GRPCInferenceServiceStub(channel)
             request = v2.ModelInferRequest(model_name="digits")
             image = request.inputs.add(name="images", datatype="BYTES", shape=[1])
-            image.contents.bytes_contents.append(png_bytes(digit_cell(3507)))
+            image.contents.bytes_contents.append(
+                (MODEL_STORE.parent / "examples/images/seven.png").read_bytes())
             top3 = request.outputs.add(name="probabilities")
             top3.parameters["classification"].int64_param = 3
             response = stub.ModelInfer(request, timeout=60)
