@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <map>
 #include <numeric>
+#include <tuple>
 #include <utility>
 
 #include "absl/strings/match.h"
@@ -92,30 +93,38 @@ EmbedResult MakeEmbedResult(at::Tensor features, bool l2_normalize, int64_t vers
   return result;
 }
 
-// A classification head as a batch stage: each input's features (float32) followed by
-// its class probabilities (the softmax of the logits), contiguous on the CPU, one row
-// per input; the features are there for callers that want both (SplitHeadStage). One
-// call serves every request of a batch that asked for this head.
-absl::StatusOr<at::Tensor> HeadStage(const Head& head, const at::Tensor& features) {
+// A classification head as a batch stage: class probabilities (the softmax of the
+// logits), float32 and contiguous on the CPU, one row per input. One call serves every
+// request of a batch that asked for this head.
+absl::StatusOr<at::Tensor> HeadProbabilities(const Head& head,
+                                             const at::Tensor& features) {
   HEADWAY_ASSIGN_OR_RETURN(const at::Tensor logits, head.Forward(features));
   return CallTorch("scoring the head's logits", absl::StatusCode::kInternal, [&] {
-    return at::cat({features.to(torch::kCPU, torch::kFloat32),
-                    at::softmax(logits.to(torch::kFloat32), 1).to(torch::kCPU)},
-                   1)
+    return at::softmax(logits.to(torch::kFloat32), 1).to(torch::kCPU).contiguous();
+  });
+}
+
+// The stage of a request that wants its features too: each row's features (float32)
+// followed by its probabilities, on the CPU (SplitFeaturesAndProbabilities).
+absl::StatusOr<at::Tensor> FeaturesAndProbabilities(const Head& head,
+                                                    const at::Tensor& features) {
+  HEADWAY_ASSIGN_OR_RETURN(const at::Tensor probabilities,
+                           HeadProbabilities(head, features));
+  return CallTorch("joining features and scores", absl::StatusCode::kInternal, [&] {
+    return at::cat({features.to(torch::kCPU, torch::kFloat32), probabilities}, 1)
         .contiguous();
   });
 }
 
-// HeadStage's rows for one request, split into features and probabilities.
-std::pair<at::Tensor, at::Tensor> SplitHeadStage(const Head& head,
-                                                 const at::Tensor& rows) {
+std::pair<at::Tensor, at::Tensor> SplitFeaturesAndProbabilities(const Head& head,
+                                                                const at::Tensor& rows) {
   const int64_t classes = head.num_classes();
   const int64_t features = rows.size(1) - classes;
   return {rows.narrow(1, 0, features).contiguous(),
           rows.narrow(1, features, classes).contiguous()};
 }
 
-// The top_k labels of each row of `probabilities` (SplitHeadStage's, for one
+// The top_k labels of each row of `probabilities` (HeadProbabilities' rows for one
 // request), highest first; equal scores keep the lower class index first.
 ClassifyResult MakeClassifyResult(const Head& head, const at::Tensor& probabilities,
                                   int top_k, int64_t version) {
@@ -447,20 +456,33 @@ void Model::InferAsync(absl::Span<const InputView> inputs, const InferOptions& o
         absl::StrCat("model \"", name(), "\" has no head \"", head_name,
                      "\"; its heads: ", absl::StrJoin(names, ", "))));
   }
-  // The head runs once per batch on the rows of every request that asked for it (this
-  // version of it: a swapped-in head is another object).
   const std::shared_ptr<const Head>& head = it->second;
   BatchTask task;
-  task.stage_key = head.get();
-  task.stage = [head](const at::Tensor& features) { return HeadStage(*head, features); };
+  if (options.embed) {
+    // Features as well: a stage of this request's rows alone (no key), so that the
+    // head's shared stage stays probabilities only.
+    task.stage = [head](const at::Tensor& features) {
+      return FeaturesAndProbabilities(*head, features);
+    };
+  } else {
+    // The head runs once per batch on the rows of every request that asked for it
+    // (this version of it: a swapped-in head is another object).
+    task.stage_key = head.get();
+    task.stage = [head](const at::Tensor& features) {
+      return HeadProbabilities(*head, features);
+    };
+  }
   task.done = [done, head, options,
                version = config_.version()](absl::StatusOr<at::Tensor> rows) {
     if (!rows.ok()) return done(rows.status());
     done(CallTorch("reading the scores", absl::StatusCode::kInternal,
                    [&]() -> absl::StatusOr<InferResult> {
-                     auto [features, probabilities] = SplitHeadStage(*head, *rows);
                      InferResult result;
+                     at::Tensor probabilities = *rows;
                      if (options.embed) {
+                       at::Tensor features;
+                       std::tie(features, probabilities) =
+                           SplitFeaturesAndProbabilities(*head, *rows);
                        HEADWAY_RETURN_IF_ERROR(CheckFinite(features, "features"));
                        result.embedded =
                            MakeEmbedResult(features, options.l2_normalize, version);

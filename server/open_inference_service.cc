@@ -68,10 +68,10 @@ grpc::ServerUnaryReactor* OpenInferenceServiceImpl::ModelReady(
     inference::ModelReadyResponse* response) {
   absl::StatusOr<std::shared_ptr<Model>> model = serving_.registry->Find(request->name());
   if (!model.ok()) {
-    // A model of the store that does not serve now is not ready; an unknown one is
-    // NOT_FOUND.
-    for (const std::string& name : serving_.registry->StoreModels()) {
-      if (name == request->name()) return Answer(context, absl::OkStatus());
+    // A model the registry knows (loading, failed, unloaded) is not ready; an unknown
+    // one is NOT_FOUND. From memory: no store listing per call.
+    for (const ModelRecord& record : serving_.registry->Records()) {
+      if (record.name == request->name()) return Answer(context, absl::OkStatus());
     }
     return Answer(context, model.status());
   }
