@@ -17,6 +17,7 @@
 #include "model_store/head.h"
 #include "model_store/host_allocator.h"
 #include "model_store/model_config.h"
+#include "model_store/serving_plan.h"
 #include "model_store/torch_runtime.h"
 #include "version/version.h"
 
@@ -31,7 +32,7 @@ ABSL_FLAG(int64_t, malloc_retain_mb, 256,
           "keeps glibc's defaults.");
 ABSL_FLAG(int, workers, 0,
           "Threads running forward passes side by side; 0 takes the config's "
-          "model_workers, as the server does.");
+          "model_workers, or the server's default (one per CPU).");
 
 namespace headway {
 namespace {
@@ -90,8 +91,11 @@ int Main() {
   // Measured on threads of their own, as the server's batcher runs forward passes (on
   // this machine LibTorch runs a small model several times slower on the main thread).
   const int batch = absl::GetFlag(FLAGS_batch);
-  const int workers = absl::GetFlag(FLAGS_workers) > 0 ? absl::GetFlag(FLAGS_workers)
-                                                       : ModelWorkers(*config);
+  const int workers =
+      absl::GetFlag(FLAGS_workers) > 0
+          ? absl::GetFlag(FLAGS_workers)
+          : PlanServing(*config, /*on_cpu=*/true, UsableCpus(), TorchThreads(), {})
+                .workers;
   const absl::Time start = absl::Now() + absl::GetFlag(FLAGS_warmup);
   const absl::Time stop = start + absl::GetFlag(FLAGS_duration);
   std::vector<WorkerCount> counts(workers);
@@ -132,6 +136,8 @@ WorkerCount RunForwardPasses(const Backbone& backbone, const Head& head,
   count.first_went = absl::Now();
   count.last_done = count.first_went;
   while (absl::Now() < stop) {
+    // The passes share the CPUs as the server's do: one pass alone gets them all.
+    CpuPassScope threads(TorchThreads());
     const at::Tensor logits = *head.Forward(*backbone.Forward(inputs));
     (void)at::softmax(logits, 1).topk(1, 1);
     count.images += batch;

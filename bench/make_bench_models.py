@@ -5,11 +5,15 @@ python3-torchvision, python3-opencv; random weights are fine for speed):
   OUT/store/resnet18_batched, resnet18_unbatched   torchvision resnet18, 224x224, fc as
                                                   the head; dynamic batching on / off
   OUT/store/digits_batched, digits_unbatched       the bundled digits model, on / off
+  OUT/store-defaults/resnet18_defaults, digits_defaults
+                                                  the same models with no batching,
+                                                  worker or thread settings
   OUT/jpeg/*.jpg    224x224 JPEG photos cut from opencv-doc's sample pictures
   OUT/png/*.png     digits cut from opencv-doc's digits.png
 
-Every model runs one backbone pass per CPU side by side (model_workers), which served
-the most here with the server's --torch_threads=1 (README, Throughput).
+The tuned models run one backbone pass per CPU side by side (model_workers), which
+served the most here with the server's --torch_threads=1 (README, Throughput); the
+defaults models leave every choice to the server.
 
 Usage: /usr/bin/python3 bench/make_bench_models.py OUT
 """
@@ -27,6 +31,7 @@ DATA = "/usr/share/doc/opencv-doc/examples/data"
 PHOTOS = ["baboon.jpg", "fruits.jpg", "apple.jpg", "messi5.jpg", "home.jpg", "building.jpg",
           "butterfly.jpg", "orange.jpg"]
 BATCHING = "batching { max_batch_size: %d max_queue_delay_us: %d }\n"
+UNBATCHED = "batching { max_batch_size: 1 }\n"
 WORKERS = "model_workers: %d\n" % len(os.sched_getaffinity(0))
 
 RESNET_CONFIG = """name: "%s"
@@ -46,26 +51,29 @@ def resnet(out):
     model = torchvision.models.resnet18().eval()
     head = model.fc
     model.fc = nn.Identity()
-    for name, batching in (("resnet18_batched", BATCHING % (8, 20000)),
-                           ("resnet18_unbatched", "")):
-        folder = os.path.join(out, "store", name)
+    for store, name, tuning in (("store", "resnet18_batched", BATCHING % (8, 20000) + WORKERS),
+                                ("store", "resnet18_unbatched", UNBATCHED + WORKERS),
+                                ("store-defaults", "resnet18_defaults", "")):
+        folder = os.path.join(out, store, name)
         os.makedirs(folder, exist_ok=True)
         torch.jit.save(torch.jit.script(model), os.path.join(folder, "backbone.pt"))
         torch.jit.save(torch.jit.script(head), os.path.join(folder, "imagenet.pt"))
         with open(os.path.join(folder, "config.pbtxt"), "w") as f:
-            f.write(RESNET_CONFIG % name + batching + WORKERS)
+            f.write(RESNET_CONFIG % name + tuning)
 
 
 def digits(out):
     source = os.path.join(HERE, "..", "models", "digits")
-    for name, batching in (("digits_batched", BATCHING % (32, 2000)), ("digits_unbatched", "")):
-        folder = os.path.join(out, "store", name)
+    for store, name, tuning in (("store", "digits_batched", BATCHING % (32, 2000) + WORKERS),
+                                ("store", "digits_unbatched", UNBATCHED + WORKERS),
+                                ("store-defaults", "digits_defaults", "")):
+        folder = os.path.join(out, store, name)
         shutil.rmtree(folder, ignore_errors=True)
         shutil.copytree(source, folder)
         with open(os.path.join(folder, "config.pbtxt")) as f:
             config = f.read().replace('name: "digits"', f'name: "{name}"')
         with open(os.path.join(folder, "config.pbtxt"), "w") as f:
-            f.write(config + batching + WORKERS)
+            f.write(config + tuning)
 
 
 def inputs(out):

@@ -7,6 +7,9 @@
 #  - served throughput through headway_loadgen at several concurrencies, with dynamic
 #    batching on and off, with tensor and with encoded-image inputs;
 #  - for ResNet-18 at 224x224 and for the small digits model;
+#  - the "defaults" group: the same models with nothing tuned (no flags, no batching,
+#    worker or thread settings in their configs) on a second server, each run beside
+#    the tuned models' at the same concurrency, for defaults against the best tuned;
 #  - the requests/s of an empty RPC (gRPC health) on the same machine.
 # Prints a markdown table with served/in-process ratios and latency percentiles.
 # Usage: bench/run_benchmarks.sh [SECONDS_PER_RUN]   (default 8)
@@ -22,25 +25,42 @@ rm -rf "$work" && mkdir -p "$work/results"
 # One intra-op thread per pass and one pass per CPU (each model's model_workers): on
 # these machines that served more than a single pass spread over all CPUs.
 "$build/server/headway_server" --host=127.0.0.1 --port=0 --port_file="$work/port" \
-  --torch_threads=1 --metrics_address=127.0.0.1:0 \
+  --torch_threads=1 --metrics_address=127.0.0.1:0 --http_port=0 \
   --metrics_port_file="$work/metrics_port" --model_store="$work/store" >"$work/server.log" 2>&1 &
 server=$!
-trap 'kill $server 2>/dev/null; wait $server 2>/dev/null || true' EXIT
-for _ in $(seq 1 600); do [ -s "$work/port" ] && break; sleep 0.1; done
-target=127.0.0.1:$(cat "$work/port")
-# The port is open while the models load; health says SERVING once they are warm.
-for _ in $(seq 1 600); do
-  "$build/client/headway" --target="$target" health >/dev/null 2>&1 && break
-  sleep 0.1
+# The defaults: no flags beyond where to listen.
+"$build/server/headway_server" --host=127.0.0.1 --port=0 --port_file="$work/defaults_port" \
+  --metrics_address=127.0.0.1:0 --http_port=0 \
+  --metrics_port_file="$work/defaults_metrics_port" --model_store="$work/store-defaults" \
+  >"$work/server-defaults.log" 2>&1 &
+defaults_server=$!
+trap 'kill $server $defaults_server 2>/dev/null; wait $server $defaults_server 2>/dev/null || true' EXIT
+for port_file in port defaults_port; do
+  for _ in $(seq 1 600); do [ -s "$work/$port_file" ] && break; sleep 0.1; done
+  # The port is open while the models load; health says SERVING once they are warm.
+  for _ in $(seq 1 600); do
+    "$build/client/headway" --target="127.0.0.1:$(cat "$work/$port_file")" health \
+      >/dev/null 2>&1 && break
+    sleep 0.1
+  done
 done
+target=127.0.0.1:$(cat "$work/port")
+defaults_target=127.0.0.1:$(cat "$work/defaults_port")
 
 inprocess() {  # name model batch
   "$build/bench/headway_bench_inprocess" --model_dir="$work/store/$2" --batch="$3" \
     --torch_threads=1 --duration="${seconds}s" --warmup=2s >"$work/results/inprocess-$1.json"
 }
 metrics=127.0.0.1:$(cat "$work/metrics_port")
+defaults_metrics=127.0.0.1:$(cat "$work/defaults_metrics_port")
+serving() {  # model: "target metrics" of the server that serves it
+  case $1 in
+    *_defaults) echo "$defaults_target $defaults_metrics" ;;
+    *) echo "$target $metrics" ;;
+  esac
+}
 batches() {  # model: "passes inputs" so far, from the server's batch-size histogram
-  curl -s "$metrics/metrics" | awk -v m="model=\"$1\"" '
+  curl -s "$(serving "$1" | cut -d' ' -f2)/metrics" | awk -v m="model=\"$1\"" '
     /^headway_batch_size_count/ && index($0, m) { n = $2 }
     /^headway_batch_size_sum/ && index($0, m) { s = $2 }
     END { print n + 0, s + 0 }'
@@ -50,7 +70,7 @@ served() {  # name model concurrency input-flags...
   shift 3
   local before
   before=$(batches "$model")
-  "$build/client/headway_loadgen" --target="$target" --model="$model" \
+  "$build/client/headway_loadgen" --target="$(serving "$model" | cut -d' ' -f1)" --model="$model" \
     --concurrency="$concurrency" --duration="${seconds}s" --warmup=2s --progress=false \
     --json_out="$work/results/served-$name.json" "$@" >/dev/null || true
   echo "$before $(batches "$model")" >"$work/results/batches-$name.txt"
@@ -76,7 +96,28 @@ group() {  # model mode reference-batch tensor-shape image-kind image-files conc
   done
 }
 
-echo "measuring (about $(((seconds + 2) * 53 / 60 + 1)) minutes)..." >&2
+# The defaults group: each concurrency's defaults runs (tensor, image) come with the
+# tuned models' tensor runs at the same concurrency, so that defaults and best tuned
+# are compared over the same minute.
+defaults_group() {  # model reference-batch tensor-shape image-kind image-files concurrencies...
+  local model=$1 batch=$2 tensor_shape=$3 image_kind=$4 images=$5
+  shift 5
+  echo "$model defaults $batch $image_kind $*" >>"$work/results/groups.txt"
+  local runs=0
+  inprocess "$model-defaults-$runs" "${model}_batched" "$batch"
+  for c in "$@"; do
+    served "${model}_defaults-tensor-$c" "${model}_defaults" "$c" --tensor_shape="$tensor_shape"
+    served "${model}_defaults-$image_kind-$c" "${model}_defaults" "$c" --images="$images"
+    for tuned in batched unbatched; do
+      served "${model}_$tuned-beside-defaults-$c" "${model}_$tuned" "$c" \
+        --tensor_shape="$tensor_shape"
+    done
+    runs=$((runs + 1))
+    inprocess "$model-defaults-$runs" "${model}_batched" "$batch"
+  done
+}
+
+echo "measuring (about $(((seconds + 2) * 87 / 60 + 1)) minutes)..." >&2
 jpegs=$(ls "$work"/jpeg/*.jpg | paste -sd,)
 pngs=$(ls "$work"/png/*.png | paste -sd,)
 # Concurrency 32 = twice model_workers x max_batch_size: a full batch waits while both
@@ -85,24 +126,37 @@ group resnet18 batched 8 3,224,224 jpeg "$jpegs" 1 4 16 32
 group resnet18 unbatched 1 3,224,224 jpeg "$jpegs" 1 4 16 32
 group digits batched 32 1,20,20 png "$pngs" 1 16 64 256
 group digits unbatched 1 1,20,20 png "$pngs" 1 16 64 256
+defaults_group resnet18 8 3,224,224 jpeg "$jpegs" 1 4 16 32
+defaults_group digits 32 1,20,20 png "$pngs" 1 16 64 256
 "$build/client/headway_loadgen" --target="$target" --rpc=health --concurrency=64 \
   --duration="${seconds}s" --warmup=2s --progress=false \
   --json_out="$work/results/served-empty-rpc.json" >/dev/null
 
-/usr/bin/python3 - "$work/results" "$seconds" <<'PY'
-import json, os, statistics, sys
-results, seconds = sys.argv[1], sys.argv[2]
+/usr/bin/python3 - "$work/results" "$seconds" "$work/server-defaults.log" <<'PY'
+import json, os, re, statistics, sys
+results, seconds, defaults_log = sys.argv[1], sys.argv[2], sys.argv[3]
 load = lambda name: json.load(open(os.path.join(results, name + ".json")))
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+flags = next((l.split(":", 1)[1].split() for l in open("/proc/cpuinfo") if l.startswith("flags")), [])
+vector_flags = [f for f in flags if f.startswith("avx") or f in ("fma", "amx_bf16")]
 # (model, mode, reference batch, image kind, concurrencies, in-process runs), as run.
 groups = []
 for line in open(os.path.join(results, "groups.txt")):
     model, mode, batch, image, *concurrencies = line.split()
     runs = [load(f"inprocess-{model}-{mode}-{i}") for i in range(len(concurrencies) + 1)]
     groups.append((model, mode, int(batch), image, [int(c) for c in concurrencies], runs))
-print(f"Machine: {os.cpu_count()} cores, {cpu}; {seconds} s per run after 2 s warm-up; "
-      f"each model runs {groups[0][5][0]['workers']} backbone passes side by side, one "
-      f"LibTorch thread each.\n")
+print(f"Machine: {os.cpu_count()} cores, {cpu} ({' '.join(vector_flags)}); {seconds} s per "
+      f"run after 2 s warm-up. Tuned (batching on / off): each model runs "
+      f"{groups[0][5][0]['workers']} backbone passes side by side, one LibTorch thread "
+      f"each. Defaults: a second server with no flags serves the same models with no "
+      f"batching, worker or thread settings; it chose:\n")
+for line in open(defaults_log):
+    if "event=model_loaded" in line:
+        model = re.search(r"model=(\S+)", line).group(1)
+        chosen = re.search(r'serving="([^"]*)"', line).group(1).replace("\\'", "'")
+        print(f"- {model}: {chosen}")
+print()
+MODES = {"batched": "on", "unbatched": "off", "defaults": "defaults"}
 def mean_batch(name):
     n0, s0, n1, s1 = map(float, open(os.path.join(results, f"batches-{name}.txt")).read().split())
     return (s1 - s0) / (n1 - n0) if n1 > n0 else 0.0
@@ -120,19 +174,37 @@ for model, mode, batch, image, concurrencies, runs in groups:
             ratio = r["inputs_per_second"] / reference
             key = (model, kind, mode)
             best[key] = max(best.get(key, (0, 0)), (ratio, c))
-            print(f"| {model} | {kind} | {'on' if mode == 'batched' else 'off'} | {c} | "
+            print(f"| {model} | {kind} | {MODES[mode]} | {c} | "
                   f"{r['inputs_per_second']:.1f} | {reference:.1f} (batch {batch}) | "
                   f"{ratio:.2f} | {mean_batch(name):.1f} | {lat['p50']:.1f} | {lat['p90']:.1f} | "
                   f"{lat['p99']:.1f} | {lat['p99.9']:.1f} | {errors} |")
 print("\nBest served/in-process per model, input and batching: " + "; ".join(
-    f"{m} {k} batching {'on' if b == 'batched' else 'off'} {r:.2f} (c={c})"
+    f"{m} {k} batching {MODES[b]} {r:.2f} (c={c})"
     for (m, k, b), (r, c) in best.items()) + ".")
+
+print("\nDefaults against the best tuned model, tensors, each concurrency's runs side by "
+      "side (latency: p50 of the defaults at concurrency 1 against the tuned unbatched "
+      "model's):\n")
+print("| model | concurrency | defaults inputs/s | tuned on | tuned off | defaults/best tuned | defaults p50 ms | tuned off p50 ms | p50 ratio |")
+print("|---|---|---|---|---|---|---|---|---|")
+for model, mode, batch, image, concurrencies, runs in groups:
+    if mode != "defaults":
+        continue
+    for c in concurrencies:
+        d = load(f"served-{model}_defaults-tensor-{c}")
+        on = load(f"served-{model}_batched-beside-defaults-{c}")
+        off = load(f"served-{model}_unbatched-beside-defaults-{c}")
+        best_tuned = max(on["inputs_per_second"], off["inputs_per_second"])
+        p50, p50_off = d["latency_ms"]["p50"], off["latency_ms"]["p50"]
+        print(f"| {model} | {c} | {d['inputs_per_second']:.1f} | {on['inputs_per_second']:.1f} | "
+              f"{off['inputs_per_second']:.1f} | {d['inputs_per_second'] / best_tuned:.2f} | "
+              f"{p50:.1f} | {p50_off:.1f} | {p50 / p50_off:.2f} |")
 empty = load("served-empty-rpc")
 print(f"\nEmpty RPC (gRPC health Check, concurrency 64): {empty['throughput']:.0f} requests/s, "
       f"p50 {empty['latency_ms']['p50']:.2f} ms.")
 for model, mode, batch, _, _, runs in groups:
     rates = ", ".join(f"{r['images_per_second']:.1f}" for r in runs)
     print(f"In-process {model} batch {batch}, between the batching-"
-          f"{'on' if mode == 'batched' else 'off'} runs: {rates} images/s "
+          f"{MODES[mode]} runs: {rates} images/s "
           f"(optimized graph: {runs[0]['optimized']}).")
 PY

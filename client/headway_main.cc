@@ -455,7 +455,7 @@ int Describe(const HeadwayClient& client, const std::vector<char*>& operands) {
               << (instance.optimize_note().empty()
                       ? ""
                       : absl::StrCat("  (not optimized: ", instance.optimize_note(), ")"))
-              << "\n";
+              << "\n  " << instance.serving() << "\n";
   }
   return 0;
 }

@@ -6,6 +6,7 @@
 #include "model_store/model_config.h"
 #include "model_store/status_macros.h"
 #include "model_store/torch_errors.h"
+#include "model_store/torch_runtime.h"
 
 namespace headway {
 namespace {
@@ -102,6 +103,7 @@ torch::jit::Module Optimized(torch::jit::Module module, const BackboneSpec& spec
   shape.insert(shape.end(), spec.input_shape.begin(), spec.input_shape.end());
   absl::StatusOr<torch::jit::Module> optimized =
       CallTorch("optimizing", absl::StatusCode::kInternal, [&] {
+        absl::ReaderMutexLock running(&TorchScriptForkGate());
         torch::jit::Module frozen = torch::jit::freeze(module.clone());
         return torch::jit::optimize_for_inference(frozen);
       });
@@ -113,6 +115,7 @@ torch::jit::Module Optimized(torch::jit::Module module, const BackboneSpec& spec
   absl::StatusOr<double> difference =
       CallTorch("checking the optimized graph", absl::StatusCode::kInternal, [&] {
         c10::InferenceMode inference;
+        absl::ReaderMutexLock running(&TorchScriptForkGate());
         const at::Tensor probe =
             torch::rand(shape, torch::dtype(torch::kFloat32).device(spec.device));
         const at::Tensor expected = module.forward({probe}).toTensor();
@@ -159,14 +162,37 @@ absl::StatusOr<std::unique_ptr<Backbone>> Backbone::Load(const BackboneSpec& spe
                : absl::InvalidArgumentError(features.status().message());
   }
   backbone->feature_dim_ = features->size(1);
+  backbone->single_input_shape_ = probe_shape;
   return backbone;
+}
+
+absl::StatusOr<absl::Duration> Backbone::TimeSingleInputPass(int threads,
+                                                             int passes) const {
+  c10::InferenceMode inference;
+  SetThreadsOfThisThread(threads);
+  HEADWAY_ASSIGN_OR_RETURN(
+      const at::Tensor input,
+      CallTorch("making a timing input", absl::StatusCode::kInternal, [&] {
+        return torch::zeros(single_input_shape_,
+                            torch::dtype(torch::kFloat32).device(device_));
+      }));
+  absl::Duration fastest = absl::InfiniteDuration();
+  for (int pass = 0; pass <= passes; ++pass) {
+    const absl::Time start = absl::Now();
+    HEADWAY_RETURN_IF_ERROR(Forward(input).status());
+    if (pass > 0) fastest = std::min(fastest, absl::Now() - start);
+  }
+  return fastest;
 }
 
 absl::StatusOr<at::Tensor> Backbone::Forward(const at::Tensor& batch) const {
   HEADWAY_ASSIGN_OR_RETURN(
       at::Tensor features,
       CallTorch("backbone forward", absl::StatusCode::kInternal, [&] {
-        c10::IValue output = module_.forward({batch});
+        c10::IValue output = [&] {
+          absl::ReaderMutexLock running(&TorchScriptForkGate());
+          return module_.forward({batch});
+        }();
         if (!output.isTensor()) {
           throw std::runtime_error(
               absl::StrCat("backbone returned a ", output.tagKind(), ", not a tensor"));

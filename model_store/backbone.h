@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "headway/v1/model_config.pb.h"
 #include "model_store/checkpoint.h"
 
@@ -72,6 +73,11 @@ class Backbone {
   // checked before); memory that runs out is RESOURCE_EXHAUSTED.
   absl::StatusOr<at::Tensor> Forward(const at::Tensor& batch) const;
 
+  // The fastest of `passes` passes over one zero input (after one not counted) with
+  // the calling thread's intra-op threads set to `threads`; it keeps that count. For
+  // the serving plan at load.
+  absl::StatusOr<absl::Duration> TimeSingleInputPass(int threads, int passes) const;
+
   int64_t feature_dim() const { return feature_dim_; }
   c10::Device device() const { return device_; }
   const BackboneLoadInfo& load_info() const { return load_info_; }
@@ -83,6 +89,7 @@ class Backbone {
   c10::Device device_;
   BackboneLoadInfo load_info_;
   int64_t feature_dim_ = 0;
+  std::vector<int64_t> single_input_shape_;  // {1, C, H, W}
 };
 
 }  // namespace headway

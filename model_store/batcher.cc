@@ -2,11 +2,13 @@
 
 #include <torch/types.h>
 
+#include <optional>
 #include <utility>
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "model_store/torch_errors.h"
+#include "model_store/torch_runtime.h"
 
 namespace headway {
 
@@ -70,7 +72,9 @@ std::vector<absl::StatusOr<at::Tensor>> TaskOutputs(
 
 Batcher::Batcher(const Options& options,
                  std::function<absl::StatusOr<at::Tensor>(const at::Tensor&)> forward)
-    : options_(options), forward_(std::move(forward)) {
+    : options_(options),
+      forward_(std::move(forward)),
+      policy_({options.max_batch_size, options.max_queue_delay, options.adaptive}) {
   for (int i = 0; i < std::max(1, options_.workers); ++i) {
     workers_.emplace_back([this] { Run(); });
   }
@@ -116,6 +120,7 @@ absl::Status Batcher::Enqueue(BatchTask task) {
         ", so it would be answered in about ", FormatMs(wait)));
   }
   queued_inputs_ += rows;
+  policy_.NoteArrival(task.enqueued, rows);
   queue_.push_back(std::move(task));
   return absl::OkStatus();
 }
@@ -181,24 +186,30 @@ int Batcher::queue_size() const {
 
 bool Batcher::HasWorkOrStopping() const { return stopping_ || !queue_.empty(); }
 
-bool Batcher::BatchReady() const {
-  return stopping_ || queued_inputs_ >= options_.max_batch_size ||
-         absl::Now() >= queue_.front().enqueued + options_.max_queue_delay;
+bool Batcher::FullOrStopping() const {
+  return stopping_ || queued_inputs_ >= options_.max_batch_size;
 }
 
-std::vector<BatchTask> Batcher::NextBatch() {
-  std::vector<BatchTask> batch;
+Batcher::Taken Batcher::NextBatch() {
+  Taken taken;
+  std::vector<BatchTask>& batch = taken.tasks;
   std::vector<std::pair<BatchTask, absl::Status>> dropped;
   {
     absl::MutexLock lock(&mu_);
+    ++idle_workers_;
+    absl::Cleanup busy = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { --idle_workers_; };
     mu_.Await(absl::Condition(this, &Batcher::HasWorkOrStopping));
-    if (queue_.empty()) return batch;  // stopping
-    // The delay counts from the oldest waiting request.
-    while (!BatchReady()) {
-      const absl::Time oldest_due = queue_.front().enqueued + options_.max_queue_delay;
-      mu_.AwaitWithDeadline(absl::Condition(this, &Batcher::BatchReady), oldest_due);
-      if (queue_.empty()) return batch;
+    if (queue_.empty()) return taken;  // stopping
+    // Wait for a fuller batch only while the policy expects one soon.
+    while (!stopping_) {
+      const BatchPolicy::Decision decision = policy_.Decide(
+          absl::Now(), queued_inputs_, queue_.front().enqueued, idle_workers_);
+      if (decision.run_now) break;
+      mu_.AwaitWithDeadline(absl::Condition(this, &Batcher::FullOrStopping),
+                            decision.decide_again);
+      if (queue_.empty()) return taken;  // another worker took it
     }
+    const int64_t limit = policy_.TakeAtMost(queued_inputs_, idle_workers_);
     const absl::Time now = absl::Now();
     int64_t rows = 0;
     while (!queue_.empty()) {
@@ -208,10 +219,7 @@ std::vector<BatchTask> Batcher::NextBatch() {
       const bool expired = now + pass_time_ > next.control.deadline;
       const bool cancelled =
           !expired && next.control.cancelled && next.control.cancelled();
-      if (!expired && !cancelled && !batch.empty() &&
-          rows + n > options_.max_batch_size) {
-        break;
-      }
+      if (!expired && !cancelled && !batch.empty() && rows + n > limit) break;
       queued_inputs_ -= n;
       if (expired || cancelled) {
         dropped.emplace_back(std::move(next), AbandonedLocked(expired));
@@ -221,6 +229,7 @@ std::vector<BatchTask> Batcher::NextBatch() {
       }
       queue_.pop_front();
     }
+    taken.queue_left_empty = queue_.empty();
     if (!batch.empty()) {
       ++stats_.batches;
       stats_.inputs += rows;
@@ -228,40 +237,46 @@ std::vector<BatchTask> Batcher::NextBatch() {
     }
   }
   for (auto& [task, why] : dropped) Answer(task, why);
-  return batch;
+  return taken;
 }
 
 void Batcher::Run() {
   c10::InferenceMode inference;
   while (true) {
-    std::vector<BatchTask> batch = NextBatch();
-    if (batch.empty()) {
+    Taken taken = NextBatch();
+    if (taken.tasks.empty()) {
       absl::MutexLock lock(&mu_);
       if (stopping_ && queue_.empty()) return;
       continue;
     }
-    RunBatch(batch);
+    RunBatch(taken);
   }
 }
 
-void Batcher::RunBatch(std::vector<BatchTask>& batch) {
+void Batcher::RunBatch(Taken& taken) {
+  std::vector<BatchTask>& batch = taken.tasks;
   // Whatever escapes the forward pass, the stages or the answers fails the tasks of
   // this batch not answered yet, and the worker goes on.
   size_t answered = 0;
   try {
+    std::optional<CpuPassScope> threads;
+    if (options_.lone_pass_threads > 0) {
+      const bool lone = batch.size() == 1 && taken.queue_left_empty;
+      threads.emplace(lone ? options_.lone_pass_threads : 1);
+    }
     std::vector<at::Tensor> inputs;
     for (const BatchTask& task : batch) inputs.push_back(task.inputs);
     BatchRecord record;
-    const absl::Time taken = absl::Now();
+    const absl::Time taken_at = absl::Now();
     for (const BatchTask& task : batch) {
       record.inputs += task.inputs.size(0);
-      record.queue_times.push_back(taken - task.enqueued);
+      record.queue_times.push_back(taken_at - task.enqueued);
     }
     absl::StatusOr<at::Tensor> features =
         CallTorch("batching inputs", absl::StatusCode::kInternal,
                   [&] { return inputs.size() == 1 ? inputs[0] : at::cat(inputs); });
     if (features.ok()) features = forward_(*features);
-    record.forward_time = absl::Now() - taken;
+    record.forward_time = absl::Now() - taken_at;
     if (features.ok()) NotePassTime(record.forward_time);
     if (options_.on_batch) options_.on_batch(record);
     std::vector<absl::StatusOr<at::Tensor>> outputs = TaskOutputs(batch, features);

@@ -1,11 +1,15 @@
 // Batcher: dynamic batching for one model instance. Requests queue with their
-// preprocessed inputs; worker threads take a batch when it holds max_batch_size inputs
-// or when the oldest waiting request has waited max_queue_delay, run one forward pass
-// over it, and hand each request its own rows. The queue is bounded: a full queue
-// refuses new requests at once (RESOURCE_EXHAUSTED). Deadlines are kept from both
-// ends: the batcher keeps a moving average of its forward passes' time, refuses at
-// once (DEADLINE_EXCEEDED, saying why) a request that the queue ahead of it would
-// answer after its deadline, and drops a waiting request whose deadline passes, or
+// preprocessed inputs; an idle worker thread takes a batch when BatchPolicy says so (a
+// full batch, the oldest request waited max_queue_delay, or arrivals too slow to fill
+// one sooner: a lone request runs at once), runs one forward pass over it, and hands
+// each request its own rows. Idle workers share what arrives together (BatchPolicy).
+// On the CPU each pass sets its own intra-op threads (CpuPassScope): a pass of one
+// request with nothing else queued may use every CPU (the latency of a lone client);
+// any other pass takes its part of the CPUs beside the passes running. The queue is
+// bounded: a full queue refuses new requests at once (RESOURCE_EXHAUSTED). Deadlines are
+// kept from both ends: the batcher keeps a moving average of its forward passes' time,
+// refuses at once (DEADLINE_EXCEEDED, saying why) a request that the queue ahead of it
+// would answer after its deadline, and drops a waiting request whose deadline passes, or
 // would before its pass ended, without computing it; a cancelled one too. A full queue
 // first makes room by answering those. A task may add
 // a second stage on its rows of the pass (a classification head): the tasks of a batch
@@ -32,6 +36,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "model_store/batch_policy.h"
 #include "model_store/batching_stats.h"
 #include "model_store/request_control.h"
 
@@ -59,12 +64,19 @@ class Batcher {
   struct Options {
     // Inputs per forward pass; 1 turns batching off.
     int max_batch_size = 1;
-    // How long the oldest waiting request may wait for a batch to fill.
+    // How long the oldest waiting request may wait for a batch to fill (only while
+    // requests arrive fast enough to fill it sooner: BatchPolicy).
     absl::Duration max_queue_delay = absl::ZeroDuration();
+    // Off: wait for a full batch or the delay however slowly requests arrive
+    // (BatchPolicy::Options::adaptive).
+    bool adaptive = true;
     // Requests waiting at most; more are refused.
     int max_queue_size = 256;
     // Threads running forward passes.
     int workers = 1;
+    // For passes on the CPU: the intra-op threads of a lone pass (one request, nothing
+    // queued behind it); 0 leaves the threads as they are (a GPU's passes).
+    int lone_pass_threads = 0;
     // Told about each forward pass; may be empty.
     std::function<void(const BatchRecord&)> on_batch;
   };
@@ -96,14 +108,20 @@ class Batcher {
   absl::Duration pass_time() const;
 
  private:
+  // A batch taken off the queue, and whether it left the queue empty.
+  struct Taken {
+    std::vector<BatchTask> tasks;
+    bool queue_left_empty = false;
+  };
+
   void Run();
   // Runs one batch and answers each of its tasks once, whatever fails or throws.
-  void RunBatch(std::vector<BatchTask>& batch);
+  void RunBatch(Taken& taken);
   // Calls task.done; what it throws is counted, not passed on.
   void Answer(BatchTask& task, absl::StatusOr<at::Tensor> result);
   // Takes the next batch off the queue, answering expired and cancelled tasks.
-  std::vector<BatchTask> NextBatch();
-  bool BatchReady() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  Taken NextBatch();
+  bool FullOrStopping() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Counts a request dropped unanswered (expired, or else cancelled) and says why.
   absl::Status AbandonedLocked(bool expired) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Takes the expired and cancelled requests off the queue, with why.
@@ -118,7 +136,10 @@ class Batcher {
   const std::function<absl::StatusOr<at::Tensor>(const at::Tensor&)> forward_;
   mutable absl::Mutex mu_;
   std::deque<BatchTask> queue_ ABSL_GUARDED_BY(mu_);
+  BatchPolicy policy_ ABSL_GUARDED_BY(mu_);
   int64_t queued_inputs_ ABSL_GUARDED_BY(mu_) = 0;
+  // Workers waiting for work or forming a batch.
+  int idle_workers_ ABSL_GUARDED_BY(mu_) = 0;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   Stats stats_ ABSL_GUARDED_BY(mu_);
   // Moving average of successful forward passes; zero before the first.

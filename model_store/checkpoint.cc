@@ -2,6 +2,7 @@
 
 #include <ATen/Parallel.h>
 #include <errno.h>
+#include <omp.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -139,8 +140,19 @@ std::string Listed(const std::vector<std::string>& names) {
       names.size() > kShown ? absl::StrCat(" and ", names.size() - kShown, " more") : "");
 }
 
-// How long a probe may take before it is given up (its archive then loads unprobed).
-constexpr absl::Duration kProbeTimeout = absl::Seconds(60);
+// How long a probe may take before it is given up (its archive then loads unprobed):
+// long enough for a large backbone, short enough that a child stuck on a lock that
+// some thread held at the fork costs a swap seconds, not its client's deadline.
+constexpr absl::Duration kProbeTimeout = absl::Seconds(10);
+
+}  // namespace
+
+absl::Mutex& TorchScriptForkGate() {
+  static absl::Mutex* gate = new absl::Mutex();
+  return *gate;
+}
+
+namespace {
 
 // Serialises TorchScript loads: a probe forks while no other thread is inside
 // LibTorch's loader (whose locks the child would find held forever).
@@ -157,13 +169,20 @@ absl::Mutex& TorchScriptLoadMutex() {
 // else (success, an exception, a probe that could not run or took too long) lets the
 // load proceed in this process, where exceptions become errors as usual.
 absl::Status ProbeTorchScriptLoad(const std::string& bytes) {
+  // No other thread runs TorchScript code while the process forks. The child never
+  // touches the gate (its waiters are threads it does not have): only the parent
+  // unlocks it.
+  TorchScriptForkGate().WriterLock();
   const pid_t child = fork();
+  if (child != 0) TorchScriptForkGate().WriterUnlock();
   if (child < 0) return absl::OkStatus();
   if (child == 0) {
     // A crash ends the child quietly, whatever handlers the process installed (a
     // sanitizer's, a fuzzer's): the parent reads the signal from its status.
     for (int crash : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT}) signal(crash, SIG_DFL);
-    at::set_num_threads(1);
+    // One thread, set in OpenMP alone: at::set_num_threads takes LibTorch locks that
+    // another thread may have held at the fork.
+    omp_set_num_threads(1);
     try {
       std::istringstream archive(bytes);
       torch::jit::load(archive, c10::Device(c10::kCPU));

@@ -24,6 +24,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
 #include "model_store/torch_pickle.h"
 
 namespace headway {
@@ -44,6 +45,13 @@ struct Checkpoint {
   // Where torch.save's storages came from ("cpu", "cuda:0", ...).
   std::set<std::string> saved_locations;
 };
+
+// Held shared around every run of a TorchScript module's code (forward passes,
+// freezing, optimizing), and exclusively while a load's probe forks: a child forked
+// while another thread holds one of LibTorch's JIT locks (its operator registry's,
+// which running a graph takes) would wait for it forever. Not re-entrant: a holder
+// must not take it again, nor load a TorchScript archive.
+absl::Mutex& TorchScriptForkGate();
 
 // "TorchScript module", "state_dict" or "training checkpoint".
 const char* ContentsName(Checkpoint::Contents contents);

@@ -133,7 +133,10 @@ absl::StatusOr<at::Tensor> Head::Forward(const at::Tensor& features) const {
   HEADWAY_ASSIGN_OR_RETURN(
       at::Tensor logits, CallTorch("head forward", absl::StatusCode::kInternal, [&] {
         if (!module_) return at::linear(features, weight_, bias_);
-        c10::IValue output = module_->forward({features});
+        c10::IValue output = [&] {
+          absl::ReaderMutexLock running(&TorchScriptForkGate());
+          return module_->forward({features});
+        }();
         if (!output.isTensor()) {
           throw std::runtime_error(
               absl::StrCat("head returned a ", output.tagKind(), ", not a tensor"));

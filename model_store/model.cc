@@ -23,6 +23,7 @@
 #include "model_store/store/content_digest.h"
 #include "model_store/store/zip_directory.h"
 #include "model_store/torch_errors.h"
+#include "model_store/torch_runtime.h"
 
 namespace headway {
 
@@ -215,6 +216,15 @@ absl::StatusOr<HeadFiles> ReadHeadFiles(const std::filesystem::path& model_dir,
 // for the batcher as `task` (its stage and done set); task.done later gets the
 // request's rows. Returns why the request was refused at once, in which case task.done
 // never runs.
+// The single-input pass time on one thread, for the serving plan.
+PassTimes MeasurePassTimes(const Backbone& backbone) {
+  PassTimes times;
+  absl::StatusOr<absl::Duration> one = backbone.TimeSingleInputPass(1, 3);
+  if (one.ok()) times.one_thread = *one;
+  SetThreadsOfThisThread(TorchThreads());
+  return times;
+}
+
 absl::Status Submit(const Preprocessor& preprocessor, Batcher& batcher,
                     int max_inputs_per_request, absl::Span<const InputView> inputs,
                     RequestControl control, BatchTask task) {
@@ -293,13 +303,21 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(const Options& options) {
                                      backbone.status().message()));
   }
   model->backbone_ = *std::move(backbone);
+  const bool on_cpu = device.is_cpu();
+  PassTimes pass_times;
+  if (PlanNeedsPassTimes(config, on_cpu, TorchThreads())) {
+    pass_times = MeasurePassTimes(*model->backbone_);
+  }
+  model->plan_ = PlanServing(config, on_cpu, UsableCpus(), TorchThreads(), pass_times);
   const v1::BatchingConfig& batching = config.batching();
   Batcher::Options batcher_options;
-  batcher_options.max_batch_size = std::max(1, batching.max_batch_size());
-  batcher_options.max_queue_delay = absl::Microseconds(batching.max_queue_delay_us());
+  batcher_options.max_batch_size = model->plan_.max_batch_size;
+  batcher_options.max_queue_delay = model->plan_.max_queue_delay;
+  batcher_options.adaptive = !model->plan_.wait_for_full_batch;
   batcher_options.max_queue_size =
       batching.max_queue_size() > 0 ? batching.max_queue_size() : 256;
-  batcher_options.workers = ModelWorkers(config);
+  batcher_options.workers = model->plan_.workers;
+  batcher_options.lone_pass_threads = on_cpu ? model->plan_.lone_pass_threads : 0;
   if (options.on_batch) {
     batcher_options.on_batch = [on_batch = options.on_batch, name = config.name(),
                                 device = model->device_name_](const BatchRecord& record) {
@@ -662,6 +680,7 @@ ModelInfo Model::Info() const {
   info.load_time_ms = load_time_ms_;
   info.optimized = load.optimized;
   info.optimize_note = load.optimize_note;
+  info.serving = plan_;
   for (const auto& [name, head] : table->heads) {
     info.heads.push_back({name, head->version(), head->num_classes(),
                           name == table->default_head, head->digest(), head->labels()});

@@ -32,6 +32,7 @@
 #include "model_store/batching_stats.h"
 #include "model_store/input.h"
 #include "model_store/request_control.h"
+#include "model_store/serving_plan.h"
 #include "model_store/store/persisted_heads.h"
 
 namespace headway {
@@ -146,6 +147,7 @@ struct ModelInfo {
   int64_t load_time_ms = 0;
   bool optimized = false;     // serving a frozen, inference-optimized graph
   std::string optimize_note;  // why not, when asked for
+  ServingPlan serving;        // workers, batching and threads, as chosen at load
 };
 
 class Model {
@@ -281,6 +283,7 @@ class Model {
   absl::Duration max_queue_wait_;
   mutable std::atomic<int> admitted_{0};
   int64_t load_time_ms_ = 0;
+  ServingPlan plan_;
 
   absl::Mutex swap_mu_;  // held for a whole swap, so swaps do not interleave
   mutable absl::Mutex heads_mu_;

@@ -262,10 +262,6 @@ std::string BackboneFingerprint(const v1::ModelConfig& config,
   return ContentDigest(std::vector<absl::string_view>(parts.begin(), parts.end()));
 }
 
-int ModelWorkers(const v1::ModelConfig& config) {
-  return std::max(1, config.model_workers());
-}
-
 std::string EchoName(absl::string_view text) {
   constexpr size_t kShown = 128;
   if (text.size() <= kShown) return absl::CHexEscape(text);

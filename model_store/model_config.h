@@ -60,9 +60,6 @@ absl::StatusOr<std::string> StoreFingerprint(const std::filesystem::path& model_
 std::string BackboneFingerprint(const v1::ModelConfig& config,
                                 const std::filesystem::path& model_dir);
 
-// Threads running backbone passes for each loaded instance of `config` (0 means 1).
-int ModelWorkers(const v1::ModelConfig& config);
-
 // Model and head names become file and folder names: letters, digits, '_', '-' and
 // '.', not starting with '.', at most 128 bytes. INVALID_ARGUMENT, naming `what`
 // ("model" or "head") and showing the name as EchoName does, otherwise.

@@ -2,9 +2,11 @@
 
 #include <ATen/Parallel.h>
 #include <c10/util/Exception.h>
+#include <omp.h>
 #include <sched.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <fstream>
 #include <map>
@@ -18,6 +20,11 @@
 
 namespace headway {
 namespace {
+
+// The threads CPU passes share; 0 until ConfigureTorchThreads.
+std::atomic<int> configured_threads{0};
+// CPU passes running now, in this process.
+std::atomic<int> running_passes{0};
 
 // CPUs allowed by a container's CPU quota (cgroup v2 cpu.max, or v1's cfs quota and
 // period), rounded up; 0 when there is no quota.
@@ -93,9 +100,29 @@ int UsableCpus() {
 }
 
 void ConfigureTorchThreads(int intra_op_threads) {
-  at::set_num_threads(intra_op_threads > 0 ? intra_op_threads : UsableCpus());
+  const int threads = intra_op_threads > 0 ? intra_op_threads : UsableCpus();
+  configured_threads.store(threads);
+  at::set_num_threads(threads);
 }
 
-int TorchThreads() { return at::get_num_threads(); }
+int TorchThreads() {
+  const int threads = configured_threads.load();
+  return threads > 0 ? threads : UsableCpus();
+}
+
+void SetThreadsOfThisThread(int threads) {
+  // LibTorch sets a thread's count from its global one the first time the thread runs
+  // a parallel region; done first, that cannot undo the count set here.
+  at::internal::lazy_init_num_threads();
+  omp_set_num_threads(std::max(1, threads));
+}
+
+CpuPassScope::CpuPassScope(int most) {
+  const int running = running_passes.fetch_add(1) + 1;
+  threads_ = std::clamp(TorchThreads() / running, 1, std::max(1, most));
+  SetThreadsOfThisThread(threads_);
+}
+
+CpuPassScope::~CpuPassScope() { running_passes.fetch_sub(1); }
 
 }  // namespace headway

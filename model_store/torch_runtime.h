@@ -1,5 +1,6 @@
 // Process-wide LibTorch settings, applied once at start-up before any model loads.
 // Not thread-safe: call from main() only (the warning handler itself is thread-safe).
+// CpuPassScope is thread-safe.
 #ifndef HEADWAY_MODEL_STORE_TORCH_RUNTIME_H_
 #define HEADWAY_MODEL_STORE_TORCH_RUNTIME_H_
 
@@ -17,8 +18,35 @@ namespace headway {
 // virtual machines sees a single core among several and leaves the rest idle.)
 void ConfigureTorchThreads(int intra_op_threads);
 
-// LibTorch's intra-op thread count as now set.
+// The intra-op threads CPU passes share, as ConfigureTorchThreads set them (UsableCpus
+// before it is called).
 int TorchThreads();
+
+// The intra-op threads of one forward pass on the CPU, chosen from the passes that run
+// at once in this process: a pass that starts alone gets up to `most` threads (its
+// model's choice, at most TorchThreads()); passes side by side split TorchThreads()
+// between them, at least one each. So one request alone gets every CPU, and many
+// requests get one pass per CPU, which serves the most. A pass keeps its count to its
+// end: one that starts while another runs with all threads oversubscribes the CPUs
+// until that one ends.
+// LibTorch's OpenMP thread count is per calling thread: the scope sets it for the
+// thread that runs the pass (a batcher worker), for its lifetime.
+class CpuPassScope {
+ public:
+  explicit CpuPassScope(int most);
+  ~CpuPassScope();
+  CpuPassScope(const CpuPassScope&) = delete;
+  CpuPassScope& operator=(const CpuPassScope&) = delete;
+
+  // The threads this pass uses.
+  int threads() const { return threads_; }
+
+ private:
+  int threads_ = 1;
+};
+
+// Sets the calling thread's intra-op threads for the passes it runs next.
+void SetThreadsOfThisThread(int threads);
 
 // Sends LibTorch's warnings (TORCH_WARN: by default a raw line on stderr each time,
 // such as Resize.cpp's on every request that hits it) to `sink`, once per place in

@@ -215,7 +215,8 @@ void ReportStoreSync(const headway::ModelRegistry& registry,
                            {"device", info.device},
                            {"feature_dim", absl::StrCat(info.feature_dim)},
                            {"heads", absl::StrCat(info.heads.size())},
-                           {"duration_ms", absl::StrCat(info.load_time_ms)}});
+                           {"duration_ms", absl::StrCat(info.load_time_ms)},
+                           {"serving", info.serving.summary}});
       }
       break;
     case Action::kRefused:

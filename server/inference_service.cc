@@ -83,7 +83,10 @@ void FillModelMetadata(const Model& model,
     if (head.is_default) response.set_default_head(head.name);
   }
   *response.mutable_batching() = config.batching();
-  response.set_model_workers(config.model_workers());
+  response.mutable_batching()->set_max_batch_size(info.serving.max_batch_size);
+  response.mutable_batching()->set_max_queue_delay_us(
+      absl::ToInt64Microseconds(info.serving.max_queue_delay));
+  response.set_model_workers(info.serving.workers);
   response.set_max_inputs_per_request(config.limits().max_inputs_per_request());
   response.set_backbone_format(info.backbone_format);
   for (const std::shared_ptr<Model>& instance : instances) {
@@ -92,6 +95,7 @@ void FillModelMetadata(const Model& model,
     out.set_device(instance_info.device);
     out.set_optimized(instance_info.optimized);
     out.set_optimize_note(instance_info.optimize_note);
+    out.set_serving(instance_info.serving.summary);
   }
 }
 

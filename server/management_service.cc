@@ -68,6 +68,7 @@ void FillModelStatus(const Model& model, v1::ModelStatus& status) {
   status.set_load_time_ms(info.load_time_ms);
   status.set_optimized(info.optimized);
   status.set_optimize_note(info.optimize_note);
+  status.set_serving(info.serving.summary);
   for (const HeadInfo& head : info.heads) {
     v1::HeadStatus& head_status = *status.add_heads();
     head_status.set_name(head.name);
@@ -125,7 +126,7 @@ grpc::ServerUnaryReactor* ManagementServiceImpl::HotSwapHead(
               {"devices", absl::StrJoin(response->devices(), ",")},
               {"persist", request->persist() ? "true" : "false"},
               {"duration_ms", absl::StrCat(absl::ToDoubleMilliseconds(duration))},
-              {"message", std::string(status.message())}});
+                {"message", std::string(status.message())}});
     return status;
   });
 }
@@ -184,6 +185,7 @@ absl::StatusOr<std::shared_ptr<Model>> ManagementServiceImpl::Load(
            {{"model", model_name},
             {"device", model.ok() ? (*model)->device() : device},
             {"duration_ms", absl::StrCat(absl::ToDoubleMilliseconds(duration))},
+            {"serving", model.ok() ? (*model)->Info().serving.summary : ""},
             {"message", std::string(model.status().message())}});
   if (model.ok() && on_model_health_) on_model_health_((*model)->name(), true);
   return model;

@@ -550,7 +550,8 @@ TEST_F(OpenInferenceTest, ModelMetadataSaysWhatTheModelTakesAndGives) {
 TEST(MixedProtocolsTest, OneBackbonePassServesBothProtocols) {
   const std::filesystem::path store = testing::CopyModelStore();
   std::ofstream(store / "digits" / "config.pbtxt", std::ios::app)
-      << "batching { max_batch_size: 8 max_queue_delay_us: 300000 }\n";
+      << "batching { max_batch_size: 8 max_queue_delay_us: 300000 "
+         "wait_for_full_batch: true }\n";
   Served served = Serve(store);
   ASSERT_NE(served.client, nullptr);
   OpenInferenceClient open(served.server->target());

@@ -75,12 +75,12 @@ LoadOptions DigitLoad(const std::string& target) {
   return testing::DigitLoad(target, 2, absl::Seconds(10), 7);
 }
 
-// A model store copy whose digits model batches with a long queue delay, so that
-// requests sit in the queue for `delay`.
+// A model store copy whose digits model waits for full batches of 64 or a long queue
+// delay (fixed-delay batching), so that requests sit in the queue for `delay`.
 std::filesystem::path SlowBatchingStore(absl::Duration delay) {
   const std::filesystem::path store = testing::CopyModelStore();
   std::ofstream(store / "digits" / "config.pbtxt", std::ios::app)
-      << "batching { max_batch_size: 64 max_queue_delay_us: "
+      << "batching { max_batch_size: 64 wait_for_full_batch: true max_queue_delay_us: "
       << absl::ToInt64Microseconds(delay) << " }\n";
   return store;
 }

@@ -53,18 +53,29 @@ BatchTask Task(float value, int rows, Outcome* outcome, RequestControl control =
   return task;
 }
 
-TEST(BatcherTest, FullBatchRunsAtOnceAndEachTaskGetsItsRows) {
+// Holds the batcher's one worker in a forward pass of `blocker`'s single input, so
+// that what is enqueued next waits in the queue until `gate` opens.
+void OccupyTheWorker(Batcher& batcher, Outcome* blocker) {
+  ASSERT_TRUE(batcher.Enqueue(Task(0, 1, blocker)).ok());
+  while (batcher.queue_size() > 0) absl::SleepFor(absl::Milliseconds(1));  // taken
+}
+
+TEST(BatcherTest, WhatQueuedWhileTheWorkerWasBusyRunsAsOnePassAndEachTaskGetsItsRows) {
   RecordingForward forward;
+  absl::Notification gate;
+  forward.gate_ = &gate;
   Batcher::Options options;
   options.max_batch_size = 3;
-  options.max_queue_delay = absl::Hours(1);  // only a full batch can run
+  options.max_queue_delay = absl::Hours(1);
   Batcher batcher(options, [&](const at::Tensor& b) { return forward(b); });
-  Outcome a, b;
+  Outcome blocker, a, b;
+  OccupyTheWorker(batcher, &blocker);
   ASSERT_TRUE(batcher.Enqueue(Task(1, 1, &a)).ok());
   ASSERT_TRUE(batcher.Enqueue(Task(2, 2, &b)).ok());
+  gate.Notify();
   a.done.WaitForNotification();
   b.done.WaitForNotification();
-  EXPECT_THAT(forward.sizes(), ElementsAre(3));
+  EXPECT_THAT(forward.sizes(), ElementsAre(1, 3));
   ASSERT_TRUE(a.result.ok() && b.result.ok());
   EXPECT_EQ(a.result->size(0), 1);
   EXPECT_EQ((*a.result)[0][0].item<float>(), 4.0f);  // four pixels of 1
@@ -72,23 +83,21 @@ TEST(BatcherTest, FullBatchRunsAtOnceAndEachTaskGetsItsRows) {
   EXPECT_EQ((*b.result)[1][0].item<float>(), 8.0f);
 }
 
-TEST(BatcherTest, DelayCountsFromTheOldestWaitingRequest) {
-  // A at 0 ms, B at 400 ms, C at 800 ms, delay 600 ms. Counted from the oldest, A and B
-  // run at 600 ms and C alone later; counted from the newest, all three would wait
-  // together until 1000 ms.
+TEST(BatcherTest, ALoneRequestRunsAtOnceInsteadOfWaitingForTheDelay) {
+  // Batches of 16 with an hour's delay: nothing else arrives, so waiting would cost
+  // the hour. The policy (BatchPolicy) runs it at once; this test would time out.
   RecordingForward forward;
   Batcher::Options options;
   options.max_batch_size = 16;
-  options.max_queue_delay = absl::Milliseconds(600);
+  options.max_queue_delay = absl::Hours(1);
   Batcher batcher(options, [&](const at::Tensor& b) { return forward(b); });
-  Outcome a, b, c;
-  ASSERT_TRUE(batcher.Enqueue(Task(1, 1, &a)).ok());
-  absl::SleepFor(absl::Milliseconds(400));
-  ASSERT_TRUE(batcher.Enqueue(Task(1, 1, &b)).ok());
-  absl::SleepFor(absl::Milliseconds(400));
-  ASSERT_TRUE(batcher.Enqueue(Task(1, 1, &c)).ok());
-  c.done.WaitForNotification();
-  EXPECT_THAT(forward.sizes(), ElementsAre(2, 1));
+  for (int i = 0; i < 3; ++i) {
+    Outcome lone;
+    ASSERT_TRUE(batcher.Enqueue(Task(1, 1, &lone)).ok());
+    lone.done.WaitForNotification();
+    EXPECT_TRUE(lone.result.ok()) << lone.result.status();
+  }
+  EXPECT_THAT(forward.sizes(), ElementsAre(1, 1, 1));
 }
 
 TEST(BatcherTest, FullQueueRefusesAtOnce) {
@@ -181,17 +190,21 @@ TEST(BatcherTest, TasksSharingAStageShareOneCallOfItAndEachGetsItsRows) {
   Batcher::Options options;
   options.max_batch_size = 6;
   options.max_queue_delay = absl::Hours(1);
+  absl::Notification gate;
+  forward.gate_ = &gate;
   Batcher batcher(options, [&](const at::Tensor& b) { return forward(b); });
   CountingStage tens(10), hundreds(100);
-  Outcome a, b, c, d, plain;
+  Outcome blocker, a, b, c, d, plain;
+  OccupyTheWorker(batcher, &blocker);
   // Interleaved: a, c share `tens`; b, d share `hundreds`; `plain` has no stage.
   ASSERT_TRUE(batcher.Enqueue(StagedTask(1, 1, &a, &tens)).ok());
   ASSERT_TRUE(batcher.Enqueue(StagedTask(2, 2, &b, &hundreds)).ok());
   ASSERT_TRUE(batcher.Enqueue(Task(3, 1, &plain)).ok());
   ASSERT_TRUE(batcher.Enqueue(StagedTask(4, 1, &c, &tens)).ok());
   ASSERT_TRUE(batcher.Enqueue(StagedTask(5, 1, &d, &hundreds)).ok());
+  gate.Notify();
   for (Outcome* o : {&a, &b, &c, &d, &plain}) o->done.WaitForNotification();
-  EXPECT_THAT(forward.sizes(), ElementsAre(6));
+  EXPECT_THAT(forward.sizes(), ElementsAre(1, 6));
   EXPECT_THAT(tens.calls(), ElementsAre(2));      // a's row and c's, together
   EXPECT_THAT(hundreds.calls(), ElementsAre(3));  // b's two rows and d's
   for (Outcome* o : {&a, &b, &c, &d, &plain}) ASSERT_TRUE(o->result.ok());
@@ -315,14 +328,18 @@ TEST(BatcherTest, ARequestTheQueueAheadWouldAnswerLateIsRefusedAtOnce) {
 }
 
 TEST(BatcherTest, AFullQueueMakesRoomByAnsweringExpiredRequests) {
-  // The queue holds two requests that wait for a batch of 16 (an hour's delay); their
-  // deadlines pass. A third request still gets in, and the two are answered at once.
+  // The queue holds two requests behind a busy worker; their deadlines pass. A third
+  // request still gets in, and the two are answered at once.
   RecordingForward forward;
+  absl::Notification gate;
+  forward.gate_ = &gate;
   Batcher::Options options;
   options.max_batch_size = 16;
   options.max_queue_delay = absl::Hours(1);
   options.max_queue_size = 2;
   Batcher batcher(options, [&](const at::Tensor& b) { return forward(b); });
+  Outcome blocker;
+  OccupyTheWorker(batcher, &blocker);
   RequestControl hurried;
   hurried.deadline = absl::Now() + absl::Milliseconds(50);
   Outcome first, second, third;
@@ -335,6 +352,9 @@ TEST(BatcherTest, AFullQueueMakesRoomByAnsweringExpiredRequests) {
   EXPECT_EQ(batcher.queue_size(), 1);
   EXPECT_EQ(batcher.stats().expired, 2);
   EXPECT_EQ(batcher.DropAbandoned(), 0);
+  gate.Notify();
+  third.done.WaitForNotification();
+  EXPECT_TRUE(third.result.ok()) << third.result.status();
 }
 
 }  // namespace

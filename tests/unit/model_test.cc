@@ -191,6 +191,7 @@ TEST_F(ModelTest, OneBackbonePassServesAMixedBatchOfHeadsAndEmbeddings) {
   options.config = *ReadModelConfig(dir);
   options.config.mutable_batching()->set_max_batch_size(16);
   options.config.mutable_batching()->set_max_queue_delay_us(500000);
+  options.config.mutable_batching()->set_wait_for_full_batch(true);
   absl::StatusOr<std::unique_ptr<Model>> batched = Model::Load(options);
   ASSERT_TRUE(batched.ok()) << batched.status();
   HeadSwap parity{"parity", "heads/parity.pt", "", "heads/parity.labels", {}, ""};
@@ -252,6 +253,8 @@ TEST_F(ModelTest, AdmissionHoldsWhatTheQueueAnswersWithinItsWait) {
   Model::Options options;
   options.model_dir = dir;
   options.config = *ReadModelConfig(dir);
+  options.config.set_model_workers(1);
+  options.config.mutable_batching()->set_max_batch_size(1);
   options.config.mutable_batching()->set_max_queue_size(40);
   options.config.mutable_batching()->set_max_queue_wait_us(1);
   absl::StatusOr<std::unique_ptr<Model>> model = Model::Load(options);

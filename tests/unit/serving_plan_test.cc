@@ -1,0 +1,85 @@
+// PlanServing: what a model that sets nothing gets on each machine, and that what a
+// config sets wins.
+#include "model_store/serving_plan.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+namespace headway {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr bool kCpu = true;
+constexpr bool kGpu = false;
+
+PassTimes Pass(double ms) { return {absl::Microseconds(ms * 1000)}; }
+
+TEST(ServingPlanTest, AResNetSizedModelWithNoSettingsUsesEveryCpu) {
+  const ServingPlan plan = PlanServing(v1::ModelConfig(), kCpu, 2, 2, Pass(29));
+  EXPECT_EQ(plan.workers, 2);
+  EXPECT_EQ(plan.max_batch_size, 8);
+  EXPECT_EQ(plan.max_queue_delay, absl::Milliseconds(20));  // 29 ms, capped
+  EXPECT_EQ(plan.lone_pass_threads, 2);
+  EXPECT_THAT(plan.summary, HasSubstr("workers=2 (one per CPU, 2 usable)"));
+  EXPECT_THAT(plan.summary, HasSubstr("lone_pass_threads=2 (large model"));
+}
+
+TEST(ServingPlanTest, ASmallModelBatchesMoreAndRunsEachPassOnOneThread) {
+  const ServingPlan plan = PlanServing(v1::ModelConfig(), kCpu, 2, 2, Pass(0.1));
+  EXPECT_EQ(plan.workers, 2);
+  EXPECT_EQ(plan.max_batch_size, 32);
+  EXPECT_EQ(plan.max_queue_delay, absl::Milliseconds(1));  // 0.1 ms, raised to 1 ms
+  EXPECT_EQ(plan.lone_pass_threads, 1);
+  EXPECT_THAT(plan.summary, HasSubstr("small model"));
+}
+
+TEST(ServingPlanTest, TheQueueDelayFollowsThePassTimeBetweenItsBounds) {
+  EXPECT_EQ(PlanServing(v1::ModelConfig(), kCpu, 4, 4, Pass(6.5)).max_queue_delay,
+            absl::Microseconds(6500));
+}
+
+TEST(ServingPlanTest, WorkersFollowTheCpusUpToEight) {
+  EXPECT_EQ(PlanServing(v1::ModelConfig(), kCpu, 1, 1, Pass(29)).workers, 1);
+  EXPECT_EQ(PlanServing(v1::ModelConfig(), kCpu, 6, 6, Pass(29)).workers, 6);
+  EXPECT_EQ(PlanServing(v1::ModelConfig(), kCpu, 64, 64, Pass(29)).workers, 8);
+}
+
+TEST(ServingPlanTest, WhatTheConfigSetsWins) {
+  v1::ModelConfig config;
+  config.set_model_workers(3);
+  config.mutable_batching()->set_max_batch_size(16);
+  config.mutable_batching()->set_max_queue_delay_us(0);
+  const ServingPlan plan = PlanServing(config, kCpu, 2, 2, Pass(29));
+  EXPECT_EQ(plan.workers, 3);
+  EXPECT_EQ(plan.max_batch_size, 16);
+  EXPECT_EQ(plan.max_queue_delay, absl::ZeroDuration());
+  EXPECT_THAT(plan.summary, HasSubstr("workers=3 (config)"));
+  EXPECT_FALSE(PlanNeedsPassTimes(config, kCpu, 1));
+  EXPECT_TRUE(PlanNeedsPassTimes(config, kCpu, 2));  // for the lone pass's threads
+
+  // A batch size of 0 or 1, set, turns batching off.
+  for (int off : {0, 1}) {
+    config.mutable_batching()->set_max_batch_size(off);
+    EXPECT_EQ(PlanServing(config, kCpu, 2, 2, Pass(29)).max_batch_size, 1);
+  }
+}
+
+TEST(ServingPlanTest, OneTorchThreadKeepsEveryPassOnOne) {
+  const ServingPlan plan = PlanServing(v1::ModelConfig(), kCpu, 2, 1, Pass(29));
+  EXPECT_EQ(plan.lone_pass_threads, 1);
+  EXPECT_EQ(plan.workers, 2);
+  EXPECT_THAT(plan.summary, HasSubstr("--torch_threads"));
+}
+
+TEST(ServingPlanTest, AGpuModelGetsOneWorkerAndLargerBatches) {
+  const ServingPlan plan = PlanServing(v1::ModelConfig(), kGpu, 16, 16, PassTimes());
+  EXPECT_EQ(plan.workers, 1);
+  EXPECT_EQ(plan.max_batch_size, 32);
+  EXPECT_EQ(plan.max_queue_delay, absl::Milliseconds(5));
+  EXPECT_FALSE(PlanNeedsPassTimes(v1::ModelConfig(), kGpu, 16));
+  EXPECT_THAT(plan.summary, ::testing::Not(HasSubstr("lone_pass_threads")));
+}
+
+}  // namespace
+}  // namespace headway
