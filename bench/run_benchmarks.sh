@@ -132,6 +132,9 @@ defaults_group digits 32 1,20,20 png "$pngs" 1 16 64 256
   --duration="${seconds}s" --warmup=2s --progress=false \
   --json_out="$work/results/served-empty-rpc.json" >/dev/null
 
+# What a notebook user runs: the same ResNet-18 in Python PyTorch, eager and frozen.
+/usr/bin/python3 bench/python_reference.py "$seconds" >"$work/results/python.jsonl"
+
 /usr/bin/python3 - "$work/results" "$seconds" "$work/server-defaults.log" <<'PY'
 import json, os, re, statistics, sys
 results, seconds, defaults_log = sys.argv[1], sys.argv[2], sys.argv[3]
@@ -199,6 +202,14 @@ for model, mode, batch, image, concurrencies, runs in groups:
         print(f"| {model} | {c} | {d['inputs_per_second']:.1f} | {on['inputs_per_second']:.1f} | "
               f"{off['inputs_per_second']:.1f} | {d['inputs_per_second'] / best_tuned:.2f} | "
               f"{p50:.1f} | {p50_off:.1f} | {p50 / p50_off:.2f} |")
+python_path = os.path.join(results, "python.jsonl")
+if os.path.exists(python_path):
+    rows = [json.loads(line) for line in open(python_path)]
+    print("\nPython reference (Debian's python3-torch, torchvision resnet18 in-process, "
+          "random weights): " + "; ".join(
+              f"{r['python']} {r['threads']} thread{'s' if r['threads'] > 1 else ''} "
+              f"batch {r['batch']}: {r['images_per_second']:.1f}" for r in rows)
+          + " images/s.")
 empty = load("served-empty-rpc")
 print(f"\nEmpty RPC (gRPC health Check, concurrency 64): {empty['throughput']:.0f} requests/s, "
       f"p50 {empty['latency_ms']['p50']:.2f} ms.")

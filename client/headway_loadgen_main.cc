@@ -99,7 +99,7 @@ absl::StatusOr<std::vector<headway::v1::Input>> Inputs() {
   }
   const std::string shape_text = absl::GetFlag(FLAGS_tensor_shape);
   if (shape_text.empty()) {
-    if (!inputs.empty()) return inputs;
+    if (!inputs.empty() || absl::GetFlag(FLAGS_rpc) == "health") return inputs;
     absl::StatusOr<std::vector<int64_t>> shape = ModelInputShape();
     if (!shape.ok()) return shape.status();
     std::cerr << "headway_loadgen: sending random FLOAT32 tensors ["

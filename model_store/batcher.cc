@@ -229,7 +229,9 @@ Batcher::Taken Batcher::NextBatch() {
       }
       queue_.pop_front();
     }
-    taken.queue_left_empty = queue_.empty();
+    const absl::Duration gap = policy_.typical_gap();
+    taken.lone = batch.size() == 1 && queue_.empty() && gap > absl::ZeroDuration() &&
+                 gap >= pass_time_;
     if (!batch.empty()) {
       ++stats_.batches;
       stats_.inputs += rows;
@@ -261,8 +263,7 @@ void Batcher::RunBatch(Taken& taken) {
   try {
     std::optional<CpuPassScope> threads;
     if (options_.lone_pass_threads > 0) {
-      const bool lone = batch.size() == 1 && taken.queue_left_empty;
-      threads.emplace(lone ? options_.lone_pass_threads : 1);
+      threads.emplace(taken.lone ? options_.lone_pass_threads : 1);
     }
     std::vector<at::Tensor> inputs;
     for (const BatchTask& task : batch) inputs.push_back(task.inputs);

@@ -3,9 +3,10 @@
 // full batch, the oldest request waited max_queue_delay, or arrivals too slow to fill
 // one sooner: a lone request runs at once), runs one forward pass over it, and hands
 // each request its own rows. Idle workers share what arrives together (BatchPolicy).
-// On the CPU each pass sets its own intra-op threads (CpuPassScope): a pass of one
-// request with nothing else queued may use every CPU (the latency of a lone client);
-// any other pass takes its part of the CPUs beside the passes running. The queue is
+// On the CPU each pass sets its own intra-op threads (CpuPassScope): a lone request
+// (one, nothing queued, arrivals further apart than a pass) may use every CPU, the
+// latency of a lone client; any other pass takes its part of the CPUs beside the
+// passes running. The queue is
 // bounded: a full queue refuses new requests at once (RESOURCE_EXHAUSTED). Deadlines are
 // kept from both ends: the batcher keeps a moving average of its forward passes' time,
 // refuses at once (DEADLINE_EXCEEDED, saying why) a request that the queue ahead of it
@@ -108,10 +109,13 @@ class Batcher {
   absl::Duration pass_time() const;
 
  private:
-  // A batch taken off the queue, and whether it left the queue empty.
+  // A batch taken off the queue, and whether it is a lone request: one request, the
+  // queue empty behind it, and requests arriving further apart than a pass takes (a
+  // lone client; with several, a second pass would soon start beside a wide one and
+  // oversubscribe the CPUs).
   struct Taken {
     std::vector<BatchTask> tasks;
-    bool queue_left_empty = false;
+    bool lone = false;
   };
 
   void Run();

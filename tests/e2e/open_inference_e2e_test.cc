@@ -531,6 +531,10 @@ TEST_F(OpenInferenceTest, ModelMetadataSaysWhatTheModelTakesAndGives) {
             0);
   EXPECT_THAT(output, HasSubstr("digit v1 (default)  10 classes: 0, 1, 2"));
   EXPECT_THAT(output, HasSubstr("tensor FLOAT32 [1,20,20]"));
+  // The bundled config sets no batching: the server's plan for a small model.
+  EXPECT_THAT(output, HasSubstr("max_batch_size=32 (small model)"));
+  EXPECT_EQ(metadata->batching().max_batch_size(), 32);
+  EXPECT_GE(metadata->model_workers(), 1);
   // Given neither images nor a tensor shape, the load generator sends tensors of the
   // model's input shape, read from the metadata, and every call succeeds.
   output.clear();
@@ -541,6 +545,15 @@ TEST_F(OpenInferenceTest, ModelMetadataSaysWhatTheModelTakesAndGives) {
             0)
       << output;
   EXPECT_THAT(output, HasSubstr("sending random FLOAT32 tensors [1,20,20]"));
+  // The empty-RPC ceiling needs no model and no inputs.
+  output.clear();
+  EXPECT_EQ(testing::RunCommand(absl::StrCat(HEADWAY_LOADGEN_BINARY, " --target=", target,
+                                             " --rpc=health --model=nonexistent "
+                                             "--requests=20 --warmup=0s --progress=false "
+                                             "2>&1"),
+                                &output),
+            0)
+      << output;
   EXPECT_THAT(output, HasSubstr("errors: none"));
 }
 
