@@ -61,6 +61,10 @@ absl::StatusOr<std::unique_ptr<HeadwayServer>> HeadwayServer::Start(
       &server->port_);
   builder.SetMaxReceiveMessageSize(options.max_message_bytes);
   builder.SetMaxSendMessageSize(options.max_message_bytes);
+  if (options.max_concurrent_streams > 0) {
+    builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS,
+                               options.max_concurrent_streams);
+  }
   builder.RegisterService(&server->inference_);
   builder.RegisterService(&server->management_);
   builder.RegisterService(&server->open_inference_);

@@ -58,6 +58,10 @@ class HeadwayServer {
     // Inference calls between arrival and answer at most; more get
     // RESOURCE_EXHAUSTED at once.
     int max_requests_in_flight = 1024;
+    // HTTP/2 streams (calls) each client connection may have open at once; a client
+    // holds its further calls until one ends, so a flood from one connection waits
+    // in that client, not in the server's memory. 0: gRPC's default (no limit).
+    int max_concurrent_streams = 0;
     int max_message_bytes = 64 << 20;
     // Examples one FitHead call takes at most.
     int64_t max_fit_examples = 20000;

@@ -54,6 +54,10 @@ ABSL_FLAG(int, max_requests_in_flight, 1024,
           "Inference calls the server holds at once (waiting for a worker or a batch, "
           "or running); more get RESOURCE_EXHAUSTED at once, naming this flag, instead "
           "of queueing.");
+ABSL_FLAG(int, max_concurrent_streams, 0,
+          "Calls each client connection may have open at once (HTTP/2 streams), 2 or "
+          "more; its further calls wait in the client until one ends. 0: no limit "
+          "(gRPC's default).");
 ABSL_FLAG(int, parallel_loads, 2, "Models loaded at the same time at start.");
 ABSL_FLAG(bool, strict_startup, false,
           "Exit (status 1) when any model of the store fails to load at start, instead "
@@ -305,6 +309,13 @@ int Serve() {
     return Fail(absl::InvalidArgumentError(
         absl::StrCat("--max_requests_in_flight must be 1 or more, not ",
                      options.max_requests_in_flight)));
+  }
+  options.max_concurrent_streams = absl::GetFlag(FLAGS_max_concurrent_streams);
+  if (options.max_concurrent_streams < 0 || options.max_concurrent_streams == 1) {
+    // With 1, a call from Headway's own client never completed (gRPC 1.51).
+    return Fail(absl::InvalidArgumentError(
+        absl::StrCat("--max_concurrent_streams must be 0 (no limit) or 2 or more, not ",
+                     options.max_concurrent_streams)));
   }
   options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   options.max_fit_examples = absl::GetFlag(FLAGS_max_fit_examples);

@@ -126,7 +126,7 @@ grpc::ServerUnaryReactor* ManagementServiceImpl::HotSwapHead(
               {"devices", absl::StrJoin(response->devices(), ",")},
               {"persist", request->persist() ? "true" : "false"},
               {"duration_ms", absl::StrCat(absl::ToDoubleMilliseconds(duration))},
-                {"message", std::string(status.message())}});
+              {"message", std::string(status.message())}});
     return status;
   });
 }

@@ -394,6 +394,34 @@ TEST(ServerFaultTest, AFailingForwardPassIsInternalAndTheServerServesOn) {
   std::filesystem::remove_all(store);
 }
 
+// --max_concurrent_streams=2: a connection's third call waits in its client until
+// another ends, so three calls sent at once on one channel never share one batch;
+// without the limit they arrive together and share one (MixedProtocolsTest).
+TEST(OverloadTest, MaxConcurrentStreamsHoldsAConnectionsFurtherCallsInItsClient) {
+  const std::filesystem::path store = SlowBatchingStore(absl::Milliseconds(300));
+  absl::StatusOr<std::unique_ptr<ServerProcess>> server =
+      ServerProcess::Start(store, {"--max_concurrent_streams=2"});
+  ASSERT_TRUE(server.ok()) << server.status();
+  std::unique_ptr<HeadwayClient> client = Connect((*server)->target());
+  std::vector<absl::StatusOr<v1::ClassifyResponse>> answers(3, absl::UnknownError(""));
+  std::vector<std::thread> callers;
+  for (int i = 0; i < 3; ++i) {
+    callers.emplace_back([&, i] { answers[i] = client->Classify(ClassifyDigit(i)); });
+  }
+  for (std::thread& caller : callers) caller.join();
+  for (const auto& answer : answers) EXPECT_TRUE(answer.ok()) << answer.status();
+  const absl::StatusOr<std::string> metrics =
+      testing::HttpGet((*server)->metrics_port(), "/metrics");
+  ASSERT_TRUE(metrics.ok()) << metrics.status();
+  EXPECT_THAT(*metrics,
+              HasSubstr(R"(headway_batch_size_sum{device="cpu",model="digits"} 3)"));
+  EXPECT_THAT(*metrics,
+              ::testing::Not(HasSubstr(
+                  R"(headway_batch_size_count{device="cpu",model="digits"} 1)")));
+  EXPECT_EQ((*server)->Stop(), 0);
+  std::filesystem::remove_all(store);
+}
+
 TEST(LoadGeneratorTest, CountsCallsThatCompleteInsideTheWindow) {
   const std::filesystem::path store = SlowBatchingStore(absl::Seconds(1));
   absl::StatusOr<std::unique_ptr<ServerProcess>> server = ServerProcess::Start(store);
