@@ -3,6 +3,7 @@
 // decoding, on as many threads as the server's batcher runs forward passes (the
 // config's model_workers). Prints images per second, the figure served throughput is
 // compared with.
+#include <cmath>
 #include <iostream>
 #include <thread>
 #include <vector>
@@ -30,6 +31,11 @@ ABSL_FLAG(int, torch_threads, 0,
 ABSL_FLAG(int64_t, malloc_retain_mb, 256,
           "Freed memory glibc keeps mapped per arena, in MiB, as the server's flag; 0 "
           "keeps glibc's defaults.");
+ABSL_FLAG(int, matmul_size, 0,
+          "Instead of a model: measure float32 matrix multiplication (N x N by N x N) on "
+          "the same workers and threads, in GFLOP/s, two ways: at::mm (the BLAS "
+          "LibTorch's linear layers use) and as a 1x1 convolution in oneDNN (which runs "
+          "the convolutions of a frozen, optimized network like ResNet-18).");
 ABSL_FLAG(int, workers, 0,
           "Threads running forward passes side by side; 0 takes the config's "
           "model_workers, or the server's default (one per CPU).");
@@ -55,6 +61,40 @@ WorkerCount RunForwardPasses(const Backbone& backbone, const Head& head,
                              const std::vector<int64_t>& input_shape, int batch,
                              absl::Time start, absl::Time stop);
 
+// Runs N x N matrix products on this thread (as a 1x1 convolution when `as_conv`),
+// warming up until `start`, measuring until `stop`; `images` counts products.
+WorkerCount RunMatmuls(int64_t n, bool as_conv, absl::Time start, absl::Time stop);
+
+// GFLOP/s of N x N products summed over `workers` threads.
+double MatmulGflops(int64_t n, bool as_conv, int workers) {
+  const absl::Time start = absl::Now() + absl::GetFlag(FLAGS_warmup);
+  const absl::Time stop = start + absl::GetFlag(FLAGS_duration);
+  std::vector<WorkerCount> counts(workers);
+  std::vector<std::thread> threads;
+  for (WorkerCount& count : counts) {
+    threads.emplace_back([&] { count = RunMatmuls(n, as_conv, start, stop); });
+  }
+  for (std::thread& thread : threads) thread.join();
+  double flops_per_second = 0;
+  for (const WorkerCount& count : counts) {
+    if (count.images == 0) continue;
+    flops_per_second += 2.0 * n * n * n * count.images /
+                        absl::ToDoubleSeconds(count.last_done - count.first_went);
+  }
+  return flops_per_second / 1e9;
+}
+
+int MatmulMain(int workers) {
+  const int64_t n = absl::GetFlag(FLAGS_matmul_size);
+  const double mm = MatmulGflops(n, /*as_conv=*/false, workers);
+  const double conv = MatmulGflops(n, /*as_conv=*/true, workers);
+  std::cout << absl::StrFormat(
+      "{\"matmul_size\": %d, \"workers\": %d, \"torch_threads\": %d, "
+      "\"gflops_mm\": %.1f, \"gflops_conv1x1\": %.1f}\n",
+      n, workers, TorchThreads(), mm, conv);
+  return 0;
+}
+
 int Main() {
   const int64_t retain_mb = absl::GetFlag(FLAGS_malloc_retain_mb);
   if (retain_mb < 0) {
@@ -65,6 +105,10 @@ int Main() {
     std::cerr << "headway_bench_inprocess: " << status << "\n";
   }
   ConfigureTorchThreads(absl::GetFlag(FLAGS_torch_threads));
+  if (absl::GetFlag(FLAGS_matmul_size) > 0) {
+    return MatmulMain(absl::GetFlag(FLAGS_workers) > 0 ? absl::GetFlag(FLAGS_workers)
+                                                       : UsableCpus());
+  }
   const std::filesystem::path dir = absl::GetFlag(FLAGS_model_dir);
   absl::StatusOr<v1::ModelConfig> config = ReadModelConfig(dir);
   if (!config.ok()) return Fail(config.status());
@@ -141,6 +185,35 @@ WorkerCount RunForwardPasses(const Backbone& backbone, const Head& head,
     const at::Tensor logits = *head.Forward(*backbone.Forward(inputs));
     (void)at::softmax(logits, 1).topk(1, 1);
     count.images += batch;
+    count.last_done = absl::Now();
+  }
+  return count;
+}
+
+WorkerCount RunMatmuls(int64_t n, bool as_conv, absl::Time start, absl::Time stop) {
+  c10::InferenceMode inference;
+  // As a convolution: n output channels from n input channels over n pixels.
+  const int64_t side = static_cast<int64_t>(std::lround(std::sqrt(n)));
+  const at::Tensor a =
+      as_conv ? torch::randn({1, n, side, n / side}) : torch::randn({n, n});
+  const at::Tensor b = as_conv ? torch::randn({n, n, 1, 1}) : torch::randn({n, n});
+  at::Tensor product = torch::empty({n, n});
+  const auto multiply = [&] {
+    CpuPassScope threads(TorchThreads());
+    if (as_conv) {
+      // oneDNN's convolution, as a frozen, optimized graph runs ResNet's.
+      product = at::mkldnn_convolution(a, b, c10::nullopt, {0, 0}, {1, 1}, {1, 1}, 1);
+    } else {
+      at::mm_out(product, a, b);
+    }
+  };
+  while (absl::Now() < start) multiply();
+  WorkerCount count;
+  count.first_went = absl::Now();
+  count.last_done = count.first_went;
+  while (absl::Now() < stop) {
+    multiply();
+    ++count.images;
     count.last_done = absl::Now();
   }
   return count;

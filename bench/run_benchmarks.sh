@@ -132,6 +132,11 @@ defaults_group digits 32 1,20,20 png "$pngs" 1 16 64 256
   --duration="${seconds}s" --warmup=2s --progress=false \
   --json_out="$work/results/served-empty-rpc.json" >/dev/null
 
+# The physical limit: float32 matrix multiplication on the tuned passes' workers and
+# threads, in GFLOP/s.
+"$build/bench/headway_bench_inprocess" --matmul_size=1024 --torch_threads=1 \
+  --duration="${seconds}s" --warmup=2s >"$work/results/matmul.json"
+
 # What a notebook user runs: the same ResNet-18 in Python PyTorch, eager and frozen.
 /usr/bin/python3 bench/python_reference.py "$seconds" >"$work/results/python.jsonl"
 
@@ -210,6 +215,23 @@ if os.path.exists(python_path):
               f"{r['python']} {r['threads']} thread{'s' if r['threads'] > 1 else ''} "
               f"batch {r['batch']}: {r['images_per_second']:.1f}" for r in rows)
           + " images/s.")
+matmul = load("matmul")
+RESNET18_GFLOP = 2 * 1.82  # 1.82 G multiply-adds per 224x224 image
+resnet_runs = [r for g in groups if g[0] == "resnet18" and g[1] == "batched" for r in g[5]]
+if resnet_runs:
+    inprocess = statistics.median(r["images_per_second"] for r in resnet_runs)
+    served = max(load(f"served-resnet18_{mode}-tensor-{c}")["inputs_per_second"]
+                 for g in groups if g[0] == "resnet18" for mode in [g[1]] for c in g[4])
+    ceiling = matmul["gflops_conv1x1"]
+    print(f"\nPhysical limit: float32 {matmul['matmul_size']}x{matmul['matmul_size']} "
+          f"matrix products, {matmul['workers']} side by side with "
+          f"{matmul['torch_threads']} thread each, run {ceiling:.1f} GFLOP/s as oneDNN 1x1 "
+          f"convolutions (the library that runs ResNet's) and {matmul['gflops_mm']:.1f} "
+          f"GFLOP/s through at::mm (the BLAS of linear layers). ResNet-18 is "
+          f"{RESNET18_GFLOP:.2f} GFLOP per image: in-process at batch 8 {inprocess:.1f} "
+          f"images/s is {inprocess * RESNET18_GFLOP:.1f} GFLOP/s, "
+          f"{inprocess * RESNET18_GFLOP / ceiling:.2f} of the oneDNN figure; served at best "
+          f"{served:.1f} images/s, {served * RESNET18_GFLOP / ceiling:.2f}.")
 empty = load("served-empty-rpc")
 print(f"\nEmpty RPC (gRPC health Check, concurrency 64): {empty['throughput']:.0f} requests/s, "
       f"p50 {empty['latency_ms']['p50']:.2f} ms.")
