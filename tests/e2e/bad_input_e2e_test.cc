@@ -480,9 +480,14 @@ TEST_F(BadInputTest, EachBadRequestGetsItsStatusAndTheServerKeepsServing) {
       {"swap to a 34 KB head that unpacks to 32 MiB",
        [&] { return Swap([&](auto& r) { r.set_checkpoint(zip_bomb_head); }); },
        Code::kInvalidArgument, "unpacks to 34078"},
+      // LibTorch's parser dies of SIGSEGV on it in most runs (the probe child's crash
+      // refuses it: "the TorchScript archive is malformed: LibTorch's loader crashed
+      // on it") and throws in others, with the heap laid out differently ("loading
+      // TorchScript archive: Expected subscripted type ..."); either way the server
+      // answers and serves on.
       {"swap to a TorchScript head that crashes LibTorch's parser",
        [&] { return Swap([&](auto& r) { r.set_checkpoint(parser_crash_head); }); },
-       Code::kInvalidArgument, "LibTorch's loader crashed on it"},
+       Code::kInvalidArgument, "TorchScript archive"},
       {"swap with too few labels",
        [&] {
          return Swap([&](auto& r) {
