@@ -47,7 +47,20 @@ done
 target=127.0.0.1:$(cat "$work/port")
 defaults_target=127.0.0.1:$(cat "$work/defaults_port")
 
+# Progress on stderr, one plain line per run: what runs, how far, time left. Runs of
+# `seconds` plus 2 s of warm-up each: 4 groups of 13, 2 defaults groups of 21, the
+# empty RPC, 2 matrix products, and the Python reference (about 8 more).
+total_runs=105
+run_index=0
+started=$SECONDS
+progress() {  # what
+  run_index=$((run_index + 1))
+  local left=$(((total_runs - run_index + 1) * (seconds + 2)))
+  printf '[%dm%02ds] run %d of about %d, ~%d min left: %s\n' $(((SECONDS - started) / 60)) \
+    $(((SECONDS - started) % 60)) "$run_index" "$total_runs" $(((left + 59) / 60)) "$1" >&2
+}
 inprocess() {  # name model batch
+  progress "in-process $2, batch $3"
   "$build/bench/headway_bench_inprocess" --model_dir="$work/store/$2" --batch="$3" \
     --torch_threads=1 --duration="${seconds}s" --warmup=2s >"$work/results/inprocess-$1.json"
 }
@@ -67,6 +80,7 @@ batches() {  # model: "passes inputs" so far, from the server's batch-size histo
 }
 served() {  # name model concurrency input-flags...
   local name=$1 model=$2 concurrency=$3
+  progress "served $model, concurrency $concurrency, ${4%%=*}"
   shift 3
   local before
   before=$(batches "$model")
@@ -117,7 +131,7 @@ defaults_group() {  # model reference-batch tensor-shape image-kind image-files 
   done
 }
 
-echo "measuring (about $(((seconds + 2) * 87 / 60 + 1)) minutes)..." >&2
+echo "measuring (about $(((seconds + 2) * total_runs / 60 + 1)) minutes)..." >&2
 jpegs=$(ls "$work"/jpeg/*.jpg | paste -sd,)
 pngs=$(ls "$work"/png/*.png | paste -sd,)
 # Concurrency 32 = twice model_workers x max_batch_size: a full batch waits while both
@@ -128,16 +142,20 @@ group digits batched 32 1,20,20 png "$pngs" 1 16 64 256
 group digits unbatched 1 1,20,20 png "$pngs" 1 16 64 256
 defaults_group resnet18 8 3,224,224 jpeg "$jpegs" 1 4 16 32
 defaults_group digits 32 1,20,20 png "$pngs" 1 16 64 256
+progress "empty RPC (gRPC health), concurrency 64"
 "$build/client/headway_loadgen" --target="$target" --rpc=health --concurrency=64 \
   --duration="${seconds}s" --warmup=2s --progress=false \
   --json_out="$work/results/served-empty-rpc.json" >/dev/null
 
 # The physical limit: float32 matrix multiplication on the tuned passes' workers and
 # threads, in GFLOP/s.
+progress "float32 matrix products (two runs)"
+run_index=$((run_index + 1))
 "$build/bench/headway_bench_inprocess" --matmul_size=1024 --torch_threads=1 \
   --duration="${seconds}s" --warmup=2s >"$work/results/matmul.json"
 
 # What a notebook user runs: the same ResNet-18 in Python PyTorch, eager and frozen.
+progress "Python reference (8 settings)"
 /usr/bin/python3 bench/python_reference.py "$seconds" >"$work/results/python.jsonl"
 
 /usr/bin/python3 - "$work/results" "$seconds" "$work/server-defaults.log" <<'PY'
