@@ -40,16 +40,20 @@ absl::Duration BatchPolicy::typical_gap() const {
   return *middle;
 }
 
+int64_t BatchPolicy::SharingWorkers(int idle_workers) const {
+  return options_.adaptive ? std::max(1, idle_workers) : 1;
+}
+
 int64_t BatchPolicy::Share(int idle_workers) const {
-  const int64_t idle = options_.adaptive ? std::max(1, idle_workers) : 1;
-  return (options_.max_batch_size + idle - 1) / idle;
+  const int64_t sharing = SharingWorkers(idle_workers);
+  return (options_.max_batch_size + sharing - 1) / sharing;
 }
 
 int64_t BatchPolicy::TakeAtMost(int64_t queued_inputs, int idle_workers) const {
-  const int64_t idle = options_.adaptive ? std::max(1, idle_workers) : 1;
+  const int64_t sharing = SharingWorkers(idle_workers);
   return std::min<int64_t>(
       options_.max_batch_size,
-      std::max(Share(idle_workers), (queued_inputs + idle - 1) / idle));
+      std::max(Share(idle_workers), (queued_inputs + sharing - 1) / sharing));
 }
 
 absl::Duration BatchPolicy::SilenceLimit(absl::Duration gap) const {

@@ -85,6 +85,8 @@ class BatchPolicy {
   static constexpr int kGapsNeeded = 3;
 
  private:
+  // The workers that split a batch: the idle ones when adaptive, else one.
+  int64_t SharingWorkers(int idle_workers) const;
   // A worker's share of a full batch when `idle_workers` are idle.
   int64_t Share(int idle_workers) const;
   // How long after the last arrival arrivals count as stopped.
