@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
+#include "model_store/cerr_capture.h"
 #include "model_store/image_codecs.h"
 #include "model_store/image_header.h"
 #include "model_store/status_macros.h"
@@ -95,6 +96,8 @@ absl::StatusOr<cv::Mat> DecodeImage(absl::string_view bytes, int channels,
   } else {
     const cv::Mat encoded(1, static_cast<int>(bytes.size()), CV_8UC1,
                           const_cast<char*>(bytes.data()));
+    // OpenCV prints why it gives up to std::cerr: quote it instead.
+    ScopedCerrCapture opencv_output;
     try {
       image = cv::imdecode(encoded, cv::IMREAD_COLOR);
     } catch (const cv::Exception& e) {
@@ -102,9 +105,11 @@ absl::StatusOr<cv::Mat> DecodeImage(absl::string_view bytes, int channels,
           absl::StrCat("corrupt ", ImageFormatName(format), ": ", e.what()));
     }
     if (image.empty()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("corrupt ", ImageFormatName(format), " (", bytes.size(),
-                       " bytes): its header reads as one, but it cannot be decoded"));
+      const std::string reason = OpenCvDecodeReason(opencv_output.text());
+      return absl::InvalidArgumentError(absl::StrCat(
+          "corrupt ", ImageFormatName(format), " (", bytes.size(), " bytes): ",
+          reason.empty() ? "its header reads as one, but it cannot be decoded"
+                         : absl::StrCat("OpenCV ", reason)));
     }
   }
   if (int64_t{image.rows} * image.cols > limits.max_image_pixels) {

@@ -20,6 +20,7 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "model_store/cerr_capture.h"
 #include "model_store/host_allocator.h"
 #include "model_store/model_config.h"
 #include "model_store/model_registry.h"
@@ -457,6 +458,9 @@ int main(int argc, char** argv) {
   // Block the shutdown signals in every thread (before any starts); Serve waits for
   // them.
   pthread_sigmask(SIG_BLOCK, &ShutdownSignals(), nullptr);
+  // Image decoders' stderr diagnostics become parts of error messages (before any
+  // thread starts: see cerr_capture.h).
+  headway::InstallCerrRouting();
   const int64_t retain_mb = absl::GetFlag(FLAGS_malloc_retain_mb);
   if (retain_mb < 0) {
     return Fail(absl::InvalidArgumentError(

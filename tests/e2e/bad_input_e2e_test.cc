@@ -285,6 +285,13 @@ TEST_F(BadInputTest, EachBadRequestGetsItsStatusAndTheServerKeepsServing) {
          return Classify({Image(Encode(".bmp", testing::DigitCell(7)).substr(0, 60))});
        },
        Code::kInvalidArgument, "corrupt BMP: the file holds 60 bytes; its header needs"},
+      {"BMP whose colour count OpenCV refuses (its diagnostic quoted, not printed)",
+       [&] {
+         std::string bmp = Encode(".bmp", testing::DigitCell(7));
+         bmp[47] = '\x7f';  // biClrUsed
+         return Classify({Image(bmp)});
+       },
+       Code::kInvalidArgument, "OpenCV can't read header: Assertion failed: clrused"},
       {"animated WebP", [&] { return Classify({Image(AnimatedWebpHeader())}); },
        Code::kInvalidArgument, "unsupported WebP: it is animated"},
       {"GIF (unsupported)", [&] { return Classify({Image("GIF89a\x01\x00\x01\x00")}); },
@@ -618,6 +625,9 @@ TEST_F(BadInputTest, EachBadRequestGetsItsStatusAndTheServerKeepsServing) {
     EXPECT_THAT(std::string(status.message()), HasSubstr(bad.message)) << bad.name;
     EXPECT_LE(status.message().size(), 1024u) << bad.name;
   }
+
+  // Library diagnostics became parts of messages, not raw lines in the server's log.
+  EXPECT_THAT(server_->Log(), ::testing::Not(HasSubstr("imdecode_")));
 
   // Still serving, with the configured head at version 1, and the right answer.
   v1::ClassifyRequest request;

@@ -8,6 +8,7 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
+#include "absl/strings/str_cat.h"
 #include "tests/support/digits_data.h"
 
 namespace headway {
@@ -230,6 +231,56 @@ TEST(PreprocessorTest, BadInputsAreInvalidArgumentsNamingTheProblem) {
     EXPECT_EQ(tensor.status().code(), absl::StatusCode::kInvalidArgument) << bad.name;
     EXPECT_THAT(tensor.status().message(), HasSubstr(bad.expected_message)) << bad.name;
   }
+}
+
+// A BMP that OpenCV gives up on with a diagnostic (a colour count over 2^bits)
+// is refused quoting it, and nothing reaches stderr.
+TEST(PreprocessorTest, OpenCvDecodeFailureIsQuotedNotPrinted) {
+  std::vector<unsigned char> encoded;
+  cv::imencode(".bmp", testing::DigitCell(3), encoded);
+  std::string bmp(encoded.begin(), encoded.end());
+  bmp[47] = '\x7f';  // biClrUsed, little-endian bytes 46-49
+  const auto preprocessor = Make(Spec(1, 20, 20, v1::InputSpec::STRETCH));
+  ::testing::internal::CaptureStderr();
+  const absl::StatusOr<at::Tensor> tensor = preprocessor->Process(Image(bmp));
+  EXPECT_EQ(::testing::internal::GetCapturedStderr(), "");
+  EXPECT_EQ(tensor.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(tensor.status().message(),
+              HasSubstr(absl::StrCat("corrupt BMP (", bmp.size(),
+                                     " bytes): OpenCV can't read header: Assertion "
+                                     "failed: clrused")));
+}
+
+// Every truncation of a BMP, and every header byte set to 0x00, 0x7f, 0x80 or 0xff:
+// each is decoded or refused, and OpenCV's diagnostics never reach stderr.
+TEST(PreprocessorTest, NoBmpMutationPrintsToStderr) {
+  std::vector<unsigned char> encoded;
+  cv::imencode(".bmp", testing::DigitCell(5), encoded);
+  const std::string bmp(encoded.begin(), encoded.end());
+  std::vector<std::string> mutations;
+  for (size_t length = 0; length < bmp.size(); length += 7) {
+    mutations.push_back(bmp.substr(0, length));
+  }
+  for (size_t at = 2; at < 54; ++at) {
+    for (const char value : {'\x00', '\x7f', '\x80', '\xff'}) {
+      std::string mutated = bmp;
+      mutated[at] = value;
+      mutations.push_back(mutated);
+    }
+  }
+  const auto preprocessor = Make(Spec(1, 20, 20, v1::InputSpec::STRETCH));
+  int refused = 0;
+  ::testing::internal::CaptureStderr();
+  for (const std::string& mutation : mutations) {
+    const absl::StatusOr<at::Tensor> tensor = preprocessor->Process(Image(mutation));
+    if (!tensor.ok()) {
+      ++refused;
+      EXPECT_EQ(tensor.status().code(), absl::StatusCode::kInvalidArgument);
+      EXPECT_LE(tensor.status().message().size(), 400u) << tensor.status();
+    }
+  }
+  EXPECT_EQ(::testing::internal::GetCapturedStderr(), "");
+  EXPECT_GT(refused, 100);
 }
 
 TEST(PreprocessorTest, NoneRefusesOtherSizes) {
