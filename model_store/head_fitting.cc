@@ -9,6 +9,7 @@
 #include <random>
 
 #include "absl/strings/str_cat.h"
+#include "model_store/example_split.h"
 #include "model_store/status_macros.h"
 #include "model_store/torch_errors.h"
 
@@ -118,22 +119,6 @@ absl::Status CheckExamples(const std::vector<std::vector<float>>& features,
   return absl::OkStatus();
 }
 
-// Each class's examples shuffled (seeded), its first round(fraction * n) held out,
-// keeping at least one for training.
-void Split(const std::vector<int>& labels, int num_classes, double fraction,
-           uint64_t seed, std::vector<int64_t>& train, std::vector<int64_t>& validation) {
-  std::vector<std::vector<int64_t>> by_class(num_classes);
-  for (size_t i = 0; i < labels.size(); ++i) by_class[labels[i]].push_back(i);
-  std::mt19937_64 random(seed);
-  for (std::vector<int64_t>& members : by_class) {
-    std::shuffle(members.begin(), members.end(), random);
-    const int64_t held = std::min<int64_t>(
-        static_cast<int64_t>(std::lround(fraction * members.size())), members.size() - 1);
-    validation.insert(validation.end(), members.begin(), members.begin() + held);
-    train.insert(train.end(), members.begin() + held, members.end());
-  }
-}
-
 at::Tensor Rows(const at::Tensor& x, const std::vector<int64_t>& rows) {
   return x.index_select(0, torch::tensor(rows, torch::kLong));
 }
@@ -167,9 +152,10 @@ absl::StatusOr<HeadFit> FitLinearHead(const std::vector<std::vector<float>>& fea
         const at::Tensor scale = raw.std(0, /*unbiased=*/false).clamp_min(1e-6);
         const at::Tensor x = (raw - mean) / scale;
 
-        std::vector<int64_t> train, validation;
-        Split(labels, num_classes, options.validation_fraction, options.seed, train,
-              validation);
+        const ExampleSplit split = StratifiedSplit(
+            labels, num_classes, options.validation_fraction, options.seed);
+        const std::vector<int64_t>& train = split.train;
+        const std::vector<int64_t>& validation = split.validation;
         result.validation_examples = static_cast<int64_t>(validation.size());
         std::vector<double> candidates(std::begin(kL2Candidates),
                                        std::end(kL2Candidates));
