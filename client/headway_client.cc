@@ -94,6 +94,56 @@ absl::StatusOr<v1::FitHeadResponse> HeadwayClient::FitHead(
       options_.admin_token);
 }
 
+absl::StatusOr<v1::StartFineTuneResponse> HeadwayClient::StartFineTune(
+    const v1::StartFineTuneRequest& request) const {
+  return Invoke<v1::StartFineTuneResponse>(
+      *channel_, options_,
+      [&](auto* context, auto* response) {
+        return management_->StartFineTune(context, request, response);
+      },
+      options_.admin_token);
+}
+
+absl::StatusOr<v1::Job> HeadwayClient::GetJob(const std::string& id) const {
+  v1::GetJobRequest request;
+  request.set_id(id);
+  return Invoke<v1::Job>(*channel_, options_, [&](auto* context, auto* response) {
+    return management_->GetJob(context, request, response);
+  });
+}
+
+absl::StatusOr<v1::Job> HeadwayClient::CancelJob(const std::string& id) const {
+  v1::CancelJobRequest request;
+  request.set_id(id);
+  return Invoke<v1::Job>(
+      *channel_, options_,
+      [&](auto* context, auto* response) {
+        return management_->CancelJob(context, request, response);
+      },
+      options_.admin_token);
+}
+
+absl::StatusOr<v1::ListJobsResponse> HeadwayClient::ListJobs() const {
+  const v1::ListJobsRequest request;
+  return Invoke<v1::ListJobsResponse>(
+      *channel_, options_, [&](auto* context, auto* response) {
+        return management_->ListJobs(context, request, response);
+      });
+}
+
+absl::Status HeadwayClient::WatchJob(
+    const std::string& id, const std::function<void(const v1::Job&)>& on_update) const {
+  grpc::ClientContext context;
+  context.set_wait_for_ready(options_.wait_for_ready);
+  v1::GetJobRequest request;
+  request.set_id(id);
+  std::unique_ptr<grpc::ClientReader<v1::Job>> reader =
+      management_->WatchJob(&context, request);
+  v1::Job job;
+  while (reader->Read(&job)) on_update(job);
+  return ToAbslStatus(reader->Finish());
+}
+
 absl::StatusOr<v1::HotSwapHeadResponse> HeadwayClient::HotSwapHead(
     const v1::HotSwapHeadRequest& request) const {
   return Invoke<v1::HotSwapHeadResponse>(

@@ -10,6 +10,7 @@
 #include <grpcpp/channel.h>
 
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -48,6 +49,17 @@ class HeadwayClient {
   absl::StatusOr<v1::GetModelMetadataResponse> GetModelMetadata(
       const std::string& model) const;
   absl::StatusOr<v1::FitHeadResponse> FitHead(const v1::FitHeadRequest& request) const;
+  // Fine-tuning jobs. A job lives on the replica that runs it: its GetJob, WatchJob
+  // and CancelJob go to the same server (one target).
+  absl::StatusOr<v1::StartFineTuneResponse> StartFineTune(
+      const v1::StartFineTuneRequest& request) const;
+  absl::StatusOr<v1::Job> GetJob(const std::string& id) const;
+  absl::StatusOr<v1::Job> CancelJob(const std::string& id) const;
+  absl::StatusOr<v1::ListJobsResponse> ListJobs() const;
+  // Calls `on_update` with the job now and after each change until it ends; returns
+  // the stream's status (OK once the job ended, whatever its state). No deadline.
+  absl::Status WatchJob(const std::string& id,
+                        const std::function<void(const v1::Job&)>& on_update) const;
   absl::StatusOr<v1::HotSwapHeadResponse> HotSwapHead(
       const v1::HotSwapHeadRequest& request) const;
   absl::StatusOr<v1::RemoveHeadResponse> RemoveHead(

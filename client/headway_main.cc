@@ -11,6 +11,8 @@
 //                     [--persist] [--device=D]
 //   headway remove-head --model=digits --head=H [--persist]
 //   headway fit-head --model=digits --head=H [--l2=X] [--replace] [--persist] DIR
+//   headway finetune --model=digits --train_layers=features.7 [--epochs=5] DIR
+//   headway jobs | job ID [--watch] | cancel-job ID
 //   headway load --model=digits [--device=cpu]
 //   headway unload --model=digits [--device=cpu]
 //   headway models
@@ -18,6 +20,7 @@
 //   headway health [SERVICE]
 #include <google/protobuf/struct.pb.h>
 #include <google/protobuf/util/json_util.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <filesystem>
@@ -62,6 +65,27 @@ ABSL_FLAG(bool, persist, false,
           "swap-head, remove-head, fit-head: also write it into the model store.");
 ABSL_FLAG(double, l2, 0, "fit-head: the L2 penalty; 0 chooses it on a held-out split.");
 ABSL_FLAG(bool, replace, false, "fit-head: replace a head of the same name.");
+ABSL_FLAG(std::vector<std::string>, train_layers, {},
+          "finetune: parameter-name prefixes of the layers to train (e.g. layer4 or "
+          "features.7), comma separated; the rest stay frozen.");
+ABSL_FLAG(bool, train_all, false, "finetune: train every layer.");
+ABSL_FLAG(std::string, optimizer, "sgd", "finetune: sgd or adam.");
+ABSL_FLAG(double, learning_rate, 0, "finetune: 0 means 0.01 for SGD and 0.001 for Adam.");
+ABSL_FLAG(double, momentum, 0.9, "finetune: SGD's momentum.");
+ABSL_FLAG(double, weight_decay, 0, "finetune: L2 weight decay.");
+ABSL_FLAG(int, epochs, 5, "finetune: passes over the training examples.");
+ABSL_FLAG(int, batch_size, 32, "finetune: examples per step.");
+ABSL_FLAG(bool, flip, false, "finetune: mirror training images left-right at random.");
+ABSL_FLAG(uint64_t, seed, 1, "finetune: seed of the split, order, flips and new layer.");
+ABSL_FLAG(double, validation_fraction, 0.2,
+          "fit-head, finetune: share of each class held out; negative holds none out.");
+ABSL_FLAG(std::string, output_model, "",
+          "finetune: the new model folder's name (default <model>-<job id>).");
+ABSL_FLAG(std::string, examples_dir, "",
+          "finetune: an ImageFolder inside the server's model store, instead of DIR.");
+ABSL_FLAG(bool, serve, false, "finetune: load the new model on the server when done.");
+ABSL_FLAG(bool, detach, false, "finetune: print the queued job and return at once.");
+ABSL_FLAG(bool, watch, false, "job: follow the job until it ends.");
 ABSL_FLAG(std::string, device, "",
           "The model instance's device (cpu, cuda:N); empty: the server chooses.");
 
@@ -80,6 +104,18 @@ constexpr char kUsage[] =
     "  fit-head --model=M --head=H [--l2=X] [--replace] [--persist] DIR\n"
     "                                                       fit a head on DIR/<class>/*\n"
     "                                                       images (ImageFolder layout)\n"
+    "  finetune --model=M (--train_layers=P,... | --train_all) [--epochs=N]\n"
+    "           [--optimizer=sgd|adam] [--learning_rate=X] [--batch_size=N] [--flip]\n"
+    "           [--output_model=NAME] [--serve] [--detach] (DIR | --examples_dir=D)\n"
+    "                                                       fine-tune as a job, "
+    "showing\n"
+    "                                                       progress; the new model "
+    "goes\n"
+    "                                                       into the store\n"
+    "  jobs                                                 list fine-tuning jobs\n"
+    "  job ID [--watch]                                     one job (followed to its "
+    "end)\n"
+    "  cancel-job ID                                        stop a job\n"
     "  load --model=M [--device=D]                          load a model (on a device)\n"
     "  unload --model=M [--device=D]                        unload a model's "
     "instance(s)\n"
@@ -92,7 +128,8 @@ constexpr char kUsage[] =
     "resolving to several addresses), swap-head, remove-head, fit-head, load and unload "
     "go\n"
     "to each replica in turn; with --persist, to one, whose store every replica\n"
-    "follows.\n"
+    "follows. finetune, jobs, job and cancel-job go to the first replica: a job runs\n"
+    "on one server, and its model reaches the others through the store.\n"
     "Exit codes: 0 done; 1 the server refused or failed (or a replica did); 2 bad usage\n"
     "or an invalid argument (INVALID_ARGUMENT). `headway COMMAND --help` lists that\n"
     "command's flags.";
@@ -106,7 +143,17 @@ const std::map<std::string, std::vector<std::string>>& CommandFlags() {
        {"model", "head", "file", "checkpoint", "labels_file", "labels", "key_prefix",
         "persist", "device", "json"}},
       {"remove-head", {"model", "head", "persist", "json"}},
-      {"fit-head", {"model", "head", "l2", "replace", "persist", "device", "json"}},
+      {"fit-head",
+       {"model", "head", "l2", "replace", "validation_fraction", "persist", "device",
+        "json"}},
+      {"finetune",
+       {"model", "head", "train_layers", "train_all", "optimizer", "learning_rate",
+        "momentum", "weight_decay", "epochs", "batch_size", "flip", "seed",
+        "validation_fraction", "output_model", "examples_dir", "serve", "detach",
+        "json"}},
+      {"jobs", {"json"}},
+      {"job", {"watch", "json"}},
+      {"cancel-job", {"json"}},
       {"load", {"model", "device", "json"}},
       {"unload", {"model", "device", "json"}},
       {"models", {"json"}},
@@ -245,7 +292,8 @@ int SwapHead(const HeadwayClient& client) {
 }
 
 // An ImageFolder: one sub-folder per class (its name the label), images inside.
-absl::Status ReadImageFolder(const std::string& dir, v1::FitHeadRequest& request) {
+template <typename Request>
+absl::Status ReadImageFolder(const std::string& dir, Request& request) {
   std::error_code error;
   std::vector<std::filesystem::path> classes;
   for (const auto& entry : std::filesystem::directory_iterator(dir, error)) {
@@ -286,6 +334,7 @@ int FitHead(const HeadwayClient& client, const std::vector<char*>& operands) {
   request.set_head(absl::GetFlag(FLAGS_head));
   request.set_l2(absl::GetFlag(FLAGS_l2));
   request.set_replace(absl::GetFlag(FLAGS_replace));
+  request.set_validation_fraction(absl::GetFlag(FLAGS_validation_fraction));
   request.set_persist(absl::GetFlag(FLAGS_persist));
   request.set_device(absl::GetFlag(FLAGS_device));
   if (absl::Status read = ReadImageFolder(operands[0], request); !read.ok()) {
@@ -315,6 +364,157 @@ int FitHead(const HeadwayClient& client, const std::vector<char*>& operands) {
       response->validation_examples(), response->l2(), response->final_loss(),
       response->iterations(), response->embed_ms(), response->fit_ms(),
       response->install_ms());
+  return 0;
+}
+
+// "epoch 2/5: loss 0.3124, train accuracy 0.9650, validation accuracy 0.9500, ..."
+std::string EpochLine(const v1::Job& job) {
+  const auto accuracy = [](double value) {
+    return value < 0 ? std::string("none") : absl::StrFormat("%.4f", value);
+  };
+  return absl::StrFormat(
+      "epoch %d/%d: loss %.4f, train accuracy %s, validation accuracy %s, %.0f "
+      "examples/s, %.0f s elapsed",
+      job.epoch(), job.epochs(), job.loss(), accuracy(job.train_accuracy()),
+      accuracy(job.validation_accuracy()), job.examples_per_second(),
+      job.elapsed_seconds());
+}
+
+std::string JobSummary(const v1::Job& job) {
+  std::string summary =
+      absl::StrCat("job ", job.id(), " ", v1::Job::State_Name(job.state()), ": model ",
+                   job.model(), " -> ", job.output_model());
+  if (job.state() == v1::Job::SUCCEEDED) {
+    absl::StrAppend(&summary, " written (", job.checkpoint(), ")",
+                    job.serving() ? ", serving" : "", "; ", EpochLine(job));
+  } else if (job.state() == v1::Job::RUNNING) {
+    absl::StrAppend(&summary, "; ", EpochLine(job),
+                    absl::StrFormat(", %.0f s left", job.eta_seconds()));
+  }
+  if (!job.error().empty()) absl::StrAppend(&summary, "; ", job.error());
+  return summary;
+}
+
+bool JobEnded(const v1::Job& job) {
+  return job.state() == v1::Job::SUCCEEDED || job.state() == v1::Job::FAILED ||
+         job.state() == v1::Job::CANCELLED;
+}
+
+// Follows a job to its end: a line per epoch; on a terminal also the step in
+// progress, rewritten in place. 0 when it succeeded.
+int WatchJob(const HeadwayClient& client, const std::string& id) {
+  const bool terminal = isatty(STDOUT_FILENO) != 0 && !absl::GetFlag(FLAGS_json);
+  v1::Job last;
+  int epoch_printed = 0;
+  const absl::Status watched = client.WatchJob(id, [&](const v1::Job& job) {
+    last = job;
+    if (absl::GetFlag(FLAGS_json)) return;
+    if (job.epoch_done() && job.epoch() > epoch_printed) {
+      epoch_printed = job.epoch();
+      std::cout << (terminal ? "\r\033[K" : "") << EpochLine(job) << "\n" << std::flush;
+    } else if (terminal && job.state() == v1::Job::RUNNING) {
+      std::cout << absl::StrFormat(
+                       "\r\033[Kepoch %d/%d step %d/%d loss %.4f, %.0f s left",
+                       job.epoch(), job.epochs(), job.step(), job.steps_per_epoch(),
+                       job.loss(), job.eta_seconds())
+                << std::flush;
+    }
+  });
+  if (!watched.ok()) return Fail(watched);
+  if (absl::GetFlag(FLAGS_json)) {
+    PrintJson(last);
+  } else {
+    std::cout << (terminal ? "\r\033[K" : "") << JobSummary(last) << "\n";
+  }
+  return last.state() == v1::Job::SUCCEEDED ? 0 : 1;
+}
+
+int FineTune(const HeadwayClient& client, const std::vector<char*>& operands) {
+  v1::StartFineTuneRequest request;
+  request.set_model(absl::GetFlag(FLAGS_model));
+  request.set_head(absl::GetFlag(FLAGS_head));
+  request.set_examples_dir(absl::GetFlag(FLAGS_examples_dir));
+  if (operands.size() > 1 || operands.empty() == request.examples_dir().empty()) {
+    return Fail(absl::InvalidArgumentError(
+        "finetune takes one local folder (DIR/<class>/<image>) or --examples_dir (a "
+        "folder inside the server's model store), not both"));
+  }
+  if (!operands.empty()) {
+    if (absl::Status read = ReadImageFolder(operands[0], request); !read.ok()) {
+      return Fail(read);
+    }
+  }
+  for (const std::string& layer : absl::GetFlag(FLAGS_train_layers)) {
+    request.add_train_layers(layer);
+  }
+  request.set_train_all(absl::GetFlag(FLAGS_train_all));
+  const std::string optimizer = absl::AsciiStrToLower(absl::GetFlag(FLAGS_optimizer));
+  if (optimizer != "sgd" && optimizer != "adam") {
+    return Fail(
+        absl::InvalidArgumentError(absl::StrCat("--optimizer must be sgd or adam, not \"",
+                                                absl::GetFlag(FLAGS_optimizer), "\"")));
+  }
+  request.set_optimizer(optimizer == "adam" ? v1::StartFineTuneRequest::ADAM
+                                            : v1::StartFineTuneRequest::SGD);
+  request.set_learning_rate(absl::GetFlag(FLAGS_learning_rate));
+  request.set_momentum(absl::GetFlag(FLAGS_momentum));
+  request.set_weight_decay(absl::GetFlag(FLAGS_weight_decay));
+  request.set_epochs(absl::GetFlag(FLAGS_epochs));
+  request.set_batch_size(absl::GetFlag(FLAGS_batch_size));
+  request.set_horizontal_flip(absl::GetFlag(FLAGS_flip));
+  request.set_seed(absl::GetFlag(FLAGS_seed));
+  request.set_validation_fraction(absl::GetFlag(FLAGS_validation_fraction));
+  request.set_output_model(absl::GetFlag(FLAGS_output_model));
+  request.set_serve(absl::GetFlag(FLAGS_serve));
+  if (request.epochs() < 1 || request.batch_size() < 1) {
+    return Fail(
+        absl::InvalidArgumentError("--epochs and --batch_size must be 1 or more"));
+  }
+  absl::StatusOr<v1::StartFineTuneResponse> started = client.StartFineTune(request);
+  if (!started.ok()) return Fail(started.status());
+  if (absl::GetFlag(FLAGS_detach)) {
+    if (absl::GetFlag(FLAGS_json)) {
+      PrintJson(started->job());
+    } else {
+      std::cout << JobSummary(started->job()) << "\n";
+    }
+    return 0;
+  }
+  if (!absl::GetFlag(FLAGS_json)) {
+    std::cout << "job " << started->job().id() << " queued: " << request.inputs_size()
+              << " examples uploaded, model " << started->job().output_model()
+              << " to be written\n"
+              << std::flush;
+  }
+  return WatchJob(client, started->job().id());
+}
+
+int Jobs(const HeadwayClient& client) {
+  absl::StatusOr<v1::ListJobsResponse> jobs = client.ListJobs();
+  if (!jobs.ok()) return Fail(jobs.status());
+  if (absl::GetFlag(FLAGS_json)) {
+    PrintJson(*jobs);
+    return 0;
+  }
+  if (jobs->jobs().empty()) std::cout << "no fine-tuning jobs on this server\n";
+  for (const v1::Job& job : jobs->jobs()) std::cout << JobSummary(job) << "\n";
+  return 0;
+}
+
+int Job(const HeadwayClient& client, const std::vector<char*>& operands, bool cancel) {
+  if (operands.size() != 1) {
+    return Fail(absl::InvalidArgumentError("give one job id (see headway jobs)"));
+  }
+  if (!cancel && absl::GetFlag(FLAGS_watch)) return WatchJob(client, operands[0]);
+  absl::StatusOr<v1::Job> job =
+      cancel ? client.CancelJob(operands[0]) : client.GetJob(operands[0]);
+  if (!job.ok()) return Fail(job.status());
+  if (absl::GetFlag(FLAGS_json)) {
+    PrintJson(*job);
+  } else {
+    std::cout << (cancel && !JobEnded(*job) ? "cancelling " : "") << JobSummary(*job)
+              << "\n";
+  }
   return 0;
 }
 
@@ -524,6 +724,23 @@ int OnEveryReplica(const std::string& command, const HeadwayClient::Options& opt
   return 1;
 }
 
+// Runs a job command on the first replica the target names: a job lives on the
+// server that runs it, so starting, following and cancelling it go to one server.
+int OnFirstReplica(const HeadwayClient::Options& options,
+                   const std::function<int(const HeadwayClient&)>& run) {
+  absl::StatusOr<std::vector<ReplicaTarget>> replicas = ReplicaTargets(options.target);
+  if (!replicas.ok()) return Fail(replicas.status());
+  HeadwayClient::Options one = options;
+  one.target = replicas->front().target;
+  if (one.tls.server_name.empty()) one.tls.server_name = replicas->front().host_name;
+  if (replicas->size() > 1) {
+    std::cerr << "headway: fine-tuning jobs run on one server: using " << one.target
+              << " (the new model reaches the other replicas through the store)\n";
+  }
+  absl::StatusOr<std::unique_ptr<HeadwayClient>> client = HeadwayClient::Create(one);
+  return client.ok() ? run(**client) : Fail(client.status());
+}
+
 }  // namespace
 }  // namespace headway
 
@@ -578,6 +795,23 @@ int main(int argc, char** argv) {
       {"unload", headway::UnloadModel}};
   if (auto it = management.find(command); it != management.end()) {
     return headway::OnEveryReplica(command, options, it->second);
+  }
+  using JobCommand = std::function<int(const headway::HeadwayClient&)>;
+  const std::map<std::string, JobCommand> job_commands = {
+      {"finetune",
+       [&operands](const headway::HeadwayClient& client) {
+         return headway::FineTune(client, operands);
+       }},
+      {"jobs", headway::Jobs},
+      {"job",
+       [&operands](const headway::HeadwayClient& client) {
+         return headway::Job(client, operands, /*cancel=*/false);
+       }},
+      {"cancel-job", [&operands](const headway::HeadwayClient& client) {
+         return headway::Job(client, operands, /*cancel=*/true);
+       }}};
+  if (auto it = job_commands.find(command); it != job_commands.end()) {
+    return headway::OnFirstReplica(options, it->second);
   }
   absl::StatusOr<std::unique_ptr<headway::HeadwayClient>> client =
       headway::HeadwayClient::Create(options);

@@ -142,6 +142,11 @@ Backbone::Backbone(torch::jit::Module module, c10::Device device,
                    BackboneLoadInfo load_info)
     : module_(std::move(module)), device_(device), load_info_(std::move(load_info)) {}
 
+absl::StatusOr<torch::jit::Module> LoadBackboneModule(const BackboneSpec& spec) {
+  BackboneLoadInfo info;
+  return BuildModule(spec, info);
+}
+
 absl::StatusOr<std::unique_ptr<Backbone>> Backbone::Load(const BackboneSpec& spec) {
   BackboneLoadInfo info;
   HEADWAY_ASSIGN_OR_RETURN(torch::jit::Module module, BuildModule(spec, info));

@@ -60,6 +60,10 @@ struct BackboneLoadInfo {
 absl::StatusOr<BackboneSpec> ReadBackboneSpec(const std::filesystem::path& model_dir,
                                               const v1::BackboneConfig& config);
 
+// The TorchScript module `spec` names with its weights loaded, not optimized, on
+// spec.device: a fresh copy, e.g. to fine-tune. Errors as Backbone::Load's.
+absl::StatusOr<torch::jit::Module> LoadBackboneModule(const BackboneSpec& spec);
+
 class Backbone {
  public:
   // INVALID_ARGUMENT naming the problem: an unreadable checkpoint, a missing or wrong

@@ -2,9 +2,53 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <random>
 
+#include "absl/strings/str_cat.h"
+#include "model_store/model_config.h"
+
 namespace headway {
+
+absl::Status IndexLabels(const std::vector<std::string>& labels,
+                         std::vector<std::string>& classes, std::vector<int>& indices) {
+  if (classes.empty()) {
+    classes = labels;
+    std::sort(classes.begin(), classes.end());
+    classes.erase(std::unique(classes.begin(), classes.end()), classes.end());
+  }
+  std::map<std::string, int> index;
+  for (size_t c = 0; c < classes.size(); ++c) {
+    if (!index.emplace(classes[c], static_cast<int>(c)).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("class \"", EchoName(classes[c]), "\" is listed twice"));
+    }
+  }
+  if (classes.size() < 2) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "at least two classes are needed; the examples have ", classes.size(),
+        classes.size() == 1 ? absl::StrCat(" (\"", EchoName(classes[0]), "\")") : ""));
+  }
+  std::vector<int64_t> counts(classes.size(), 0);
+  indices.clear();
+  for (size_t i = 0; i < labels.size(); ++i) {
+    auto found = index.find(labels[i]);
+    if (found == index.end()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("example ", i, " has label \"", EchoName(labels[i]),
+                       "\", which is not among the classes"));
+    }
+    indices.push_back(found->second);
+    ++counts[found->second];
+  }
+  for (size_t c = 0; c < classes.size(); ++c) {
+    if (counts[c] == 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("class \"", EchoName(classes[c]), "\" has no example"));
+    }
+  }
+  return absl::OkStatus();
+}
 
 ExampleSplit StratifiedSplit(const std::vector<int>& labels, int num_classes,
                              double fraction, uint64_t seed) {

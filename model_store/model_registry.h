@@ -93,6 +93,9 @@ class ModelRegistry {
   static absl::StatusOr<std::unique_ptr<ModelRegistry>> Create(const Options& options);
   ~ModelRegistry();
 
+  const std::filesystem::path& model_store() const { return options_.model_store; }
+  const InputLimits& input_limits() const { return options_.input_limits; }
+
   // The store's model folders (those with a config) now, by name.
   std::vector<std::string> StoreModels() const;
 

@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "model_store/example_split.h"
 #include "model_store/head_fitting.h"
 #include "model_store/model_config.h"
 #include "model_store/status_macros.h"
@@ -17,47 +18,6 @@ namespace {
 
 double MillisecondsSince(absl::Time start) {
   return absl::ToDoubleMilliseconds(absl::Now() - start);
-}
-
-// The classes in index order and each example's class index.
-absl::Status ClassesOf(const v1::FitHeadRequest& request,
-                       std::vector<std::string>& classes, std::vector<int>& labels) {
-  classes.assign(request.classes().begin(), request.classes().end());
-  if (classes.empty()) {
-    classes.assign(request.labels().begin(), request.labels().end());
-    std::sort(classes.begin(), classes.end());
-    classes.erase(std::unique(classes.begin(), classes.end()), classes.end());
-  }
-  std::map<std::string, int> index;
-  for (size_t c = 0; c < classes.size(); ++c) {
-    if (!index.emplace(classes[c], static_cast<int>(c)).second) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("class \"", EchoName(classes[c]), "\" is listed twice"));
-    }
-  }
-  if (classes.size() < 2) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "a head needs at least two classes; the examples have ", classes.size(),
-        classes.size() == 1 ? absl::StrCat(" (\"", EchoName(classes[0]), "\")") : ""));
-  }
-  std::vector<int64_t> counts(classes.size(), 0);
-  for (int i = 0; i < request.labels_size(); ++i) {
-    auto found = index.find(request.labels(i));
-    if (found == index.end()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("example ", i, " has label \"", EchoName(request.labels(i)),
-                       "\", which is not among the classes"));
-    }
-    labels.push_back(found->second);
-    ++counts[found->second];
-  }
-  for (size_t c = 0; c < classes.size(); ++c) {
-    if (counts[c] == 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("class \"", EchoName(classes[c]), "\" has no example"));
-    }
-  }
-  return absl::OkStatus();
 }
 
 // The backbone's features of every input, in requests the model accepts.
@@ -101,9 +61,11 @@ absl::Status RunFitHead(ModelRegistry& registry, const v1::FitHeadRequest& reque
     return absl::InvalidArgumentError(
         absl::StrCat(examples, " examples but ", request.labels_size(), " labels"));
   }
-  std::vector<std::string> classes;
+  std::vector<std::string> classes(request.classes().begin(), request.classes().end());
   std::vector<int> labels;
-  HEADWAY_RETURN_IF_ERROR(ClassesOf(request, classes, labels));
+  HEADWAY_RETURN_IF_ERROR(IndexLabels(
+      std::vector<std::string>(request.labels().begin(), request.labels().end()), classes,
+      labels));
   HEADWAY_ASSIGN_OR_RETURN(const std::shared_ptr<Model> model,
                            registry.Find(request.model(), request.device()));
   const ModelInfo info = model->Info();

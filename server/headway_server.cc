@@ -10,8 +10,38 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "server/event_log.h"
 
 namespace headway {
+
+FineTuneJobs::Options HeadwayServer::FineTuneJobsOptions(const Options& options,
+                                                         HeadwayServer* server) {
+  FineTuneJobs::Options jobs;
+  jobs.model_store = options.registry->model_store();
+  jobs.threads_per_job = options.fine_tune_threads;
+  jobs.max_examples = options.max_fit_examples;
+  jobs.limits = options.registry->input_limits();
+  jobs.serve = [server](const std::string& model) {
+    return server->management_.Load(model, "").status();
+  };
+  ServerMetrics* metrics = options.metrics;
+  jobs.on_finished = [metrics](const v1::Job& job) {
+    metrics->RecordFineTuneJob(v1::Job::State_Name(job.state()));
+    LogEvent(job.state() == v1::Job::SUCCEEDED ? LogLevel::kInfo : LogLevel::kWarning,
+             "fine_tune_finished",
+             {{"job", job.id()},
+              {"model", job.model()},
+              {"output_model", job.output_model()},
+              {"state", v1::Job::State_Name(job.state())},
+              {"epochs", absl::StrCat(job.epoch())},
+              {"train_accuracy", absl::StrCat(job.train_accuracy())},
+              {"validation_accuracy", absl::StrCat(job.validation_accuracy())},
+              {"elapsed_s", absl::StrCat(job.elapsed_seconds())},
+              {"serving", job.serving() ? "true" : "false"},
+              {"message", job.error()}});
+  };
+  return jobs;
+}
 
 HeadwayServer::HeadwayServer(const Options& options)
     : registry_(options.registry),
@@ -20,11 +50,12 @@ HeadwayServer::HeadwayServer(const Options& options)
       management_workers_(
           std::make_unique<WorkerPool>(options.management_threads, kBackgroundNiceness)),
       gate_(options.max_requests_in_flight, options.metrics),
+      jobs_(std::make_unique<FineTuneJobs>(FineTuneJobsOptions(options, this))),
       inference_(options.registry, workers_.get(), &gate_, options.metrics),
       management_(
           options.registry, management_workers_.get(), &admin_, options.metrics,
           [this](const std::string& model, bool) { UpdateModelHealth(model); },
-          options.max_fit_examples),
+          options.max_fit_examples, jobs_.get()),
       open_inference_(options.registry, workers_.get(), &gate_, options.metrics,
                       &management_, [this] { return ready_.load(); }) {}
 
@@ -36,6 +67,7 @@ void HeadwayServer::UpdateModelHealth(const std::string& model) {
 }
 
 HeadwayServer::~HeadwayServer() {
+  jobs_.reset();  // cancels a running job and waits for it
   Shutdown(absl::ZeroDuration());
   Wait();
   // Finish every queued call before the services go away.

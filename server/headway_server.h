@@ -63,8 +63,10 @@ class HeadwayServer {
     // in that client, not in the server's memory. 0: gRPC's default (no limit).
     int max_concurrent_streams = 0;
     int max_message_bytes = 64 << 20;
-    // Examples one FitHead call takes at most.
+    // Examples one FitHead call or fine-tuning job takes at most.
     int64_t max_fit_examples = 20000;
+    // Intra-op threads of the running fine-tuning job (jobs run one at a time).
+    int fine_tune_threads = 1;
     // Who may call the management RPCs that change what is served.
     AdminAuthorizer::Options admin;
     ModelRegistry* registry = nullptr;
@@ -102,12 +104,17 @@ class HeadwayServer {
 
  private:
   explicit HeadwayServer(const Options& options);
+  static FineTuneJobs::Options FineTuneJobsOptions(const Options& options,
+                                                   HeadwayServer* server);
 
   ModelRegistry* const registry_;
   const AdminAuthorizer admin_;
   std::unique_ptr<WorkerPool> workers_;
   std::unique_ptr<WorkerPool> management_workers_;
   CallGate gate_;
+  // Before management_, which uses it; reset first in the destructor, since its
+  // jobs load models through management_.
+  std::unique_ptr<FineTuneJobs> jobs_;
   InferenceServiceImpl inference_;
   ManagementServiceImpl management_;
   OpenInferenceServiceImpl open_inference_;

@@ -3,6 +3,7 @@
 #include <signal.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <memory>
@@ -21,6 +22,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "model_store/cerr_capture.h"
+#include "model_store/fine_tune_job.h"
 #include "model_store/host_allocator.h"
 #include "model_store/model_config.h"
 #include "model_store/model_registry.h"
@@ -129,8 +131,11 @@ ABSL_FLAG(int64_t, max_backbone_bytes, int64_t{16} << 30,
           "Largest backbone file (weights or architecture) of a model in the store, as "
           "its zip records unpack; a larger one fails that model's load.");
 ABSL_FLAG(int64_t, max_fit_examples, 20000,
-          "Most labelled examples one FitHead call takes (each also within "
-          "--max_message_bytes as a whole).");
+          "Most labelled examples one FitHead call or fine-tuning job takes (uploaded "
+          "ones also within --max_message_bytes as a whole).");
+ABSL_FLAG(int, fine_tune_threads, 1,
+          "Intra-op threads of the running fine-tuning job (jobs run one at a time, "
+          "beside serving).");
 ABSL_FLAG(int64_t, max_head_bytes, int64_t{256} << 20,
           "Largest head checkpoint, from a file or uploaded.");
 
@@ -293,6 +298,12 @@ int Serve() {
       headway::ModelRegistry::Open(registry_options);
   if (!registry.ok()) return Fail(registry.status());
   metrics.AttachRegistry(registry->get());
+  if (const int removed = headway::CleanFineTuneLeftovers(
+          absl::GetFlag(FLAGS_model_store), std::chrono::hours(1));
+      removed > 0) {
+    headway::LogEvent(headway::LogLevel::kInfo, "fine_tune_leftovers_removed",
+                      {{"folders", absl::StrCat(removed)}});
+  }
 
   headway::HeadwayServer::Options options;
   options.host = absl::GetFlag(FLAGS_host);
@@ -320,6 +331,11 @@ int Serve() {
   }
   options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   options.max_fit_examples = absl::GetFlag(FLAGS_max_fit_examples);
+  options.fine_tune_threads = absl::GetFlag(FLAGS_fine_tune_threads);
+  if (options.fine_tune_threads < 1) {
+    return Fail(absl::InvalidArgumentError(absl::StrCat(
+        "--fine_tune_threads must be 1 or more, not ", options.fine_tune_threads)));
+  }
   absl::StatusOr<std::string> admin_token =
       ReadAdminToken(absl::GetFlag(FLAGS_admin_token_file));
   if (!admin_token.ok()) return Fail(admin_token.status());

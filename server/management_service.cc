@@ -1,10 +1,12 @@
 #include "server/management_service.h"
 
 #include <algorithm>
+#include <deque>
 #include <map>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/synchronization/mutex.h"
 #include "model_store/model_config.h"
 #include "model_store/status_macros.h"
 #include "server/event_log.h"
@@ -83,13 +85,14 @@ ManagementServiceImpl::ManagementServiceImpl(ModelRegistry* registry, WorkerPool
                                              const AdminAuthorizer* admin,
                                              ServerMetrics* metrics,
                                              ModelHealthCallback on_model_health,
-                                             int64_t max_fit_examples)
+                                             int64_t max_fit_examples, FineTuneJobs* jobs)
     : registry_(registry),
       workers_(workers),
       admin_(admin),
       metrics_(metrics),
       on_model_health_(std::move(on_model_health)),
-      max_fit_examples_(max_fit_examples) {}
+      max_fit_examples_(max_fit_examples),
+      jobs_(jobs) {}
 
 grpc::ServerUnaryReactor* ManagementServiceImpl::DeferAdmin(
     grpc::CallbackServerContext* context, const char* rpc,
@@ -157,6 +160,149 @@ grpc::ServerUnaryReactor* ManagementServiceImpl::FitHead(
          {"message", std::string(status.message())}});
     return status;
   });
+}
+
+grpc::ServerUnaryReactor* ManagementServiceImpl::StartFineTune(
+    grpc::CallbackServerContext* context, const v1::StartFineTuneRequest* request,
+    v1::StartFineTuneResponse* response) {
+  return DeferAdmin(context, "StartFineTune", [this, request, response] {
+    absl::StatusOr<v1::Job> job = jobs_->Start(*request);
+    LogEvent(job.ok() ? LogLevel::kInfo : LogLevel::kWarning,
+             job.ok() ? "fine_tune_queued" : "fine_tune_refused",
+             {{"model", EchoName(request->model())},
+              {"job", job.ok() ? job->id() : ""},
+              {"output_model", job.ok() ? job->output_model() : ""},
+              {"examples", absl::StrCat(request->inputs_size())},
+              {"examples_dir", EchoName(request->examples_dir())},
+              {"message", std::string(job.status().message())}});
+    if (!job.ok()) return job.status();
+    *response->mutable_job() = *std::move(job);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* ManagementServiceImpl::GetJob(
+    grpc::CallbackServerContext* context, const v1::GetJobRequest* request,
+    v1::Job* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  absl::StatusOr<v1::Job> job = jobs_->Get(request->id());
+  if (job.ok()) *response = *std::move(job);
+  reactor->Finish(ToGrpcStatus(job.status()));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* ManagementServiceImpl::CancelJob(
+    grpc::CallbackServerContext* context, const v1::CancelJobRequest* request,
+    v1::Job* response) {
+  return DeferAdmin(context, "CancelJob", [this, request, response] {
+    absl::StatusOr<v1::Job> job = jobs_->Cancel(request->id());
+    if (!job.ok()) return job.status();
+    *response = *std::move(job);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* ManagementServiceImpl::ListJobs(
+    grpc::CallbackServerContext* context, const v1::ListJobsRequest* /*request*/,
+    v1::ListJobsResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  for (v1::Job& job : jobs_->List()) *response->add_jobs() = std::move(job);
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+namespace {
+
+// WatchJob's stream: the job now, then each change FineTuneJobs publishes, one write
+// at a time (a change that arrives during a write replaces any older one waiting),
+// until a write carries an ended state, the client goes away or the server stops.
+class JobWatch : public grpc::ServerWriteReactor<v1::Job> {
+ public:
+  JobWatch(FineTuneJobs* jobs, std::string id) : jobs_(jobs), id_(std::move(id)) {
+    absl::StatusOr<int64_t> token =
+        jobs_->Watch(id_, [this](const v1::Job& job) { OnChange(job); });
+    absl::MutexLock lock(&mu_);
+    if (!token.ok()) {
+      finished_ = true;
+      Finish(ToGrpcStatus(token.status()));
+      return;
+    }
+    token_ = *token;
+  }
+
+  void OnWriteDone(bool ok) override {
+    absl::MutexLock lock(&mu_);
+    writing_ = false;
+    if (finished_) return;
+    if (!ok) {
+      finished_ = true;
+      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "the watch's stream broke"));
+      return;
+    }
+    const v1::Job::State state = written_.state();
+    if (state == v1::Job::SUCCEEDED || state == v1::Job::FAILED ||
+        state == v1::Job::CANCELLED) {
+      finished_ = true;
+      Finish(grpc::Status::OK);
+      return;
+    }
+    if (!waiting_.empty()) WriteWaiting();
+  }
+
+  void OnCancel() override {
+    absl::MutexLock lock(&mu_);
+    if (finished_ || writing_) return;  // a write in flight ends with !ok
+    finished_ = true;
+    Finish(grpc::Status(grpc::StatusCode::CANCELLED, "the client stopped watching"));
+  }
+
+  void OnDone() override {
+    jobs_->Unwatch(id_, token_);
+    delete this;
+  }
+
+ private:
+  // Called by FineTuneJobs under its lock. A step's update waiting to be written is
+  // replaced by a newer one; an epoch's end or a change of state is always written.
+  void OnChange(const v1::Job& job) {
+    absl::MutexLock lock(&mu_);
+    if (finished_) return;
+    const v1::Job& before =
+        waiting_.size() >= 2 ? waiting_[waiting_.size() - 2] : written_;
+    if (!waiting_.empty() && !Milestone(waiting_.back(), before)) {
+      waiting_.back() = job;
+    } else {
+      waiting_.push_back(job);
+    }
+    if (!writing_) WriteWaiting();
+  }
+
+  static bool Milestone(const v1::Job& job, const v1::Job& before) {
+    return job.epoch_done() || job.state() != before.state();
+  }
+
+  void WriteWaiting() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    written_ = std::move(waiting_.front());
+    waiting_.pop_front();
+    writing_ = true;
+    StartWrite(&written_);
+  }
+
+  FineTuneJobs* const jobs_;
+  const std::string id_;
+  int64_t token_ = 0;
+  absl::Mutex mu_;
+  v1::Job written_ ABSL_GUARDED_BY(mu_);
+  std::deque<v1::Job> waiting_ ABSL_GUARDED_BY(mu_);
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+}  // namespace
+
+grpc::ServerWriteReactor<v1::Job>* ManagementServiceImpl::WatchJob(
+    grpc::CallbackServerContext* /*context*/, const v1::GetJobRequest* request) {
+  return new JobWatch(jobs_, request->id());
 }
 
 grpc::ServerUnaryReactor* ManagementServiceImpl::RemoveHead(

@@ -15,6 +15,7 @@
 #include "headway/v1/management.grpc.pb.h"
 #include "model_store/model_registry.h"
 #include "server/admin_auth.h"
+#include "server/fine_tune_jobs.h"
 #include "server/server_metrics.h"
 #include "server/worker_pool.h"
 
@@ -26,14 +27,31 @@ class ManagementServiceImpl final : public v1::ManagementService::CallbackServic
   // load and unload (the server's health service follows it).
   using ModelHealthCallback = std::function<void(const std::string& model, bool serving)>;
 
-  // FitHead takes at most `max_fit_examples` examples.
+  // FitHead takes at most `max_fit_examples` examples. `jobs` runs the fine-tuning
+  // jobs.
   ManagementServiceImpl(ModelRegistry* registry, WorkerPool* workers,
                         const AdminAuthorizer* admin, ServerMetrics* metrics,
-                        ModelHealthCallback on_model_health, int64_t max_fit_examples);
+                        ModelHealthCallback on_model_health, int64_t max_fit_examples,
+                        FineTuneJobs* jobs);
 
   grpc::ServerUnaryReactor* FitHead(grpc::CallbackServerContext* context,
                                     const v1::FitHeadRequest* request,
                                     v1::FitHeadResponse* response) override;
+
+  grpc::ServerUnaryReactor* StartFineTune(grpc::CallbackServerContext* context,
+                                          const v1::StartFineTuneRequest* request,
+                                          v1::StartFineTuneResponse* response) override;
+  grpc::ServerUnaryReactor* GetJob(grpc::CallbackServerContext* context,
+                                   const v1::GetJobRequest* request,
+                                   v1::Job* response) override;
+  grpc::ServerWriteReactor<v1::Job>* WatchJob(grpc::CallbackServerContext* context,
+                                              const v1::GetJobRequest* request) override;
+  grpc::ServerUnaryReactor* CancelJob(grpc::CallbackServerContext* context,
+                                      const v1::CancelJobRequest* request,
+                                      v1::Job* response) override;
+  grpc::ServerUnaryReactor* ListJobs(grpc::CallbackServerContext* context,
+                                     const v1::ListJobsRequest* request,
+                                     v1::ListJobsResponse* response) override;
 
   grpc::ServerUnaryReactor* HotSwapHead(grpc::CallbackServerContext* context,
                                         const v1::HotSwapHeadRequest* request,
@@ -71,6 +89,7 @@ class ManagementServiceImpl final : public v1::ManagementService::CallbackServic
   ServerMetrics* metrics_;
   ModelHealthCallback on_model_health_;
   const int64_t max_fit_examples_;
+  FineTuneJobs* jobs_;
 };
 
 // Fills a ModelStatus from a model instance.

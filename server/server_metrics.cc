@@ -266,6 +266,11 @@ struct ServerMetrics::Impl {
               "Changes read from the model store, by model and result: loaded, "
               "reloaded, heads_changed, removed or refused.")
           .Register(*registry);
+  prometheus::Family<prometheus::Counter>& fine_tune_jobs =
+      prometheus::BuildCounter()
+          .Name("headway_fine_tune_jobs_total")
+          .Help("Fine-tuning jobs that ended, by state: SUCCEEDED, FAILED or CANCELLED.")
+          .Register(*registry);
   prometheus::Family<prometheus::Histogram>& head_swap_duration =
       prometheus::BuildHistogram()
           .Name("headway_head_swap_duration_seconds")
@@ -273,7 +278,11 @@ struct ServerMetrics::Impl {
           .Register(*registry);
 };
 
-ServerMetrics::ServerMetrics() : impl_(std::make_unique<Impl>()) {}
+ServerMetrics::ServerMetrics() : impl_(std::make_unique<Impl>()) {
+  for (const char* state : {"SUCCEEDED", "FAILED", "CANCELLED"}) {
+    impl_->fine_tune_jobs.Add({{"state", state}});  // 0 from the start
+  }
+}
 
 ServerMetrics::~ServerMetrics() { StopExposing(); }
 
@@ -349,6 +358,10 @@ void ServerMetrics::RecordStoreChange(absl::string_view model, absl::string_view
   impl_->store_changes
       .Add({{"model", std::string(model)}, {"result", std::string(result)}})
       .Increment();
+}
+
+void ServerMetrics::RecordFineTuneJob(absl::string_view state) {
+  impl_->fine_tune_jobs.Add({{"state", std::string(state)}}).Increment();
 }
 
 void ServerMetrics::RecordHeadSwap(absl::string_view model, bool ok,

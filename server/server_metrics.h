@@ -60,6 +60,8 @@ class ServerMetrics {
   void RecordHeadSwap(absl::string_view model, bool ok, absl::Duration duration);
   // A change read from the model store; `result` names what it did.
   void RecordStoreChange(absl::string_view model, absl::string_view result);
+  // A fine-tuning job that ended in `state` (SUCCEEDED, FAILED, CANCELLED).
+  void RecordFineTuneJob(absl::string_view state);
 
   // The exposition text, as a scrape would get it (for tests and tools).
   std::string Serialize() const;

@@ -19,6 +19,31 @@ class ManagementServiceStub(object):
                 request_serializer=headway_dot_v1_dot_management__pb2.FitHeadRequest.SerializeToString,
                 response_deserializer=headway_dot_v1_dot_management__pb2.FitHeadResponse.FromString,
                 )
+        self.StartFineTune = channel.unary_unary(
+                '/headway.v1.ManagementService/StartFineTune',
+                request_serializer=headway_dot_v1_dot_management__pb2.StartFineTuneRequest.SerializeToString,
+                response_deserializer=headway_dot_v1_dot_management__pb2.StartFineTuneResponse.FromString,
+                )
+        self.GetJob = channel.unary_unary(
+                '/headway.v1.ManagementService/GetJob',
+                request_serializer=headway_dot_v1_dot_management__pb2.GetJobRequest.SerializeToString,
+                response_deserializer=headway_dot_v1_dot_management__pb2.Job.FromString,
+                )
+        self.WatchJob = channel.unary_stream(
+                '/headway.v1.ManagementService/WatchJob',
+                request_serializer=headway_dot_v1_dot_management__pb2.GetJobRequest.SerializeToString,
+                response_deserializer=headway_dot_v1_dot_management__pb2.Job.FromString,
+                )
+        self.CancelJob = channel.unary_unary(
+                '/headway.v1.ManagementService/CancelJob',
+                request_serializer=headway_dot_v1_dot_management__pb2.CancelJobRequest.SerializeToString,
+                response_deserializer=headway_dot_v1_dot_management__pb2.Job.FromString,
+                )
+        self.ListJobs = channel.unary_unary(
+                '/headway.v1.ManagementService/ListJobs',
+                request_serializer=headway_dot_v1_dot_management__pb2.ListJobsRequest.SerializeToString,
+                response_deserializer=headway_dot_v1_dot_management__pb2.ListJobsResponse.FromString,
+                )
         self.HotSwapHead = channel.unary_unary(
                 '/headway.v1.ManagementService/HotSwapHead',
                 request_serializer=headway_dot_v1_dot_management__pb2.HotSwapHeadRequest.SerializeToString,
@@ -52,6 +77,41 @@ class ManagementServiceServicer(object):
     def FitHead(self, request, context):
         """Fits a head from labelled examples and installs it (admin).
         """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StartFineTune(self, request, context):
+        """Starts a fine-tuning job (admin); the job runs in the background on a bounded
+        number of threads while serving continues.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetJob(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchJob(self, request, context):
+        """The job now, then each change (a step at most every 200 ms, each epoch's end),
+        until it ends.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelJob(self, request, context):
+        """Stops a queued or running job (admin); nothing is written to the store.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListJobs(self, request, context):
+        """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -102,6 +162,31 @@ def add_ManagementServiceServicer_to_server(servicer, server):
                     request_deserializer=headway_dot_v1_dot_management__pb2.FitHeadRequest.FromString,
                     response_serializer=headway_dot_v1_dot_management__pb2.FitHeadResponse.SerializeToString,
             ),
+            'StartFineTune': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartFineTune,
+                    request_deserializer=headway_dot_v1_dot_management__pb2.StartFineTuneRequest.FromString,
+                    response_serializer=headway_dot_v1_dot_management__pb2.StartFineTuneResponse.SerializeToString,
+            ),
+            'GetJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetJob,
+                    request_deserializer=headway_dot_v1_dot_management__pb2.GetJobRequest.FromString,
+                    response_serializer=headway_dot_v1_dot_management__pb2.Job.SerializeToString,
+            ),
+            'WatchJob': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchJob,
+                    request_deserializer=headway_dot_v1_dot_management__pb2.GetJobRequest.FromString,
+                    response_serializer=headway_dot_v1_dot_management__pb2.Job.SerializeToString,
+            ),
+            'CancelJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelJob,
+                    request_deserializer=headway_dot_v1_dot_management__pb2.CancelJobRequest.FromString,
+                    response_serializer=headway_dot_v1_dot_management__pb2.Job.SerializeToString,
+            ),
+            'ListJobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListJobs,
+                    request_deserializer=headway_dot_v1_dot_management__pb2.ListJobsRequest.FromString,
+                    response_serializer=headway_dot_v1_dot_management__pb2.ListJobsResponse.SerializeToString,
+            ),
             'HotSwapHead': grpc.unary_unary_rpc_method_handler(
                     servicer.HotSwapHead,
                     request_deserializer=headway_dot_v1_dot_management__pb2.HotSwapHeadRequest.FromString,
@@ -151,6 +236,91 @@ class ManagementService(object):
         return grpc.experimental.unary_unary(request, target, '/headway.v1.ManagementService/FitHead',
             headway_dot_v1_dot_management__pb2.FitHeadRequest.SerializeToString,
             headway_dot_v1_dot_management__pb2.FitHeadResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def StartFineTune(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/headway.v1.ManagementService/StartFineTune',
+            headway_dot_v1_dot_management__pb2.StartFineTuneRequest.SerializeToString,
+            headway_dot_v1_dot_management__pb2.StartFineTuneResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def GetJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/headway.v1.ManagementService/GetJob',
+            headway_dot_v1_dot_management__pb2.GetJobRequest.SerializeToString,
+            headway_dot_v1_dot_management__pb2.Job.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def WatchJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(request, target, '/headway.v1.ManagementService/WatchJob',
+            headway_dot_v1_dot_management__pb2.GetJobRequest.SerializeToString,
+            headway_dot_v1_dot_management__pb2.Job.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def CancelJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/headway.v1.ManagementService/CancelJob',
+            headway_dot_v1_dot_management__pb2.CancelJobRequest.SerializeToString,
+            headway_dot_v1_dot_management__pb2.Job.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def ListJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/headway.v1.ManagementService/ListJobs',
+            headway_dot_v1_dot_management__pb2.ListJobsRequest.SerializeToString,
+            headway_dot_v1_dot_management__pb2.ListJobsResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
 
