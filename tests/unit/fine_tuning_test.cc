@@ -13,6 +13,7 @@
 #include "model_store/checkpoint.h"
 #include "model_store/head.h"
 #include "model_store/model_config.h"
+#include "tests/support/checkpoint_fixtures.h"
 #include "tests/support/digits_data.h"
 
 namespace headway {
@@ -144,6 +145,40 @@ TEST(FineTuningTest, TrainsTheNamedLayersAndTheCheckpointLoadsAsAFineTunedModel)
     }
   }
   EXPECT_GE(correct, 0.85 * examples.labels.size());
+}
+
+at::Tensor Buffer(torch::jit::Module& module, const std::string& name) {
+  for (const torch::jit::NameTensor& named : module.named_buffers()) {
+    if (named.name == name) return named.value.detach().clone();
+  }
+  ADD_FAILURE() << "no buffer " << name;
+  return {};
+}
+
+// ResNet-18 (random weights, the checkpoint fixtures' TorchScript archive) with only
+// layer4 training: layer4's BatchNorm statistics move (train mode), the frozen
+// layers' weights and statistics do not (eval mode), as in PyTorch.
+TEST(FineTuningTest, FrozenLayersKeepTheirBatchNormStatistics) {
+  torch::jit::Module module =
+      torch::jit::load(testing::CheckpointDir() / "resnet18_scripted.pt");
+  const at::Tensor frozen_conv = Parameter(module, "layer3.0.conv1.weight");
+  const at::Tensor frozen_mean = Buffer(module, "layer3.0.bn1.running_mean");
+  const at::Tensor trained_conv = Parameter(module, "layer4.0.conv1.weight");
+  const at::Tensor trained_mean = Buffer(module, "layer4.0.bn1.running_mean");
+  const at::Tensor inputs = torch::randn({8, 3, 32, 32});
+  const std::vector<int> labels = {0, 1, 0, 1, 0, 1, 0, 1};
+  FineTuneOptions options;
+  options.train_prefixes = {"layer4"};
+  options.epochs = 1;
+  options.batch_size = 4;
+  options.validation_fraction = 0;
+  absl::StatusOr<FineTuneResult> result =
+      FineTuneBackbone(module, inputs, labels, {"a", "b"}, options, {});
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_TRUE(torch::equal(Parameter(module, "layer3.0.conv1.weight"), frozen_conv));
+  EXPECT_TRUE(torch::equal(Buffer(module, "layer3.0.bn1.running_mean"), frozen_mean));
+  EXPECT_FALSE(torch::equal(Parameter(module, "layer4.0.conv1.weight"), trained_conv));
+  EXPECT_FALSE(torch::equal(Buffer(module, "layer4.0.bn1.running_mean"), trained_mean));
 }
 
 TEST(FineTuningTest, AdamAndTrainingEverythingAlsoLearn) {
