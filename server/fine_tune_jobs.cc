@@ -252,6 +252,7 @@ void FineTuneJobs::Run(Entry& entry) {
     v1::Job& job = entry.job;
     job.set_elapsed_seconds(absl::ToDoubleSeconds(absl::Now() - entry.started));
     job.set_eta_seconds(0);
+    job.set_epoch_done(false);  // the epoch's own update said so
     if (output.ok()) {
       job.set_state(v1::Job::SUCCEEDED);
       const FineTuneResult& training = output->training;

@@ -172,6 +172,31 @@ class PythonClientTest(unittest.TestCase):
         self.assertEqual(one_class.exception.code.name, "INVALID_ARGUMENT")
         self.assertIn("at least two classes", one_class.exception.message)
 
+    def test_fine_tune_job_writes_a_checkpoint_torch_loads_and_serves(self):
+        cells = [d * 500 + i for d in range(5, 10) for i in range(0, 30)]
+        pixels = [digit_cell(cell) for cell in cells]
+        labels = [str(cell // 500) for cell in cells]
+        job = self.admin.fine_tune("digits", pixels, labels, train_layers=["features.7"],
+                                   learning_rate=0.005, epochs=3, batch_size=25,
+                                   output_model="digits-py", serve=True)
+        self.assertEqual(job.state, job.QUEUED)
+        updates = list(self.client.watch_job(job.id))
+        self.assertEqual([u.epoch for u in updates if u.epoch_done], [1, 2, 3])
+        final = updates[-1]
+        self.assertEqual(final.state, final.SUCCEEDED, final.error)
+        self.assertTrue(final.serving)
+        self.assertEqual(self.client.jobs()[0].id, job.id)
+        import torch
+        checkpoint = torch.load(self.store / final.checkpoint)
+        self.assertEqual(checkpoint["epoch"], 3)
+        self.assertEqual(checkpoint["class_to_idx"], {"5": 0, "6": 1, "7": 2, "8": 3, "9": 4})
+        self.assertEqual(tuple(checkpoint["model_state_dict"]["head.weight"].shape), (5, 64))
+        result = self.client.classify("digits-py", digit_cell(3450), top_k=1)
+        self.assertEqual(result.results[0].labels[0].label, "6")
+        with self.assertRaises(HeadwayError) as taken:
+            self.admin.fine_tune("digits", pixels, labels, output_model="digits-py")
+        self.assertEqual(taken.exception.code.name, "ALREADY_EXISTS")
+
     def test_open_inference_protocol_stubs_classify_as_the_readme_shows(self):
         import grpc
         with grpc.insecure_channel(self.server.target) as channel:

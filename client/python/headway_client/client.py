@@ -1,11 +1,11 @@
-"""HeadwayClient: embed, classify, describe, swap-head, fit-head and health over
-headway.v1."""
+"""HeadwayClient: embed, classify, describe, swap-head, fit-head, fine-tuning jobs and
+health over headway.v1."""
 from __future__ import annotations
 
 import dataclasses
 import os
 import pathlib
-from typing import Iterable, List, Optional, Sequence, Union
+from typing import Iterable, Iterator, List, Optional, Sequence, Union
 
 import grpc
 import numpy as np
@@ -207,6 +207,58 @@ class HeadwayClient:
             classes=list(classes), l2=l2, replace=replace, persist=persist,
             validation_fraction=validation_fraction, seed=seed)
         return self._call(self._management.FitHead, request, admin=True)
+
+    def fine_tune(self, model: str, inputs: Sequence[Input] = (),
+                  labels: Sequence[str] = (), *, examples_dir: str = "",
+                  classes: Sequence[str] = (), train_layers: Sequence[str] = (),
+                  train_all: bool = False, optimizer: str = "sgd",
+                  learning_rate: float = 0.0, momentum: Optional[float] = None,
+                  weight_decay: float = 0.0, epochs: int = 0, batch_size: int = 0,
+                  horizontal_flip: bool = False, seed: int = 0,
+                  validation_fraction: float = 0.0, output_model: str = "",
+                  head: str = "", serve: bool = False) -> management_pb2.Job:
+        """Starts a fine-tuning job on labelled examples (inputs with labels, or an
+        ImageFolder `examples_dir` inside the server's model store) and returns it
+        queued; follow it with watch_job. 0 / "" take the server's defaults. Needs the
+        admin token."""
+        if optimizer not in ("sgd", "adam"):
+            raise ValueError("optimizer must be sgd or adam")
+        request = management_pb2.StartFineTuneRequest(
+            model=model, inputs=_to_inputs(list(inputs)) if len(inputs) else [],
+            labels=list(labels), examples_dir=examples_dir, classes=list(classes),
+            train_layers=list(train_layers), train_all=train_all,
+            optimizer=(management_pb2.StartFineTuneRequest.ADAM if optimizer == "adam"
+                       else management_pb2.StartFineTuneRequest.SGD),
+            learning_rate=learning_rate, weight_decay=weight_decay, epochs=epochs,
+            batch_size=batch_size, horizontal_flip=horizontal_flip, seed=seed,
+            validation_fraction=validation_fraction, output_model=output_model,
+            head=head, serve=serve)
+        if momentum is not None:
+            request.momentum = momentum
+        return self._call(self._management.StartFineTune, request, admin=True).job
+
+    def job(self, job_id: str) -> management_pb2.Job:
+        """A fine-tuning job as it is now."""
+        return self._call(self._management.GetJob, management_pb2.GetJobRequest(id=job_id))
+
+    def watch_job(self, job_id: str) -> Iterator[management_pb2.Job]:
+        """The job now, then each change until it ends (no deadline)."""
+        try:
+            yield from self._management.WatchJob(
+                management_pb2.GetJobRequest(id=job_id),
+                wait_for_ready=self._wait_for_ready)
+        except grpc.RpcError as error:
+            raise HeadwayError(error.code(), error.details() or "") from None
+
+    def cancel_job(self, job_id: str) -> management_pb2.Job:
+        """Stops a queued or running job. Needs the admin token."""
+        return self._call(self._management.CancelJob,
+                          management_pb2.CancelJobRequest(id=job_id), admin=True)
+
+    def jobs(self) -> List[management_pb2.Job]:
+        """The server's fine-tuning jobs, newest first."""
+        return list(self._call(self._management.ListJobs,
+                               management_pb2.ListJobsRequest()).jobs)
 
     def models(self) -> management_pb2.ListModelsResponse:
         """Every model instance with its state and heads."""
