@@ -56,21 +56,11 @@ struct FineTuneJobs::Entry {
 };
 
 FineTuneJobs::FineTuneJobs(Options options)
-    : options_(std::move(options)), runner_([this] { RunJobs(); }) {}
+    : options_(std::move(options)), runner_(1, options_.niceness) {}
 
 FineTuneJobs::~FineTuneJobs() {
-  {
-    absl::MutexLock lock(&mu_);
-    stopping_ = true;
-    for (auto& [id, entry] : jobs_) entry->cancel = true;
-  }
-  runner_.join();
   absl::MutexLock lock(&mu_);
-  for (const std::shared_ptr<Entry>& entry : queue_) {
-    entry->job.set_state(v1::Job::CANCELLED);
-    entry->job.set_error("the server stopped before the job started");
-    Finish(*entry);
-  }
+  for (auto& [id, entry] : jobs_) entry->cancel = true;
 }
 
 std::string FineTuneJobs::NextId() {
@@ -121,7 +111,7 @@ absl::StatusOr<v1::Job> FineTuneJobs::Start(const v1::StartFineTuneRequest& requ
   job.set_train_all(owned.train_all());
   job.set_created_unix_seconds(absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch()));
   jobs_[spec.job_id] = entry;
-  queue_.push_back(entry);
+  runner_.Schedule([this, entry] { Run(entry); });
   return job;
 }
 
@@ -154,8 +144,7 @@ absl::StatusOr<v1::Job> FineTuneJobs::Cancel(absl::string_view id) {
   const std::shared_ptr<Entry> held = found->second;  // Finish may drop it from jobs_
   Entry& entry = *held;
   entry.cancel = true;
-  if (entry.job.state() == v1::Job::QUEUED) {
-    queue_.erase(std::find(queue_.begin(), queue_.end(), found->second));
+  if (entry.job.state() == v1::Job::QUEUED) {  // Run will skip it
     entry.job.set_state(v1::Job::CANCELLED);
     entry.job.set_error("cancelled before it started");
     Finish(entry);
@@ -201,28 +190,21 @@ void FineTuneJobs::Finish(Entry& entry) {
   }
 }
 
-void FineTuneJobs::RunJobs() {
-  while (true) {
-    std::shared_ptr<Entry> entry;
-    {
-      absl::MutexLock lock(&mu_);
-      mu_.Await(absl::Condition(
-          +[](FineTuneJobs* jobs) ABSL_EXCLUSIVE_LOCKS_REQUIRED(jobs->mu_) {
-            return jobs->stopping_ || !jobs->queue_.empty();
-          },
-          this));
-      if (stopping_) return;
-      entry = queue_.front();
-      queue_.pop_front();
-      entry->job.set_state(v1::Job::RUNNING);
-      entry->started = absl::Now();
-      Publish(*entry, /*force=*/true);
+void FineTuneJobs::Run(const std::shared_ptr<Entry>& held) {
+  Entry& entry = *held;
+  {
+    absl::MutexLock lock(&mu_);
+    if (entry.job.state() != v1::Job::QUEUED) return;  // cancelled while queued
+    if (entry.cancel) {                                // the server is stopping
+      entry.job.set_state(v1::Job::CANCELLED);
+      entry.job.set_error("the server stopped before the job started");
+      Finish(entry);
+      return;
     }
-    Run(*entry);
+    entry.job.set_state(v1::Job::RUNNING);
+    entry.started = absl::Now();
+    Publish(entry, /*force=*/true);
   }
-}
-
-void FineTuneJobs::Run(Entry& entry) {
   const auto on_progress = [&](const FineTuneProgress& progress) {
     absl::MutexLock lock(&mu_);
     v1::Job& job = entry.job;

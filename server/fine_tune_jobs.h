@@ -1,7 +1,8 @@
 // FineTuneJobs: the fine-tuning jobs of one server (StartFineTune, GetJob, WatchJob,
 // CancelJob, ListJobs). A started job is checked at once (CheckFineTuneJob), queued,
-// and run by one background thread, one job at a time, with its own intra-op threads
-// (`threads_per_job`), so serving keeps the other CPUs. A running job's progress is
+// and run by one background thread at `niceness`, one job at a time, with its own
+// intra-op threads (`threads_per_job`), so serving keeps the other CPUs and wins the
+// ones it shares. A running job's progress is
 // its v1::Job, updated after each step (at most every 200 ms for watchers) and each
 // epoch. A job that succeeds has written a new model folder into the store
 // (fine_tune_job.h) and, when asked, is loaded through `serve`. Jobs live in memory:
@@ -21,7 +22,6 @@
 #include <map>
 #include <memory>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -30,6 +30,7 @@
 #include "absl/time/time.h"
 #include "headway/v1/management.pb.h"
 #include "model_store/input.h"
+#include "server/worker_pool.h"
 
 namespace headway {
 
@@ -38,6 +39,8 @@ class FineTuneJobs {
   struct Options {
     std::filesystem::path model_store;
     int threads_per_job = 1;
+    // Of the thread running the jobs (0-19), as WorkerPool's.
+    int niceness = 0;
     int64_t max_examples = 20000;
     InputLimits limits;
     int max_finished = 100;
@@ -73,8 +76,8 @@ class FineTuneJobs {
  private:
   struct Entry;
 
-  void RunJobs();
-  void Run(Entry& entry);
+  // Runs a job unless it was cancelled while queued.
+  void Run(const std::shared_ptr<Entry>& entry);
   // Publishes entry.job to its watchers; steps at most every 200 ms.
   void Publish(Entry& entry, bool force) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Finish(Entry& entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -83,12 +86,12 @@ class FineTuneJobs {
   const Options options_;
   mutable absl::Mutex mu_;
   std::map<std::string, std::shared_ptr<Entry>, std::less<>> jobs_ ABSL_GUARDED_BY(mu_);
-  std::deque<std::shared_ptr<Entry>> queue_ ABSL_GUARDED_BY(mu_);
   std::deque<std::string> finished_ ABSL_GUARDED_BY(mu_);  // oldest first
   int64_t next_number_ ABSL_GUARDED_BY(mu_) = 1;
   int64_t next_token_ ABSL_GUARDED_BY(mu_) = 1;
-  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  std::thread runner_;
+  // Last: its destructor runs what is queued (each cancelled, so at once) before the
+  // members above go.
+  WorkerPool runner_;
 };
 
 }  // namespace headway

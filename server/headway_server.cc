@@ -19,6 +19,7 @@ FineTuneJobs::Options HeadwayServer::FineTuneJobsOptions(const Options& options,
   FineTuneJobs::Options jobs;
   jobs.model_store = options.registry->model_store();
   jobs.threads_per_job = options.fine_tune_threads;
+  jobs.niceness = kBackgroundNiceness;
   jobs.max_examples = options.max_fit_examples;
   jobs.limits = options.registry->input_limits();
   jobs.serve = [server](const std::string& model) {
