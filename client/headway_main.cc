@@ -586,9 +586,9 @@ int Models(const HeadwayClient& client) {
         model.load_time_ms());
     if (!model.load_report().empty()) std::cout << "  " << model.load_report() << "\n";
     for (const v1::HeadStatus& head : model.heads()) {
-      std::cout << absl::StrFormat("  head %s v%d  classes=%d%s\n", head.name(),
+      std::cout << absl::StrFormat("  head %s v%d  classes=%d%s  from %s\n", head.name(),
                                    head.version(), head.num_classes(),
-                                   head.is_default() ? "  (default)" : "");
+                                   head.is_default() ? "  (default)" : "", head.source());
     }
   }
   return 0;

@@ -8,6 +8,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "model_store/backbone.h"
 #include "model_store/example_split.h"
 #include "model_store/fine_tuning.h"
@@ -104,7 +105,8 @@ absl::StatusOr<at::Tensor> Preprocess(const v1::InputSpec& spec,
 }
 
 v1::ModelConfig FineTunedConfig(const v1::ModelConfig& source,
-                                const FineTuneJobSpec& spec) {
+                                const FineTuneJobSpec& spec,
+                                const FineTuneResult& result) {
   v1::ModelConfig config = source;
   config.set_name(spec.output_model);
   config.set_version(1);
@@ -121,6 +123,13 @@ v1::ModelConfig FineTunedConfig(const v1::ModelConfig& source,
   head.set_file(kCheckpointFile);
   head.set_key_prefix(kFineTunedHeadPrefix);
   head.set_labels_file(absl::StrCat("heads/", spec.head, ".labels"));
+  head.set_source(absl::StrFormat(
+      "fine-tuning job %s of model %s: %d epochs, validation accuracy %s", spec.job_id,
+      spec.source_model, result.epochs,
+      result.validation_accuracy < 0
+          ? std::string("none")
+          : absl::StrFormat("%.4f on %d held out", result.validation_accuracy,
+                            result.validation_examples)));
   config.set_default_head(spec.head);
   return config;
 }
@@ -237,11 +246,12 @@ absl::StatusOr<FineTuneJobOutput> RunFineTuneJob(
   std::error_code ignored;
   std::filesystem::remove_all(temporary, ignored);
   absl::Status written = WriteFolder(
-      temporary, {{kArchitectureFile, architecture},
-                  {kCheckpointFile, output.training.checkpoint},
-                  {absl::StrCat("heads/", spec.head, ".labels"), labels_text},
-                  {kModelConfigFileName,
-                   ConfigText(FineTunedConfig(source, spec), spec, output.training)}});
+      temporary,
+      {{kArchitectureFile, architecture},
+       {kCheckpointFile, output.training.checkpoint},
+       {absl::StrCat("heads/", spec.head, ".labels"), labels_text},
+       {kModelConfigFileName, ConfigText(FineTunedConfig(source, spec, output.training),
+                                         spec, output.training)}});
   const std::filesystem::path target = spec.model_store / spec.output_model;
   if (written.ok() && std::filesystem::exists(target, ignored)) {
     written = absl::AlreadyExistsError(absl::StrCat(

@@ -74,6 +74,7 @@ absl::StatusOr<std::shared_ptr<const Head>> Head::Load(const HeadSpec& spec) {
   }
   std::shared_ptr<Head> head(new Head(spec.name, spec.version));
   head->digest_ = spec.digest;
+  head->source_ = spec.source;
   if (checkpoint->module) {
     head->module_ = std::move(checkpoint->module);
     // A linear layer states its input size: say exactly what differs.

@@ -40,6 +40,8 @@ struct HeadSpec {
   int64_t version = 1;
   // Of the checkpoint, labels and key prefix (HeadDigest); carried, not checked.
   std::string digest;
+  // Where it came from; carried.
+  std::string source;
 };
 
 class Head {
@@ -57,6 +59,7 @@ class Head {
   const std::string& name() const { return name_; }
   int64_t version() const { return version_; }
   const std::string& digest() const { return digest_; }
+  const std::string& source() const { return source_; }
   int64_t num_classes() const { return static_cast<int64_t>(labels_.size()); }
   const std::vector<std::string>& labels() const { return labels_; }
 
@@ -73,6 +76,7 @@ class Head {
   at::Tensor bias_;
   int64_t version_;
   std::string digest_;
+  std::string source_;
   std::vector<std::string> labels_;
 };
 

@@ -258,6 +258,7 @@ HeadSwap HeadSwapFromConfig(const v1::HeadConfig& head, int64_t version) {
   swap.labels_file = head.labels_file();
   swap.key_prefix = head.key_prefix();
   swap.version = version;
+  swap.source = head.source();
   return swap;
 }
 
@@ -367,6 +368,7 @@ absl::StatusOr<std::shared_ptr<const Head>> Model::LoadHead(
   spec.feature_dim = backbone_->feature_dim();
   spec.version = content.version;
   spec.digest = content.digest;
+  spec.source = content.source;
   return Head::Load(spec);
 }
 
@@ -380,6 +382,9 @@ absl::StatusOr<HeadContent> Model::ReadHeadContent(const HeadSwap& swap) const {
   content.labels = swap.labels_file.empty() ? swap.labels : std::move(files.labels);
   content.key_prefix = swap.key_prefix;
   content.version = swap.version;
+  content.source = !swap.source.empty() ? swap.source
+                   : swap.file.empty()  ? "HotSwapHead upload"
+                                        : absl::StrCat("file ", swap.file);
   // Uploaded bytes and files alike, packed and unpacked, before the digest reads them.
   HEADWAY_RETURN_IF_ERROR(CheckUnpackedBytes("head checkpoint", content.checkpoint,
                                              max_head_bytes_, "max_head_bytes"));
@@ -617,7 +622,8 @@ absl::StatusOr<std::unique_ptr<PreparedHeadChange>> Model::PrepareHeadChange(
                                 head->num_classes(),
                                 head_name == next->default_head,
                                 head->digest(),
-                                {}});
+                                {},
+                                head->source()});
   }
   prepared->table_ = std::move(next);
   return prepared;
@@ -683,7 +689,8 @@ ModelInfo Model::Info() const {
   info.serving = plan_;
   for (const auto& [name, head] : table->heads) {
     info.heads.push_back({name, head->version(), head->num_classes(),
-                          name == table->default_head, head->digest(), head->labels()});
+                          name == table->default_head, head->digest(), head->labels(),
+                          head->source()});
   }
   return info;
 }

@@ -90,6 +90,8 @@ struct HeadSwap {
   // The version it serves as; 0 means one more than the head's current version (1 for
   // a new head).
   int64_t version = 0;
+  // Where it came from, for ListModels; empty: "file <file>" or "HotSwapHead upload".
+  std::string source;
 };
 
 // The swap that loads a configured head at `version`.
@@ -114,6 +116,7 @@ struct HeadInfo {
   std::string digest;  // of the head's content (HeadDigest)
   // In class order; filled by Model::Info only.
   std::vector<std::string> labels;
+  std::string source;  // where it came from (HeadSwap::source)
 };
 
 // A head change built, checked and warmed up for one model instance, not yet serving.

@@ -221,6 +221,7 @@ void FineTuneJobs::Run(const std::shared_ptr<Entry>& held) {
     job.set_eta_seconds(absl::ToDoubleSeconds(progress.remaining));
     job.set_elapsed_seconds(absl::ToDoubleSeconds(absl::Now() - entry.started));
     Publish(entry, progress.epoch_done);
+    if (options_.on_progress) options_.on_progress(job);
     return !entry.cancel.load();
   };
   absl::StatusOr<FineTuneJobOutput> output = RunFineTuneJob(entry.spec, on_progress);

@@ -49,6 +49,8 @@ class FineTuneJobs {
     std::function<absl::Status(const std::string& model)> serve;
     // Told of each job that ends (logs, metrics).
     std::function<void(const v1::Job& job)> on_finished;
+    // Told of the running job's progress after each step (under the jobs' lock).
+    std::function<void(const v1::Job& job)> on_progress;
   };
 
   explicit FineTuneJobs(Options options);

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "model_store/example_split.h"
 #include "model_store/head_fitting.h"
@@ -112,6 +113,13 @@ absl::Status RunFitHead(ModelRegistry& registry, const v1::FitHeadRequest& reque
   swap.head = request.head();
   swap.checkpoint = std::move(fit.checkpoint);
   swap.labels = classes;
+  swap.source =
+      absl::StrCat("FitHead: ", features.size(), " examples, validation accuracy ",
+                   fit.validation_accuracy < 0
+                       ? std::string("none")
+                       : absl::StrFormat("%.4f on %d held out", fit.validation_accuracy,
+                                         fit.validation_examples),
+                   ", l2 ", fit.l2);
   HEADWAY_ASSIGN_OR_RETURN(const SwapResult installed,
                            registry.SwapHead(request.model(), swap, request.persist()));
   response.set_install_ms(MillisecondsSince(start));

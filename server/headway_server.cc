@@ -26,6 +26,12 @@ FineTuneJobs::Options HeadwayServer::FineTuneJobsOptions(const Options& options,
     return server->management_.Load(model, "").status();
   };
   ServerMetrics* metrics = options.metrics;
+  jobs.on_progress = [metrics](const v1::Job& job) {
+    const double steps = static_cast<double>(job.epochs()) * job.steps_per_epoch();
+    const double done =
+        static_cast<double>(job.epoch() - 1) * job.steps_per_epoch() + job.step();
+    metrics->SetFineTuneProgress(steps > 0 ? done / steps : 0, job.examples_per_second());
+  };
   jobs.on_finished = [metrics](const v1::Job& job) {
     metrics->RecordFineTuneJob(v1::Job::State_Name(job.state()));
     LogEvent(job.state() == v1::Job::SUCCEEDED ? LogLevel::kInfo : LogLevel::kWarning,

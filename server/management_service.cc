@@ -78,6 +78,7 @@ void FillModelStatus(const Model& model, v1::ModelStatus& status) {
     head_status.set_num_classes(static_cast<int32_t>(head.num_classes));
     head_status.set_is_default(head.is_default);
     head_status.set_digest(head.digest);
+    head_status.set_source(head.source);
   }
 }
 
@@ -142,8 +143,9 @@ grpc::ServerUnaryReactor* ManagementServiceImpl::FitHead(
     const absl::Status status =
         RunFitHead(*registry_, *request, max_fit_examples_, *response);
     const absl::Duration duration = absl::Now() - start;
-    metrics_->RecordHeadSwap(KnownModel(*registry_, request->model()), status.ok(),
-                             duration);
+    const std::string model = KnownModel(*registry_, request->model());
+    metrics_->RecordHeadFit(model, status.ok());
+    metrics_->RecordHeadSwap(model, status.ok(), duration);
     LogEvent(
         status.ok() ? LogLevel::kInfo : LogLevel::kWarning,
         status.ok() ? "head_fitted" : "head_fit_failed",

@@ -271,6 +271,23 @@ struct ServerMetrics::Impl {
           .Name("headway_fine_tune_jobs_total")
           .Help("Fine-tuning jobs that ended, by state: SUCCEEDED, FAILED or CANCELLED.")
           .Register(*registry);
+  prometheus::Family<prometheus::Counter>& head_fits =
+      prometheus::BuildCounter()
+          .Name("headway_head_fits_total")
+          .Help("FitHead calls, by model and result.")
+          .Register(*registry);
+  prometheus::Gauge& fine_tune_progress =
+      prometheus::BuildGauge()
+          .Name("headway_fine_tune_progress_ratio")
+          .Help("Share of the running fine-tuning job's steps done; 0 with none running.")
+          .Register(*registry)
+          .Add({});
+  prometheus::Gauge& fine_tune_rate =
+      prometheus::BuildGauge()
+          .Name("headway_fine_tune_examples_per_second")
+          .Help("Training examples per second of the running fine-tuning job.")
+          .Register(*registry)
+          .Add({});
   prometheus::Family<prometheus::Histogram>& head_swap_duration =
       prometheus::BuildHistogram()
           .Name("headway_head_swap_duration_seconds")
@@ -362,6 +379,18 @@ void ServerMetrics::RecordStoreChange(absl::string_view model, absl::string_view
 
 void ServerMetrics::RecordFineTuneJob(absl::string_view state) {
   impl_->fine_tune_jobs.Add({{"state", std::string(state)}}).Increment();
+  impl_->fine_tune_progress.Set(0);
+  impl_->fine_tune_rate.Set(0);
+}
+
+void ServerMetrics::SetFineTuneProgress(double fraction, double examples_per_second) {
+  impl_->fine_tune_progress.Set(fraction);
+  impl_->fine_tune_rate.Set(examples_per_second);
+}
+
+void ServerMetrics::RecordHeadFit(absl::string_view model, bool ok) {
+  impl_->head_fits.Add({{"model", std::string(model)}, {"result", ok ? "ok" : "error"}})
+      .Increment();
 }
 
 void ServerMetrics::RecordHeadSwap(absl::string_view model, bool ok,

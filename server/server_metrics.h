@@ -60,8 +60,12 @@ class ServerMetrics {
   void RecordHeadSwap(absl::string_view model, bool ok, absl::Duration duration);
   // A change read from the model store; `result` names what it did.
   void RecordStoreChange(absl::string_view model, absl::string_view result);
-  // A fine-tuning job that ended in `state` (SUCCEEDED, FAILED, CANCELLED).
+  // A fine-tuning job that ended in `state` (SUCCEEDED, FAILED, CANCELLED); the
+  // progress gauges go back to 0.
   void RecordFineTuneJob(absl::string_view state);
+  // The running job's share of steps done and its training rate.
+  void SetFineTuneProgress(double fraction, double examples_per_second);
+  void RecordHeadFit(absl::string_view model, bool ok);
 
   // The exposition text, as a scrape would get it (for tests and tools).
   std::string Serialize() const;

@@ -169,6 +169,7 @@ absl::Status PersistedHeadsTransaction::CommitSwap(const HeadContent& head) {
   v1::HeadConfig& config = *entry.mutable_head();
   config.set_name(head.name);
   config.set_key_prefix(head.key_prefix);
+  config.set_source(head.source);
   config.set_file(absl::StrCat(kPersistedFolderName, "/", stem, ".pt"));
   HEADWAY_RETURN_IF_ERROR(
       WriteContentFile(absl::StrCat(stem, ".pt"), head.checkpoint, "checkpoint"));

@@ -58,6 +58,7 @@ struct HeadContent {
   std::string key_prefix;
   int64_t version = 1;
   std::string digest;  // HeadDigest of the above
+  std::string source;  // where it came from (HeadConfig.source); not in the digest
 };
 
 // Called after each step of a write with its name; a test seam (it may stop the

@@ -104,6 +104,23 @@ TEST(FineTuneTest, TheCliFineTunesTheLastLayerIntoANewModelThatServes) {
   ASSERT_TRUE(models.ok()) << models.status();
   EXPECT_EQ(models->models(0).backbone_format(), "training checkpoint");
   EXPECT_EQ(models->models(0).epoch(), 3);
+  // Where the head came from, as ListModels shows it.
+  EXPECT_THAT(models->models(0).heads(0).source(),
+              ::testing::MatchesRegex("fine-tuning job ft-[0-9-]+ of model digits: 3 "
+                                      "epochs, validation accuracy 0\\.[0-9]+ on 40 "
+                                      "held out"));
+  absl::StatusOr<v1::HeadStatus> configured =
+      testing::HeadStatusOf(*served.client, "digits", "digit");
+  ASSERT_TRUE(configured.ok());
+  EXPECT_EQ(configured->source(), "file heads/digit.pt");
+  // The metrics count the job and show no job running.
+  const absl::StatusOr<std::string> metrics =
+      testing::HttpGet(served.server->metrics_port(), "/metrics");
+  ASSERT_TRUE(metrics.ok());
+  EXPECT_THAT(*metrics,
+              HasSubstr(R"(headway_fine_tune_jobs_total{state="SUCCEEDED"} 1)"));
+  EXPECT_THAT(*metrics, HasSubstr(R"(headway_fine_tune_jobs_total{state="FAILED"} 0)"));
+  EXPECT_THAT(*metrics, HasSubstr("headway_fine_tune_progress_ratio 0"));
 
   // The job is listed, with its figures.
   absl::StatusOr<v1::ListJobsResponse> jobs = served.client->ListJobs();

@@ -105,6 +105,16 @@ TEST(FitHeadTest, TheCliFitsAHeadFromAnImageFolderThatClassifiesHeldOutDigits) {
             << ", trained head " << trained << "\n";
   EXPECT_GE(fitted, 0.9);
   EXPECT_GE(fitted, trained - 0.05);
+  absl::StatusOr<v1::HeadStatus> status =
+      testing::HeadStatusOf(*served.client, "digits", "fitted");
+  ASSERT_TRUE(status.ok()) << status.status();
+  EXPECT_THAT(status->source(),
+              HasSubstr("FitHead: 500 examples, validation accuracy 0."));
+  const absl::StatusOr<std::string> metrics =
+      testing::HttpGet(served.server->metrics_port(), "/metrics");
+  ASSERT_TRUE(metrics.ok());
+  EXPECT_THAT(*metrics,
+              HasSubstr(R"(headway_head_fits_total{model="digits",result="ok"} 1)"));
 
   // Fitted again without --replace: refused, and the head stays.
   output.clear();
@@ -122,6 +132,11 @@ TEST(FitHeadTest, TheCliFitsAHeadFromAnImageFolderThatClassifiesHeldOutDigits) {
   Served restarted = Serve(store);
   ASSERT_NE(restarted.client, nullptr);
   EXPECT_GE(HeldOutAccuracy(*restarted.client, "fitted", Digit), 0.9);
+  // Its source was persisted with it.
+  absl::StatusOr<v1::HeadStatus> persisted =
+      testing::HeadStatusOf(*restarted.client, "digits", "fitted");
+  ASSERT_TRUE(persisted.ok()) << persisted.status();
+  EXPECT_EQ(persisted->source(), status->source());
   std::filesystem::remove_all(folder);
   std::filesystem::remove_all(store);
   std::filesystem::remove(token_file);

@@ -163,7 +163,7 @@ TEST_F(ModelTest, SwapHeadReplacesAddsAndKeepsTheOldHeadOnFailure) {
 }
 
 TEST_F(ModelTest, RemoveHeadKeepsTheDefault) {
-  HeadSwap parity{"parity", "heads/parity.pt", "", "heads/parity.labels", {}, ""};
+  HeadSwap parity{"parity", "heads/parity.pt", "", "heads/parity.labels", {}, "", 0, ""};
   ASSERT_TRUE(model_->SwapHead(parity).ok());
   ASSERT_TRUE(model_->Classify(Inputs({0}), "parity", 1).ok());
   ASSERT_TRUE(model_->RemoveHead("parity").ok());
@@ -175,7 +175,7 @@ TEST_F(ModelTest, RemoveHeadKeepsTheDefault) {
 }
 
 TEST_F(ModelTest, SwappedOutHeadsAreReleasedByTheRetirer) {
-  HeadSwap parity{"digit", "heads/parity.pt", "", "heads/parity.labels", {}, ""};
+  HeadSwap parity{"digit", "heads/parity.pt", "", "heads/parity.labels", {}, "", 0, ""};
   ASSERT_TRUE(model_->SwapHead(parity).ok());
   // The old head was handed over; with no request holding it, it goes soon.
   for (int i = 0; i < 200 && retirer_.pending() > 0; ++i) {
@@ -194,7 +194,7 @@ TEST_F(ModelTest, OneBackbonePassServesAMixedBatchOfHeadsAndEmbeddings) {
   options.config.mutable_batching()->set_wait_for_full_batch(true);
   absl::StatusOr<std::unique_ptr<Model>> batched = Model::Load(options);
   ASSERT_TRUE(batched.ok()) << batched.status();
-  HeadSwap parity{"parity", "heads/parity.pt", "", "heads/parity.labels", {}, ""};
+  HeadSwap parity{"parity", "heads/parity.pt", "", "heads/parity.labels", {}, "", 0, ""};
   ASSERT_TRUE((*batched)->SwapHead(parity).ok());
   ASSERT_TRUE(model_->SwapHead(parity).ok());
 
@@ -316,8 +316,8 @@ TEST(ModelDeviceTest, CudaWithoutCudaIsFailedPrecondition) {
 }
 
 TEST_F(ModelTest, RequestsDuringSwapsAnswerFromOneHeadVersion) {
-  const HeadSwap to_parity{"digit", "heads/parity.pt", "", "heads/parity.labels", {}, ""};
-  const HeadSwap to_digit{"digit", "heads/digit.pt", "", "heads/digit.labels", {}, ""};
+  const HeadSwap to_parity{"digit", "heads/parity.pt", "", "heads/parity.labels", {}, "", 0, ""};
+  const HeadSwap to_digit{"digit", "heads/digit.pt", "", "heads/digit.labels", {}, "", 0, ""};
   const std::vector<InputView> inputs = Inputs({600, 1700, 4321});
   auto top_labels = [&](const ClassifyResult& result) {
     std::vector<std::string> labels;
