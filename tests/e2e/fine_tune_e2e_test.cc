@@ -3,10 +3,13 @@
 // layer, prints a line per epoch, writes a new model folder into the store (a training
 // checkpoint Python's torch.load reads) and serves it; the store's own examples_dir
 // works too; serving goes on during a job; WatchJob follows a job that CancelJob stops,
-// leaving nothing in the store; bad jobs are refused or fail naming the problem.
+// leaving nothing in the store; a kill during a job leaves the store as it was; bad
+// jobs are refused or fail naming the problem.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <signal.h>
 
+#include <algorithm>
 #include <atomic>
 #include <fstream>
 #include <opencv2/imgcodecs.hpp>
@@ -181,7 +184,13 @@ TEST(FineTuneTest, ServingGoesOnDuringAJobAndCancelLeavesNothingInTheStore) {
     watched =
         served.client->WatchJob(id, [&](const v1::Job& job) { updates.push_back(job); });
   });
-  // Serving goes on while the job trains.
+  // Serving goes on while the job trains (once it has read its examples).
+  for (int i = 0; i < 600; ++i) {
+    absl::StatusOr<v1::Job> job = served.client->GetJob(id);
+    ASSERT_TRUE(job.ok()) << job.status();
+    if (job->step() > 0) break;
+    absl::SleepFor(absl::Milliseconds(50));
+  }
   int classified = 0;
   for (int i = 0; i < 50; ++i) {
     v1::ClassifyRequest classify;
@@ -202,7 +211,9 @@ TEST(FineTuneTest, ServingGoesOnDuringAJobAndCancelLeavesNothingInTheStore) {
   watcher.join();
   EXPECT_TRUE(watched.ok()) << watched;
   ASSERT_GE(updates.size(), 2u);
-  EXPECT_EQ(updates.front().state(), v1::Job::RUNNING);
+  EXPECT_TRUE(std::any_of(updates.begin(), updates.end(), [](const v1::Job& job) {
+    return job.state() == v1::Job::RUNNING && job.step() > 0;
+  }));
   EXPECT_EQ(updates.back().state(), v1::Job::CANCELLED);
   EXPECT_THAT(updates.back().error(), HasSubstr("fine-tuning cancelled at epoch "));
   // Nothing under the output's name, and no temporary folder either.
@@ -210,6 +221,45 @@ TEST(FineTuneTest, ServingGoesOnDuringAJobAndCancelLeavesNothingInTheStore) {
   for (const auto& entry : std::filesystem::directory_iterator(store)) {
     EXPECT_THAT(entry.path().filename().string(), ::testing::Not(HasSubstr("never")));
   }
+  std::filesystem::remove_all(store);
+}
+
+// A server killed during a job loses the job, never the store: it restarts and
+// serves what it served, with nothing under the job's output name.
+TEST(FineTuneTest, AKillDuringAJobLeavesTheStoreAsItWas) {
+  const std::filesystem::path store = testing::CopyModelStore();
+  WriteDigitFolder(store / "examples", 20, 0);
+  Served served = Serve(store);
+  ASSERT_NE(served.client, nullptr);
+  v1::StartFineTuneRequest request;
+  request.set_model("digits");
+  request.set_examples_dir("examples");
+  request.set_train_all(true);
+  request.set_epochs(1000);
+  request.set_output_model("interrupted");
+  absl::StatusOr<v1::StartFineTuneResponse> started =
+      served.client->StartFineTune(request);
+  ASSERT_TRUE(started.ok()) << started.status();
+  for (int i = 0; i < 100; ++i) {
+    absl::StatusOr<v1::Job> job = served.client->GetJob(started->job().id());
+    ASSERT_TRUE(job.ok()) << job.status();
+    if (job->step() > 0) break;
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  served.server->Signal(SIGKILL);
+  served.client.reset();
+  served.server.reset();
+
+  Served restarted = Serve(store);
+  ASSERT_NE(restarted.client, nullptr);
+  EXPECT_FALSE(std::filesystem::exists(store / "interrupted"));
+  absl::StatusOr<v1::ListModelsResponse> models = restarted.client->ListModels();
+  ASSERT_TRUE(models.ok()) << models.status();
+  ASSERT_EQ(models->models_size(), 1);
+  EXPECT_EQ(models->models(0).name(), "digits");
+  absl::StatusOr<v1::ListJobsResponse> jobs = restarted.client->ListJobs();
+  ASSERT_TRUE(jobs.ok());
+  EXPECT_EQ(jobs->jobs_size(), 0);  // jobs live in memory
   std::filesystem::remove_all(store);
 }
 
