@@ -4,6 +4,7 @@
 // config's model_workers). Prints images per second, the figure served throughput is
 // compared with.
 #include <cmath>
+#include <filesystem>
 #include <iostream>
 #include <thread>
 #include <vector>
@@ -18,6 +19,7 @@
 #include "model_store/head.h"
 #include "model_store/host_allocator.h"
 #include "model_store/model_config.h"
+#include "model_store/preprocessor.h"
 #include "model_store/serving_plan.h"
 #include "model_store/torch_runtime.h"
 #include "version/version.h"
@@ -36,6 +38,13 @@ ABSL_FLAG(int, matmul_size, 0,
           "the same workers and threads, in GFLOP/s, two ways: at::mm (the BLAS "
           "LibTorch's linear layers use) and as a 1x1 convolution in oneDNN (which runs "
           "the convolutions of a frozen, optimized network like ResNet-18).");
+ABSL_FLAG(std::string, compare_precision, "",
+          "BF16 or FP16: measure the model in FP32 and in this precision, one after "
+          "the other in this run, and print both rates, their ratio and the top-1 "
+          "agreement of the default head on --agreement_images.");
+ABSL_FLAG(std::vector<std::string>, agreement_images, {},
+          "Image files or folders (every file inside) for --compare_precision's top-1 "
+          "agreement, preprocessed as the model's config says.");
 ABSL_FLAG(int, workers, 0,
           "Threads running forward passes side by side; 0 takes the config's "
           "model_workers, or the server's default (one per CPU).");
@@ -95,6 +104,147 @@ int MatmulMain(int workers) {
   return 0;
 }
 
+struct LoadedModel {
+  std::unique_ptr<Backbone> backbone;
+  std::shared_ptr<const Head> head;
+  BackboneSpec spec;
+};
+
+// The model's backbone (in `precision`) and default head.
+absl::StatusOr<LoadedModel> LoadModel(const std::filesystem::path& dir,
+                                      const v1::ModelConfig& config,
+                                      v1::ModelConfig::Precision precision) {
+  absl::StatusOr<BackboneSpec> read = ReadBackboneSpec(dir, config.backbone());
+  if (!read.ok()) return read.status();
+  LoadedModel loaded;
+  loaded.spec = *std::move(read);
+  loaded.spec.input_shape = {config.input().channels(), config.input().height(),
+                             config.input().width()};
+  loaded.spec.optimize = config.optimize();
+  loaded.spec.precision = precision;
+  absl::StatusOr<std::unique_ptr<Backbone>> backbone = Backbone::Load(loaded.spec);
+  if (!backbone.ok()) return backbone.status();
+  loaded.backbone = *std::move(backbone);
+  const v1::HeadConfig* head_config = &config.heads(0);
+  for (const v1::HeadConfig& h : config.heads()) {
+    if (h.name() == config.default_head()) head_config = &h;
+  }
+  HeadSpec head_spec;
+  head_spec.name = head_config->name();
+  absl::StatusOr<std::string> checkpoint = ReadFileToString(dir / head_config->file());
+  if (!checkpoint.ok()) return checkpoint.status();
+  head_spec.checkpoint = *std::move(checkpoint);
+  head_spec.key_prefix = head_config->key_prefix();
+  head_spec.feature_dim = loaded.backbone->feature_dim();
+  absl::StatusOr<std::shared_ptr<const Head>> head = Head::Load(head_spec);
+  if (!head.ok()) return head.status();
+  loaded.head = *std::move(head);
+  return loaded;
+}
+
+// Images per second of `workers` threads running passes of `batch` inputs, each
+// worker's rate over the passes it ran from the start, summed.
+double MeasureRate(const LoadedModel& model, int batch, int workers) {
+  const absl::Time start = absl::Now() + absl::GetFlag(FLAGS_warmup);
+  const absl::Time stop = start + absl::GetFlag(FLAGS_duration);
+  std::vector<WorkerCount> counts(workers);
+  std::vector<std::thread> threads;
+  for (WorkerCount& count : counts) {
+    threads.emplace_back([&] {
+      count = RunForwardPasses(*model.backbone, *model.head, model.spec.input_shape,
+                               batch, start, stop);
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  double images_per_second = 0;
+  for (const WorkerCount& count : counts) {
+    if (count.images == 0) continue;
+    images_per_second +=
+        count.images / absl::ToDoubleSeconds(count.last_done - count.first_went);
+  }
+  return images_per_second;
+}
+
+// The files named by --agreement_images (folders give every file inside, sorted).
+std::vector<std::filesystem::path> AgreementFiles() {
+  std::vector<std::filesystem::path> files;
+  for (const std::string& name : absl::GetFlag(FLAGS_agreement_images)) {
+    if (!std::filesystem::is_directory(name)) {
+      files.emplace_back(name);
+      continue;
+    }
+    std::vector<std::filesystem::path> inside;
+    for (const auto& entry : std::filesystem::directory_iterator(name)) {
+      if (entry.is_regular_file()) inside.push_back(entry.path());
+    }
+    std::sort(inside.begin(), inside.end());
+    files.insert(files.end(), inside.begin(), inside.end());
+  }
+  return files;
+}
+
+// The share of images whose top-1 class is the same in both models; images that do
+// not decode are skipped (and counted out).
+absl::StatusOr<std::pair<double, int>> Top1Agreement(const v1::ModelConfig& config,
+                                                     const LoadedModel& full,
+                                                     const LoadedModel& reduced) {
+  absl::StatusOr<std::unique_ptr<Preprocessor>> preprocessor =
+      Preprocessor::Create(config.input());
+  if (!preprocessor.ok()) return preprocessor.status();
+  c10::InferenceMode inference;
+  int compared = 0;
+  int same = 0;
+  for (const std::filesystem::path& file : AgreementFiles()) {
+    absl::StatusOr<std::string> bytes = ReadFileToString(file);
+    if (!bytes.ok()) continue;
+    InputView view;
+    view.data = *bytes;
+    absl::StatusOr<at::Tensor> input = (*preprocessor)->Process(view);
+    if (!input.ok()) continue;
+    const at::Tensor batch = input->unsqueeze(0);
+    const auto top1 = [&](const LoadedModel& model) {
+      return (*model.head->Forward(*model.backbone->Forward(batch)))
+          .argmax(1)
+          .item<int64_t>();
+    };
+    same += top1(full) == top1(reduced);
+    ++compared;
+  }
+  return std::make_pair(compared > 0 ? static_cast<double>(same) / compared : -1.0,
+                        compared);
+}
+
+int ComparePrecision(const std::filesystem::path& dir, const v1::ModelConfig& config,
+                     int batch, int workers) {
+  const std::string name = absl::GetFlag(FLAGS_compare_precision);
+  v1::ModelConfig::Precision precision;
+  if (!v1::ModelConfig::Precision_Parse(name, &precision) ||
+      precision == v1::ModelConfig::PRECISION_UNSPECIFIED) {
+    return Fail(absl::InvalidArgumentError(
+        absl::StrCat("--compare_precision must be BF16 or FP16, not \"", name, "\"")));
+  }
+  absl::StatusOr<LoadedModel> full = LoadModel(dir, config, v1::ModelConfig::FP32);
+  if (!full.ok()) return Fail(full.status());
+  absl::StatusOr<LoadedModel> reduced = LoadModel(dir, config, precision);
+  if (!reduced.ok()) return Fail(reduced.status());
+  absl::StatusOr<std::pair<double, int>> agreement =
+      Top1Agreement(config, *full, *reduced);
+  if (!agreement.ok()) return Fail(agreement.status());
+  const double full_rate = MeasureRate(*full, batch, workers);
+  const double reduced_rate = MeasureRate(*reduced, batch, workers);
+  std::cout << absl::StrFormat(
+      "{\"model\": \"%s\", \"batch\": %d, \"workers\": %d, \"precision\": \"%s\", "
+      "\"fp32_images_per_second\": %.2f, \"reduced_images_per_second\": %.2f, "
+      "\"speedup\": %.3f, \"agreement_images\": %d, \"top1_agreement\": %.4f, "
+      "\"note\": \"%s\", \"fp32_optimized\": %s, \"reduced_optimized\": %s}\n",
+      config.name(), batch, workers, name, full_rate, reduced_rate,
+      reduced_rate / full_rate, agreement->second, agreement->first,
+      reduced->backbone->load_info().precision_note,
+      full->backbone->load_info().optimized ? "true" : "false",
+      reduced->backbone->load_info().optimized ? "true" : "false");
+  return 0;
+}
+
 int Main() {
   const int64_t retain_mb = absl::GetFlag(FLAGS_malloc_retain_mb);
   if (retain_mb < 0) {
@@ -112,26 +262,6 @@ int Main() {
   const std::filesystem::path dir = absl::GetFlag(FLAGS_model_dir);
   absl::StatusOr<v1::ModelConfig> config = ReadModelConfig(dir);
   if (!config.ok()) return Fail(config.status());
-  absl::StatusOr<BackboneSpec> read = ReadBackboneSpec(dir, config->backbone());
-  if (!read.ok()) return Fail(read.status());
-  BackboneSpec spec = *std::move(read);
-  spec.input_shape = {config->input().channels(), config->input().height(),
-                      config->input().width()};
-  spec.optimize = config->optimize();
-  absl::StatusOr<std::unique_ptr<Backbone>> backbone = Backbone::Load(spec);
-  if (!backbone.ok()) return Fail(backbone.status());
-  const v1::HeadConfig* head_config = &config->heads(0);
-  for (const v1::HeadConfig& h : config->heads()) {
-    if (h.name() == config->default_head()) head_config = &h;
-  }
-  HeadSpec head_spec;
-  head_spec.name = head_config->name();
-  head_spec.checkpoint = *ReadFileToString(dir / head_config->file());
-  head_spec.key_prefix = head_config->key_prefix();
-  head_spec.feature_dim = (*backbone)->feature_dim();
-  absl::StatusOr<std::shared_ptr<const Head>> head = Head::Load(head_spec);
-  if (!head.ok()) return Fail(head.status());
-
   // Measured on threads of their own, as the server's batcher runs forward passes (on
   // this machine LibTorch runs a small model several times slower on the main thread).
   const int batch = absl::GetFlag(FLAGS_batch);
@@ -140,32 +270,18 @@ int Main() {
           ? absl::GetFlag(FLAGS_workers)
           : PlanServing(*config, /*on_cpu=*/true, UsableCpus(), TorchThreads(), {})
                 .workers;
-  const absl::Time start = absl::Now() + absl::GetFlag(FLAGS_warmup);
-  const absl::Time stop = start + absl::GetFlag(FLAGS_duration);
-  std::vector<WorkerCount> counts(workers);
-  std::vector<std::thread> threads;
-  for (WorkerCount& count : counts) {
-    threads.emplace_back([&] {
-      count = RunForwardPasses(**backbone, **head, spec.input_shape, batch, start, stop);
-    });
+  if (!absl::GetFlag(FLAGS_compare_precision).empty()) {
+    return ComparePrecision(dir, *config, batch, workers);
   }
-  for (std::thread& thread : threads) thread.join();
-  // Each worker's rate over the passes it ran from the start, summed.
-  double images_per_second = 0;
-  int64_t images = 0;
-  for (const WorkerCount& count : counts) {
-    images += count.images;
-    if (count.images == 0) continue;
-    images_per_second +=
-        count.images / absl::ToDoubleSeconds(count.last_done - count.first_went);
-  }
-  const double seconds = absl::ToDoubleSeconds(stop - start);
+  absl::StatusOr<LoadedModel> model = LoadModel(dir, *config, config->precision());
+  if (!model.ok()) return Fail(model.status());
+  const double images_per_second = MeasureRate(*model, batch, workers);
   std::cout << absl::StrFormat(
       "{\"model\": \"%s\", \"batch\": %d, \"workers\": %d, \"torch_threads\": %d, "
-      "\"images\": %d, \"seconds\": %.3f, \"images_per_second\": %.2f, "
-      "\"optimized\": %s}\n",
-      config->name(), batch, workers, TorchThreads(), images, seconds, images_per_second,
-      (*backbone)->load_info().optimized ? "true" : "false");
+      "\"seconds\": %.3f, \"images_per_second\": %.2f, \"optimized\": %s}\n",
+      config->name(), batch, workers, TorchThreads(),
+      absl::ToDoubleSeconds(absl::GetFlag(FLAGS_duration)), images_per_second,
+      model->backbone->load_info().optimized ? "true" : "false");
   return 0;
 }
 

@@ -10,6 +10,8 @@ python3-torchvision, python3-opencv; random weights are fine for speed):
                                                   worker or thread settings
   OUT/jpeg/*.jpg    224x224 JPEG photos cut from opencv-doc's sample pictures
   OUT/png/*.png     digits cut from opencv-doc's digits.png
+  OUT/heldout/*.png the 1000 digits the bundled model never trained on
+                    (models/digits/eval/heldout.tsv), for precision agreement
 
 The tuned models run one backbone pass per CPU side by side (model_workers), which
 served the most here with the server's --torch_threads=1 (README, Throughput); the
@@ -87,6 +89,15 @@ def inputs(out):
     for i in range(8):
         cell = sheet[(i * 5 + 2) * 20:(i * 5 + 3) * 20, i * 20:(i + 1) * 20]
         cv2.imwrite(os.path.join(out, "png", f"{i}.png"), cell)
+    os.makedirs(os.path.join(out, "heldout"), exist_ok=True)
+    with open(os.path.join(HERE, "..", "models", "digits", "eval", "heldout.tsv")) as rows:
+        for line in rows:
+            if not line.strip() or line.startswith("#"):
+                continue
+            index = int(line.split("\t")[0])
+            row, column = divmod(index, 100)
+            cv2.imwrite(os.path.join(out, "heldout", f"{index}.png"),
+                        sheet[row * 20:(row + 1) * 20, column * 20:(column + 1) * 20])
 
 
 def main():

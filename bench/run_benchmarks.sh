@@ -154,6 +154,21 @@ run_index=$((run_index + 1))
 "$build/bench/headway_bench_inprocess" --matmul_size=1024 --torch_threads=1 \
   --duration="${seconds}s" --warmup=2s >"$work/results/matmul.json"
 
+# Reduced precision: BF16 against FP32 in-process, where the CPU has it natively, with
+# the top-1 agreement of the default head on real images (opencv-doc's photos for
+# ResNet-18, random weights; the bundled digits model on digits.png).
+if grep -qwE "avx512_bf16|amx_bf16" /proc/cpuinfo; then
+  progress "BF16 against FP32, ResNet-18 and digits (four runs)"
+  run_index=$((run_index + 3))
+  "$build/bench/headway_bench_inprocess" --model_dir="$work/store/resnet18_batched" \
+    --compare_precision=BF16 --batch=8 --torch_threads=1 --duration="${seconds}s" \
+    --warmup=2s --agreement_images=/usr/share/doc/opencv-doc/examples/data \
+    >"$work/results/precision-resnet18.json"
+  "$build/bench/headway_bench_inprocess" --model_dir=models/digits \
+    --compare_precision=BF16 --batch=32 --torch_threads=1 --duration="${seconds}s" \
+    --warmup=2s --agreement_images="$work/heldout" >"$work/results/precision-digits.json"
+fi
+
 # What a notebook user runs: the same ResNet-18 in Python PyTorch, eager and frozen.
 progress "Python reference (8 settings)"
 /usr/bin/python3 bench/python_reference.py "$seconds" >"$work/results/python.jsonl"
@@ -250,6 +265,17 @@ if resnet_runs:
           f"images/s is {inprocess * RESNET18_GFLOP:.1f} GFLOP/s, "
           f"{inprocess * RESNET18_GFLOP / ceiling:.2f} of the oneDNN figure; served at best "
           f"{served:.1f} images/s, {served * RESNET18_GFLOP / ceiling:.2f}.")
+for model in ("resnet18", "digits"):
+    path = os.path.join(results, f"precision-{model}.json")
+    if not os.path.exists(path):
+        print(f"\nBF16: not measured; this CPU lacks avx512_bf16 and amx_bf16.")
+        break
+    p = load(f"precision-{model}")
+    print(f"\nBF16 against FP32, {model} in-process, batch {p['batch']}, {p['workers']} "
+          f"workers: {p['fp32_images_per_second']:.1f} -> "
+          f"{p['reduced_images_per_second']:.1f} images/s ({p['speedup']:.2f}x); top-1 "
+          f"agreement {p['top1_agreement']:.4f} on {p['agreement_images']} images. "
+          f"{p['note']}.")
 empty = load("served-empty-rpc")
 print(f"\nEmpty RPC (gRPC health Check, concurrency 64): {empty['throughput']:.0f} requests/s, "
       f"p50 {empty['latency_ms']['p50']:.2f} ms.")

@@ -585,6 +585,10 @@ int Models(const HeadwayClient& client) {
         model.epoch() > 0 ? absl::StrCat(" (epoch ", model.epoch(), ")") : "",
         model.load_time_ms());
     if (!model.load_report().empty()) std::cout << "  " << model.load_report() << "\n";
+    if (!model.precision_note().empty()) {
+      std::cout << "  precision " << model.precision() << ": " << model.precision_note()
+                << "\n";
+    }
     for (const v1::HeadStatus& head : model.heads()) {
       std::cout << absl::StrFormat("  head %s v%d  classes=%d%s  from %s\n", head.name(),
                                    head.version(), head.num_classes(),

@@ -1,8 +1,12 @@
 #include "model_store/backbone.h"
 
+#include <torch/torch.h>
+
 #include <algorithm>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "model_store/model_config.h"
 #include "model_store/status_macros.h"
 #include "model_store/torch_errors.h"
@@ -96,8 +100,119 @@ absl::StatusOr<torch::jit::Module> BuildModule(const BackboneSpec& spec,
 // more than kTolerance of their scale (the largest output's magnitude): folded batch
 // norms and fused kernels round differently, by ~1e-3 of the scale for
 // mobilenet_v3_small, exactly as PyTorch's own freeze + optimize_for_inference do.
+const char* PrecisionName(v1::ModelConfig::Precision precision) {
+  switch (precision) {
+    case v1::ModelConfig::BF16:
+      return "BF16";
+    case v1::ModelConfig::FP16:
+      return "FP16";
+    default:
+      return "FP32";
+  }
+}
+
+// FAILED_PRECONDITION naming what `device` lacks to run `precision` natively.
+absl::Status CheckPrecisionRuns(v1::ModelConfig::Precision precision,
+                                const c10::Device& device) {
+  if (device.is_cuda()) return absl::OkStatus();
+  if (precision == v1::ModelConfig::FP16) {
+    return absl::FailedPreconditionError(
+        "FP16 runs on CUDA devices only; on a CPU use BF16 (CPUs with AVX512_BF16 or "
+        "AMX) or FP32");
+  }
+  if (!CpuHasNativeBf16()) {
+    return absl::FailedPreconditionError(
+        "BF16 needs a CPU with AVX512_BF16 or AMX (flags avx512_bf16 or amx_bf16 in "
+        "/proc/cpuinfo), and this one has neither");
+  }
+  return absl::OkStatus();
+}
+
+struct Agreement {
+  double worst_cosine = 0;   // of one input's features, FP32 against reduced
+  double largest_error = 0;  // of any feature, as a share of the largest FP32 feature
+};
+
+// The module in `dtype`, with how its features agree with the FP32 module's on eight
+// seeded random inputs.
+absl::StatusOr<std::pair<torch::jit::Module, Agreement>> Convert(
+    const torch::jit::Module& module, const BackboneSpec& spec, at::ScalarType dtype) {
+  return CallTorch(
+      "converting the backbone", absl::StatusCode::kInvalidArgument,
+      [&]() -> std::pair<torch::jit::Module, Agreement> {
+        c10::InferenceMode inference;
+        absl::ReaderMutexLock running(&TorchScriptForkGate());
+        std::vector<int64_t> shape = {8};
+        shape.insert(shape.end(), spec.input_shape.begin(), spec.input_shape.end());
+        at::Generator generator = at::detail::createCPUGenerator(20261201);
+        const at::Tensor probe = torch::randn(shape, generator).to(spec.device);
+        torch::jit::Module plain = module;
+        const at::Tensor expected =
+            plain.forward({probe}).toTensor().flatten(1).to(at::kFloat);
+        torch::jit::Module reduced = module.clone();
+        reduced.to(dtype);
+        const at::Tensor actual =
+            reduced.forward({probe.to(dtype)}).toTensor().flatten(1).to(at::kFloat);
+        Agreement agreement;
+        agreement.worst_cosine =
+            torch::nn::functional::cosine_similarity(
+                expected, actual,
+                torch::nn::functional::CosineSimilarityFuncOptions().dim(1))
+                .min()
+                .item<double>();
+        agreement.largest_error = (expected - actual).abs().max().item<double>() /
+                                  std::max(expected.abs().max().item<double>(), 1e-30);
+        return {reduced, agreement};
+      });
+}
+
+// `module` in spec.precision when the device runs it and its features agree with
+// FP32's (cosine 0.99 or more for every probe input); otherwise the error, or with
+// precision_fallback the FP32 module and why. Sets `dtype` to what serves.
+absl::StatusOr<torch::jit::Module> InPrecision(torch::jit::Module module,
+                                               const BackboneSpec& spec,
+                                               BackboneLoadInfo& info,
+                                               at::ScalarType& dtype) {
+  constexpr double kWorstCosine = 0.99;
+  if (spec.precision != v1::ModelConfig::BF16 &&
+      spec.precision != v1::ModelConfig::FP16) {
+    return module;
+  }
+  const char* name = PrecisionName(spec.precision);
+  const at::ScalarType wanted =
+      spec.precision == v1::ModelConfig::BF16 ? at::kBFloat16 : at::kHalf;
+  absl::Status refused = CheckPrecisionRuns(spec.precision, spec.device);
+  if (refused.ok()) {
+    absl::StatusOr<std::pair<torch::jit::Module, Agreement>> converted =
+        Convert(module, spec, wanted);
+    if (!converted.ok()) {
+      refused = converted.status();
+    } else if (!(converted->second.worst_cosine >= kWorstCosine)) {
+      refused = absl::InvalidArgumentError(absl::StrFormat(
+          "%s features disagree with FP32's: cosine %.4f at worst over 8 random inputs "
+          "(under %.2f)",
+          name, converted->second.worst_cosine, kWorstCosine));
+    } else {
+      info.precision = name;
+      info.precision_note = absl::StrFormat(
+          "%s features agree with FP32's: cosine %.5f at worst over 8 random inputs, "
+          "largest difference %.2g of their scale",
+          name, converted->second.worst_cosine, converted->second.largest_error);
+      dtype = wanted;
+      return std::move(converted->first);
+    }
+  }
+  if (!spec.precision_fallback) {
+    return absl::Status(refused.code(),
+                        absl::StrCat("precision ", name, ": ", refused.message()));
+  }
+  info.precision_note = absl::StrCat(name, " not served (", refused.message(),
+                                     "); FP32 serves (precision_fallback)");
+  return module;
+}
+
 torch::jit::Module Optimized(torch::jit::Module module, const BackboneSpec& spec,
-                             BackboneLoadInfo& info) {
+                             at::ScalarType dtype, BackboneLoadInfo& info) {
   constexpr double kTolerance = 5e-3;
   std::vector<int64_t> shape = {2};
   shape.insert(shape.end(), spec.input_shape.begin(), spec.input_shape.end());
@@ -117,7 +232,7 @@ torch::jit::Module Optimized(torch::jit::Module module, const BackboneSpec& spec
         c10::InferenceMode inference;
         absl::ReaderMutexLock running(&TorchScriptForkGate());
         const at::Tensor probe =
-            torch::rand(shape, torch::dtype(torch::kFloat32).device(spec.device));
+            torch::rand(shape, torch::dtype(dtype).device(spec.device));
         const at::Tensor expected = module.forward({probe}).toTensor();
         const at::Tensor actual = optimized->forward({probe}).toTensor();
         const double scale = std::max(expected.abs().max().item<double>(), 1e-30);
@@ -150,9 +265,12 @@ absl::StatusOr<torch::jit::Module> LoadBackboneModule(const BackboneSpec& spec) 
 absl::StatusOr<std::unique_ptr<Backbone>> Backbone::Load(const BackboneSpec& spec) {
   BackboneLoadInfo info;
   HEADWAY_ASSIGN_OR_RETURN(torch::jit::Module module, BuildModule(spec, info));
-  if (spec.optimize) module = Optimized(std::move(module), spec, info);
+  at::ScalarType dtype = at::kFloat;
+  HEADWAY_ASSIGN_OR_RETURN(module, InPrecision(std::move(module), spec, info, dtype));
+  if (spec.optimize) module = Optimized(std::move(module), spec, dtype, info);
   std::unique_ptr<Backbone> backbone(
       new Backbone(std::move(module), spec.device, std::move(info)));
+  backbone->dtype_ = dtype;
 
   c10::InferenceMode inference;
   std::vector<int64_t> probe_shape = {1};
@@ -196,13 +314,14 @@ absl::StatusOr<at::Tensor> Backbone::Forward(const at::Tensor& batch) const {
       CallTorch("backbone forward", absl::StatusCode::kInternal, [&] {
         c10::IValue output = [&] {
           absl::ReaderMutexLock running(&TorchScriptForkGate());
-          return module_.forward({batch});
+          return module_.forward({dtype_ == at::kFloat ? batch : batch.to(dtype_)});
         }();
         if (!output.isTensor()) {
           throw std::runtime_error(
               absl::StrCat("backbone returned a ", output.tagKind(), ", not a tensor"));
         }
-        return output.toTensor();
+        return dtype_ == at::kFloat ? output.toTensor()
+                                    : output.toTensor().to(at::kFloat);
       }));
   if (features.dim() < 2 || features.size(0) != batch.size(0)) {
     return absl::InternalError(absl::StrCat(

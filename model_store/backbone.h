@@ -40,6 +40,10 @@ struct BackboneSpec {
   // Freeze and optimize the TorchScript graph for inference (torch.jit.freeze +
   // optimize_for_inference), kept only when its outputs match the plain module's.
   bool optimize = false;
+  // Serve in this number format (see Precision in model_config.proto), after checking
+  // that the device runs it natively and that its features agree with FP32's.
+  v1::ModelConfig::Precision precision = v1::ModelConfig::FP32;
+  bool precision_fallback = false;
 };
 
 // What loading found.
@@ -52,6 +56,9 @@ struct BackboneLoadInfo {
   // Whether the optimized graph serves; otherwise why not (empty when not asked).
   bool optimized = false;
   std::string optimize_note;
+  // "FP32", "BF16" or "FP16", as it serves; the agreement with FP32, or why not.
+  std::string precision = "FP32";
+  std::string precision_note;
 };
 
 // The spec of a model's backbone as its config names it: the files read from the
@@ -91,6 +98,7 @@ class Backbone {
 
   mutable torch::jit::Module module_;  // forward() is not const but is thread-safe
   c10::Device device_;
+  at::ScalarType dtype_ = at::kFloat;  // of the module's weights and inputs
   BackboneLoadInfo load_info_;
   int64_t feature_dim_ = 0;
   std::vector<int64_t> single_input_shape_;  // {1, C, H, W}

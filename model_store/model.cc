@@ -297,6 +297,8 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(const Options& options) {
   backbone_spec.device = device;
   backbone_spec.input_shape = model->preprocessor_->input_shape();
   backbone_spec.optimize = config.optimize();
+  backbone_spec.precision = config.precision();
+  backbone_spec.precision_fallback = config.precision_fallback();
   absl::StatusOr<std::unique_ptr<Backbone>> backbone = Backbone::Load(backbone_spec);
   if (!backbone.ok()) {
     return absl::Status(backbone.status().code(),
@@ -686,6 +688,8 @@ ModelInfo Model::Info() const {
   info.load_time_ms = load_time_ms_;
   info.optimized = load.optimized;
   info.optimize_note = load.optimize_note;
+  info.precision = load.precision;
+  info.precision_note = load.precision_note;
   info.serving = plan_;
   for (const auto& [name, head] : table->heads) {
     info.heads.push_back({name, head->version(), head->num_classes(),

@@ -148,9 +148,11 @@ struct ModelInfo {
   std::string load_report;      // state_dict loads: what was loaded, missing, ...
   std::vector<std::string> saved_locations;
   int64_t load_time_ms = 0;
-  bool optimized = false;     // serving a frozen, inference-optimized graph
-  std::string optimize_note;  // why not, when asked for
-  ServingPlan serving;        // workers, batching and threads, as chosen at load
+  bool optimized = false;      // serving a frozen, inference-optimized graph
+  std::string optimize_note;   // why not, when asked for
+  std::string precision;       // "FP32", "BF16", "FP16": the backbone's, as it serves
+  std::string precision_note;  // its agreement with FP32, or why not as asked
+  ServingPlan serving;         // workers, batching and threads, as chosen at load
 };
 
 class Model {

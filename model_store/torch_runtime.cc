@@ -9,12 +9,15 @@
 #include <atomic>
 #include <cmath>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <string>
 #include <thread>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 
@@ -124,5 +127,23 @@ CpuPassScope::CpuPassScope(int most) {
 }
 
 CpuPassScope::~CpuPassScope() { running_passes.fetch_sub(1); }
+
+bool CpuInfoHasNativeBf16(absl::string_view cpuinfo) {
+  for (absl::string_view line : absl::StrSplit(cpuinfo, '\n')) {
+    if (!absl::StartsWith(line, "flags")) continue;
+    for (absl::string_view flag : absl::StrSplit(line, ' ', absl::SkipEmpty())) {
+      if (flag == "avx512_bf16" || flag == "amx_bf16") return true;
+    }
+    return false;  // every CPU lists the same flags: the first line says
+  }
+  return false;
+}
+
+bool CpuHasNativeBf16() {
+  std::ifstream file("/proc/cpuinfo");
+  const std::string cpuinfo((std::istreambuf_iterator<char>(file)),
+                            std::istreambuf_iterator<char>());
+  return CpuInfoHasNativeBf16(cpuinfo);
+}
 
 }  // namespace headway

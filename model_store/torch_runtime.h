@@ -62,6 +62,12 @@ void RouteTorchWarnings(TorchWarningSink sink,
 // (cgroup cpu.max, as Kubernetes CPU limits set it), rounded up; at least 1.
 int UsableCpus();
 
+// Whether a /proc/cpuinfo text's flags include native bfloat16 arithmetic
+// (avx512_bf16 or amx_bf16).
+bool CpuInfoHasNativeBf16(absl::string_view cpuinfo);
+// The same for this machine's /proc/cpuinfo (false when it cannot be read).
+bool CpuHasNativeBf16();
+
 }  // namespace headway
 
 #endif  // HEADWAY_MODEL_STORE_TORCH_RUNTIME_H_

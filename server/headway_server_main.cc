@@ -226,7 +226,9 @@ void ReportStoreSync(const headway::ModelRegistry& registry,
                            {"feature_dim", absl::StrCat(info.feature_dim)},
                            {"heads", absl::StrCat(info.heads.size())},
                            {"duration_ms", absl::StrCat(info.load_time_ms)},
-                           {"serving", info.serving.summary}});
+                           {"serving", info.serving.summary},
+                           {"precision", info.precision},
+                           {"precision_note", info.precision_note}});
       }
       break;
     case Action::kRefused:

@@ -71,6 +71,8 @@ void FillModelStatus(const Model& model, v1::ModelStatus& status) {
   status.set_optimized(info.optimized);
   status.set_optimize_note(info.optimize_note);
   status.set_serving(info.serving.summary);
+  status.set_precision(info.precision);
+  status.set_precision_note(info.precision_note);
   for (const HeadInfo& head : info.heads) {
     v1::HeadStatus& head_status = *status.add_heads();
     head_status.set_name(head.name);

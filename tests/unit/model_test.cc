@@ -14,6 +14,7 @@
 #include "absl/synchronization/notification.h"
 #include "model_store/model_config.h"
 #include "model_store/retirer.h"
+#include "model_store/torch_runtime.h"
 #include "tests/support/digits_data.h"
 
 namespace headway {
@@ -303,6 +304,67 @@ TEST(ModelLimitsTest, ABackboneIsLimitedByWhatItUnpacksTo) {
   std::filesystem::remove_all(store);
 }
 
+// BF16 where the CPU runs it natively: its features agree with FP32's and the held-out
+// digits get the same answers (at least 99 in 100); elsewhere the load is refused
+// naming the missing CPU feature, or with precision_fallback FP32 serves and says why.
+TEST_F(ModelTest, Bf16ServesTheSameAnswersWhereTheCpuHasItAndIsRefusedElsewhere) {
+  const std::filesystem::path dir = testing::ModelStore() / "digits";
+  Model::Options options;
+  options.model_dir = dir;
+  options.config = *ReadModelConfig(dir);
+  options.config.set_precision(v1::ModelConfig::BF16);
+  absl::StatusOr<std::unique_ptr<Model>> bf16 = Model::Load(options);
+  if (!CpuHasNativeBf16()) {
+    EXPECT_EQ(bf16.status().code(), absl::StatusCode::kFailedPrecondition);
+    EXPECT_THAT(bf16.status().message(),
+                HasSubstr("precision BF16: BF16 needs a CPU with AVX512_BF16 or AMX"));
+    options.config.set_precision_fallback(true);
+    bf16 = Model::Load(options);
+    ASSERT_TRUE(bf16.ok()) << bf16.status();
+    EXPECT_EQ((*bf16)->Info().precision, "FP32");
+    EXPECT_THAT((*bf16)->Info().precision_note,
+                HasSubstr("BF16 not served (BF16 needs a CPU with AVX512_BF16"));
+    return;
+  }
+  ASSERT_TRUE(bf16.ok()) << bf16.status();
+  EXPECT_EQ((*bf16)->Info().precision, "BF16");
+  EXPECT_THAT((*bf16)->Info().precision_note,
+              HasSubstr("BF16 features agree with FP32's"));
+  const testing::HeldOutSplit split = testing::ReadHeldOutSplit();
+  std::vector<int> cells;
+  for (size_t i = 0; i < 100; ++i) cells.push_back(split.digits[i * 7].cell);
+  int same = 0;
+  for (size_t start = 0; start < cells.size(); start += 50) {
+    const std::vector<InputView> inputs =
+        Inputs(std::vector<int>(cells.begin() + start, cells.begin() + start + 50));
+    const absl::StatusOr<ClassifyResult> reduced = (*bf16)->Classify(inputs, "", 1);
+    const absl::StatusOr<ClassifyResult> full = model_->Classify(inputs, "", 1);
+    ASSERT_TRUE(reduced.ok() && full.ok()) << reduced.status() << full.status();
+    for (size_t i = 0; i < inputs.size(); ++i) {
+      same += reduced->results[i][0].index == full->results[i][0].index;
+    }
+  }
+  EXPECT_GE(same, 99);
+}
+
+TEST(ModelPrecisionTest, Fp16OnACpuIsRefusedOrFallsBackSayingWhy) {
+  const std::filesystem::path dir = testing::ModelStore() / "digits";
+  Model::Options options;
+  options.model_dir = dir;
+  options.config = *ReadModelConfig(dir);
+  options.config.set_precision(v1::ModelConfig::FP16);
+  const absl::StatusOr<std::unique_ptr<Model>> refused = Model::Load(options);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(refused.status().message(),
+              HasSubstr("precision FP16: FP16 runs on CUDA devices only"));
+  options.config.set_precision_fallback(true);
+  const absl::StatusOr<std::unique_ptr<Model>> fallback = Model::Load(options);
+  ASSERT_TRUE(fallback.ok()) << fallback.status();
+  EXPECT_EQ((*fallback)->Info().precision, "FP32");
+  EXPECT_THAT((*fallback)->Info().precision_note,
+              HasSubstr("FP16 not served (FP16 runs on CUDA devices only"));
+}
+
 TEST(ModelDeviceTest, CudaWithoutCudaIsFailedPrecondition) {
   if (torch::cuda::is_available()) GTEST_SKIP() << "this machine has CUDA";
   const std::filesystem::path dir = testing::ModelStore() / "digits";
@@ -316,8 +378,10 @@ TEST(ModelDeviceTest, CudaWithoutCudaIsFailedPrecondition) {
 }
 
 TEST_F(ModelTest, RequestsDuringSwapsAnswerFromOneHeadVersion) {
-  const HeadSwap to_parity{"digit", "heads/parity.pt", "", "heads/parity.labels", {}, "", 0, ""};
-  const HeadSwap to_digit{"digit", "heads/digit.pt", "", "heads/digit.labels", {}, "", 0, ""};
+  const HeadSwap to_parity{
+      "digit", "heads/parity.pt", "", "heads/parity.labels", {}, "", 0, ""};
+  const HeadSwap to_digit{"digit", "heads/digit.pt", "", "heads/digit.labels", {}, "", 0,
+                          ""};
   const std::vector<InputView> inputs = Inputs({600, 1700, 4321});
   auto top_labels = [&](const ClassifyResult& result) {
     std::vector<std::string> labels;

@@ -53,6 +53,15 @@ TEST(TorchRuntimeTest, UsableCpusFollowsTheAffinityMask) {
   EXPECT_LE(UsableCpus(), AffinityCpus());
 }
 
+TEST(TorchRuntimeTest, NativeBf16IsReadFromTheCpuFlags) {
+  EXPECT_TRUE(CpuInfoHasNativeBf16(
+      "processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16 avx512_vnni\n"));
+  EXPECT_TRUE(CpuInfoHasNativeBf16("flags\t\t: fpu amx_bf16 amx_tile\n"));
+  EXPECT_FALSE(CpuInfoHasNativeBf16("flags\t\t: fpu avx2 avx512f avx512_vnni\n"));
+  EXPECT_FALSE(CpuInfoHasNativeBf16("flags\t\t: fpu avx512_bf16x\n"));
+  EXPECT_FALSE(CpuInfoHasNativeBf16(""));
+}
+
 TEST(TorchRuntimeTest, ZeroThreadsMeansOnePerUsableCpu) {
   ConfigureTorchThreads(0);
   EXPECT_EQ(TorchThreads(), UsableCpus());
