@@ -10,7 +10,11 @@
 #  - the "defaults" group: the same models with nothing tuned (no flags, no batching,
 #    worker or thread settings in their configs) on a second server, each run beside
 #    the tuned models' at the same concurrency, for defaults against the best tuned;
-#  - the requests/s of an empty RPC (gRPC health) on the same machine.
+#  - the requests/s of an empty RPC (gRPC health) on the same machine;
+#  - float32 matrix products (the physical limit), BF16 against FP32 where the CPU has
+#    it natively, and the same ResNet-18 in Python PyTorch.
+# Draws docs/bench/throughput.png and latency.png (served inputs/s and p50/p99 against
+# concurrency, per model and batching mode).
 # Prints a markdown table with served/in-process ratios and latency percentiles.
 # Usage: bench/run_benchmarks.sh [SECONDS_PER_RUN]   (default 8)
 set -euo pipefail
@@ -49,8 +53,9 @@ defaults_target=127.0.0.1:$(cat "$work/defaults_port")
 
 # Progress on stderr, one plain line per run: what runs, how far, time left. Runs of
 # `seconds` plus 2 s of warm-up each: 4 groups of 13, 2 defaults groups of 21, the
-# empty RPC, 2 matrix products, and the Python reference (about 8 more).
-total_runs=105
+# empty RPC, 2 matrix products, 4 precision runs, and the Python reference (about 8
+# more).
+total_runs=109
 run_index=0
 started=$SECONDS
 progress() {  # what
@@ -173,9 +178,9 @@ fi
 progress "Python reference (8 settings)"
 /usr/bin/python3 bench/python_reference.py "$seconds" >"$work/results/python.jsonl"
 
-/usr/bin/python3 - "$work/results" "$seconds" "$work/server-defaults.log" <<'PY'
+/usr/bin/python3 - "$work/results" "$seconds" "$work/server-defaults.log" docs/bench <<'PY'
 import json, os, re, statistics, sys
-results, seconds, defaults_log = sys.argv[1], sys.argv[2], sys.argv[3]
+results, seconds, defaults_log, charts = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
 load = lambda name: json.load(open(os.path.join(results, name + ".json")))
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 flags = next((l.split(":", 1)[1].split() for l in open("/proc/cpuinfo") if l.startswith("flags")), [])
@@ -276,6 +281,46 @@ for model in ("resnet18", "digits"):
           f"{p['reduced_images_per_second']:.1f} images/s ({p['speedup']:.2f}x); top-1 "
           f"agreement {p['top1_agreement']:.4f} on {p['agreement_images']} images. "
           f"{p['note']}.")
+
+# Charts: served inputs/s and latency against concurrency, tensors, per model.
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+os.makedirs(charts, exist_ok=True)
+models = [m for m in ("resnet18", "digits") if any(g[0] == m for g in groups)]
+figures = {"throughput": plt.subplots(1, len(models), figsize=(5.5 * len(models), 4)),
+           "latency": plt.subplots(1, len(models), figsize=(5.5 * len(models), 4))}
+for column, model in enumerate(models):
+    throughput = figures["throughput"][1][column] if len(models) > 1 else figures["throughput"][1]
+    latency = figures["latency"][1][column] if len(models) > 1 else figures["latency"][1]
+    for g_model, mode, batch, image, concurrencies, runs in groups:
+        if g_model != model:
+            continue
+        served = [load(f"served-{model}_{mode}-tensor-{c}") for c in concurrencies]
+        label = f"batching {MODES[mode]}" if mode != "defaults" else "defaults (no tuning)"
+        throughput.plot(concurrencies, [r["inputs_per_second"] for r in served], "o-",
+                        label=label)
+        for pct, style in (("p50", "o-"), ("p99", "s--")):
+            latency.plot(concurrencies, [r["latency_ms"][pct] for r in served], style,
+                         label=f"{label} {pct}")
+        if mode == "batched":
+            reference = statistics.median(r["images_per_second"] for r in runs)
+            throughput.axhline(reference, color="grey", linestyle=":",
+                               label=f"in-process limit (batch {batch})")
+    for axes, ylabel in ((throughput, "served inputs/s"), (latency, "latency ms")):
+        axes.set_xscale("log", base=2)
+        axes.set_xlabel("concurrent callers")
+        axes.set_ylabel(ylabel)
+        axes.set_title(f"{model}, float32 tensors")
+        axes.grid(True, alpha=0.3)
+        axes.legend(fontsize=7)
+    latency.set_yscale("log")
+for name, (figure, _) in figures.items():
+    figure.suptitle(f"Headway {name}: {cpu}, {os.cpu_count()} CPUs", fontsize=9)
+    figure.tight_layout()
+    figure.savefig(os.path.join(charts, f"{name}.png"), dpi=90)
+print(f"\nCharts: {os.path.join(charts, 'throughput.png')}, "
+      f"{os.path.join(charts, 'latency.png')}.")
 empty = load("served-empty-rpc")
 print(f"\nEmpty RPC (gRPC health Check, concurrency 64): {empty['throughput']:.0f} requests/s, "
       f"p50 {empty['latency_ms']['p50']:.2f} ms.")

@@ -23,8 +23,8 @@ packages=(
   libgtest-dev libgmock-dev
   # Operation tests: promtool and a real Prometheus server; certificates for TLS.
   prometheus openssl
-  # The benchmark reads the server's batch sizes from its metrics.
-  curl
+  # The benchmark reads the server's batch sizes from its metrics, and draws its charts.
+  curl python3-matplotlib
   # Training and exporting the bundled models, and the real data they train on.
   python3 python3-torch python3-torchvision python3-numpy python3-opencv opencv-doc
   # Python clients of the server (the Open Inference Protocol test, the Python client).
