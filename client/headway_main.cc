@@ -19,7 +19,6 @@
 //   headway describe [MODEL]
 //   headway health [SERVICE]
 #include <google/protobuf/struct.pb.h>
-#include <google/protobuf/util/json_util.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -42,6 +41,7 @@
 #include "client/channel.h"
 #include "client/connection_flags.h"
 #include "client/headway_client.h"
+#include "client/json_output.h"
 #include "version/cli_help.h"
 #include "version/version.h"
 
@@ -175,13 +175,7 @@ std::string CommandUsage(const std::string& command) {
 }
 
 void PrintJson(const google::protobuf::Message& message) {
-  std::string json;
-  google::protobuf::util::JsonPrintOptions options;
-  options.add_whitespace = true;
-  options.preserve_proto_field_names = true;
-  options.always_print_primitive_fields = true;
-  (void)google::protobuf::util::MessageToJsonString(message, &json, options);
-  std::cout << json;
+  std::cout << MessageToCliJson(message);
 }
 
 // With --json, stdout holds JSON whatever happens: errors too, as {"error", "code"}.
@@ -773,6 +767,10 @@ int main(int argc, char** argv) {
   }
   absl::SetProgramUsageMessage(headway::kUsage);
   headway::SetVersionFlag("headway", headway::ConnectionFlagsInHelp("headway_main.cc"));
+  if (absl::Status units = headway::CheckDurationUnits(argc, argv, {"timeout"});
+      !units.ok()) {
+    return headway::Fail(units);
+  }
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   if (args.size() < 2) {
     std::cerr << headway::kUsage << "\n";

@@ -4,9 +4,11 @@
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/impl/codegen/proto_utils.h>  // SerializationTraits<Message>
 #include <grpcpp/support/byte_buffer.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <iostream>
 #include <memory>
 #include <random>
@@ -166,13 +168,30 @@ class Run {
     if (options_.requests > 0 && measured_ >= options_.requests) return;  // overshoot
     ++measured_;
     if (status.ok()) {
-      latencies_ms_.push_back(absl::ToDoubleMilliseconds(now - sent));
+      const double latency = absl::ToDoubleMilliseconds(now - sent);
+      latencies_ms_.push_back(latency);
+      const size_t second =
+          static_cast<size_t>(absl::ToDoubleSeconds(now - measure_from_));
+      if (ok_per_second_.size() <= second) ok_per_second_.resize(second + 1, 0);
+      ++ok_per_second_[second];
+      latency_sum_since_report_ += latency;
     } else {
-      ++errors_[CodeName(status.error_code())];
+      const std::string code = CodeName(status.error_code());
+      ++errors_[code];
+      std::vector<std::string>& messages = error_messages_[code];
+      constexpr size_t kMessagesPerCode = 3;
+      std::string message = status.error_message().substr(0, 200);
+      if (messages.size() < kMessagesPerCode &&
+          std::find(messages.begin(), messages.end(), message) == messages.end()) {
+        messages.push_back(std::move(message));
+      }
     }
   }
 
   void ReportProgress() {
+    const bool terminal = isatty(STDERR_FILENO) != 0;
+    size_t reported_ok = 0;
+    absl::Time reported_at = absl::Now();
     while (true) {
       absl::SleepFor(absl::Seconds(1));
       absl::MutexLock lock(&mu_);
@@ -182,21 +201,46 @@ class Run {
       const bool warming = now < measure_from_;
       int64_t error_count = 0;
       for (const auto& [code, count] : errors_) error_count += count;
-      std::cerr << absl::StrFormat("\r[%5.1fs] %s ok=%d errors=%d in_flight=%d      ",
-                                   absl::ToDoubleSeconds(now - start_),
-                                   warming ? "warm-up " : "measure ",
-                                   latencies_ms_.size(), error_count, in_flight_)
+      // Over the last second: calls per second and their mean latency.
+      const size_t new_ok = latencies_ms_.size() - reported_ok;
+      const double rate =
+          new_ok / std::max(1e-9, absl::ToDoubleSeconds(now - reported_at));
+      const double mean_ms = new_ok > 0 ? latency_sum_since_report_ / new_ok : 0;
+      reported_ok = latencies_ms_.size();
+      reported_at = now;
+      latency_sum_since_report_ = 0;
+      std::cerr << absl::StrFormat(
+                       "%s[%5.1fs] %s ok=%d errors=%d in_flight=%d rate=%.0f/s "
+                       "mean=%.2fms%s",
+                       terminal ? "\r" : "", absl::ToDoubleSeconds(now - start_),
+                       warming ? "warm-up" : "measure", latencies_ms_.size(), error_count,
+                       in_flight_, rate, mean_ms, terminal ? "   " : "\n")
                 << std::flush;
     }
   }
 
   LoadReport Summarise() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (options_.progress) std::cerr << "\n";
+    if (options_.progress && isatty(STDERR_FILENO)) std::cerr << "\n";
     LoadReport report;
     report.seconds =
         std::max(1e-9, absl::ToDoubleSeconds(finished_time_ - measure_from_));
     report.ok = static_cast<int64_t>(latencies_ms_.size());
     report.errors = errors_;
+    report.error_messages = error_messages_;
+    // Whole seconds only: the last, partial one would read low.
+    const size_t whole = static_cast<size_t>(report.seconds);
+    report.ok_per_second.assign(
+        ok_per_second_.begin(),
+        ok_per_second_.begin() + std::min(whole, ok_per_second_.size()));
+    report.ok_per_second.resize(whole, 0);
+    if (report.ok_per_second.size() >= 2) {
+      double sum = 0, squares = 0;
+      for (int64_t n : report.ok_per_second) sum += n;
+      const double mean = sum / report.ok_per_second.size();
+      for (int64_t n : report.ok_per_second) squares += (n - mean) * (n - mean);
+      report.variation =
+          mean > 0 ? std::sqrt(squares / report.ok_per_second.size()) / mean : 0;
+    }
     report.throughput = report.ok / report.seconds;
     report.inputs_per_second =
         options_.rpc == "health"
@@ -227,21 +271,47 @@ class Run {
   int64_t measured_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<double> latencies_ms_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, int64_t> errors_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::vector<std::string>> error_messages_ ABSL_GUARDED_BY(mu_);
+  std::vector<int64_t> ok_per_second_ ABSL_GUARDED_BY(mu_);
+  double latency_sum_since_report_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace
 
+// `text` as a JSON string literal.
+std::string JsonString(absl::string_view text) {
+  std::string quoted = "\"";
+  for (const char c : text) {
+    if (c == '"' || c == '\\') {
+      absl::StrAppend(&quoted, "\\", std::string(1, c));
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      absl::StrAppendFormat(&quoted, "\\u%04x", static_cast<int>(c));
+    } else {
+      quoted += c;
+    }
+  }
+  return quoted + "\"";
+}
+
 std::string LoadReport::ToJson() const {
-  std::vector<std::string> error_fields;
+  std::vector<std::string> error_fields, message_fields;
   for (const auto& [code, count] : errors) {
     error_fields.push_back(absl::StrFormat("\"%s\": %d", code, count));
   }
+  for (const auto& [code, messages] : error_messages) {
+    std::vector<std::string> quoted;
+    for (const std::string& message : messages) quoted.push_back(JsonString(message));
+    message_fields.push_back(
+        absl::StrFormat("\"%s\": [%s]", code, absl::StrJoin(quoted, ", ")));
+  }
   return absl::StrFormat(
-      "{\"seconds\": %.3f, \"ok\": %d, \"errors\": {%s}, \"throughput\": %.2f, "
-      "\"inputs_per_second\": %.2f, \"latency_ms\": {\"p50\": %.3f, \"p90\": %.3f, "
-      "\"p99\": %.3f, \"p99.9\": %.3f, \"max\": %.3f, \"mean\": %.3f}}",
-      seconds, ok, absl::StrJoin(error_fields, ", "), throughput, inputs_per_second, p50,
-      p90, p99, p999, max, mean);
+      "{\"seconds\": %.3f, \"ok\": %d, \"errors\": {%s}, \"error_messages\": {%s}, "
+      "\"throughput\": %.2f, \"inputs_per_second\": %.2f, \"latency_ms\": {\"p50\": "
+      "%.3f, \"p90\": %.3f, \"p99\": %.3f, \"p99.9\": %.3f, \"max\": %.3f, \"mean\": "
+      "%.3f}, \"ok_per_second\": [%s], \"variation\": %.4f, \"stable\": %s}",
+      seconds, ok, absl::StrJoin(error_fields, ", "), absl::StrJoin(message_fields, ", "),
+      throughput, inputs_per_second, p50, p90, p99, p999, max, mean,
+      absl::StrJoin(ok_per_second, ", "), variation, stable() ? "true" : "false");
 }
 
 std::string LoadReport::ToText() const {
@@ -253,7 +323,13 @@ std::string LoadReport::ToText() const {
   std::vector<std::string> parts;
   for (const auto& [code, count] : errors)
     parts.push_back(absl::StrCat(code, " ", count));
-  return text + "errors: " + absl::StrJoin(parts, ", ") + "\n";
+  text += "errors: " + absl::StrJoin(parts, ", ") + "\n";
+  for (const auto& [code, messages] : error_messages) {
+    for (const std::string& message : messages) {
+      absl::StrAppend(&text, "  ", code, ": ", message, "\n");
+    }
+  }
+  return text;
 }
 
 absl::StatusOr<LoadReport> RunLoad(const LoadOptions& options) {

@@ -46,7 +46,8 @@ struct LoadOptions {
   // Requests cycle through these inputs (one input per request unless batched).
   std::vector<v1::Input> inputs;
   int inputs_per_request = 1;
-  // Print a line of progress to stderr every second.
+  // Progress on stderr every second: the line rewritten in place on a terminal, a
+  // plain line each second otherwise; calls, errors, rate and mean latency so far.
   bool progress = true;
 };
 
@@ -54,10 +55,18 @@ struct LoadReport {
   double seconds = 0;
   int64_t ok = 0;
   std::map<std::string, int64_t> errors;  // by gRPC status code name
-  double throughput = 0;                  // successful calls per second
+  // The first few distinct messages of each code (each at most 200 characters).
+  std::map<std::string, std::vector<std::string>> error_messages;
+  double throughput = 0;  // successful calls per second
   double inputs_per_second = 0;
   // Latency of successful calls, milliseconds.
   double p50 = 0, p90 = 0, p99 = 0, p999 = 0, max = 0, mean = 0;
+  // Successful calls in each whole second of the window, and how much they varied:
+  // their standard deviation over their mean (0 with fewer than two seconds).
+  std::vector<int64_t> ok_per_second;
+  double variation = 0;
+  // Whether the rate held steady: variation at most 0.1 (perf_analyzer's 10%).
+  bool stable() const { return variation <= 0.1; }
 
   std::string ToJson() const;
   std::string ToText() const;

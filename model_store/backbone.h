@@ -52,7 +52,7 @@ struct BackboneLoadInfo {
   std::optional<int64_t> epoch;           // training checkpoints
   std::vector<std::string> labels;        // training checkpoints with class names
   std::set<std::string> saved_locations;  // torch.save storages' devices
-  LoadReport report;                      // state_dict loads
+  StateDictReport report;                 // state_dict loads
   // Whether the optimized graph serves; otherwise why not (empty when not asked).
   bool optimized = false;
   std::string optimize_note;

@@ -267,7 +267,7 @@ absl::StatusOr<Checkpoint> ReadCheckpoint(const std::string& bytes, c10::Device 
       " bytes): expected a torch.jit.save archive or a torch.save zip archive"));
 }
 
-std::string LoadReport::Summary() const {
+std::string StateDictReport::Summary() const {
   std::string summary = absl::StrCat("loaded ", loaded, " tensors");
   if (!missing.empty()) absl::StrAppend(&summary, "; missing: ", Listed(missing));
   if (!unexpected.empty())
@@ -295,9 +295,9 @@ StateDict SelectKeys(const StateDict& state_dict, absl::string_view prefix) {
   return selected;
 }
 
-absl::StatusOr<LoadReport> LoadStateDict(torch::jit::Module& module,
-                                         const StateDict& state_dict,
-                                         const StateDictOptions& options) {
+absl::StatusOr<StateDictReport> LoadStateDict(torch::jit::Module& module,
+                                              const StateDict& state_dict,
+                                              const StateDictOptions& options) {
   const StateDict selected = SelectKeys(state_dict, options.key_prefix);
   std::map<std::string, at::Tensor> targets;
   for (const auto& parameter : module.named_parameters(/*recurse=*/true)) {
@@ -307,7 +307,7 @@ absl::StatusOr<LoadReport> LoadStateDict(torch::jit::Module& module,
     targets.emplace(buffer.name, buffer.value);
   }
 
-  LoadReport report;
+  StateDictReport report;
   std::vector<std::pair<at::Tensor, at::Tensor>> copies;  // (target, source)
   std::set<std::string> seen;
   for (const auto& [name, source] : selected) {

@@ -75,7 +75,7 @@ struct StateDictOptions {
   std::vector<std::string> ignore_prefixes;
 };
 
-struct LoadReport {
+struct StateDictReport {
   int64_t loaded = 0;
   std::vector<std::string> missing;     // in the module, not in the state_dict
   std::vector<std::string> unexpected;  // in the state_dict, not in the module
@@ -95,9 +95,9 @@ StateDict SelectKeys(const StateDict& state_dict, absl::string_view prefix);
 
 // Copies `state_dict` into the parameters and buffers of `module` (on its device).
 // Strict mode fails with INVALID_ARGUMENT listing every problem and changes nothing.
-absl::StatusOr<LoadReport> LoadStateDict(torch::jit::Module& module,
-                                         const StateDict& state_dict,
-                                         const StateDictOptions& options);
+absl::StatusOr<StateDictReport> LoadStateDict(torch::jit::Module& module,
+                                              const StateDict& state_dict,
+                                              const StateDictOptions& options);
 
 }  // namespace headway
 

@@ -84,24 +84,37 @@ absl::StatusOr<ReadExamples> ReadImageFolder(const std::filesystem::path& model_
   return read;
 }
 
-// The examples as the backbone takes them, float [N, C, H, W] on the CPU.
-absl::StatusOr<at::Tensor> Preprocess(const v1::InputSpec& spec,
-                                      const InputLimits& limits,
-                                      const std::vector<InputView>& inputs) {
-  HEADWAY_ASSIGN_OR_RETURN(std::unique_ptr<Preprocessor> preprocessor,
+// The examples, preprocessed batch by batch as training asks for them (a job holds
+// them encoded: a float32 tensor of every example would be far larger). Each is
+// preprocessed once here first, so a bad one fails the job before training starts.
+absl::StatusOr<ExampleSource> Preprocessed(const v1::InputSpec& spec,
+                                           const InputLimits& limits,
+                                           const std::vector<InputView>& inputs) {
+  HEADWAY_ASSIGN_OR_RETURN(std::shared_ptr<const Preprocessor> preprocessor,
                            Preprocessor::Create(spec, limits));
-  std::vector<at::Tensor> rows;
-  rows.reserve(inputs.size());
-  for (size_t i = 0; i < inputs.size(); ++i) {
-    absl::StatusOr<at::Tensor> row = preprocessor->Process(inputs[i]);
-    if (!row.ok()) {
-      return absl::Status(row.status().code(),
-                          absl::StrCat("example ", i, ": ", row.status().message()));
+  const auto rows =
+      [preprocessor,
+       &inputs](const std::vector<int64_t>& indices) -> absl::StatusOr<at::Tensor> {
+    std::vector<at::Tensor> batch;
+    batch.reserve(indices.size());
+    for (const int64_t i : indices) {
+      absl::StatusOr<at::Tensor> row = preprocessor->Process(inputs[i]);
+      if (!row.ok()) {
+        return absl::Status(row.status().code(),
+                            absl::StrCat("example ", i, ": ", row.status().message()));
+      }
+      batch.push_back(*std::move(row));
     }
-    rows.push_back(*std::move(row));
+    return CallTorch("stacking the examples", absl::StatusCode::kInternal,
+                     [&] { return torch::stack(batch); });
+  };
+  for (int64_t i = 0; i < static_cast<int64_t>(inputs.size()); ++i) {
+    HEADWAY_RETURN_IF_ERROR(rows({i}).status());
   }
-  return CallTorch("stacking the examples", absl::StatusCode::kInternal,
-                   [&] { return torch::stack(rows); });
+  ExampleSource examples;
+  examples.count = static_cast<int64_t>(inputs.size());
+  examples.batch = rows;
+  return examples;
 }
 
 v1::ModelConfig FineTunedConfig(const v1::ModelConfig& source,
@@ -221,8 +234,8 @@ absl::StatusOr<FineTuneJobOutput> RunFineTuneJob(
   }
   std::vector<int> indices;
   HEADWAY_RETURN_IF_ERROR(IndexLabels(labels, output.classes, indices));
-  HEADWAY_ASSIGN_OR_RETURN(const at::Tensor examples,
-                           Preprocess(source.input(), spec.limits, inputs));
+  HEADWAY_ASSIGN_OR_RETURN(const ExampleSource examples,
+                           Preprocessed(source.input(), spec.limits, inputs));
 
   // 2. A fresh backbone, fine-tuned.
   HEADWAY_ASSIGN_OR_RETURN(BackboneSpec backbone,

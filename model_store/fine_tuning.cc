@@ -62,14 +62,11 @@ absl::Status CheckOptions(const FineTuneOptions& options) {
   return absl::OkStatus();
 }
 
-absl::Status CheckExamples(const at::Tensor& inputs, const std::vector<int>& labels,
+absl::Status CheckExamples(const ExampleSource& examples, const std::vector<int>& labels,
                            int num_classes, std::vector<int64_t>& per_class) {
-  if (inputs.dim() != 4 || inputs.scalar_type() != at::kFloat) {
-    return absl::InvalidArgumentError("the examples must be float [N, C, H, W]");
-  }
-  if (inputs.size(0) != static_cast<int64_t>(labels.size())) {
+  if (examples.count != static_cast<int64_t>(labels.size())) {
     return absl::InvalidArgumentError(
-        absl::StrCat(inputs.size(0), " examples but ", labels.size(), " labels"));
+        absl::StrCat(examples.count, " examples but ", labels.size(), " labels"));
   }
   if (num_classes < 2) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -122,19 +119,36 @@ struct OutputLayer {
   at::Tensor bias;    // [classes]
 };
 
-double Accuracy(torch::jit::Module& module, const OutputLayer& head,
-                const at::Tensor& inputs, const at::Tensor& labels,
-                const std::vector<int64_t>& rows, int batch_size) {
+// A batch of the examples at `rows`, checked to be float [B, C, H, W].
+absl::StatusOr<at::Tensor> Batch(const ExampleSource& examples,
+                                 const std::vector<int64_t>& rows) {
+  absl::StatusOr<at::Tensor> batch = examples.batch(rows);
+  if (!batch.ok()) return batch.status();
+  if (batch->dim() != 4 || batch->scalar_type() != at::kFloat ||
+      batch->size(0) != static_cast<int64_t>(rows.size())) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the examples must come as float [B, C, H, W]; a batch of ", rows.size(),
+        " came as ", c10::str(batch->scalar_type()), " ", c10::str(batch->sizes())));
+  }
+  return batch;
+}
+
+absl::StatusOr<double> Accuracy(torch::jit::Module& module, const OutputLayer& head,
+                                const ExampleSource& examples, const at::Tensor& labels,
+                                const std::vector<int64_t>& rows, int batch_size) {
   if (rows.empty()) return -1;
   torch::NoGradGuard no_grad;
   int64_t correct = 0;
   for (size_t start = 0; start < rows.size(); start += batch_size) {
     const size_t end = std::min(rows.size(), start + batch_size);
-    const at::Tensor index =
-        torch::tensor(std::vector<int64_t>(rows.begin() + start, rows.begin() + end));
-    const at::Tensor logits = torch::nn::functional::linear(
-        Features(module, inputs.index_select(0, index)), head.weight, head.bias);
-    correct += logits.argmax(1).eq(labels.index_select(0, index)).sum().item<int64_t>();
+    const std::vector<int64_t> chunk(rows.begin() + start, rows.begin() + end);
+    HEADWAY_ASSIGN_OR_RETURN(const at::Tensor batch, Batch(examples, chunk));
+    const at::Tensor logits =
+        torch::nn::functional::linear(Features(module, batch), head.weight, head.bias);
+    correct += logits.argmax(1)
+                   .eq(labels.index_select(0, torch::tensor(chunk)))
+                   .sum()
+                   .item<int64_t>();
   }
   return static_cast<double>(correct) / rows.size();
 }
@@ -192,15 +206,27 @@ c10::impl::GenericDict OptimizerStateDict(const torch::optim::Optimizer& optimiz
 
 }  // namespace
 
+ExampleSource ExamplesFromTensor(at::Tensor inputs) {
+  ExampleSource examples;
+  examples.count = inputs.dim() > 0 ? inputs.size(0) : 0;
+  examples.batch =
+      [inputs](const std::vector<int64_t>& indices) -> absl::StatusOr<at::Tensor> {
+    return CallTorch("selecting examples", absl::StatusCode::kInvalidArgument,
+                     [&] { return inputs.index_select(0, torch::tensor(indices)); });
+  };
+  return examples;
+}
+
 absl::StatusOr<FineTuneResult> FineTuneBackbone(
-    torch::jit::Module module, const at::Tensor& inputs, const std::vector<int>& labels,
-    const std::vector<std::string>& classes, const FineTuneOptions& options,
+    torch::jit::Module module, const ExampleSource& examples,
+    const std::vector<int>& labels, const std::vector<std::string>& classes,
+    const FineTuneOptions& options,
     const std::function<bool(const FineTuneProgress&)>& on_progress) {
   HEADWAY_RETURN_IF_ERROR(CheckOptions(options));
   FineTuneResult result;
   const int num_classes = static_cast<int>(classes.size());
   HEADWAY_RETURN_IF_ERROR(
-      CheckExamples(inputs, labels, num_classes, result.examples_per_class));
+      CheckExamples(examples, labels, num_classes, result.examples_per_class));
   SetThreadsOfThisThread(options.threads);
 
   // Which parameters train; every prefix must name at least one.
@@ -242,7 +268,8 @@ absl::StatusOr<FineTuneResult> FineTuneBackbone(
         int64_t feature_dim = 0;
         {
           torch::NoGradGuard no_grad;
-          feature_dim = Features(module, inputs.slice(0, 0, 1)).size(1);
+          HEADWAY_ASSIGN_OR_RETURN(const at::Tensor first, Batch(examples, {0}));
+          feature_dim = Features(module, first).size(1);
         }
         // nn.Linear's initialisation, seeded.
         at::Generator generator = at::detail::createCPUGenerator(options.seed);
@@ -294,8 +321,9 @@ absl::StatusOr<FineTuneResult> FineTuneBackbone(
             const auto last =
                 order.begin() +
                 std::min<int64_t>(order.size(), (step + 1) * options.batch_size);
-            const at::Tensor index = torch::tensor(std::vector<int64_t>(first, last));
-            at::Tensor batch = inputs.index_select(0, index);
+            const std::vector<int64_t> rows(first, last);
+            const at::Tensor index = torch::tensor(rows);
+            HEADWAY_ASSIGN_OR_RETURN(at::Tensor batch, Batch(examples, rows));
             if (options.horizontal_flip) {
               const at::Tensor flip =
                   torch::rand({batch.size(0)}, generator).lt(0.5).view({-1, 1, 1, 1});
@@ -338,10 +366,12 @@ absl::StatusOr<FineTuneResult> FineTuneBackbone(
           }
           SetModes(module, options, /*training=*/false);
           result.final_loss = loss_sum / steps_per_epoch;
-          result.train_accuracy =
-              Accuracy(module, head, inputs, targets, split.train, options.batch_size);
-          result.validation_accuracy = Accuracy(module, head, inputs, targets,
-                                                split.validation, options.batch_size);
+          HEADWAY_ASSIGN_OR_RETURN(
+              result.train_accuracy,
+              Accuracy(module, head, examples, targets, split.train, options.batch_size));
+          HEADWAY_ASSIGN_OR_RETURN(result.validation_accuracy,
+                                   Accuracy(module, head, examples, targets,
+                                            split.validation, options.batch_size));
           result.epochs = epoch;
           progress.epoch_done = true;
           progress.train_accuracy = result.train_accuracy;

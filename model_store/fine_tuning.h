@@ -19,6 +19,7 @@
 
 #include <torch/script.h>
 
+#include <cstdint>
 #include <functional>
 #include <string>
 #include <vector>
@@ -28,14 +29,25 @@
 
 namespace headway {
 
-// `inputs`: float [N, C, H, W] on the CPU, as the backbone takes them; `labels`: each
-// example's class index into `classes`. `on_progress` returning false stops the run
-// (CANCELLED). INVALID_ARGUMENT for fewer than two classes, a class without an
-// example, counts that differ, a prefix that names no parameter, settings out of
+// Where the examples come from: `count` of them, and any of them by index as a batch,
+// float [B, C, H, W] on the CPU as the backbone takes them. FineTuneBackbone asks for
+// each batch as it runs, so a job holds its examples encoded rather than as tensors.
+struct ExampleSource {
+  int64_t count = 0;
+  std::function<absl::StatusOr<at::Tensor>(const std::vector<int64_t>& indices)> batch;
+};
+
+// The examples of a tensor [N, C, H, W].
+ExampleSource ExamplesFromTensor(at::Tensor inputs);
+
+// `labels`: each example's class index into `classes`. `on_progress` returning false
+// stops the run (CANCELLED). INVALID_ARGUMENT for fewer than two classes, a class without
+// an example, counts that differ, a prefix that names no parameter, settings out of
 // range, or a loss that stops being finite.
 absl::StatusOr<FineTuneResult> FineTuneBackbone(
-    torch::jit::Module module, const at::Tensor& inputs, const std::vector<int>& labels,
-    const std::vector<std::string>& classes, const FineTuneOptions& options,
+    torch::jit::Module module, const ExampleSource& examples,
+    const std::vector<int>& labels, const std::vector<std::string>& classes,
+    const FineTuneOptions& options,
     const std::function<bool(const FineTuneProgress&)>& on_progress);
 
 }  // namespace headway

@@ -23,7 +23,9 @@ FineTuneJobs::Options HeadwayServer::FineTuneJobsOptions(const Options& options,
   jobs.max_examples = options.max_fit_examples;
   jobs.limits = options.registry->input_limits();
   jobs.serve = [server](const std::string& model) {
-    return server->management_.Load(model, "").status();
+    const absl::Status loaded = server->management_.Load(model, "").status();
+    // The store follower may have loaded the new folder first: it serves either way.
+    return loaded.code() == absl::StatusCode::kAlreadyExists ? absl::OkStatus() : loaded;
   };
   ServerMetrics* metrics = options.metrics;
   jobs.on_progress = [metrics](const v1::Job& job) {

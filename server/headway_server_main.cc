@@ -472,6 +472,13 @@ int main(int argc, char** argv) {
   }
   headway::SetVersionFlag("headway_server");
   absl::SetProgramUsageMessage(kServerUsage);
+  if (absl::Status units =
+          headway::CheckDurationUnits(argc, argv,
+                                      {"store_poll_interval", "shutdown_grace",
+                                       "drain_delay", "http_request_timeout"});
+      !units.ok()) {
+    return Fail(units);
+  }
   absl::ParseCommandLine(argc, argv);
   // Block the shutdown signals in every thread (before any starts); Serve waits for
   // them.

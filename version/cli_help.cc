@@ -7,6 +7,8 @@
 #include "absl/flags/commandlineflag.h"
 #include "absl/flags/reflection.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/strip.h"
 #include "absl/strings/str_cat.h"
 
 namespace headway {
@@ -40,6 +42,31 @@ bool PrintHelpIfAsked(
   }
   std::cout << "  --version\n      Print the version and git commit, and exit.\n";
   return true;
+}
+
+absl::Status CheckDurationUnits(int argc, char** argv,
+                                std::initializer_list<absl::string_view> names) {
+  for (int i = 1; i < argc; ++i) {
+    absl::string_view arg = argv[i];
+    if (!absl::ConsumePrefix(&arg, "--") && !absl::ConsumePrefix(&arg, "-")) continue;
+    for (absl::string_view name : names) {
+      absl::string_view value;
+      if (absl::StartsWith(arg, absl::StrCat(name, "="))) {
+        value = arg.substr(name.size() + 1);
+      } else if (arg == name && i + 1 < argc) {
+        value = argv[i + 1];
+      } else {
+        continue;
+      }
+      double number = 0;
+      if (absl::SimpleAtod(value, &number) && value != "inf" && value != "0") {
+        return absl::InvalidArgumentError(absl::StrCat("--", name, "=", value,
+                                                       " needs a unit: ", value, "s, ",
+                                                       value, "ms or ", value, "m"));
+      }
+    }
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace headway

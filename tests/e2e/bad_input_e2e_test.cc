@@ -18,6 +18,7 @@
 #include "client/headway_client.h"
 #include "tests/support/digits_data.h"
 #include "tests/support/server_process.h"
+#include "tests/support/test_files.h"
 
 namespace headway {
 namespace {
@@ -31,12 +32,6 @@ constexpr int kMaxTensorElements = 200000;
 constexpr int kMaxInputs = 8;
 constexpr int kMaxHeadBytes = 65536;
 constexpr int kMaxMessageBytes = 1 << 20;
-
-std::string ReadBytes(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(in)),
-                     std::istreambuf_iterator<char>());
-}
 
 v1::Input Image(std::string bytes) {
   v1::Input input;
@@ -123,12 +118,6 @@ std::string Huge() {
   const std::vector<float> values(400, 3e38f);
   return std::string(reinterpret_cast<const char*>(values.data()),
                      values.size() * sizeof(float));
-}
-
-std::string Encode(const std::string& extension, const cv::Mat& image) {
-  std::vector<unsigned char> bytes;
-  cv::imencode(extension, image, bytes);
-  return std::string(bytes.begin(), bytes.end());
 }
 
 std::string BigEndian32(uint32_t value) {
@@ -224,23 +213,24 @@ class BadInputTest : public ::testing::Test {
 TEST_F(BadInputTest, EachBadRequestGetsItsStatusAndTheServerKeepsServing) {
   using Code = absl::StatusCode;
   const std::string png = testing::EncodePng(testing::DigitCell(7));
-  const std::string jpeg = Encode(".jpg", testing::DigitCell(7));
+  const std::string jpeg = testing::EncodeImage(".jpg", testing::DigitCell(7));
   cv::Mat noise(300, 300, CV_8UC3);
   cv::randu(noise, 0, 255);
-  const std::string large_png = Encode(".png", noise);  // ~270 KB
-  const std::string many_pixels = Encode(".png", cv::Mat::zeros(600, 600, CV_8UC1));
+  const std::string large_png = testing::EncodeImage(".png", noise);  // ~270 KB
+  const std::string many_pixels =
+      testing::EncodeImage(".png", cv::Mat::zeros(600, 600, CV_8UC1));
   const std::string head =
-      ReadBytes(testing::SourcePath("models/digits/heads/parity.pt"));
+      testing::ReadBytes(testing::SourcePath("models/digits/heads/parity.pt"));
   const std::string wrong_dim_head =
-      ReadBytes(testing::SourcePath("tests/data/head_wrong_dim.pt"));
+      testing::ReadBytes(testing::SourcePath("tests/data/head_wrong_dim.pt"));
   const std::string nan_row_head =
-      ReadBytes(testing::SourcePath("tests/data/head_nan_row.pt"));
+      testing::ReadBytes(testing::SourcePath("tests/data/head_nan_row.pt"));
   const std::string zip_bomb_head =
-      ReadBytes(testing::SourcePath("tests/data/head_zip_bomb.pt"));
+      testing::ReadBytes(testing::SourcePath("tests/data/head_zip_bomb.pt"));
   // Found by fuzz_checkpoint: LibTorch's TorchScript parser dies of SIGSEGV on it once
   // a module with the same class names is loaded (the served heads are).
-  const std::string parser_crash_head =
-      ReadBytes(testing::SourcePath("fuzz/seeds/checkpoints/crashed_libtorch_parser.pt"));
+  const std::string parser_crash_head = testing::ReadBytes(
+      testing::SourcePath("fuzz/seeds/checkpoints/crashed_libtorch_parser.pt"));
   const float nan = std::numeric_limits<float>::quiet_NaN();
   const float inf = std::numeric_limits<float>::infinity();
   const std::string invalid_utf8 = "digits\xff\xfe";
@@ -282,12 +272,13 @@ TEST_F(BadInputTest, EachBadRequestGetsItsStatusAndTheServerKeepsServing) {
        "unsupported BMP: its header gives a negative width"},
       {"truncated BMP",
        [&] {
-         return Classify({Image(Encode(".bmp", testing::DigitCell(7)).substr(0, 60))});
+         return Classify(
+             {Image(testing::EncodeImage(".bmp", testing::DigitCell(7)).substr(0, 60))});
        },
        Code::kInvalidArgument, "corrupt BMP: the file holds 60 bytes; its header needs"},
       {"BMP whose colour count OpenCV refuses (its diagnostic quoted, not printed)",
        [&] {
-         std::string bmp = Encode(".bmp", testing::DigitCell(7));
+         std::string bmp = testing::EncodeImage(".bmp", testing::DigitCell(7));
          bmp[47] = '\x7f';  // biClrUsed
          return Classify({Image(bmp)});
        },

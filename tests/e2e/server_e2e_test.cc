@@ -11,11 +11,14 @@
 #include <set>
 #include <thread>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "client/headway_client.h"
 #include "client/load_generator.h"
 #include "tests/support/digits_data.h"
 #include "tests/support/server_process.h"
+#include "tests/support/test_files.h"
 
 namespace headway {
 namespace {
@@ -27,12 +30,6 @@ v1::Input PngInput(int cell) {
   v1::Input input;
   input.set_image(testing::EncodePng(testing::DigitCell(cell)));
   return input;
-}
-
-std::string ReadBytes(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(in)),
-                     std::istreambuf_iterator<char>());
 }
 
 class ServerTest : public ::testing::Test {
@@ -194,7 +191,8 @@ TEST_F(ServerTest, HotSwapHeadChangesLabelsAndRefusesAMismatchedHead) {
   v1::HotSwapHeadRequest to_digit;
   to_digit.set_model("digits");
   to_digit.set_head("digit");
-  to_digit.set_checkpoint(ReadBytes(testing::ModelStore() / "digits/heads/digit.pt"));
+  to_digit.set_checkpoint(
+      testing::ReadBytes(testing::ModelStore() / "digits/heads/digit.pt"));
   for (int d = 0; d < 10; ++d) to_digit.add_labels(absl::StrCat("digit-", d));
   swapped = client_->HotSwapHead(to_digit);
   ASSERT_TRUE(swapped.ok()) << swapped.status();
@@ -203,7 +201,7 @@ TEST_F(ServerTest, HotSwapHeadChangesLabelsAndRefusesAMismatchedHead) {
   v1::HotSwapHeadRequest wrong_dim = to_digit;
   wrong_dim.clear_labels();
   wrong_dim.set_checkpoint(
-      ReadBytes(testing::SourcePath("tests/data/head_wrong_dim.pt")));
+      testing::ReadBytes(testing::SourcePath("tests/data/head_wrong_dim.pt")));
   const absl::StatusOr<v1::HotSwapHeadResponse> refused = client_->HotSwapHead(wrong_dim);
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(refused.status().message(),
@@ -343,6 +341,52 @@ TEST_F(ServerTest, LoadGeneratorDrivesTheServer) {
   ASSERT_TRUE(open.ok()) << open.status();
   EXPECT_EQ(open->ok, 0);
   EXPECT_EQ(open->errors.at("NOT_FOUND"), 50);
+  // Each code keeps its first distinct messages.
+  ASSERT_EQ(open->error_messages.at("NOT_FOUND").size(), 1u);
+  EXPECT_THAT(open->error_messages.at("NOT_FOUND")[0], HasSubstr("nope"));
+  EXPECT_THAT(open->ToText(), HasSubstr("NOT_FOUND: "));
+  EXPECT_THAT(open->ToJson(), HasSubstr("\"error_messages\": {\"NOT_FOUND\": [\""));
+}
+
+// The binary as a user runs it: images from a folder, a sweep over two concurrencies
+// as CSV on stdout, progress as plain lines on a stderr that is not a terminal, and an
+// unknown model's errors with the server's message.
+TEST_F(ServerTest, LoadGeneratorSweepsFoldersAndPrintsCsvJsonAndPlainProgress) {
+  char dir_template[] = "/tmp/headway-loadgen-XXXXXX";
+  const std::filesystem::path folder = mkdtemp(dir_template);
+  for (int cell : {7, 3007}) {
+    std::ofstream(folder / absl::StrCat(cell, ".png"), std::ios::binary)
+        << testing::EncodePng(testing::DigitCell(cell));
+  }
+  const std::string loadgen =
+      absl::StrCat(HEADWAY_LOADGEN_BINARY, " --target=", server_->target(),
+                   " --images=", folder.string(), " --duration=2s --warmup=0.5s");
+  std::string csv;
+  ASSERT_EQ(testing::RunCommand(absl::StrCat(loadgen, " --concurrency=1,4 --format=csv ",
+                                             "2>", folder.string(), "-progress.txt"),
+                                &csv),
+            0)
+      << csv;
+  const std::vector<std::string> lines = absl::StrSplit(csv, '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 3u) << csv;
+  EXPECT_TRUE(absl::StartsWith(lines[0], "concurrency,seconds,ok,errors,")) << csv;
+  EXPECT_TRUE(absl::StartsWith(lines[1], "1,")) << csv;
+  EXPECT_TRUE(absl::StartsWith(lines[2], "4,")) << csv;
+  const std::string progress = testing::ReadBytes(folder.string() + "-progress.txt");
+  EXPECT_THAT(progress, HasSubstr("measure ok="));
+  EXPECT_THAT(progress, HasSubstr("rate="));
+  EXPECT_THAT(progress, ::testing::Not(HasSubstr("\r")));
+
+  std::string json;
+  EXPECT_EQ(testing::RunCommand(
+                absl::StrCat(loadgen, " --model=cats --format=json ", "--progress=false"),
+                &json),
+            1);
+  EXPECT_THAT(json, HasSubstr("{\"concurrency\": 4, \"seconds\": "));
+  EXPECT_THAT(json, HasSubstr("\"error_messages\": {\"NOT_FOUND\": [\""));
+  EXPECT_THAT(json, HasSubstr("cats"));
+  std::filesystem::remove_all(folder);
+  std::filesystem::remove(folder.string() + "-progress.txt");
 }
 
 TEST_F(ServerTest, SigtermStopsTheServerCleanly) { EXPECT_EQ(server_->Stop(), 0); }
@@ -402,6 +446,21 @@ TEST_F(ServerTest, CliJsonIsValidJsonForEveryCommandAndForErrors) {
         << c.command << ": " << output;
     EXPECT_EQ(parsed.fields().count(c.field), 1u) << c.command << ": " << output;
   }
+  // 64-bit integers are JSON numbers (protobuf's mapping would quote them).
+  std::string output;
+  ASSERT_EQ(testing::RunCommand(absl::StrCat(cli, "models 2>/dev/null"), &output), 0);
+  google::protobuf::Struct models;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(output, &models).ok())
+      << output;
+  const google::protobuf::Struct& first =
+      models.fields().at("models").list_value().values(0).struct_value();
+  EXPECT_EQ(first.fields().at("version").kind_case(),
+            google::protobuf::Value::kNumberValue)
+      << output;
+  EXPECT_EQ(first.fields().at("version").number_value(), 1);
+  EXPECT_EQ(first.fields().at("load_time_ms").kind_case(),
+            google::protobuf::Value::kNumberValue)
+      << output;
   std::filesystem::remove(token_file);
 }
 
@@ -469,8 +528,13 @@ TEST(CliHelpTest, HelpGoesToStdoutAndBadLoadFlagsAreRefused) {
     std::string flags;
     std::string message;
   } refused[] = {
-      {"--concurrency=0", "--concurrency must be 1 or more"},
+      {"--concurrency=0", "--concurrency takes numbers of 1 or more"},
+      {"--concurrency=1,x,4", "not \"x\""},
       {"--duration=0s", "--duration must be positive, with a unit"},
+      {"--duration=10", "--duration=10 needs a unit: 10s, 10ms or 10m"},
+      {"--warmup 2", "--warmup=2 needs a unit"},
+      {"--format=xml", "--format must be text, json or csv"},
+      {"--images='/nonexistent/*.png'", "--images: nothing matches /nonexistent/*.png"},
       {"--rate=-5", "--rate must be 0"},
       {"--json_out=/nonexistent/folder/report.json", "--json_out: cannot write"},
   };

@@ -32,12 +32,6 @@ std::unique_ptr<HeadwayClient> AdminClient(const ServerProcess& server,
   return *HeadwayClient::Create(options);
 }
 
-std::string ReadBytes(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(in)),
-                     std::istreambuf_iterator<char>());
-}
-
 absl::StatusOr<v1::HeadStatus> HeadStatusOf(const HeadwayClient& client,
                                             const std::string& model,
                                             const std::string& head) {

@@ -12,6 +12,7 @@
 #include "client/headway_client.h"
 #include "client/load_generator.h"
 #include "tests/support/server_process.h"
+#include "tests/support/test_files.h"
 
 namespace headway::testing {
 
@@ -35,9 +36,6 @@ std::unique_ptr<HeadwayClient> AdminClient(const ServerProcess& server,
 // progress lines.
 LoadOptions DigitLoad(const std::string& target, int concurrency, absl::Duration duration,
                       int cell);
-
-// A whole file's bytes ("" when it cannot be read).
-std::string ReadBytes(const std::filesystem::path& path);
 
 // The status of `head` of `model`'s first instance, from ListModels.
 absl::StatusOr<v1::HeadStatus> HeadStatusOf(const HeadwayClient& client,

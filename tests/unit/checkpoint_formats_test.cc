@@ -176,13 +176,13 @@ TEST_P(CheckpointFormatsTest, PartialLoadReportsMissingAndMismatchedKeys) {
   ASSERT_TRUE(architecture.ok()) << architecture.status();
   StateDictOptions options;
   options.ignore_prefixes = {fixture().head_prefix};
-  const absl::StatusOr<LoadReport> strict =
+  const absl::StatusOr<StateDictReport> strict =
       LoadStateDict(*architecture->module, edited, options);
   EXPECT_THAT(strict.status().message(), HasSubstr("missing: " + missing_name));
   EXPECT_THAT(strict.status().message(), HasSubstr("shape mismatch: " + mismatched_name));
 
   options.mode = LoadMode::kPartial;
-  const absl::StatusOr<LoadReport> partial =
+  const absl::StatusOr<StateDictReport> partial =
       LoadStateDict(*architecture->module, edited, options);
   ASSERT_TRUE(partial.ok()) << partial.status();
   EXPECT_THAT(partial->missing, ElementsAre(missing_name));

@@ -80,8 +80,8 @@ TEST(FineTuningTest, TrainsTheNamedLayersAndTheCheckpointLoadsAsAFineTunedModel)
   int epochs_reported = 0;
   int64_t steps_reported = 0;
   absl::StatusOr<FineTuneResult> result =
-      FineTuneBackbone(module, examples.inputs, examples.labels, examples.classes,
-                       options, [&](const FineTuneProgress& progress) {
+      FineTuneBackbone(module, ExamplesFromTensor(examples.inputs), examples.labels,
+                       examples.classes, options, [&](const FineTuneProgress& progress) {
                          EXPECT_EQ(progress.epochs, 3);
                          EXPECT_TRUE(std::isfinite(progress.loss));
                          if (progress.epoch_done) {
@@ -172,8 +172,8 @@ TEST(FineTuningTest, FrozenLayersKeepTheirBatchNormStatistics) {
   options.epochs = 1;
   options.batch_size = 4;
   options.validation_fraction = 0;
-  absl::StatusOr<FineTuneResult> result =
-      FineTuneBackbone(module, inputs, labels, {"a", "b"}, options, {});
+  absl::StatusOr<FineTuneResult> result = FineTuneBackbone(
+      module, ExamplesFromTensor(inputs), labels, {"a", "b"}, options, {});
   ASSERT_TRUE(result.ok()) << result.status();
   EXPECT_TRUE(torch::equal(Parameter(module, "layer3.0.conv1.weight"), frozen_conv));
   EXPECT_TRUE(torch::equal(Buffer(module, "layer3.0.bn1.running_mean"), frozen_mean));
@@ -190,8 +190,9 @@ TEST(FineTuningTest, AdamAndTrainingEverythingAlsoLearn) {
   options.epochs = 2;
   options.horizontal_flip = true;
   options.validation_fraction = 0;
-  absl::StatusOr<FineTuneResult> result = FineTuneBackbone(
-      FreshBackbone(), examples.inputs, examples.labels, examples.classes, options, {});
+  absl::StatusOr<FineTuneResult> result =
+      FineTuneBackbone(FreshBackbone(), ExamplesFromTensor(examples.inputs),
+                       examples.labels, examples.classes, options, {});
   ASSERT_TRUE(result.ok()) << result.status();
   EXPECT_EQ(result->trained_tensors, 6);  // three layers' weights and biases
   EXPECT_EQ(result->validation_accuracy, -1);
@@ -204,8 +205,8 @@ TEST(FineTuningTest, ProgressReturningFalseCancels) {
   options.batch_size = 5;
   int calls = 0;
   absl::StatusOr<FineTuneResult> result = FineTuneBackbone(
-      FreshBackbone(), examples.inputs, examples.labels, examples.classes, options,
-      [&](const FineTuneProgress&) { return ++calls < 2; });
+      FreshBackbone(), ExamplesFromTensor(examples.inputs), examples.labels,
+      examples.classes, options, [&](const FineTuneProgress&) { return ++calls < 2; });
   EXPECT_EQ(result.status().code(), absl::StatusCode::kCancelled);
   EXPECT_THAT(result.status().message(), HasSubstr("epoch 1, step 2"));
   EXPECT_EQ(calls, 2);
@@ -215,8 +216,8 @@ TEST(FineTuningTest, BadSettingsAndExamplesAreRefusedNamingTheProblem) {
   const Examples examples = DigitsFiveToNine(4);
   const auto refused = [&](FineTuneOptions options, std::vector<int> labels,
                            std::vector<std::string> classes) {
-    return FineTuneBackbone(FreshBackbone(), examples.inputs, labels, classes, options,
-                            {})
+    return FineTuneBackbone(FreshBackbone(), ExamplesFromTensor(examples.inputs), labels,
+                            classes, options, {})
         .status();
   };
   FineTuneOptions unknown_layer;
@@ -241,8 +242,8 @@ TEST(FineTuningTest, BadSettingsAndExamplesAreRefusedNamingTheProblem) {
               HasSubstr("class 4 has no example"));
   // Finite inputs that overflow inside the network: the loss is not finite at once.
   const absl::Status diverged =
-      FineTuneBackbone(FreshBackbone(), examples.inputs * 1e37, examples.labels,
-                       examples.classes, FineTuneOptions(), {})
+      FineTuneBackbone(FreshBackbone(), ExamplesFromTensor(examples.inputs * 1e37),
+                       examples.labels, examples.classes, FineTuneOptions(), {})
           .status();
   EXPECT_EQ(diverged.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(diverged.message(), HasSubstr("lower learning_rate"));

@@ -7,19 +7,16 @@
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
 
+#include "tests/support/test_files.h"
+
 namespace headway {
 namespace {
-
-std::string Encode(const std::string& extension, const cv::Mat& image) {
-  std::vector<unsigned char> bytes;
-  cv::imencode(extension, image, bytes);
-  return std::string(bytes.begin(), bytes.end());
-}
 
 TEST(PeekImageSizeTest, ReadsWidthAndHeightOfEachFormat) {
   const cv::Mat image = cv::Mat::zeros(37, 53, CV_8UC3);
   for (const char* extension : {".png", ".jpg", ".bmp", ".webp"}) {
-    const std::optional<ImageSize> size = PeekImageSize(Encode(extension, image));
+    const std::optional<ImageSize> size =
+        PeekImageSize(testing::EncodeImage(extension, image));
     ASSERT_TRUE(size.has_value()) << extension;
     EXPECT_EQ(size->width, 53) << extension;
     EXPECT_EQ(size->height, 37) << extension;
@@ -35,8 +32,8 @@ TEST(PeekImageSizeTest, ReadsWidthAndHeightOfEachFormat) {
 }
 
 TEST(PeekImageSizeTest, GivesNothingForUnknownOrTruncatedHeaders) {
-  const std::string png = Encode(".png", cv::Mat::zeros(4, 4, CV_8UC1));
-  const std::string jpeg = Encode(".jpg", cv::Mat::zeros(4, 4, CV_8UC1));
+  const std::string png = testing::EncodeImage(".png", cv::Mat::zeros(4, 4, CV_8UC1));
+  const std::string jpeg = testing::EncodeImage(".jpg", cv::Mat::zeros(4, 4, CV_8UC1));
   EXPECT_FALSE(PeekImageSize("").has_value());
   EXPECT_FALSE(PeekImageSize("GIF89a").has_value());
   EXPECT_FALSE(PeekImageSize(png.substr(0, 20)).has_value());
