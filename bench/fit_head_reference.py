@@ -33,13 +33,16 @@ SIZES = (5, 20, 50)
 SEEDS = (1, 2, 3)
 
 
-def start_server(binary, work):
-    (work / "token").write_text("reference-token\n")
+def start_server(binary, work, store=ROOT / "models", token="reference-token",
+                 flags=()):
+    """headway_server on 127.0.0.1:0 over `store`, with `token` as its admin token;
+    returns the process and its target once it serves."""
+    (work / "token").write_text(token + "\n")
     log = open(work / "server.log", "w+")
     process = subprocess.Popen(
         [binary, "--host=127.0.0.1", "--port=0", f"--port_file={work / 'port'}",
-         "--metrics_address=", "--http_port=0", f"--model_store={ROOT / 'models'}",
-         f"--admin_token_file={work / 'token'}"],
+         "--metrics_address=", "--http_port=0", f"--model_store={store}",
+         f"--admin_token_file={work / 'token'}", *flags],
         stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 120
     while "event=serving" not in (work / "server.log").read_text():

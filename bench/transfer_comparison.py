@@ -27,7 +27,6 @@ its time next to Python's.
 import os
 import pathlib
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,7 +38,7 @@ from torch import nn
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "models"))
 sys.path.insert(0, str(ROOT / "bench"))
-from fit_head_reference import reference_fit  # noqa: E402
+from fit_head_reference import reference_fit, start_server  # noqa: E402
 from train_digits import Backbone, load_cells  # noqa: E402
 
 from headway_client import HeadwayClient  # noqa: E402
@@ -90,22 +89,6 @@ def write_model(store, name, backbone):
     folder.mkdir(parents=True)
     torch.jit.save(torch.jit.script(backbone), str(folder / "backbone.pt"))
     (folder / "config.pbtxt").write_text(CONFIG.format(name=name, mean=MEAN, std=STD))
-
-
-def start_server(binary, work, store):
-    (work / "token").write_text("comparison-token\n")
-    log = open(work / "server.log", "w+")
-    process = subprocess.Popen(
-        [binary, "--host=127.0.0.1", "--port=0", f"--port_file={work / 'port'}",
-         "--metrics_address=", "--http_port=0", f"--model_store={store}",
-         f"--admin_token_file={work / 'token'}", "--store_poll_interval=0"],
-        stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 120
-    while "event=serving" not in (work / "server.log").read_text():
-        if process.poll() is not None or time.monotonic() > deadline:
-            sys.exit("headway_server did not start:\n" + (work / "server.log").read_text())
-        time.sleep(0.05)
-    return process, f"127.0.0.1:{(work / 'port').read_text().strip()}"
 
 
 def server_accuracy(client, model, head, test_pixels, test_labels):
@@ -172,7 +155,8 @@ def main():
     test_labels = [str(labels[r]) for r in test_rows]
     test_x = normalised(test_pixels)
     test_y = np.array([labels[r] - 5 for r in test_rows])
-    process, target = start_server(binary, work, store)
+    process, target = start_server(binary, work, store, token="comparison-token",
+                                   flags=("--store_poll_interval=0",))
     try:
         client = HeadwayClient(target, timeout=600, admin_token="comparison-token")
         model_info = open("/proc/cpuinfo").read().split("model name")[1]
