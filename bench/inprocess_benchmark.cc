@@ -120,7 +120,7 @@ absl::StatusOr<LoadedModel> LoadModel(const std::filesystem::path& dir,
   loaded.spec = *std::move(read);
   loaded.spec.input_shape = {config.input().channels(), config.input().height(),
                              config.input().width()};
-  loaded.spec.optimize = config.optimize();
+  loaded.spec.optimize = config.has_optimize() ? config.optimize() : true;  // as served
   loaded.spec.precision = precision;
   absl::StatusOr<std::unique_ptr<Backbone>> backbone = Backbone::Load(loaded.spec);
   if (!backbone.ok()) return backbone.status();

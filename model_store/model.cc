@@ -296,7 +296,9 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(const Options& options) {
   }
   backbone_spec.device = device;
   backbone_spec.input_shape = model->preprocessor_->input_shape();
-  backbone_spec.optimize = config.optimize();
+  // Unset: the frozen, optimized graph on the CPU (checked against the plain module
+  // at load, which serves when they differ).
+  backbone_spec.optimize = config.has_optimize() ? config.optimize() : device.is_cpu();
   backbone_spec.precision = config.precision();
   backbone_spec.precision_fallback = config.precision_fallback();
   absl::StatusOr<std::unique_ptr<Backbone>> backbone = Backbone::Load(backbone_spec);
