@@ -50,6 +50,24 @@ absl::Status IndexLabels(const std::vector<std::string>& labels,
   return absl::OkStatus();
 }
 
+absl::StatusOr<std::vector<int64_t>> ExamplesPerClass(const std::vector<int>& labels,
+                                                      int num_classes) {
+  std::vector<int64_t> per_class(std::max(0, num_classes), 0);
+  for (size_t i = 0; i < labels.size(); ++i) {
+    if (labels[i] < 0 || labels[i] >= num_classes) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "example ", i, " has class ", labels[i], ", not in [0, ", num_classes, ")"));
+    }
+    ++per_class[labels[i]];
+  }
+  for (int c = 0; c < num_classes; ++c) {
+    if (per_class[c] == 0) {
+      return absl::InvalidArgumentError(absl::StrCat("class ", c, " has no example"));
+    }
+  }
+  return per_class;
+}
+
 ExampleSplit StratifiedSplit(const std::vector<int>& labels, int num_classes,
                              double fraction, uint64_t seed) {
   std::vector<std::vector<int64_t>> by_class(num_classes);

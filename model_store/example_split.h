@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 
 namespace headway {
 
@@ -26,6 +27,12 @@ struct ExampleSplit {
 // example.
 absl::Status IndexLabels(const std::vector<std::string>& labels,
                          std::vector<std::string>& classes, std::vector<int>& indices);
+
+// How many examples each class has. INVALID_ARGUMENT for a label outside
+// [0, num_classes) ("example 3 has class 7, not in [0, 5)") or a class without an
+// example ("class 4 has no example").
+absl::StatusOr<std::vector<int64_t>> ExamplesPerClass(const std::vector<int>& labels,
+                                                      int num_classes);
 
 // `labels`: each example's class in [0, num_classes).
 ExampleSplit StratifiedSplit(const std::vector<int>& labels, int num_classes,

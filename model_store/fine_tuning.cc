@@ -72,19 +72,7 @@ absl::Status CheckExamples(const ExampleSource& examples, const std::vector<int>
     return absl::InvalidArgumentError(absl::StrCat(
         "fine-tuning needs at least two classes; the examples have ", num_classes));
   }
-  per_class.assign(num_classes, 0);
-  for (size_t i = 0; i < labels.size(); ++i) {
-    if (labels[i] < 0 || labels[i] >= num_classes) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "example ", i, " has class ", labels[i], ", not in [0, ", num_classes, ")"));
-    }
-    ++per_class[labels[i]];
-  }
-  for (int c = 0; c < num_classes; ++c) {
-    if (per_class[c] == 0) {
-      return absl::InvalidArgumentError(absl::StrCat("class ", c, " has no example"));
-    }
-  }
+  HEADWAY_ASSIGN_OR_RETURN(per_class, ExamplesPerClass(labels, num_classes));
   return absl::OkStatus();
 }
 

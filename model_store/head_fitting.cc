@@ -92,7 +92,6 @@ absl::Status CheckExamples(const std::vector<std::vector<float>>& features,
   if (features.empty() || features[0].empty()) {
     return absl::InvalidArgumentError("no examples");
   }
-  per_class.assign(num_classes, 0);
   for (size_t i = 0; i < features.size(); ++i) {
     if (features[i].size() != features[0].size()) {
       return absl::InvalidArgumentError(
@@ -105,17 +104,8 @@ absl::Status CheckExamples(const std::vector<std::vector<float>>& features,
             absl::StrCat("example ", i, " has a NaN or infinite feature"));
       }
     }
-    if (labels[i] < 0 || labels[i] >= num_classes) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "example ", i, " has class ", labels[i], ", not in [0, ", num_classes, ")"));
-    }
-    ++per_class[labels[i]];
   }
-  for (int c = 0; c < num_classes; ++c) {
-    if (per_class[c] == 0) {
-      return absl::InvalidArgumentError(absl::StrCat("class ", c, " has no example"));
-    }
-  }
+  HEADWAY_ASSIGN_OR_RETURN(per_class, ExamplesPerClass(labels, num_classes));
   return absl::OkStatus();
 }
 

@@ -64,6 +64,17 @@ double AccuracyOnLaterCells(const HeadwayClient& client, const std::string& mode
   return static_cast<double>(correct) / total;
 }
 
+// Waits (at most 30 s) until job `id` has run a training step: it has read and
+// checked its examples and is training.
+void WaitForFirstStep(const HeadwayClient& client, const std::string& id) {
+  for (int i = 0; i < 600; ++i) {
+    absl::StatusOr<v1::Job> job = client.GetJob(id);
+    ASSERT_TRUE(job.ok()) << job.status();
+    if (job->step() > 0) return;
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+}
+
 std::string Cli(const testing::ServerProcess& server, const std::string& token_file) {
   return absl::StrCat(HEADWAY_CLI_BINARY, " --target=", server.target(),
                       " --admin_token_file=", token_file);
@@ -184,12 +195,7 @@ TEST(FineTuneTest, ServingGoesOnDuringAJobAndCancelLeavesNothingInTheStore) {
         served.client->WatchJob(id, [&](const v1::Job& job) { updates.push_back(job); });
   });
   // Serving goes on while the job trains (once it has read its examples).
-  for (int i = 0; i < 600; ++i) {
-    absl::StatusOr<v1::Job> job = served.client->GetJob(id);
-    ASSERT_TRUE(job.ok()) << job.status();
-    if (job->step() > 0) break;
-    absl::SleepFor(absl::Milliseconds(50));
-  }
+  WaitForFirstStep(*served.client, id);
   int classified = 0;
   for (int i = 0; i < 50; ++i) {
     v1::ClassifyRequest classify;
@@ -239,12 +245,7 @@ TEST(FineTuneTest, AKillDuringAJobLeavesTheStoreAsItWas) {
   absl::StatusOr<v1::StartFineTuneResponse> started =
       served.client->StartFineTune(request);
   ASSERT_TRUE(started.ok()) << started.status();
-  for (int i = 0; i < 100; ++i) {
-    absl::StatusOr<v1::Job> job = served.client->GetJob(started->job().id());
-    ASSERT_TRUE(job.ok()) << job.status();
-    if (job->step() > 0) break;
-    absl::SleepFor(absl::Milliseconds(50));
-  }
+  WaitForFirstStep(*served.client, started->job().id());
   served.server->Signal(SIGKILL);
   served.client.reset();
   served.server.reset();
