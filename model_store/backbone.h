@@ -86,7 +86,9 @@ class Backbone {
 
   // The fastest of `passes` passes over one zero input (after one not counted) with
   // the calling thread's intra-op threads set to `threads`; it keeps that count. For
-  // the serving plan at load.
+  // the serving plan at load. On the CPU with one thread, the pass's time is the
+  // thread's CPU time, so that a load at low priority beside busy workers (or beside
+  // other loads) measures the model, not its share of the CPUs.
   absl::StatusOr<absl::Duration> TimeSingleInputPass(int threads, int passes) const;
 
   int64_t feature_dim() const { return feature_dim_; }

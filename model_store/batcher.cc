@@ -7,6 +7,8 @@
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
+#include "model_store/base_priority_thread.h"
+#include "model_store/status_macros.h"
 #include "model_store/torch_errors.h"
 #include "model_store/torch_runtime.h"
 
@@ -76,7 +78,7 @@ Batcher::Batcher(const Options& options,
       forward_(std::move(forward)),
       policy_({options.max_batch_size, options.max_queue_delay, options.adaptive}) {
   for (int i = 0; i < std::max(1, options_.workers); ++i) {
-    workers_.emplace_back([this] { Run(); });
+    workers_.push_back(StartAtBasePriority([this] { Run(); }));
   }
 }
 
@@ -110,19 +112,33 @@ absl::Status Batcher::Enqueue(BatchTask task) {
                      " requests, batching.max_queue_size); retry later"));
   }
   const int64_t rows = task.inputs.size(0);
-  if (const absl::Duration wait = ExpectedWait(queued_inputs_ + rows);
-      task.enqueued + wait > task.control.deadline) {
-    ++stats_.refused_late;
-    return absl::DeadlineExceededError(absl::StrCat(
-        "the request's deadline (", FormatMs(task.control.deadline - task.enqueued),
-        " away) cannot be met: the model's queue holds ", queue_.size(),
-        " requests and a forward pass takes about ", FormatMs(pass_time_),
-        ", so it would be answered in about ", FormatMs(wait)));
-  }
+  HEADWAY_RETURN_IF_ERROR(LateLocked(task.enqueued, task.control.deadline, rows));
   queued_inputs_ += rows;
   policy_.NoteArrival(task.enqueued, rows);
   queue_.push_back(std::move(task));
   return absl::OkStatus();
+}
+
+absl::Status Batcher::CheckDeadline(const RequestControl& control, int64_t inputs) {
+  const absl::Time now = absl::Now();
+  if (now > control.deadline) {
+    return absl::DeadlineExceededError(
+        "the request's deadline passed before it was queued");
+  }
+  if (control.deadline == absl::InfiniteFuture()) return absl::OkStatus();
+  absl::MutexLock lock(&mu_);
+  return LateLocked(now, control.deadline, inputs);
+}
+
+absl::Status Batcher::LateLocked(absl::Time now, absl::Time deadline, int64_t inputs) {
+  const absl::Duration wait = ExpectedWait(queued_inputs_ + inputs);
+  if (now + wait <= deadline) return absl::OkStatus();
+  ++stats_.refused_late;
+  return absl::DeadlineExceededError(
+      absl::StrCat("the request's deadline (", FormatMs(deadline - now),
+                   " away) cannot be met: the model's queue holds ", queue_.size(),
+                   " requests and a forward pass takes about ", FormatMs(pass_time_),
+                   ", so it would be answered in about ", FormatMs(wait)));
 }
 
 absl::Status Batcher::AbandonedLocked(bool expired) {
@@ -159,6 +175,21 @@ int Batcher::DropAbandoned() {
   }
   for (auto& [task, why] : dropped) Answer(task, why);
   return static_cast<int>(dropped.size());
+}
+
+int Batcher::ShedNewest(int64_t keep, absl::string_view why) {
+  std::vector<BatchTask> shed;
+  {
+    absl::MutexLock lock(&mu_);
+    while (queued_inputs_ > keep && !queue_.empty()) {
+      queued_inputs_ -= queue_.back().inputs.size(0);
+      shed.push_back(std::move(queue_.back()));
+      queue_.pop_back();
+    }
+    stats_.shed += static_cast<int64_t>(shed.size());
+  }
+  for (BatchTask& task : shed) Answer(task, absl::ResourceExhaustedError(why));
+  return static_cast<int>(shed.size());
 }
 
 absl::Duration Batcher::ExpectedWait(int64_t inputs) const {

@@ -35,6 +35,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "model_store/batch_policy.h"
@@ -96,12 +97,21 @@ class Batcher {
   // own pass are done; task.done is not called then.
   absl::Status Enqueue(BatchTask task);
 
+  // Enqueue's deadline check for `inputs` inputs arriving now, made before they are
+  // prepared, so that a request that cannot be answered in time costs nothing more.
+  absl::Status CheckDeadline(const RequestControl& control, int64_t inputs);
+
   // Counts a request refused before it reached the queue (the model's admission).
   void CountRefused();
 
   // Answers, and takes off the queue, every request whose deadline passed or whose
   // client cancelled; returns how many. (A full queue does this itself.)
   int DropAbandoned();
+
+  // Answers RESOURCE_EXHAUSTED (with `why`) to the most recently queued requests
+  // until at most `keep` inputs wait; returns how many. For a flood seen after the
+  // queue filled: the newest have waited least.
+  int ShedNewest(int64_t keep, absl::string_view why);
 
   Stats stats() const;
   int queue_size() const;
@@ -133,6 +143,10 @@ class Batcher {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // How long `inputs` queued inputs take to be answered, at the recent pass time.
   absl::Duration ExpectedWait(int64_t inputs) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // DEADLINE_EXCEEDED (counted) when `inputs` more inputs queued at `now` would be
+  // answered after `deadline`.
+  absl::Status LateLocked(absl::Time now, absl::Time deadline, int64_t inputs)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void NotePassTime(absl::Duration pass);
   bool HasWorkOrStopping() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 

@@ -21,6 +21,7 @@ struct BatchingStats {
   int64_t cancelled = 0;       // dropped: client went away while queued
   int64_t refused = 0;         // the queue was full
   int64_t refused_late = 0;    // its deadline would pass before the queue ahead ran
+  int64_t shed = 0;            // queued, then refused when a flood began (ShedNewest)
   int64_t failed_answers = 0;  // a task's answer threw (it may not have reached it)
 };
 

@@ -219,9 +219,10 @@ absl::StatusOr<HeadFiles> ReadHeadFiles(const std::filesystem::path& model_dir,
 // The single-input pass time on one thread, for the serving plan.
 PassTimes MeasurePassTimes(const Backbone& backbone) {
   PassTimes times;
+  const int threads = ThreadsOfThisThread();
   absl::StatusOr<absl::Duration> one = backbone.TimeSingleInputPass(1, 3);
   if (one.ok()) times.one_thread = *one;
-  SetThreadsOfThisThread(TorchThreads());
+  SetThreadsOfThisThread(threads);
   return times;
 }
 
@@ -229,6 +230,7 @@ absl::Status Submit(const Preprocessor& preprocessor, Batcher& batcher,
                     int max_inputs_per_request, absl::Span<const InputView> inputs,
                     RequestControl control, BatchTask task) {
   HEADWAY_RETURN_IF_ERROR(CheckInputCount(inputs.size(), max_inputs_per_request));
+  HEADWAY_RETURN_IF_ERROR(batcher.CheckDeadline(control, inputs.size()));
   HEADWAY_ASSIGN_OR_RETURN(task.inputs,
                            CallTorch("preparing the inputs", absl::StatusCode::kInternal,
                                      [&] { return Preprocess(preprocessor, inputs); }));
@@ -329,10 +331,12 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(const Options& options) {
       on_batch(name, device, record);
     };
   }
-  model->running_capacity_ = batcher_options.workers * batcher_options.max_batch_size;
-  model->max_queue_size_ = batcher_options.max_queue_size;
-  model->max_queue_wait_ = absl::Microseconds(
+  Admission::Options admission;
+  admission.running_capacity = batcher_options.workers * batcher_options.max_batch_size;
+  admission.max_queue_size = batcher_options.max_queue_size;
+  admission.max_queue_wait = absl::Microseconds(
       batching.max_queue_wait_us() > 0 ? batching.max_queue_wait_us() : 1000000);
+  model->admission_ = std::make_unique<Admission>(admission);
   const Backbone* backbone_ptr = model->backbone_.get();
   model->batcher_ = std::make_unique<Batcher>(
       batcher_options,
@@ -527,35 +531,40 @@ void Model::InferAsync(absl::Span<const InputView> inputs, const InferOptions& o
 }
 
 absl::Status Model::Admit() const {
-  // The queue holds what the workers answer within max_queue_wait, at least two
-  // passes' worth, at most max_queue_size.
-  int queue = max_queue_size_;
-  if (const absl::Duration pass = batcher_->pass_time(); pass > absl::ZeroDuration()) {
-    // The wait bound never refuses a closed-loop client's first kMinQueue calls: a
-    // machine that slows down (a noisy neighbour) must not turn them into errors.
-    constexpr int64_t kMinQueue = 32;
-    const int64_t passes = std::max<int64_t>(2, max_queue_wait_ / pass);
-    queue = static_cast<int>(
-        std::min<int64_t>(queue, std::max(kMinQueue, passes * running_capacity_)));
+  const Admission::Limit limit = admission_->Arrive(batcher_->pass_time(), absl::Now());
+  if (limit.flooded && admission_->held() > limit.requests) {
+    // The flood was seen after the deep queue filled: what waits beyond one pass's
+    // worth is refused now rather than answered seconds late.
+    batcher_->ShedNewest(
+        plan_.workers * plan_.max_batch_size,
+        absl::StrCat("model \"", name(),
+                     "\" shed this queued request: calls arrive faster than it answers "
+                     "them, and its queue was cut to one pass's worth; retry later or "
+                     "on another replica"));
   }
-  const int limit = running_capacity_ + queue;
-  if (admitted_.fetch_add(1) < limit) return absl::OkStatus();
-  admitted_.fetch_sub(1);
+  if (admission_->TryHold(limit.requests)) return absl::OkStatus();
   // Requests that expired while queued still count until answered: answer them, and
   // look again.
-  if (batcher_->DropAbandoned() > 0) {
-    if (admitted_.fetch_add(1) < limit) return absl::OkStatus();
-    admitted_.fetch_sub(1);
+  if (batcher_->DropAbandoned() > 0 && admission_->TryHold(limit.requests)) {
+    return absl::OkStatus();
   }
   batcher_->CountRefused();
+  if (limit.flooded) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "model \"", name(), "\" has ", limit.requests,
+        " requests in flight already, its limit while calls arrive faster than it "
+        "answers them (twice model_workers x max_batch_size: a pass running and the "
+        "next forming; otherwise what it answers in batching.max_queue_wait_us, at "
+        "most batching.max_queue_size waiting); retry later or on another replica"));
+  }
   return absl::ResourceExhaustedError(absl::StrCat(
-      "model \"", name(), "\" has ", limit,
+      "model \"", name(), "\" has ", limit.requests,
       " requests in flight already, its limit (what it answers in "
       "batching.max_queue_wait_us at its recent pass time, at most "
       "batching.max_queue_size waiting); retry later or on another replica"));
 }
 
-void Model::Release() const { admitted_.fetch_sub(1); }
+void Model::Release(bool answered) const { admission_->Release(answered); }
 
 BatchingStats Model::batching_stats() const { return batcher_->stats(); }
 

@@ -29,6 +29,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/types/span.h"
 #include "headway/v1/model_config.pb.h"
+#include "model_store/admission.h"
 #include "model_store/batching_stats.h"
 #include "model_store/input.h"
 #include "model_store/request_control.h"
@@ -225,14 +226,18 @@ class Model {
                   std::function<void(absl::StatusOr<InferResult>)> done) const;
 
   // Admission of this instance's requests, counted from their arrival at the server
-  // to their answer, so that overload is refused before any work is spent on it: what
-  // the workers run at once (model_workers x max_batch_size) plus a queue of at most
-  // batching.max_queue_size, and at most what they answer in
+  // to their answer, so that overload is refused before any work is spent on it:
+  // RESOURCE_EXHAUSTED beyond the limit in force, naming it. The limits (Admission):
+  // what the workers run at once (model_workers x max_batch_size) plus a queue of at
+  // most batching.max_queue_size, and at most what they answer in
   // batching.max_queue_wait_us at the recent pass time (never under two passes'
-  // worth, nor under 32 requests). Beyond that RESOURCE_EXHAUSTED, naming the settings.
-  // Every OK Admit needs one Release. Thread-safe.
+  // worth, nor under 32 requests); while calls flood in faster than they are
+  // answered, twice what the workers run at once.
+  // Every OK Admit needs one Release: `answered` false when the request was refused
+  // after all (its deadline, a full queue), which counts toward a flood.
+  // Thread-safe.
   absl::Status Admit() const;
-  void Release() const;
+  void Release(bool answered) const;
 
   // Batches run, inputs batched, requests dropped and refused so far.
   BatchingStats batching_stats() const;
@@ -283,10 +288,7 @@ class Model {
   std::unique_ptr<Preprocessor> preprocessor_;
   std::unique_ptr<Backbone> backbone_;
   std::unique_ptr<Batcher> batcher_;  // after backbone_: stops first
-  int running_capacity_ = 1;          // model_workers x max_batch_size
-  int max_queue_size_ = 256;
-  absl::Duration max_queue_wait_;
-  mutable std::atomic<int> admitted_{0};
+  std::unique_ptr<Admission> admission_;
   int64_t load_time_ms_ = 0;
   ServingPlan plan_;
 

@@ -52,14 +52,20 @@ ServingPlan PlanServing(const v1::ModelConfig& config, bool on_cpu, int cpus, in
     }
   }
 
-  const bool small = on_cpu && times.one_thread > absl::ZeroDuration() &&
-                     times.one_thread < kSmallModelPass;
   std::string batch_why = "config";
   if (batching.has_max_batch_size()) {
     plan.max_batch_size = std::max(1, batching.max_batch_size());
+  } else if (!on_cpu) {
+    plan.max_batch_size = 32;
+    batch_why = "GPU default";
+  } else if (times.one_thread > absl::ZeroDuration()) {
+    plan.max_batch_size = static_cast<int>(
+        std::clamp<int64_t>(kCpuBatchPassBudget / times.one_thread, 1, 32));
+    batch_why = absl::StrCat("inputs whose pass fits in ", Millis(kCpuBatchPassBudget),
+                             " on 1 thread, at most 32");
   } else {
-    plan.max_batch_size = !on_cpu ? 32 : small ? 32 : 8;
-    batch_why = !on_cpu ? "GPU default" : small ? "small model" : "CPU default";
+    plan.max_batch_size = 8;
+    batch_why = "CPU default";
   }
   std::string delay_why = "config";
   if (batching.has_max_queue_delay_us()) {

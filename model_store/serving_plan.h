@@ -13,8 +13,13 @@
 //    run side by side and a speed-up measured during another load is noise; a size
 //    off by half still sorts a model right.
 //  - GPU: one worker.
-//  - Batching on: 8 inputs per pass on the CPU (32 for a model whose single-input pass
-//    takes under 2 ms, where per-pass costs dominate), 32 on a GPU. The queue delay is
+//  - Batching on the CPU: as many inputs per pass as a pass of kCpuBatchPassBudget
+//    holds at the single-input time on one thread (1 to 32): a CPU pass's time grows
+//    with its inputs, so past a few milliseconds of fixed costs a fuller batch serves
+//    no more, and only lengthens what each request waits (and, under overload, the
+//    admitted calls' latency). The digits model (0.1 ms) gets 32; ResNet-18 (29 ms)
+//    gets 1, which in-process serves as much as 8 on these machines (65-66 images/s
+//    with two workers). On a GPU 32. The queue delay is
 //    the single-input pass time within 1-20 ms (5 ms on a GPU); BatchPolicy waits for
 //    it only while requests arrive fast enough to fill a batch sooner.
 //
@@ -59,6 +64,8 @@ bool PlanNeedsPassTimes(const v1::ModelConfig& config, bool on_cpu, int threads)
 // which a model counts as small.
 inline constexpr int kMaxDefaultWorkers = 8;
 inline constexpr absl::Duration kSmallModelPass = absl::Milliseconds(2);
+// The longest CPU pass a default batch fills.
+inline constexpr absl::Duration kCpuBatchPassBudget = absl::Milliseconds(20);
 
 }  // namespace headway
 

@@ -120,6 +120,11 @@ void SetThreadsOfThisThread(int threads) {
   omp_set_num_threads(std::max(1, threads));
 }
 
+int ThreadsOfThisThread() {
+  at::internal::lazy_init_num_threads();
+  return omp_get_max_threads();
+}
+
 CpuPassScope::CpuPassScope(int most) {
   const int running = running_passes.fetch_add(1) + 1;
   threads_ = std::clamp(TorchThreads() / running, 1, std::max(1, most));

@@ -47,6 +47,8 @@ class CpuPassScope {
 
 // Sets the calling thread's intra-op threads for the passes it runs next.
 void SetThreadsOfThisThread(int threads);
+// The calling thread's intra-op threads.
+int ThreadsOfThisThread();
 
 // Sends LibTorch's warnings (TORCH_WARN: by default a raw line on stderr each time,
 // such as Resize.cpp's on every request that hits it) to `sink`, once per place in

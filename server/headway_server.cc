@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "model_store/torch_runtime.h"
 #include "server/event_log.h"
 
 namespace headway {
@@ -57,7 +58,11 @@ HeadwayServer::HeadwayServer(const Options& options)
       admin_(options.admin),
       workers_(std::make_unique<WorkerPool>(options.worker_threads)),
       management_workers_(
-          std::make_unique<WorkerPool>(options.management_threads, kBackgroundNiceness)),
+          // One intra-op thread each: a load's passes (checks, timing, warm-up)
+          // stay on the low-priority thread instead of fanning out to OpenMP
+          // threads that compete with inference as equals.
+          std::make_unique<WorkerPool>(options.management_threads, kBackgroundNiceness,
+                                       [] { SetThreadsOfThisThread(1); })),
       gate_(options.max_requests_in_flight, options.metrics),
       jobs_(std::make_unique<FineTuneJobs>(FineTuneJobsOptions(options, this))),
       inference_(options.registry, workers_.get(), &gate_, options.metrics),

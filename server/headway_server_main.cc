@@ -22,6 +22,7 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "model_store/base_priority_thread.h"
 #include "model_store/cerr_capture.h"
 #include "model_store/fine_tune_job.h"
 #include "model_store/host_allocator.h"
@@ -487,6 +488,8 @@ int main(int argc, char** argv) {
   // Image decoders' stderr diagnostics become parts of error messages (before any
   // thread starts: see cerr_capture.h).
   headway::InstallCerrRouting();
+  // Before any thread lowers its priority (loads, swaps, the store follower).
+  headway::StartBasePriorityThreads();
 #ifdef NDEBUG
   // Debian's abseil keeps absl::Mutex's deadlock detection on, a graph lookup on
   // every lock (about 2% of the server's CPU serving the digits model). Release

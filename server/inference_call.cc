@@ -30,7 +30,14 @@ void InferenceCall::Finish(const absl::Status& status, absl::string_view model,
   const absl::Duration latency = absl::Now() - start_;
   serving_.metrics->RequestFinished(rpc_, model, head, status.code(), latency);
   if (!status.ok()) Log(status, latency);
-  if (admitted_ != nullptr) admitted_->Release();
+  if (admitted_ != nullptr) {
+    // Refused after admission (a deadline that cannot be met, a full queue, a
+    // client gone): nothing was answered, which the model's flood detection counts.
+    const absl::StatusCode code = status.code();
+    admitted_->Release(code != absl::StatusCode::kDeadlineExceeded &&
+                       code != absl::StatusCode::kResourceExhausted &&
+                       code != absl::StatusCode::kCancelled);
+  }
   serving_.gate->Release();
   reactor_->Finish(ToGrpcStatus(status));
 }

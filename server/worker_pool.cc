@@ -10,9 +10,9 @@
 
 namespace headway {
 
-WorkerPool::WorkerPool(int threads, int niceness) {
+WorkerPool::WorkerPool(int threads, int niceness, std::function<void()> setup) {
   for (int i = 0; i < (threads > 0 ? threads : 1); ++i) {
-    threads_.emplace_back([this, niceness] { Run(niceness); });
+    threads_.emplace_back([this, niceness, setup] { Run(niceness, setup); });
   }
 }
 
@@ -31,9 +31,10 @@ void WorkerPool::Schedule(std::function<void()> task) {
 
 bool WorkerPool::HasTaskOrStopping() const { return stopping_ || !tasks_.empty(); }
 
-void WorkerPool::Run(int niceness) {
+void WorkerPool::Run(int niceness, const std::function<void()>& setup) {
   // On Linux a thread's nice value is its own (setpriority on its thread id).
   if (niceness > 0) setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), niceness);
+  if (setup) setup();
   while (true) {
     std::function<void()> task;
     {

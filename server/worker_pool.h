@@ -21,8 +21,10 @@ namespace headway {
 class WorkerPool {
  public:
   // `niceness` (0-19) lowers the threads' scheduling priority below the process's, so
-  // that background work (loads, swaps) yields the CPUs to inference.
-  explicit WorkerPool(int threads, int niceness = 0);
+  // that background work (loads, swaps) yields the CPUs to inference. `setup`, when
+  // set, runs first on each thread (e.g. its LibTorch intra-op threads).
+  explicit WorkerPool(int threads, int niceness = 0,
+                      std::function<void()> setup = nullptr);
   ~WorkerPool();
   WorkerPool(const WorkerPool&) = delete;
   WorkerPool& operator=(const WorkerPool&) = delete;
@@ -30,7 +32,7 @@ class WorkerPool {
   void Schedule(std::function<void()> task);
 
  private:
-  void Run(int niceness);
+  void Run(int niceness, const std::function<void()>& setup);
   bool HasTaskOrStopping() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   absl::Mutex mu_;

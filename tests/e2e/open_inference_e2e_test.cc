@@ -532,7 +532,7 @@ TEST_F(OpenInferenceTest, ModelMetadataSaysWhatTheModelTakesAndGives) {
   EXPECT_THAT(output, HasSubstr("digit v1 (default)  10 classes: 0, 1, 2"));
   EXPECT_THAT(output, HasSubstr("tensor FLOAT32 [1,20,20]"));
   // The bundled config sets no batching: the server's plan for a small model.
-  EXPECT_THAT(output, HasSubstr("max_batch_size=32 (small model)"));
+  EXPECT_THAT(output, HasSubstr("max_batch_size=32 (inputs whose pass fits in 20 ms"));
   EXPECT_EQ(metadata->batching().max_batch_size(), 32);
   EXPECT_GE(metadata->model_workers(), 1);
   // Given neither images nor a tensor shape, the load generator sends tensors of the

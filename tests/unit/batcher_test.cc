@@ -100,6 +100,35 @@ TEST(BatcherTest, ALoneRequestRunsAtOnceInsteadOfWaitingForTheDelay) {
   EXPECT_THAT(forward.sizes(), ElementsAre(1, 1, 1));
 }
 
+TEST(BatcherTest, ShedNewestRefusesTheLastQueuedAndKeepsTheOldest) {
+  RecordingForward forward;
+  absl::Notification gate;
+  forward.gate_ = &gate;
+  Batcher::Options options;
+  options.max_batch_size = 8;
+  options.max_queue_delay = absl::Hours(1);
+  Batcher batcher(options, [&](const at::Tensor& b) { return forward(b); });
+  Outcome blocker, queued[4];
+  OccupyTheWorker(batcher, &blocker);
+  for (Outcome& outcome : queued) ASSERT_TRUE(batcher.Enqueue(Task(1, 1, &outcome)).ok());
+  // Keep two inputs' worth: the two newest are refused at once, with the reason.
+  EXPECT_EQ(batcher.ShedNewest(2, "shed for the test"), 2);
+  for (int i : {2, 3}) {
+    ASSERT_TRUE(queued[i].done.HasBeenNotified());
+    EXPECT_EQ(queued[i].result.status().code(), absl::StatusCode::kResourceExhausted);
+    EXPECT_EQ(queued[i].result.status().message(), "shed for the test");
+  }
+  EXPECT_EQ(batcher.queue_size(), 2);
+  EXPECT_EQ(batcher.stats().shed, 2);
+  EXPECT_EQ(batcher.ShedNewest(2, "again"), 0);
+  gate.Notify();
+  for (int i : {0, 1}) {
+    queued[i].done.WaitForNotification();
+    EXPECT_TRUE(queued[i].result.ok()) << queued[i].result.status();
+  }
+  EXPECT_THAT(forward.sizes(), ElementsAre(1, 2));
+}
+
 TEST(BatcherTest, FullQueueRefusesAtOnce) {
   RecordingForward forward;
   absl::Notification gate;

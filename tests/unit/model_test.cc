@@ -263,7 +263,7 @@ TEST_F(ModelTest, AdmissionHoldsWhatTheQueueAnswersWithinItsWait) {
   const auto admissions = [&] {
     int admitted = 0;
     while ((*model)->Admit().ok()) ++admitted;
-    for (int i = 0; i < admitted; ++i) (*model)->Release();
+    for (int i = 0; i < admitted; ++i) (*model)->Release(/*answered=*/true);
     return admitted;
   };
   // Before any pass, max_queue_size bounds the queue: 40 waiting plus 1 running.
@@ -271,7 +271,7 @@ TEST_F(ModelTest, AdmissionHoldsWhatTheQueueAnswersWithinItsWait) {
   const absl::Status full = [&] {
     for (int i = 0; i < 41; ++i) (void)(*model)->Admit();
     const absl::Status refused = (*model)->Admit();
-    for (int i = 0; i < 41; ++i) (*model)->Release();
+    for (int i = 0; i < 41; ++i) (*model)->Release(/*answered=*/true);
     return refused;
   }();
   EXPECT_EQ(full.code(), absl::StatusCode::kResourceExhausted);

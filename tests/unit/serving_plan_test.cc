@@ -18,7 +18,7 @@ PassTimes Pass(double ms) { return {absl::Microseconds(ms * 1000)}; }
 TEST(ServingPlanTest, AResNetSizedModelWithNoSettingsUsesEveryCpu) {
   const ServingPlan plan = PlanServing(v1::ModelConfig(), kCpu, 2, 2, Pass(29));
   EXPECT_EQ(plan.workers, 2);
-  EXPECT_EQ(plan.max_batch_size, 8);
+  EXPECT_EQ(plan.max_batch_size, 1);  // one input already fills a 20 ms pass
   EXPECT_EQ(plan.max_queue_delay, absl::Milliseconds(20));  // 29 ms, capped
   EXPECT_EQ(plan.lone_pass_threads, 2);
   EXPECT_THAT(plan.summary, HasSubstr("workers=2 (one per CPU, 2 usable)"));
@@ -32,6 +32,18 @@ TEST(ServingPlanTest, ASmallModelBatchesMoreAndRunsEachPassOnOneThread) {
   EXPECT_EQ(plan.max_queue_delay, absl::Milliseconds(1));  // 0.1 ms, raised to 1 ms
   EXPECT_EQ(plan.lone_pass_threads, 1);
   EXPECT_THAT(plan.summary, HasSubstr("small model"));
+}
+
+TEST(ServingPlanTest, ACpuBatchHoldsWhatA20MsPassHolds) {
+  EXPECT_EQ(PlanServing(v1::ModelConfig(), kCpu, 2, 2, Pass(6.5)).max_batch_size, 3);
+  EXPECT_EQ(PlanServing(v1::ModelConfig(), kCpu, 2, 2, Pass(1.9)).max_batch_size, 10);
+  EXPECT_EQ(PlanServing(v1::ModelConfig(), kCpu, 2, 2, Pass(0.5)).max_batch_size, 32);
+  EXPECT_THAT(PlanServing(v1::ModelConfig(), kCpu, 2, 2, Pass(6.5)).summary,
+              HasSubstr("max_batch_size=3 (inputs whose pass fits in 20 ms"));
+  // Without a pass time (its measurement failed): the CPU default.
+  v1::ModelConfig delay_set;
+  delay_set.mutable_batching()->set_max_queue_delay_us(2000);
+  EXPECT_EQ(PlanServing(delay_set, kCpu, 1, 1, PassTimes()).max_batch_size, 8);
 }
 
 TEST(ServingPlanTest, TheQueueDelayFollowsThePassTimeBetweenItsBounds) {
