@@ -25,6 +25,7 @@ StoreFollower::~StoreFollower() {
   {
     absl::MutexLock lock(&mu_);
     stopping_ = true;
+    if (watch_ != nullptr) watch_->Wake();
   }
   thread_.join();
 }
@@ -79,15 +80,28 @@ void StoreFollower::Run() {
     started_ = true;
   }
   if (options_.poll_interval <= absl::ZeroDuration()) return;
+  const std::unique_ptr<StoreWatch> watch =
+      options_.watch ? StoreWatch::Create(options_.registry->model_store()) : nullptr;
+  {
+    absl::MutexLock lock(&mu_);
+    watch_ = watch.get();
+  }
   while (true) {
-    {
+    if (watch != nullptr) {
+      if (Stopping()) break;
+      // Woken for shutdown, timed out or changed: each way the checks below decide.
+      watch->WaitForChange(options_.poll_interval, options_.settle);
+      if (Stopping()) break;
+    } else {
       absl::MutexLock lock(&mu_);
-      const bool stopping =
-          mu_.AwaitWithTimeout(absl::Condition(&stopping_), options_.poll_interval);
-      if (stopping) return;
+      if (mu_.AwaitWithTimeout(absl::Condition(&stopping_), options_.poll_interval))
+        break;
     }
     Pass();
+    if (watch != nullptr) watch->WatchFolders();
   }
+  absl::MutexLock lock(&mu_);
+  watch_ = nullptr;
 }
 
 }  // namespace headway

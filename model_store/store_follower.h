@@ -5,7 +5,9 @@
 // name) and applies them through ModelRegistry::SyncFromStore, which loads and warms
 // everything to the side and refuses what does not load. Each replica of a fleet runs
 // one over the shared store, so a change written by any of them (or by hand) reaches
-// all of them.
+// all of them. Between polls it watches the store (StoreWatch, inotify): a change made
+// on this host is applied within a moment; one made through another host's mount of a
+// network file system waits for the next poll.
 //
 // Runs on its own threads, never on those serving inference. Thread-safe; the registry
 // must outlive it. The destructor stops it as soon as the syncs in progress (a load
@@ -23,6 +25,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "model_store/model_registry.h"
+#include "model_store/store_watch.h"
 
 namespace headway {
 
@@ -42,6 +45,10 @@ class StoreFollower {
     // Nice value (0-19) of the follower's threads, so that its loads yield the CPUs
     // to inference.
     int niceness = 0;
+    // Between polls, watch the store with inotify (StoreWatch) and pass as soon as
+    // it changes (after `settle` without a further change).
+    bool watch = true;
+    absl::Duration settle = absl::Milliseconds(200);
   };
 
   explicit StoreFollower(Options options);
@@ -66,6 +73,7 @@ class StoreFollower {
   const Options options_;
   mutable absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  StoreWatch* watch_ ABSL_GUARDED_BY(mu_) = nullptr;  // while Run's watch lives
   bool started_ ABSL_GUARDED_BY(mu_) = false;
   std::thread thread_;
 };

@@ -55,6 +55,10 @@ ABSL_FLAG(absl::Duration, store_poll_interval, absl::Seconds(5),
           "How often the server looks for changes in the model store (models added or "
           "removed, changed configs, persisted head swaps from other replicas) and "
           "serves them; 0 loads the store once at start and stops following it.");
+ABSL_FLAG(bool, store_watch, true,
+          "Between polls, watch the model store with inotify and apply a change made on "
+          "this host within a moment (changes through another host's mount of a "
+          "network file system wait for the next poll).");
 ABSL_FLAG(int, max_requests_in_flight, 1024,
           "Inference calls the server holds at once (waiting for a worker or a batch, "
           "or running); more get RESOURCE_EXHAUSTED at once, naming this flag, instead "
@@ -392,6 +396,7 @@ int Serve() {
   headway::StoreFollower::Options follow;
   follow.registry = registry->get();
   follow.poll_interval = absl::GetFlag(FLAGS_store_poll_interval);
+  follow.watch = absl::GetFlag(FLAGS_store_watch);
   follow.parallel_loads = absl::GetFlag(FLAGS_parallel_loads);
   follow.niceness = headway::HeadwayServer::kBackgroundNiceness;
   follow.on_sync = [&](const headway::StoreSync& sync) {
