@@ -51,7 +51,19 @@ COPY --chown=headway:headway models /srv/headway/models
 USER headway
 WORKDIR /srv/headway
 EXPOSE 50051 8002 8000
+# OCI labels; HEADWAY_VERSION is the top CMakeLists.txt's version (a test checks they
+# agree), HEADWAY_REVISION the git commit when the builder passes it.
+ARG HEADWAY_VERSION=0.5.0
+ARG HEADWAY_REVISION=unknown
+LABEL org.opencontainers.image.title="Headway" \
+      org.opencontainers.image.description="gRPC inference and feature-extraction server for PyTorch models (CPU)" \
+      org.opencontainers.image.version="${HEADWAY_VERSION}" \
+      org.opencontainers.image.revision="${HEADWAY_REVISION}" \
+      org.opencontainers.image.licenses="MIT"
 HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 \
-  CMD ["headway", "--target=127.0.0.1:50051", "--timeout=2s", "health"]
+  CMD ["headway", "--target=unix:/tmp/headway.sock", "--timeout=2s", "health"]
+# The health check asks over the server's local socket (plaintext, inside the
+# container), so it follows whatever --port and TLS flags are added to these.
 ENTRYPOINT ["headway_server", "--model_store=/srv/headway/models", "--port=50051", \
-            "--metrics_address=0.0.0.0:8002", "--drain_delay=5s", "--shutdown_grace=20s"]
+            "--metrics_address=0.0.0.0:8002", "--drain_delay=5s", "--shutdown_grace=20s", \
+            "--local_socket=/tmp/headway.sock"]

@@ -52,8 +52,13 @@ fi
 export HEADWAY_RUNTIME_BASE=$runtime_base
 
 step "build the CPU image and Prometheus's"
-docker build --network host -q --build-arg RUNTIME_BASE="$runtime_base" -t headway:cpu \
-  "$root" >/dev/null
+revision=$(git -C "$root" rev-parse HEAD 2>/dev/null || echo unknown)
+docker build --network host -q --build-arg RUNTIME_BASE="$runtime_base" \
+  --build-arg HEADWAY_REVISION="$revision" -t headway:cpu "$root" >/dev/null
+version=$(sed -n 's/^project(headway VERSION \([0-9.]*\).*/\1/p' "$root/CMakeLists.txt")
+labels=$(docker inspect -f '{{index .Config.Labels "org.opencontainers.image.version"}} {{index .Config.Labels "org.opencontainers.image.revision"}}' headway:cpu)
+echo "image labels: version and revision $labels"
+[ "$labels" = "$version $revision" ]
 compose build prometheus >/dev/null
 docker image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' | grep -E '^headway(-prometheus)?:'
 

@@ -4,8 +4,12 @@
 #include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server_builder.h>
+#include <string.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <filesystem>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -89,6 +93,29 @@ HeadwayServer::~HeadwayServer() {
   workers_.reset();
 }
 
+namespace {
+
+// Listens on `path` too (see Options::local_socket), after removing a stale socket
+// a previous run left there.
+void AddLocalSocket(const std::string& path, grpc::ServerBuilder& builder) {
+  const std::filesystem::path socket(path);
+  const std::filesystem::path folder =
+      socket.has_parent_path() ? socket.parent_path() : std::filesystem::path(".");
+  if (access(folder.c_str(), W_OK) != 0) {
+    LogEvent(LogLevel::kWarning, "local_socket_skipped",
+             {{"path", path},
+              {"message", absl::StrCat("cannot create a socket in ", folder.string(),
+                                       ": ", strerror(errno))}});
+    return;
+  }
+  std::error_code error;
+  if (std::filesystem::is_socket(socket, error)) std::filesystem::remove(socket, error);
+  builder.AddListeningPort(absl::StrCat("unix:", path),
+                           grpc::InsecureServerCredentials());
+}
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<HeadwayServer>> HeadwayServer::Start(
     const Options& options) {
   if (options.registry == nullptr || options.metrics == nullptr) {
@@ -105,6 +132,7 @@ absl::StatusOr<std::unique_ptr<HeadwayServer>> HeadwayServer::Start(
       address,
       options.credentials ? options.credentials : grpc::InsecureServerCredentials(),
       &server->port_);
+  if (!options.local_socket.empty()) AddLocalSocket(options.local_socket, builder);
   builder.SetMaxReceiveMessageSize(options.max_message_bytes);
   builder.SetMaxSendMessageSize(options.max_message_bytes);
   if (options.max_concurrent_streams > 0) {

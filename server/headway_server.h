@@ -62,6 +62,11 @@ class HeadwayServer {
     // holds its further calls until one ends, so a flood from one connection waits
     // in that client, not in the server's memory. 0: gRPC's default (no limit).
     int max_concurrent_streams = 0;
+    // A unix socket the server also listens on, plaintext, with every service: for
+    // local clients such as a container's health check, which then need not know the
+    // port or the TLS settings. Empty: none. A folder the server cannot write to
+    // (a read-only root filesystem) skips it with a warning.
+    std::string local_socket;
     int max_message_bytes = 64 << 20;
     // Examples one FitHead call or fine-tuning job takes at most.
     int64_t max_fit_examples = 20000;

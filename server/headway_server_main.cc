@@ -67,6 +67,12 @@ ABSL_FLAG(int, max_concurrent_streams, 0,
           "Calls each client connection may have open at once (HTTP/2 streams), 2 or "
           "more; its further calls wait in the client until one ends. 0: no limit "
           "(gRPC's default).");
+ABSL_FLAG(std::string, local_socket, "",
+          "A unix socket path the server also listens on, plaintext, with every "
+          "service (admin calls still need the token): for local clients such as the "
+          "container image's health check, which then follows any --port and TLS "
+          "setting. Empty: none; a folder the server cannot write to skips it with a "
+          "warning.");
 ABSL_FLAG(int, parallel_loads, 2, "Models loaded at the same time at start.");
 ABSL_FLAG(bool, strict_startup, false,
           "Exit (status 1) when any model of the store fails to load at start, instead "
@@ -337,6 +343,7 @@ int Serve() {
         absl::StrCat("--max_concurrent_streams must be 0 (no limit) or 2 or more, not ",
                      options.max_concurrent_streams)));
   }
+  options.local_socket = absl::GetFlag(FLAGS_local_socket);
   options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   options.max_fit_examples = absl::GetFlag(FLAGS_max_fit_examples);
   options.fine_tune_threads = absl::GetFlag(FLAGS_fine_tune_threads);

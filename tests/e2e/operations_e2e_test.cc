@@ -620,6 +620,46 @@ TEST_F(TlsTest, MutualTlsNeedsAClientCertificateAndItsNameCanBeTheAdminCredentia
   EXPECT_EQ(answer->results(0).labels(0).label(), "even");
 }
 
+// The container image's health check: a mutual-TLS server on its TCP port also
+// answers plaintext on its local socket, where the CLI needs neither the port nor a
+// certificate. A socket it cannot create is skipped with a warning.
+TEST_F(TlsTest, ALocalSocketAnswersTheHealthCheckOfAMutualTlsServer) {
+  const std::filesystem::path dir = MakeTempDir();
+  const std::string socket = (dir / "headway.sock").string();
+  absl::StatusOr<std::unique_ptr<ServerProcess>> server = ServerProcess::Start(
+      testing::ModelStore(),
+      {"--tls_cert_file=" + File("server.pem"), "--tls_key_file=" + File("server.key"),
+       "--tls_client_ca_file=" + File("ca.pem"), "--local_socket=" + socket});
+  ASSERT_TRUE(server.ok()) << server.status();
+  std::string output;
+  EXPECT_EQ(testing::RunCommand(absl::StrCat(HEADWAY_CLI_BINARY, " --target=unix:",
+                                             socket, " --timeout=20s health 2>&1"),
+                                &output),
+            0)
+      << output;
+  EXPECT_THAT(output, HasSubstr("SERVING"));
+  // Plaintext TCP is still refused: only the socket skips TLS.
+  EXPECT_NE(testing::RunCommand(
+                absl::StrCat(HEADWAY_CLI_BINARY, " --target=", (*server)->target(),
+                             " --timeout=2s health 2>&1"),
+                &output),
+            0);
+  std::unique_ptr<HeadwayClient> local = Connect("unix:" + socket);
+  const absl::StatusOr<v1::ClassifyResponse> answer =
+      local->Classify(ClassifyDigit(CellOf(4)));
+  ASSERT_TRUE(answer.ok()) << answer.status();
+  EXPECT_EQ(answer->results(0).labels(0).label(), "4");
+  EXPECT_EQ((*server)->Stop(), 0);
+
+  absl::StatusOr<std::unique_ptr<ServerProcess>> skipped =
+      ServerProcess::Start(testing::ModelStore(),
+                           {"--local_socket=" + (dir / "absent/headway.sock").string()});
+  ASSERT_TRUE(skipped.ok()) << skipped.status();
+  EXPECT_THAT((*skipped)->Log(), HasSubstr("event=local_socket_skipped"));
+  EXPECT_TRUE(Connect((*skipped)->target())->Classify(ClassifyDigit(CellOf(4))).ok());
+  std::filesystem::remove_all(dir);
+}
+
 TEST(StartupTest, ANegativeMallocRetentionRefusesToStartNamingTheFlag) {
   absl::StatusOr<std::unique_ptr<ServerProcess>> server =
       ServerProcess::Start(testing::ModelStore(), {"--malloc_retain_mb=-1"});
