@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Installs the Debian 12 packages Headway builds, tests and runs with.
-# Idempotent: does nothing when every package is already installed.
-# Usage (as root): scripts/install-deps.sh
+# Installs the Debian 12 packages Headway needs, as root (apt-get); without root it
+# names what is missing and stops. Idempotent: does nothing when all are installed.
+#   scripts/install-deps.sh serve   what building and serving need (scripts/serve.sh)
+#   scripts/install-deps.sh         that and what the tests, benchmarks and training
+#                                   scripts need (scripts/test.sh)
 set -euo pipefail
 
-packages=(
+# Building and serving.
+serve_packages=(
   build-essential cmake ninja-build ccache pkg-config
   libtorch-dev
   # LibTorch's BLAS (linear layers) through Debian's libblas.so.3 alternative: OpenBLAS
@@ -20,6 +23,9 @@ packages=(
   prometheus-cpp-dev
   # The HTTP/JSON gateway's server (with OpenSSL for HTTPS).
   libcpp-httplib-dev
+)
+# The tests, benchmarks and training scripts on top.
+test_packages=(
   libgtest-dev libgmock-dev
   # Operation tests: promtool and a real Prometheus server; certificates for TLS.
   prometheus openssl
@@ -31,6 +37,15 @@ packages=(
   python3-grpcio python3-protobuf
 )
 
+case "${1:-all}" in
+  serve) packages=("${serve_packages[@]}") ;;
+  all) packages=("${serve_packages[@]}" "${test_packages[@]}") ;;
+  *)
+    echo "usage: scripts/install-deps.sh [serve]" >&2
+    exit 2
+    ;;
+esac
+
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
@@ -40,9 +55,11 @@ if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi
 if [ "$(id -u)" -ne 0 ]; then
-  echo "install-deps: missing packages (${missing[*]}); run as root to install them" >&2
+  echo "install-deps: missing Debian packages: ${missing[*]}" >&2
+  echo "install-deps: run this as root (or sudo $0 ${1:-}) to install them" >&2
   exit 1
 fi
+echo "install-deps: installing ${#missing[@]} Debian packages: ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -q --no-install-recommends "${missing[@]}"
