@@ -13,13 +13,13 @@ if(TARGET headway_server)
 endif()
 install(TARGETS ${headway_binaries} RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 
-install(TARGETS headway_client headway_proto EXPORT HeadwayTargets
+install(TARGETS headway_client headway_proto headway_config_proto EXPORT HeadwayTargets
         ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
         LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
 install(FILES client/headway_client.h client/channel.h
         DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/client)
-install(DIRECTORY ${PROJECT_BINARY_DIR}/proto/ DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}
-        FILES_MATCHING PATTERN "*.pb.h" PATTERN "CMakeFiles" EXCLUDE)
+install(DIRECTORY ${HEADWAY_CONFIG_PROTO_DIR}/ ${HEADWAY_API_PROTO_DIR}/
+        DESTINATION ${CMAKE_INSTALL_INCLUDEDIR} FILES_MATCHING PATTERN "*.pb.h")
 
 set(headway_package_dir ${CMAKE_INSTALL_LIBDIR}/cmake/Headway)
 install(EXPORT HeadwayTargets NAMESPACE headway:: DESTINATION ${headway_package_dir})
