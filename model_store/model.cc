@@ -85,12 +85,10 @@ EmbedResult MakeEmbedResult(at::Tensor features, bool l2_normalize, int64_t vers
   }
   EmbedResult result;
   result.model_version = version;
+  result.rows = features.size(0);
   result.dimension = features.size(1);
-  const float* data = features.data_ptr<float>();
-  for (int64_t row = 0; row < features.size(0); ++row) {
-    result.embeddings.emplace_back(data + row * result.dimension,
-                                   data + (row + 1) * result.dimension);
-  }
+  result.data = features.data_ptr<float>();
+  result.storage = std::make_shared<const at::Tensor>(std::move(features));
   return result;
 }
 

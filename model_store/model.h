@@ -44,10 +44,23 @@ class Head;
 class Preprocessor;
 class Retirer;
 
+// Backbone features: `rows` rows of `dimension` floats, one per input, viewed where
+// they were computed (the result keeps that memory alive), so that a response copies
+// them once, straight into its message.
 struct EmbedResult {
   int64_t model_version = 0;
   int64_t dimension = 0;
-  std::vector<std::vector<float>> embeddings;  // one per input
+  int64_t rows = 0;
+  // Row-major, rows x dimension floats.
+  absl::Span<const float> values() const {
+    return absl::MakeConstSpan(data, static_cast<size_t>(rows * dimension));
+  }
+  absl::Span<const float> row(int64_t i) const {
+    return values().subspan(static_cast<size_t>(i * dimension),
+                            static_cast<size_t>(dimension));
+  }
+  const float* data = nullptr;
+  std::shared_ptr<const void> storage;  // owns `data`
 };
 
 struct ScoredLabel {

@@ -121,9 +121,10 @@ absl::StatusOr<cv::Mat> DecodeImage(absl::string_view bytes, int channels,
   return image;
 }
 
-// Wraps a uint8 pixel tensor [H, W] or [H, W, C] (RGB) as a Mat, converted to
-// `channels` channels in BGR order (what DecodeImage gives).
-absl::StatusOr<cv::Mat> PixelsFromTensor(const InputView& input, int channels) {
+// Wraps a uint8 pixel tensor [H, W] or [H, W, C] (RGB) as a Mat with `channels`
+// channels, in RGB order when `rgb` (else BGR, what DecodeImage gives). When nothing
+// needs converting, the Mat is a read-only view of the request's bytes: no copy.
+absl::StatusOr<cv::Mat> PixelsFromTensor(const InputView& input, int channels, bool rgb) {
   const std::vector<int64_t>& shape = input.shape;
   const int64_t c = shape.size() == 3 ? shape[2] : 1;
   if ((shape.size() != 2 && shape.size() != 3) || shape[0] <= 0 || shape[1] <= 0 ||
@@ -146,15 +147,14 @@ absl::StatusOr<cv::Mat> PixelsFromTensor(const InputView& input, int channels) {
   }
   const cv::Mat view(static_cast<int>(shape[0]), static_cast<int>(shape[1]),
                      CV_8UC(static_cast<int>(c)), const_cast<char*>(input.data.data()));
+  if (c == channels && (c == 1 || rgb)) return view;
   cv::Mat pixels;
   if (c == channels) {
-    if (c == 3) {
-      cv::cvtColor(view, pixels, cv::COLOR_RGB2BGR);
-    } else {
-      pixels = view.clone();
-    }
+    cv::cvtColor(view, pixels, cv::COLOR_RGB2BGR);
+  } else if (c == 3) {
+    cv::cvtColor(view, pixels, cv::COLOR_RGB2GRAY);
   } else {
-    cv::cvtColor(view, pixels, c == 3 ? cv::COLOR_RGB2GRAY : cv::COLOR_GRAY2BGR);
+    cv::cvtColor(view, pixels, rgb ? cv::COLOR_GRAY2RGB : cv::COLOR_GRAY2BGR);
   }
   return pixels;
 }
@@ -254,14 +254,20 @@ absl::StatusOr<at::Tensor> Preprocessor::Process(const InputView& input) const {
     }
   }
 
-  cv::Mat pixels;  // 8-bit, `channels` channels, BGR when 3
+  // 8-bit, `channels` channels in the model's order. Never written in place: it may
+  // view the request's bytes; each step below makes a new Mat or a view.
+  const bool rgb = channels == 3 && spec_.color_order() == v1::InputSpec::RGB;
+  cv::Mat pixels;
   if (input.kind == InputView::Kind::kTensor) {
-    HEADWAY_ASSIGN_OR_RETURN(pixels, PixelsFromTensor(input, channels));
+    HEADWAY_ASSIGN_OR_RETURN(pixels, PixelsFromTensor(input, channels, rgb));
   } else {
-    HEADWAY_ASSIGN_OR_RETURN(pixels, DecodeImage(input.data, channels, limits_));
-  }
-  if (channels == 3 && spec_.color_order() == v1::InputSpec::RGB) {
-    cv::cvtColor(pixels, pixels, cv::COLOR_BGR2RGB);
+    HEADWAY_ASSIGN_OR_RETURN(const cv::Mat bgr,
+                             DecodeImage(input.data, channels, limits_));
+    if (rgb) {
+      cv::cvtColor(bgr, pixels, cv::COLOR_BGR2RGB);
+    } else {
+      pixels = bgr;
+    }
   }
 
   switch (spec_.resize()) {
@@ -279,16 +285,20 @@ absl::StatusOr<at::Tensor> Preprocessor::Process(const InputView& input) const {
           std::max(height, static_cast<int>(std::lround(pixels.rows * scale)));
       const int resized_cols =
           std::max(width, static_cast<int>(std::lround(pixels.cols * scale)));
-      cv::resize(pixels, pixels, cv::Size(resized_cols, resized_rows), 0, 0,
+      cv::Mat resized;
+      cv::resize(pixels, resized, cv::Size(resized_cols, resized_rows), 0, 0,
                  cv::INTER_LINEAR);
       const int top = static_cast<int>(std::lround((resized_rows - height) / 2.0));
       const int left = static_cast<int>(std::lround((resized_cols - width) / 2.0));
-      pixels = pixels(cv::Rect(left, top, width, height)).clone();
+      // A view of the crop: ToNormalizedChw reads it row by row.
+      pixels = resized(cv::Rect(left, top, width, height));
       break;
     }
     default:  // STRETCH
       if (pixels.rows != height || pixels.cols != width) {
-        cv::resize(pixels, pixels, cv::Size(width, height), 0, 0, cv::INTER_LINEAR);
+        cv::Mat resized;
+        cv::resize(pixels, resized, cv::Size(width, height), 0, 0, cv::INTER_LINEAR);
+        pixels = resized;
       }
       break;
   }

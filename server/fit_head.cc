@@ -38,8 +38,10 @@ absl::StatusOr<std::vector<std::vector<float>>> EmbedAll(
                           absl::StrCat("examples ", start, "-", start + count - 1, ": ",
                                        embedded.status().message()));
     }
-    for (std::vector<float>& row : embedded->embeddings)
-      features.push_back(std::move(row));
+    for (int64_t row = 0; row < embedded->rows; ++row) {
+      const absl::Span<const float> values = embedded->row(row);
+      features.emplace_back(values.begin(), values.end());
+    }
   }
   return features;
 }

@@ -16,7 +16,8 @@ void FillEmbed(const Model& model, const EmbedResult& result,
   response.set_device(model.device());
   response.set_model_version(result.model_version);
   response.set_dimension(static_cast<int32_t>(result.dimension));
-  for (const std::vector<float>& embedding : result.embeddings) {
+  for (int64_t row = 0; row < result.rows; ++row) {
+    const absl::Span<const float> embedding = result.row(row);
     response.add_embeddings()->mutable_values()->Add(embedding.begin(), embedding.end());
   }
 }

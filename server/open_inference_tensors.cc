@@ -220,7 +220,7 @@ void AppendRawElement(absl::string_view element, std::string& raw) {
   raw.append(element.data(), element.size());
 }
 
-void SetFloats(const std::vector<float>& values, bool raw,
+void SetFloats(absl::Span<const float> values, bool raw,
                inference::ModelInferResponse::InferOutputTensor& tensor,
                inference::ModelInferResponse& response) {
   if (raw) {
@@ -236,14 +236,9 @@ void AddEmbedding(const EmbedResult& result, bool raw,
   auto& tensor = *response.add_outputs();
   tensor.set_name(kEmbeddingOutput);
   tensor.set_datatype("FP32");
-  tensor.add_shape(static_cast<int64_t>(result.embeddings.size()));
+  tensor.add_shape(result.rows);
   tensor.add_shape(result.dimension);
-  std::vector<float> values;
-  values.reserve(result.embeddings.size() * result.dimension);
-  for (const std::vector<float>& embedding : result.embeddings) {
-    values.insert(values.end(), embedding.begin(), embedding.end());
-  }
-  SetFloats(values, raw, tensor, response);
+  SetFloats(result.values(), raw, tensor, response);
 }
 
 void AddProbabilities(const ClassifyResult& result, bool raw,

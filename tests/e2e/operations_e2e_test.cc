@@ -244,8 +244,13 @@ TEST(ShutdownTest, SigtermDrainsAndFinishesRequestsInFlight) {
   }
   absl::SleepFor(absl::Milliseconds(400));
   (*server)->Signal(SIGTERM);
-  // While draining, health says NOT_SERVING and calls are still accepted.
-  absl::SleepFor(absl::Milliseconds(300));
+  // While draining, health says NOT_SERVING (as soon as the signal is handled) and
+  // calls are still accepted.
+  const absl::Time give_up = absl::Now() + absl::Seconds(1);
+  while (*client->CheckHealth("") != HealthCheckResponse::NOT_SERVING &&
+         absl::Now() < give_up) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
   EXPECT_EQ(*client->CheckHealth(""), HealthCheckResponse::NOT_SERVING);
   EXPECT_EQ(*client->CheckHealth("digits"), HealthCheckResponse::NOT_SERVING);
   for (std::thread& caller : callers) caller.join();

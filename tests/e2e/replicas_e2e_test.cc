@@ -56,8 +56,16 @@ TEST(ReplicasTest, LoadSpreadsOverThreeServersAndSurvivesOneBeingKilled) {
   absl::StatusOr<LoadReport> report = absl::UnknownError("not run");
   std::thread generator([&] { report = RunLoad(load); });
 
-  // All three answer; then the first one dies without warning.
-  absl::SleepFor(absl::Seconds(3));
+  // All three answer (each has answered some calls: no fixed wait); then the first
+  // one dies without warning.
+  const absl::Time give_up = absl::Now() + absl::Seconds(6);
+  bool all_answer = false;
+  while (!all_answer && absl::Now() < give_up) {
+    absl::SleepFor(absl::Milliseconds(50));
+    all_answer = true;
+    for (const auto& server : servers) all_answer &= AnsweredClassifies(*server) >= 10;
+  }
+  ASSERT_TRUE(all_answer) << "the load did not reach all three replicas";
   std::vector<int64_t> before_kill;
   for (const auto& server : servers) before_kill.push_back(AnsweredClassifies(*server));
   servers[0]->Signal(SIGKILL);

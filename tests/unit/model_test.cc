@@ -90,13 +90,13 @@ TEST_F(ModelTest, EmbedGivesTheBackboneFeatures) {
   const absl::StatusOr<EmbedResult> plain = model_->Embed(Inputs({10, 2010}), false);
   ASSERT_TRUE(plain.ok()) << plain.status();
   EXPECT_EQ(plain->dimension, 64);
-  ASSERT_EQ(plain->embeddings.size(), 2u);
-  EXPECT_NE(plain->embeddings[0], plain->embeddings[1]);
+  ASSERT_EQ(plain->rows, 2);
+  EXPECT_NE(plain->row(0), plain->row(1));
 
   const absl::StatusOr<EmbedResult> unit = model_->Embed(Inputs({10}), true);
   ASSERT_TRUE(unit.ok()) << unit.status();
   double norm = 0;
-  for (float v : unit->embeddings[0]) norm += v * v;
+  for (float v : unit->row(0)) norm += v * v;
   EXPECT_NEAR(norm, 1.0, 1e-5);
 }
 
@@ -226,7 +226,7 @@ TEST_F(ModelTest, OneBackbonePassServesAMixedBatchOfHeadsAndEmbeddings) {
   const absl::StatusOr<EmbedResult> alone = model_->Embed(two_fours, false);
   ASSERT_TRUE(alone.ok());
   for (size_t i = 0; i < 64; ++i) {
-    EXPECT_NEAR(embedded->embeddings[1][i], alone->embeddings[1][i], 1e-5);
+    EXPECT_NEAR(embedded->row(1)[i], alone->row(1)[i], 1e-5);
   }
 }
 
@@ -244,8 +244,7 @@ TEST_F(ModelTest, OptimizedGraphServesTheSameAnswers) {
   const absl::StatusOr<EmbedResult> plain = model_->Embed(inputs, false);
   ASSERT_TRUE(fast.ok() && plain.ok());
   for (size_t r = 0; r < inputs.size(); ++r) {
-    for (size_t i = 0; i < 64; ++i)
-      EXPECT_NEAR(fast->embeddings[r][i], plain->embeddings[r][i], 1e-4);
+    for (size_t i = 0; i < 64; ++i) EXPECT_NEAR(fast->row(r)[i], plain->row(r)[i], 1e-4);
   }
 }
 

@@ -152,6 +152,57 @@ TEST(PreprocessorTest, Uint8RgbTensorMatchesPng) {
   EXPECT_TRUE(torch::equal(*from_tensor, *from_png));
 }
 
+// Every pairing of a uint8 tensor (grey or RGB) with a model (grey, RGB, BGR) and a
+// resize gives what the same image as PNG gives, and leaves the request's bytes as
+// they were: a tensor that needs no conversion is read in place, never written.
+TEST(PreprocessorTest, Uint8TensorsMatchPngInEveryOrderAndResizeAndStayUnwritten) {
+  cv::Mat bgr(6, 10, CV_8UC3);
+  for (int r = 0; r < bgr.rows; ++r) {
+    for (int c = 0; c < bgr.cols; ++c) {
+      bgr.at<cv::Vec3b>(r, c) = {static_cast<uchar>(r * 40 + c),
+                                 static_cast<uchar>(c * 25),
+                                 static_cast<uchar>(255 - r * 30 - c)};
+    }
+  }
+  cv::Mat rgb, grey;
+  cv::cvtColor(bgr, rgb, cv::COLOR_BGR2RGB);
+  cv::cvtColor(bgr, grey, cv::COLOR_BGR2GRAY);
+  struct Model {
+    int channels;
+    v1::InputSpec::ColorOrder order;
+  };
+  for (const Model model : {Model{1, v1::InputSpec::RGB}, Model{3, v1::InputSpec::RGB},
+                            Model{3, v1::InputSpec::BGR}}) {
+    for (const v1::InputSpec::Resize resize :
+         {v1::InputSpec::NONE, v1::InputSpec::STRETCH,
+          v1::InputSpec::SHORTER_SIDE_THEN_CENTER_CROP}) {
+      const bool none = resize == v1::InputSpec::NONE;
+      v1::InputSpec spec = Spec(model.channels, none ? 6 : 4, none ? 10 : 4, resize);
+      spec.set_color_order(model.order);
+      spec.set_resize_shorter_side(5);
+      const auto preprocessor = Make(spec);
+      for (const cv::Mat* pixels : {&rgb, &grey}) {
+        const std::string bytes(reinterpret_cast<const char*>(pixels->data),
+                                pixels->total() * pixels->elemSize());
+        std::vector<int64_t> shape = {pixels->rows, pixels->cols};
+        if (pixels->channels() == 3) shape.push_back(3);
+        const std::string sent = bytes;
+        const absl::StatusOr<at::Tensor> from_tensor =
+            preprocessor->Process(Tensor(TensorType::kUint8, shape, sent));
+        const absl::StatusOr<at::Tensor> from_png =
+            preprocessor->Process(Image(testing::EncodePng(pixels == &rgb ? bgr : grey)));
+        const std::string where =
+            absl::StrCat("model channels ", model.channels, " order ", model.order,
+                         " resize ", resize, " tensor channels ", pixels->channels());
+        ASSERT_TRUE(from_tensor.ok()) << where << ": " << from_tensor.status();
+        ASSERT_TRUE(from_png.ok()) << where << ": " << from_png.status();
+        EXPECT_TRUE(torch::equal(*from_tensor, *from_png)) << where;
+        EXPECT_EQ(sent, bytes) << where;
+      }
+    }
+  }
+}
+
 TEST(PreprocessorTest, Float32TensorPassesThrough) {
   const std::vector<float> values = {1.5f, -2.0f, 0.25f, 8.0f};
   const absl::StatusOr<at::Tensor> tensor =
