@@ -249,11 +249,15 @@ TEST(HeadTest, HostileNestingIsRefusedWithoutCrashingOrLeaking) {
     ring += "j" + index(i) + "j" + index((i + 1) % kRing) + "a0";
   }
   ring += "j" + index(0) + ".";
-  const int64_t before = ResidentBytes();
+  [[maybe_unused]] const int64_t before = ResidentBytes();
   for (int i = 0; i < 20; ++i) {
     EXPECT_FALSE(ReadCheckpoint(TorchSaveArchive(ring), c10::kCPU).ok());
   }
+#ifndef __SANITIZE_ADDRESS__
+  // Under AddressSanitizer freed memory waits in its quarantine (resident), and its
+  // leak checker does this check's job.
   EXPECT_LT(ResidentBytes() - before, int64_t{40} << 20);
+#endif
 }
 
 TEST(HeadTest, ATorchScriptArchiveSavedFromAGpuSaysSoAndLoadsOnTheCpu) {
