@@ -1,0 +1,264 @@
+// End to end, a server's life under load: graceful SIGTERM (draining, UNAVAILABLE for
+// late calls), overload refused at once, faults in a forward pass answered INTERNAL
+// or RESOURCE_EXHAUSTED while serving goes on, the load generator's window, and
+// flags refused at start. Every test runs the real headway_server binary on
+// localhost ports.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <fstream>
+#include <iostream>
+#include <thread>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "client/headway_client.h"
+#include "client/load_generator.h"
+#include "tests/support/checkpoint_fixtures.h"
+#include "tests/support/digits_data.h"
+#include "tests/support/operations.h"
+#include "tests/support/served.h"
+#include "tests/support/server_process.h"
+
+namespace headway {
+namespace {
+
+using ::grpc::health::v1::HealthCheckResponse;
+using testing::CellOf;
+using testing::ClassifyDigit;
+using testing::Connect;
+using ::testing::HasSubstr;
+using testing::MakeTempDir;
+using testing::ServerProcess;
+using testing::SlowBatchingStore;
+using testing::WriteFile;
+
+TEST(ShutdownTest, SigtermDrainsAndFinishesRequestsInFlight) {
+  // Requests wait 1.5 s in the batch queue: SIGTERM lands while they are in flight.
+  const std::filesystem::path store = SlowBatchingStore(absl::Milliseconds(1500));
+  absl::StatusOr<std::unique_ptr<ServerProcess>> server = ServerProcess::Start(
+      store, {"--drain_delay=1s", "--shutdown_grace=30s", "--worker_threads=4"});
+  ASSERT_TRUE(server.ok()) << server.status();
+  std::unique_ptr<HeadwayClient> client = Connect((*server)->target());
+
+  constexpr int kRequests = 12;
+  std::vector<absl::StatusOr<v1::ClassifyResponse>> answers(
+      kRequests, absl::UnknownError("not answered"));
+  std::vector<std::thread> callers;
+  for (int i = 0; i < kRequests; ++i) {
+    callers.emplace_back([&, i] { answers[i] = client->Classify(ClassifyDigit(i)); });
+  }
+  absl::SleepFor(absl::Milliseconds(400));
+  (*server)->Signal(SIGTERM);
+  // While draining, health says NOT_SERVING (as soon as the signal is handled) and
+  // calls are still accepted.
+  const absl::Time give_up = absl::Now() + absl::Seconds(1);
+  while (*client->CheckHealth("") != HealthCheckResponse::NOT_SERVING &&
+         absl::Now() < give_up) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  EXPECT_EQ(*client->CheckHealth(""), HealthCheckResponse::NOT_SERVING);
+  EXPECT_EQ(*client->CheckHealth("digits"), HealthCheckResponse::NOT_SERVING);
+  for (std::thread& caller : callers) caller.join();
+
+  int failed = 0;
+  for (const auto& answer : answers) failed += !answer.ok();
+  EXPECT_EQ(failed, 0);
+  EXPECT_EQ(answers[0]->results(0).labels(0).label(), "0");
+  const std::string log = (*server)->Log();
+  EXPECT_EQ((*server)->Stop(), 0) << log;
+  EXPECT_THAT(log, HasSubstr("event=draining"));
+  EXPECT_THAT((*server)->Log(), HasSubstr("event=stopped"));
+  std::filesystem::remove_all(store);
+}
+
+TEST(ShutdownTest, CallsArrivingWhileTheServerStopsGetUnavailableNeverCancelled) {
+  // 32 closed-loop callers keep calls arriving while SIGTERM stops the server with no
+  // drain delay. Each call is served or refused UNAVAILABLE, which clients retry;
+  // CANCELLED (what gRPC answers for a call it drops on shutdown) never comes.
+  absl::StatusOr<std::unique_ptr<ServerProcess>> server =
+      ServerProcess::Start(testing::ModelStore(), {"--drain_delay=0s"});
+  ASSERT_TRUE(server.ok()) << server.status();
+  LoadOptions load = testing::DigitLoad((*server)->target(), 32, absl::Seconds(3), 7);
+  load.channels = 4;
+  absl::StatusOr<LoadReport> report = absl::UnknownError("not run");
+  std::thread loader([&] { report = RunLoad(load); });
+  absl::SleepFor(absl::Seconds(1));
+  const absl::Time signalled = absl::Now();
+  EXPECT_EQ((*server)->Stop(), 0);
+  // Printed, not asserted (timing is for benchmarks): the exit comes within a few
+  // hundred milliseconds, the metrics endpoint closed too.
+  std::cout << "exited " << absl::ToInt64Milliseconds(absl::Now() - signalled)
+            << " ms after SIGTERM\n";
+  loader.join();
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_GT(report->ok, 0) << report->ToJson();
+  for (const auto& [code, count] : report->errors) {
+    EXPECT_EQ(code, "UNAVAILABLE") << report->ToJson();
+  }
+}
+
+// Every call takes the 1 s queue delay. Two calls go out at 0 s (done at 1 s, in the
+// warm-up), two at 1 s (done at 2 s, inside the window 1.5-2.5 s) and two at 2 s
+// (done after it). The two the window saw were sent before it opened: a generator
+// that counted only calls sent inside the window would report none, and throughput
+// low by latency/duration in every closed-loop run.
+TEST(OverloadTest, CallsBeyondTheInFlightLimitAreRefusedAtOnceNamingIt) {
+  // Admitted calls wait 1.5 s for a batch: the rest arrive while the server is full.
+  const std::filesystem::path store = SlowBatchingStore(absl::Milliseconds(1500));
+  absl::StatusOr<std::unique_ptr<ServerProcess>> server =
+      ServerProcess::Start(store, {"--max_requests_in_flight=3", "--worker_threads=4"});
+  ASSERT_TRUE(server.ok()) << server.status();
+  std::unique_ptr<HeadwayClient> client = Connect((*server)->target());
+  constexpr int kCalls = 8;
+  std::vector<absl::Status> answers(kCalls);
+  std::vector<std::thread> callers;
+  for (int i = 0; i < kCalls; ++i) {
+    callers.emplace_back(
+        [&, i] { answers[i] = client->Classify(ClassifyDigit(CellOf(i))).status(); });
+  }
+  for (std::thread& caller : callers) caller.join();
+  int ok = 0;
+  for (const absl::Status& answer : answers) {
+    if (answer.ok()) {
+      ++ok;
+      continue;
+    }
+    EXPECT_EQ(answer.code(), absl::StatusCode::kResourceExhausted) << answer;
+    EXPECT_THAT(answer.message(), HasSubstr("--max_requests_in_flight"));
+  }
+  EXPECT_EQ(ok, 3);
+  // The slots are free again once those calls answered.
+  EXPECT_TRUE(client->Classify(ClassifyDigit(CellOf(0))).ok());
+  std::filesystem::remove_all(store);
+}
+
+// A copy of the bundled store plus "faulty": the digits heads over a backbone that
+// fails at serving time on a marked input (tests/data/make_fixtures.py): a first value
+// of 7 raises, 9 runs LibTorch's allocator out of memory.
+std::filesystem::path FaultyModelStore() {
+  const std::filesystem::path store = testing::CopyModelStore();
+  const std::filesystem::path faulty = store / "faulty";
+  std::filesystem::create_directories(faulty);
+  std::filesystem::copy_file(testing::SourcePath("tests/data/faulty_backbone.pt"),
+                             faulty / "backbone.pt");
+  std::filesystem::copy(store / "digits" / "heads", faulty / "heads");
+  WriteFile(faulty / "config.pbtxt", R"(name: "faulty"
+backbone { file: "backbone.pt" format: TORCHSCRIPT }
+input { channels: 1 height: 20 width: 20 mean: 0 std: 1 }
+heads { name: "digit" file: "heads/digit.pt" labels_file: "heads/digit.labels" }
+default_head: "digit"
+)");
+  return store;
+}
+
+// One float32 input [1, 20, 20] for the faulty model, `first` in its first element.
+v1::Input MarkedPixels(float first) {
+  std::vector<float> values(400, 0.25f);
+  values[0] = first;
+  v1::Input input;
+  input.mutable_tensor()->set_dtype(v1::FLOAT32);
+  for (int64_t d : {1, 20, 20}) input.mutable_tensor()->add_shape(d);
+  input.mutable_tensor()->set_data(std::string(
+      reinterpret_cast<const char*>(values.data()), values.size() * sizeof(float)));
+  return input;
+}
+
+TEST(ServerFaultTest, AFailingForwardPassIsInternalAndTheServerServesOn) {
+  const std::filesystem::path store = FaultyModelStore();
+  absl::StatusOr<std::unique_ptr<ServerProcess>> server = ServerProcess::Start(store);
+  ASSERT_TRUE(server.ok()) << server.status();
+  std::unique_ptr<HeadwayClient> client = Connect((*server)->target());
+  const auto classify = [&](float first) {
+    v1::ClassifyRequest request;
+    request.set_model("faulty");
+    *request.add_inputs() = MarkedPixels(first);
+    return client->Classify(request).status();
+  };
+  ASSERT_TRUE(classify(0.5f).ok());
+
+  // The inputs are valid: a pass that fails is the server's fault, not the caller's.
+  const absl::Status failed = classify(7.0f);
+  EXPECT_EQ(failed.code(), absl::StatusCode::kInternal) << failed;
+  EXPECT_THAT(failed.message(), HasSubstr("backbone forward"));
+  EXPECT_THAT(failed.message(), HasSubstr("injected fault"));
+  EXPECT_THAT(failed.message(), ::testing::Not(HasSubstr("Traceback")));
+
+  v1::EmbedRequest embed;
+  embed.set_model("faulty");
+  *embed.add_inputs() = MarkedPixels(9.0f);
+  const absl::Status exhausted = client->Embed(embed).status();
+  EXPECT_EQ(exhausted.code(), absl::StatusCode::kResourceExhausted) << exhausted;
+  EXPECT_THAT(exhausted.message(), HasSubstr("out of memory"));
+
+  // Every worker lives on: the faulty model and the others keep answering.
+  for (int i = 0; i < 8; ++i) {
+    EXPECT_EQ(classify(i % 2 == 0 ? 7.0f : 0.5f).code(),
+              i % 2 == 0 ? absl::StatusCode::kInternal : absl::StatusCode::kOk);
+  }
+  EXPECT_TRUE(client->Classify(ClassifyDigit(CellOf(3))).ok());
+  // Logged as the server's faults, apart from client errors.
+  const std::string log = (*server)->Log();
+  EXPECT_THAT(log, HasSubstr("event=request_failed_server_fault rpc=Classify"));
+  EXPECT_THAT(log, HasSubstr("code=RESOURCE_EXHAUSTED"));
+  EXPECT_EQ((*server)->Stop(), 0);
+  std::filesystem::remove_all(store);
+}
+
+// --max_concurrent_streams=2: a connection's third call waits in its client until
+// another ends, so three calls sent at once on one channel never share one batch;
+// without the limit they arrive together and share one (MixedProtocolsTest).
+TEST(OverloadTest, MaxConcurrentStreamsHoldsAConnectionsFurtherCallsInItsClient) {
+  const std::filesystem::path store = SlowBatchingStore(absl::Milliseconds(300));
+  absl::StatusOr<std::unique_ptr<ServerProcess>> server =
+      ServerProcess::Start(store, {"--max_concurrent_streams=2"});
+  ASSERT_TRUE(server.ok()) << server.status();
+  std::unique_ptr<HeadwayClient> client = Connect((*server)->target());
+  std::vector<absl::StatusOr<v1::ClassifyResponse>> answers(3, absl::UnknownError(""));
+  std::vector<std::thread> callers;
+  for (int i = 0; i < 3; ++i) {
+    callers.emplace_back([&, i] { answers[i] = client->Classify(ClassifyDigit(i)); });
+  }
+  for (std::thread& caller : callers) caller.join();
+  for (const auto& answer : answers) EXPECT_TRUE(answer.ok()) << answer.status();
+  const absl::StatusOr<std::string> metrics =
+      testing::HttpGet((*server)->metrics_port(), "/metrics");
+  ASSERT_TRUE(metrics.ok()) << metrics.status();
+  EXPECT_THAT(*metrics,
+              HasSubstr(R"(headway_batch_size_sum{device="cpu",model="digits"} 3)"));
+  EXPECT_THAT(*metrics,
+              ::testing::Not(HasSubstr(
+                  R"(headway_batch_size_count{device="cpu",model="digits"} 1)")));
+  EXPECT_EQ((*server)->Stop(), 0);
+  std::filesystem::remove_all(store);
+}
+
+TEST(LoadGeneratorTest, CountsCallsThatCompleteInsideTheWindow) {
+  const std::filesystem::path store = SlowBatchingStore(absl::Seconds(1));
+  absl::StatusOr<std::unique_ptr<ServerProcess>> server = ServerProcess::Start(store);
+  ASSERT_TRUE(server.ok()) << server.status();
+  LoadOptions load = testing::DigitLoad((*server)->target(), 2, absl::Seconds(10), 7);
+  load.warmup = absl::Milliseconds(1500);
+  load.duration = absl::Seconds(1);
+  const absl::StatusOr<LoadReport> report = RunLoad(load);
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_EQ(report->ok, 2) << report->ToJson();
+  EXPECT_TRUE(report->errors.empty()) << report->ToJson();
+  EXPECT_GE(report->p50, 1000) << report->ToJson();
+  EXPECT_NEAR(report->throughput, 2.0, 0.01) << report->ToJson();
+  std::filesystem::remove_all(store);
+}
+
+TEST(StartupTest, ANegativeMallocRetentionRefusesToStartNamingTheFlag) {
+  absl::StatusOr<std::unique_ptr<ServerProcess>> server =
+      ServerProcess::Start(testing::ModelStore(), {"--malloc_retain_mb=-1"});
+  ASSERT_FALSE(server.ok());
+  EXPECT_THAT(std::string(server.status().message()),
+              HasSubstr("--malloc_retain_mb must be 0 or more, not -1"));
+}
+
+}  // namespace
+}  // namespace headway
