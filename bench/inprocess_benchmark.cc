@@ -21,6 +21,7 @@
 #include "model_store/model_config.h"
 #include "model_store/preprocessor.h"
 #include "model_store/serving_plan.h"
+#include "model_store/store/model_files.h"
 #include "model_store/torch_runtime.h"
 #include "version/version.h"
 

@@ -10,6 +10,7 @@
 #include "absl/strings/str_format.h"
 #include "model_store/model_config.h"
 #include "model_store/status_macros.h"
+#include "model_store/store/model_files.h"
 #include "model_store/torch_errors.h"
 #include "model_store/torch_runtime.h"
 

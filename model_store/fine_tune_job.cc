@@ -16,6 +16,7 @@
 #include "model_store/preprocessor.h"
 #include "model_store/status_macros.h"
 #include "model_store/store/durable_file.h"
+#include "model_store/store/model_files.h"
 #include "model_store/torch_errors.h"
 
 namespace headway {

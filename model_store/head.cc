@@ -9,6 +9,7 @@
 #include "model_store/checkpoint.h"
 #include "model_store/model_config.h"
 #include "model_store/status_macros.h"
+#include "model_store/store/model_files.h"
 #include "model_store/torch_errors.h"
 
 namespace headway {

@@ -21,6 +21,7 @@
 #include "model_store/retirer.h"
 #include "model_store/status_macros.h"
 #include "model_store/store/content_digest.h"
+#include "model_store/store/model_files.h"
 #include "model_store/store/zip_directory.h"
 #include "model_store/torch_errors.h"
 #include "model_store/torch_runtime.h"

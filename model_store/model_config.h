@@ -73,19 +73,6 @@ inline absl::Status ValidateHeadName(absl::string_view head) {
 // no request can make an answer or a log line long.
 std::string EchoName(absl::string_view text);
 
-// Refuses empty, absolute and `..` paths with INVALID_ARGUMENT: a file named by a
-// config or a request is relative to its model's folder and stays inside it.
-absl::Status ValidateRelativePath(absl::string_view relative);
-
-// Resolves `relative` (from a config or a request) inside `model_dir`: checks it with
-// ValidateRelativePath, then follows symbolic links and refuses, PERMISSION_DENIED, a
-// path that leads outside the folder. No name reaches outside the model's folder.
-absl::StatusOr<std::filesystem::path> ResolveModelFile(
-    const std::filesystem::path& model_dir, absl::string_view relative);
-
-// Reads a whole file; NOT_FOUND when it does not exist.
-absl::StatusOr<std::string> ReadFileToString(const std::filesystem::path& path);
-
 }  // namespace headway
 
 #endif  // HEADWAY_MODEL_STORE_MODEL_CONFIG_H_

@@ -9,6 +9,7 @@
 #include "absl/strings/str_join.h"
 #include "model_store/model_config.h"
 #include "model_store/status_macros.h"
+#include "model_store/store/model_files.h"
 
 namespace headway {
 namespace {

@@ -30,6 +30,7 @@
 #include "model_store/model_registry.h"
 #include "model_store/status_macros.h"
 #include "model_store/store/content_digest.h"
+#include "model_store/store/model_files.h"
 #include "model_store/store_follower.h"
 #include "model_store/torch_runtime.h"
 #include "server/event_log.h"

@@ -12,6 +12,7 @@
 #include "model_store/model_config.h"
 #include "model_store/status_macros.h"
 #include "model_store/store/content_digest.h"
+#include "model_store/store/model_files.h"
 
 namespace headway {
 namespace {

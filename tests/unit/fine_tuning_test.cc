@@ -13,6 +13,7 @@
 #include "model_store/checkpoint.h"
 #include "model_store/head.h"
 #include "model_store/model_config.h"
+#include "model_store/store/model_files.h"
 #include "tests/support/checkpoint_fixtures.h"
 #include "tests/support/digits_data.h"
 

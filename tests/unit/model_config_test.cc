@@ -5,6 +5,7 @@
 
 #include <fstream>
 
+#include "model_store/store/model_files.h"
 #include "tests/support/digits_data.h"
 
 namespace headway {

@@ -14,6 +14,7 @@
 #include "absl/synchronization/notification.h"
 #include "model_store/model_config.h"
 #include "model_store/retirer.h"
+#include "model_store/store/model_files.h"
 #include "model_store/torch_runtime.h"
 #include "tests/support/digits_data.h"
 
