@@ -69,6 +69,8 @@ class Admission {
   int DeepLimit(absl::Duration pass_time) const;
   // The shallow limit.
   int ShallowLimit() const { return 2 * options_.running_capacity; }
+  // What the workers run at once (model_workers x max_batch_size).
+  int running_capacity() const { return options_.running_capacity; }
 
   int held() const { return held_.load(std::memory_order_relaxed); }
 

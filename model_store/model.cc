@@ -535,7 +535,7 @@ absl::Status Model::Admit() const {
     // The flood was seen after the deep queue filled: what waits beyond one pass's
     // worth is refused now rather than answered seconds late.
     batcher_->ShedNewest(
-        plan_.workers * plan_.max_batch_size,
+        admission_->running_capacity(),
         absl::StrCat("model \"", name(),
                      "\" shed this queued request: calls arrive faster than it answers "
                      "them, and its queue was cut to one pass's worth; retry later or "

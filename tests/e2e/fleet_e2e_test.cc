@@ -299,8 +299,8 @@ TEST(FleetTest, ThreeReplicasServeAPersistedSwapAndRefuseABrokenHeadTogether) {
 TEST(FleetTest, AReplicaOnTheSameHostServesAPersistedSwapWithoutWaitingForAPoll) {
   const std::filesystem::path store = testing::CopyModelStore();
   std::vector<Served> fleet;
-  for (const char* watch : {"--store_watch=true", "--store_watch=true",
-                            "--store_watch=false"}) {
+  for (const char* watch :
+       {"--store_watch=true", "--store_watch=true", "--store_watch=false"}) {
     fleet.push_back(Serve(store, {"--store_poll_interval=1h", watch}));
     ASSERT_NE(fleet.back().client, nullptr);
   }

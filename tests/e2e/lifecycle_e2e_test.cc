@@ -6,18 +6,13 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <signal.h>
-#include <sys/wait.h>
 
-#include <fstream>
 #include <iostream>
 #include <thread>
 
-#include "absl/strings/match.h"
-#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "client/headway_client.h"
 #include "client/load_generator.h"
-#include "tests/support/checkpoint_fixtures.h"
 #include "tests/support/digits_data.h"
 #include "tests/support/operations.h"
 #include "tests/support/served.h"
@@ -31,7 +26,6 @@ using testing::CellOf;
 using testing::ClassifyDigit;
 using testing::Connect;
 using ::testing::HasSubstr;
-using testing::MakeTempDir;
 using testing::ServerProcess;
 using testing::SlowBatchingStore;
 using testing::WriteFile;

@@ -5,9 +5,7 @@
 
 #include <fstream>
 
-#include "tests/support/checkpoint_fixtures.h"
 #include "tests/support/digits_data.h"
-#include "tests/support/server_process.h"
 
 namespace headway::testing {
 
