@@ -1,5 +1,7 @@
 #include "server/call_gate.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "server/grpc_status.h"
@@ -22,6 +24,7 @@ bool CallGate::Admit(const char* rpc, grpc::ServerUnaryReactor* reactor) {
       // Read again under the lock: RefuseAll may have taken held_ meanwhile.
       absl::MutexLock lock(&mu_);
       if (phase_.load() == Phase::kHolding) {
+        NoteActivity();
         held_.push_back({rpc, reactor});
         return false;
       }
@@ -39,7 +42,16 @@ bool CallGate::Admit(const char* rpc, grpc::ServerUnaryReactor* reactor) {
   return false;
 }
 
-void CallGate::Release() { admitted_.fetch_sub(1); }
+void CallGate::Release() {
+  // Noted before the count drops, so that WaitQuiet, once it sees no admitted call,
+  // also sees when the last one was answered.
+  NoteActivity();
+  admitted_.fetch_sub(1);
+}
+
+void CallGate::NoteActivity() {
+  last_activity_ns_.store(absl::GetCurrentTimeNanos(), std::memory_order_relaxed);
+}
 
 void CallGate::Hold() {
   absl::MutexLock lock(&mu_);
@@ -52,6 +64,17 @@ bool CallGate::WaitIdle(absl::Time deadline) {
     absl::SleepFor(absl::Milliseconds(1));
   }
   return true;
+}
+
+bool CallGate::WaitQuiet(absl::Duration quiet, absl::Time deadline) {
+  while (true) {
+    const absl::Time quiet_from =
+        absl::FromUnixNanos(last_activity_ns_.load(std::memory_order_relaxed)) + quiet;
+    const absl::Time now = absl::Now();
+    if (now >= quiet_from) return true;
+    if (now >= deadline) return false;
+    absl::SleepFor(std::min(quiet_from, deadline) - now);
+  }
 }
 
 void CallGate::RefuseAll() {

@@ -8,11 +8,12 @@
 //
 // Shutting down, the server closes the gate in two steps so that no client sees
 // CANCELLED. Hold(): calls that arrive from then on are held unanswered (a closed-loop
-// client sends nothing more), while the admitted ones finish (WaitIdle). The server
-// then stops gRPC, which tells clients to go away (GOAWAY); gRPC cancels calls that
-// reach it after that point before any handler sees them, and held clients have none
-// on the wire. RefuseAll() then answers the held calls, and any later one, UNAVAILABLE,
-// which clients retry on another replica.
+// client sends nothing more), while the admitted ones finish (WaitIdle) and the calls
+// their answers set off arrive and are held too (WaitQuiet). The server then stops
+// gRPC, which tells clients to go away (GOAWAY); gRPC cancels calls that reach it
+// after that point before any handler sees them, and held clients have none on the
+// wire. RefuseAll() then answers the held calls, and any later one, UNAVAILABLE, which
+// clients retry on another replica.
 //
 // Thread-safe. The metrics must outlive it.
 #ifndef HEADWAY_SERVER_CALL_GATE_H_
@@ -47,6 +48,9 @@ class CallGate {
   void Hold();
   // Waits until no admitted call is left, or until `deadline`; true when none is.
   bool WaitIdle(absl::Time deadline);
+  // Waits until `quiet` has passed since the last answer to an admitted call and the
+  // last held arrival, or until `deadline`; true when it has.
+  bool WaitQuiet(absl::Duration quiet, absl::Time deadline);
   // Answers every held call, and every later one, UNAVAILABLE.
   void RefuseAll();
 
@@ -59,11 +63,15 @@ class CallGate {
 
   void Answer(const char* rpc, grpc::ServerUnaryReactor* reactor,
               const absl::Status& status);
+  // Notes that an admitted call was answered or a call was held.
+  void NoteActivity();
 
   const int limit_;
   ServerMetrics* const metrics_;
   std::atomic<int> admitted_{0};
   std::atomic<Phase> phase_{Phase::kOpen};
+  // absl::GetCurrentTimeNanos() of the last NoteActivity().
+  std::atomic<int64_t> last_activity_ns_{0};
   absl::Mutex mu_;
   std::vector<HeldCall> held_ ABSL_GUARDED_BY(mu_);
 };

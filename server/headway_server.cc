@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "model_store/torch_runtime.h"
 #include "server/event_log.h"
@@ -167,20 +168,42 @@ void HeadwayServer::Drain() {
   server_->GetHealthCheckService()->SetServingStatus(false);
 }
 
+namespace {
+
+// How long no call may arrive at the held gate before gRPC is stopped (the calls a
+// closed-loop client sends on its answers are then held, not on the wire), and how
+// long the server waits for that at most (an open-loop client never pauses).
+constexpr absl::Duration kQuietBeforeStopping = absl::Milliseconds(50);
+constexpr absl::Duration kMostSettlingBeforeStopping = absl::Seconds(1);
+// How long after gRPC's shutdown begins the held calls are refused.
+constexpr absl::Duration kGoawayMargin = absl::Milliseconds(20);
+
+}  // namespace
+
 void HeadwayServer::Shutdown(absl::Duration grace) {
   if (server_ == nullptr || shut_down_.exchange(true)) return;
   Drain();
   const absl::Time deadline = absl::Now() + grace;
   gate_.Hold();
   gate_.WaitIdle(deadline);
+  gate_.WaitQuiet(kQuietBeforeStopping,
+                  std::min(deadline, absl::Now() + kMostSettlingBeforeStopping));
   // gRPC's Shutdown returns once every call is answered, the held ones included: they
-  // are refused once it has told the clients to go away, which it does first.
-  // (gRPC cancels what runs past its deadline: give the held calls time to be refused.)
-  const absl::Time stop_deadline =
-      std::max(deadline, absl::Now() + absl::Milliseconds(100));
-  std::thread stopping(
-      [this, stop_deadline] { server_->Shutdown(absl::ToChronoTime(stop_deadline)); });
-  absl::SleepFor(absl::Milliseconds(20));
+  // are refused once it has told the clients to go away, so that their next calls go
+  // elsewhere. (gRPC cancels what runs past its deadline: give the held calls time to
+  // be refused.)
+  const absl::Time stop_deadline = std::max(deadline, absl::Now() + absl::Seconds(1));
+  absl::Notification stopping_started;
+  std::thread stopping([this, stop_deadline, &stopping_started] {
+    stopping_started.Notify();
+    server_->Shutdown(absl::ToChronoTime(stop_deadline));
+  });
+  // gRPC's Shutdown stops listening and sends the GOAWAY first thing; the answers
+  // written after it reach each client behind it. (A health probe over the in-process
+  // channel would show when gRPC refuses calls, but gRPC 1.51 crashes creating a call
+  // on an in-process channel while its server shuts down.)
+  stopping_started.WaitForNotification();
+  absl::SleepFor(kGoawayMargin);
   gate_.RefuseAll();
   stopping.join();
 }

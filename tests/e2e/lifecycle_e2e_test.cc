@@ -45,7 +45,10 @@ TEST(ShutdownTest, SigtermDrainsAndFinishesRequestsInFlight) {
   for (int i = 0; i < kRequests; ++i) {
     callers.emplace_back([&, i] { answers[i] = client->Classify(ClassifyDigit(i)); });
   }
-  absl::SleepFor(absl::Milliseconds(400));
+  // SIGTERM once all of them wait in the queue.
+  ASSERT_TRUE(testing::WaitForMetricAtLeast((*server)->metrics_port(),
+                                            "headway_requests_in_flight", kRequests,
+                                            absl::Seconds(30)));
   (*server)->Signal(SIGTERM);
   // While draining, health says NOT_SERVING (as soon as the signal is handled) and
   // calls are still accepted.

@@ -4,8 +4,12 @@
 #include <stdlib.h>
 
 #include <fstream>
+#include <sstream>
 
+#include "absl/strings/numbers.h"
+#include "absl/time/clock.h"
 #include "tests/support/digits_data.h"
+#include "tests/support/server_process.h"
 
 namespace headway::testing {
 
@@ -24,6 +28,26 @@ v1::ClassifyRequest ClassifyDigit(int cell) {
   request.set_model("digits");
   request.add_inputs()->set_image(EncodePng(DigitCell(cell)));
   return request;
+}
+
+bool WaitForMetricAtLeast(int metrics_port, const std::string& series, double value,
+                          absl::Duration timeout) {
+  const absl::Time give_up = absl::Now() + timeout;
+  while (true) {
+    const absl::StatusOr<std::string> text = HttpGet(metrics_port, "/metrics");
+    std::istringstream lines(text.value_or(""));
+    std::string line;
+    while (std::getline(lines, line)) {
+      if (line.compare(0, series.size() + 1, series + " ") != 0) continue;
+      double reported = 0;
+      if (absl::SimpleAtod(line.substr(series.size() + 1), &reported) &&
+          reported >= value) {
+        return true;
+      }
+    }
+    if (absl::Now() >= give_up) return false;
+    absl::SleepFor(absl::Milliseconds(10));
+  }
 }
 
 std::unique_ptr<HeadwayClient> Connect(const std::string& target,

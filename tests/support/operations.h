@@ -1,6 +1,6 @@
 // Helpers of the operations end-to-end tests (observability, lifecycle, security): a
-// held-out digit to classify, a client of a real server, a scratch folder, and a model
-// store whose requests wait in the batch queue.
+// held-out digit to classify, a client of a real server, a scratch folder, a wait on a
+// server metric, and a model store whose requests wait in the batch queue.
 #ifndef HEADWAY_TESTS_SUPPORT_OPERATIONS_H_
 #define HEADWAY_TESTS_SUPPORT_OPERATIONS_H_
 
@@ -30,6 +30,12 @@ std::unique_ptr<HeadwayClient> Connect(const std::string& target,
 std::filesystem::path MakeTempDir();
 
 void WriteFile(const std::filesystem::path& path, const std::string& text);
+
+// Waits up to `timeout` until the server whose metrics endpoint is `metrics_port`
+// reports `series` (a line's name and labels as Prometheus's text format writes them,
+// such as "headway_requests_in_flight") at `value` or more; true once it does.
+bool WaitForMetricAtLeast(int metrics_port, const std::string& series, double value,
+                          absl::Duration timeout);
 
 // A model store copy whose digits model waits for full batches of 64 or a long queue
 // delay (fixed-delay batching), so that requests sit in the queue for `delay`.
