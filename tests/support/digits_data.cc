@@ -1,7 +1,6 @@
 #include "tests/support/digits_data.h"
 
 #include <gtest/gtest.h>
-#include <stdlib.h>
 
 #include <fstream>
 #include <opencv2/imgcodecs.hpp>
@@ -33,19 +32,6 @@ float ConfigValue(const std::string& field) {
 }
 
 }  // namespace
-
-std::filesystem::path SourcePath(const std::string& relative) {
-  return std::filesystem::path(HEADWAY_SOURCE_DIR) / relative;
-}
-
-std::filesystem::path ModelStore() { return SourcePath("models"); }
-
-std::filesystem::path CopyModelStore() {
-  char folder[] = "/tmp/headway-store-XXXXXX";
-  EXPECT_NE(mkdtemp(folder), nullptr);
-  std::filesystem::copy(ModelStore(), folder, std::filesystem::copy_options::recursive);
-  return folder;
-}
 
 cv::Mat DigitCell(int index) {
   const cv::Mat& sheet = DigitSheet();

@@ -8,17 +8,9 @@
 #include <string>
 #include <vector>
 
+#include "tests/support/source_tree.h"
+
 namespace headway::testing {
-
-// A path inside the source tree.
-std::filesystem::path SourcePath(const std::string& relative);
-
-// The bundled model store, models/.
-std::filesystem::path ModelStore();
-
-// A fresh copy of the bundled model store in a temporary folder, for tests that
-// write into the store; the caller removes it.
-std::filesystem::path CopyModelStore();
 
 // Cell `index` (0..4999) of digits.png: a 20x20 grey digit. Fails the test when the
 // file is missing.

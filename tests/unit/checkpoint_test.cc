@@ -14,7 +14,7 @@
 #include "model_store/head.h"
 #include "model_store/model_config.h"
 #include "model_store/store/model_files.h"
-#include "tests/support/digits_data.h"
+#include "tests/support/source_tree.h"
 
 namespace headway {
 namespace {
