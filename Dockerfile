@@ -27,7 +27,10 @@ COPY server server
 COPY client client
 COPY bench bench
 COPY version version
+# The sources here have no .git: the binaries' --version reports the commit passed in.
+ARG HEADWAY_REVISION=unknown
 RUN cmake -S . -B /build -G Ninja -DCMAKE_BUILD_TYPE=Release -DHEADWAY_BUILD_TESTS=OFF \
+      -DHEADWAY_COMMIT="${HEADWAY_REVISION}" \
     && cmake --build /build --target headway_server headway headway_loadgen \
     && mkdir -p /out/bin \
     && cp /build/server/headway_server /build/client/headway /build/client/headway_loadgen \

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Smoke test of the Docker deployment: builds the CPU image and the compose stack
 # (server + Prometheus) on the host network, classifies a digit with the CLI in the
-# image and over HTTP, swaps a head as an admin through the mounted model store, runs the load-test
-# service, checks that Prometheus has scraped the server, and tears everything down.
+# image and over HTTP, swaps a head as an admin through the mounted model store, runs
+# the load-test service, checks that Prometheus has scraped the server, checks that the
+# image's health check follows other ports and TLS, and tears everything down.
 #   deploy/smoke-test.sh            (as root on a Headway build machine; uses
 #                                    ../shared/tools/docker-up.sh when it exists)
-# Needs ports 50051, 8000, 8002 and 9090 free on the host.
+# Needs ports 50051, 50061, 8000, 8002, 8012 and 9090 free on the host.
 set -euo pipefail
 cd "$(dirname "$0")"
 root=$(cd .. && pwd)
@@ -26,6 +27,7 @@ if [ ! -s admin.token ]; then
 fi
 cleanup() {
   compose --profile loadtest down -v --remove-orphans >/dev/null 2>&1 || true
+  docker rm -f headway-smoke-tls >/dev/null 2>&1 || true
   [ "$created_token" = 1 ] && rm -f admin.token
   rm -rf "$work"
 }
@@ -97,7 +99,9 @@ http_answer=$(curl -sf http://127.0.0.1:8000/v1/models/digits:classify \
   -d "{\"inputs\": [{\"image\": \"$(base64 -w0 "$work/four.png")\"}], \"top_k\": 1}")
 echo "$http_answer"
 grep -q '"label":"4"' <<<"$http_answer"
-cli --version
+version_line=$(cli --version)
+echo "$version_line"
+grep -q "commit ${revision:0:12}," <<<"$version_line"
 
 step "swap in the parity head as an admin, from the mounted store"
 if cli swap-head --model=digits --head=digit --file=heads/parity.pt \
@@ -126,6 +130,22 @@ for s in series:
         m["job"], m["instance"], m["rpc"], m["head"], m["code"], s["value"][1]))
 assert any(s["metric"].get("model") == "digits" for s in series), "no headway series"
 ' "$answer"
+
+step "the image's health check follows the flags: a second server on other ports, with TLS"
+openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 \
+  -keyout "$work/tls.key" -out "$work/tls.crt" 2>/dev/null
+chmod a+r "$work/tls.key" "$work/tls.crt"
+docker run -d --name headway-smoke-tls --network host -v "$work:/data:ro" headway:cpu \
+  --port=50061 --http_port=0 --metrics_address=127.0.0.1:8012 \
+  --tls_cert_file=/data/tls.crt --tls_key_file=/data/tls.key >/dev/null
+for i in $(seq 1 120); do
+  status=$(docker inspect -f '{{.State.Health.Status}}' headway-smoke-tls)
+  [ "$status" = healthy ] && break
+  sleep 1
+done
+echo "TLS server on :50061, container health: $status (after ${i}s)"
+docker rm -f headway-smoke-tls >/dev/null
+[ "$status" = healthy ]
 
 step "tear down"
 compose --profile loadtest down -v --remove-orphans
