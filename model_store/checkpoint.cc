@@ -8,9 +8,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <deque>
 #include <map>
 #include <sstream>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -18,6 +21,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "model_store/status_macros.h"
+#include "model_store/store/content_digest.h"
 #include "model_store/torch_errors.h"
 
 namespace headway {
@@ -161,17 +165,50 @@ absl::Mutex& TorchScriptLoadMutex() {
   return *mutex;
 }
 
+// The archives that have loaded in this process, by content digest: a probe proves an
+// archive once, and loading the same bytes again (a model unloaded and loaded back,
+// a reload whose backbone did not change) costs no fork. The most recent kRemembered
+// digests; guarded by TorchScriptLoadMutex.
+class ProvenArchives {
+ public:
+  bool Contains(const std::string& digest) const { return digests_.contains(digest); }
+
+  void Add(const std::string& digest) {
+    if (!digests_.insert(digest).second) return;
+    order_.push_back(digest);
+    if (order_.size() > kRemembered) {
+      digests_.erase(order_.front());
+      order_.pop_front();
+    }
+  }
+
+ private:
+  static constexpr size_t kRemembered = 256;
+  absl::flat_hash_set<std::string> digests_;
+  std::deque<std::string> order_;
+};
+
+ProvenArchives& ProvenTorchScriptArchives() {
+  static ProvenArchives* proven = new ProvenArchives();
+  return *proven;
+}
+
+std::atomic<int64_t> torch_script_probes{0};
+
 // LibTorch 1.13's TorchScript parser dies of SIGSEGV on some malformed archives
 // (found by fuzz_checkpoint: a class body whose `__buffers__` is misspelt, once a
 // module with the same class names was loaded), which no exception handler can
 // catch. So an archive is loaded first in a forked child, on the CPU, with one
 // thread; a child that does not exit normally refuses the archive here, and anything
 // else (success, an exception, a probe that could not run or took too long) lets the
-// load proceed in this process, where exceptions become errors as usual.
+// load proceed in this process, where exceptions become errors as usual. An archive
+// that has loaded here before is not probed again (ProvenArchives): the crash is a
+// malformed archive's, and those bytes parsed.
 absl::Status ProbeTorchScriptLoad(const std::string& bytes) {
   // No other thread runs TorchScript code while the process forks. The child never
   // touches the gate (its waiters are threads it does not have): only the parent
   // unlocks it.
+  torch_script_probes.fetch_add(1, std::memory_order_relaxed);
   TorchScriptForkGate().WriterLock();
   const pid_t child = fork();
   if (child != 0) TorchScriptForkGate().WriterUnlock();
@@ -220,6 +257,10 @@ absl::Status ProbeTorchScriptLoad(const std::string& bytes) {
 
 }  // namespace
 
+int64_t TorchScriptProbesRun() {
+  return torch_script_probes.load(std::memory_order_relaxed);
+}
+
 const char* ContentsName(Checkpoint::Contents contents) {
   switch (contents) {
     case Checkpoint::Contents::kTorchScriptModule:
@@ -238,7 +279,9 @@ absl::StatusOr<Checkpoint> ReadCheckpoint(const std::string& bytes, c10::Device 
       Checkpoint checkpoint;
       checkpoint.contents = Checkpoint::Contents::kTorchScriptModule;
       absl::MutexLock one_load(&TorchScriptLoadMutex());
-      HEADWAY_RETURN_IF_ERROR(ProbeTorchScriptLoad(bytes));
+      const std::string digest = ContentDigest({bytes});
+      const bool proven = ProvenTorchScriptArchives().Contains(digest);
+      if (!proven) HEADWAY_RETURN_IF_ERROR(ProbeTorchScriptLoad(bytes));
       HEADWAY_ASSIGN_OR_RETURN(
           checkpoint.module,
           CallTorch("loading TorchScript archive", absl::StatusCode::kInvalidArgument,
@@ -248,6 +291,7 @@ absl::StatusOr<Checkpoint> ReadCheckpoint(const std::string& bytes, c10::Device 
                       module.eval();
                       return std::optional<torch::jit::Module>(std::move(module));
                     }));
+      if (!proven) ProvenTorchScriptArchives().Add(digest);
       // Where its weights were saved from, for ListModels (map_location reports);
       // an archive whose pickle this reader does not follow just reports none.
       checkpoint.saved_locations =

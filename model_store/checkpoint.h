@@ -9,7 +9,8 @@
 // (map_location), and state_dicts load into a TorchScript architecture strictly or
 // partly, with a report of the missing, unexpected and shape-mismatched keys.
 //
-// Stateless functions; thread-safe.
+// Thread-safe functions. Their one piece of state is the digests of the TorchScript
+// archives that have loaded in this process, which are not probed again (below).
 #ifndef HEADWAY_MODEL_STORE_CHECKPOINT_H_
 #define HEADWAY_MODEL_STORE_CHECKPOINT_H_
 
@@ -52,6 +53,11 @@ struct Checkpoint {
 // which running a graph takes) would wait for it forever. Not re-entrant: a holder
 // must not take it again, nor load a TorchScript archive.
 absl::Mutex& TorchScriptForkGate();
+
+// How many TorchScript archives this process has probed in a forked child before
+// loading them. An archive is probed until it has loaded once (its content digest is
+// remembered, the most recent 256), so this counts forks, for tests and benchmarks.
+int64_t TorchScriptProbesRun();
 
 // "TorchScript module", "state_dict" or "training checkpoint".
 const char* ContentsName(Checkpoint::Contents contents);

@@ -5,7 +5,7 @@
 #                 protocol, nothing of the server, clients, benchmarks or tests
 #     its LibTorch-facing units (headway_torch: checkpoints, the pickle reader,
 #     backbones, heads, devices, LibTorch's threads and allocator): only each other,
-#     the store's config and files, and header-only helpers; no OpenCV
+#     the store's config, files and digests, and header-only helpers; no OpenCV
 #   client/       gRPC and the wire protocol; no LibTorch, OpenCV, core or server
 #   server/       the core and the wire protocol; nothing of the clients' tools
 # The build enforces part of this (the core links only the model-config proto library,
@@ -31,7 +31,7 @@ forbid model_store 'grpcpp/|grpc/|headway/v1/(inference|management)|inference/' 
   "gRPC or the wire protocol"
 # The units of headway_torch, and what of the core they may include besides each other.
 torch_units='backbone|checkpoint|device|head|host_allocator|torch_errors|torch_pickle|torch_runtime'
-torch_may="$torch_units|model_config|store/model_files|server_fault|status_macros"
+torch_may="$torch_units|model_config|store/model_files|store/content_digest|server_fault|status_macros"
 torch_files=$(ls model_store/*.h model_store/*.cc | grep -E "^model_store/($torch_units)\.(h|cc)$")
 hits=$(grep -nE "^#include [<\"](opencv2/|model_store/)" $torch_files |
   grep -vE "#include \"model_store/($torch_may)\.h\"" || true)

@@ -1,5 +1,7 @@
 // Loading backbones and heads from TorchScript archives, device names, and head
 // validation against the backbone's feature size.
+#include "model_store/checkpoint.h"
+
 #include <caffe2/serialize/inline_container.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -271,6 +273,29 @@ TEST(HeadTest, ATorchScriptArchiveSavedFromAGpuSaysSoAndLoadsOnTheCpu) {
       ReadBytes(testing::SourcePath("tests/data/head_three_class.pt")), c10::kCPU);
   ASSERT_TRUE(cpu.ok());
   EXPECT_EQ(cpu->saved_locations, std::set<std::string>({"cpu"}));
+}
+
+TEST(CheckpointTest, ATorchScriptArchiveIsProbedInAChildUntilItHasLoadedOnce) {
+  // LibTorch's parser crashes or throws on this one: it never loads, so every read
+  // forks a probe first.
+  const std::string parser_crash =
+      ReadBytes(testing::SourcePath("fuzz/seeds/checkpoints/crashed_libtorch_parser.pt"));
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    const int64_t probes = TorchScriptProbesRun();
+    EXPECT_FALSE(ReadCheckpoint(parser_crash, c10::kCPU).ok());
+    EXPECT_EQ(TorchScriptProbesRun(), probes + 1);
+  }
+  // Bytes that have loaded here (the first read below, or an earlier test's) load
+  // again without a fork.
+  const std::string backbone = ReadBytes(kDigits / "backbone.pt");
+  ASSERT_TRUE(ReadCheckpoint(backbone, c10::kCPU).ok());
+  const int64_t probes = TorchScriptProbesRun();
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    const absl::StatusOr<Checkpoint> again = ReadCheckpoint(backbone, c10::kCPU);
+    ASSERT_TRUE(again.ok()) << again.status();
+    EXPECT_TRUE(again->module.has_value());
+  }
+  EXPECT_EQ(TorchScriptProbesRun(), probes);
 }
 
 TEST(LabelsTest, ReadsOneLabelPerLine) {
