@@ -14,7 +14,7 @@
 //     resident memory 2 s after.
 //  4. storm: Classify under steady closed-loop load alone, then while one long-lived
 //     admin client swaps a head back and forth and loads and unloads another model,
-//     interleaved: p50/p99 of both and their ratio.
+//     interleaved (`--storm` picks one kind alone): p50/p99 of both and their ratio.
 //  5. shutdown: SIGTERM to exit.
 //
 // Usage: headway_bench_overload [--server=PATH] [--model_store=models] [flags]
@@ -32,6 +32,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/algorithm/container.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
@@ -61,6 +62,9 @@ ABSL_FLAG(std::string, swap_file, "heads/parity.pt", "...to this file and back."
 ABSL_FLAG(std::string, swap_labels, "heads/parity.labels", "...with these labels.");
 ABSL_FLAG(std::string, swap_back_file, "heads/digit.pt", "The head's own file.");
 ABSL_FLAG(std::string, swap_back_labels, "heads/digit.labels", "The head's own labels.");
+ABSL_FLAG(std::vector<std::string>, storm, std::vector<std::string>({"swaps", "loads"}),
+          "What the storm interleaves: swaps (of --swap_head, there and back), loads "
+          "(unloads and loads of a second model), or both.");
 ABSL_FLAG(double, overload_factor, 10, "Offered load, as a multiple of capacity.");
 ABSL_FLAG(absl::Duration, overload_seconds, absl::Seconds(20),
           "Length of each overload.");
@@ -217,8 +221,25 @@ void PrintOverload(const std::string& name, const OverloadFigures& figures,
   Row(name + ": refused", Errors(r), "");
 }
 
-// Swaps a head back and forth and loads and unloads `other`, interleaved, from one
-// client, until `stop`; returns the number of calls and failures.
+enum class StormStep { kSwapThere, kUnload, kSwapBack, kLoad };
+
+// The storm's cycle of calls, from --storm: a swap there, an unload, a swap back and a
+// load, or the swaps or the loads alone.
+std::vector<StormStep> StormCycle() {
+  const std::vector<std::string> kinds = absl::GetFlag(FLAGS_storm);
+  const bool swaps = absl::c_linear_search(kinds, "swaps");
+  const bool loads = absl::c_linear_search(kinds, "loads");
+  std::vector<StormStep> cycle;
+  for (StormStep step : {StormStep::kSwapThere, StormStep::kUnload, StormStep::kSwapBack,
+                         StormStep::kLoad}) {
+    const bool swap = step == StormStep::kSwapThere || step == StormStep::kSwapBack;
+    if (swap ? swaps : loads) cycle.push_back(step);
+  }
+  return cycle;
+}
+
+// Runs the storm's cycle of calls from one client until `stop`; returns the number of
+// calls and failures.
 std::pair<int, int> Storm(const std::string& target, const std::string& model,
                           const std::string& other, const std::atomic<bool>& stop) {
   HeadwayClient::Options options;
@@ -226,15 +247,17 @@ std::pair<int, int> Storm(const std::string& target, const std::string& model,
   auto client = HeadwayClient::Create(options);
   int calls = 0, failures = 0;
   if (!client.ok()) return {0, 1};
-  for (int step = 0; !stop; ++step) {
+  const std::vector<StormStep> cycle = StormCycle();
+  if (cycle.empty()) return {0, 0};
+  for (size_t step = 0; !stop; ++step) {
     absl::Status status;
-    switch (step % 4) {
-      case 0:
-      case 2: {
+    switch (cycle[step % cycle.size()]) {
+      case StormStep::kSwapThere:
+      case StormStep::kSwapBack: {
         v1::HotSwapHeadRequest swap;
         swap.set_model(model);
         swap.set_head(absl::GetFlag(FLAGS_swap_head));
-        const bool there = step % 4 == 0;
+        const bool there = cycle[step % cycle.size()] == StormStep::kSwapThere;
         swap.set_file(there ? absl::GetFlag(FLAGS_swap_file)
                             : absl::GetFlag(FLAGS_swap_back_file));
         swap.set_labels_file(there ? absl::GetFlag(FLAGS_swap_labels)
@@ -242,13 +265,13 @@ std::pair<int, int> Storm(const std::string& target, const std::string& model,
         status = (*client)->HotSwapHead(swap).status();
         break;
       }
-      case 1: {
+      case StormStep::kUnload: {
         v1::UnloadModelRequest unload;
         unload.set_model(other);
         status = (*client)->UnloadModel(unload).status();
         break;
       }
-      case 3: {
+      case StormStep::kLoad: {
         v1::LoadModelRequest load;
         load.set_model(other);
         status = (*client)->LoadModel(load).status();
@@ -262,6 +285,12 @@ std::pair<int, int> Storm(const std::string& target, const std::string& model,
 }
 
 int Main() {
+  for (const std::string& kind : absl::GetFlag(FLAGS_storm)) {
+    if (kind != "swaps" && kind != "loads") {
+      std::cerr << "--storm takes swaps, loads or both, not \"" << kind << "\"\n";
+      return 2;
+    }
+  }
   char work_template[] = "/tmp/headway-overload-XXXXXX";
   const std::filesystem::path work = mkdtemp(work_template);
   const std::filesystem::path store = work / "store";
@@ -353,8 +382,9 @@ int Main() {
   Row("steady p50 / p99", absl::StrFormat("%.1f / %.1f ms", steady.p50, steady.p99),
       "4 callers");
   Row("storm p50 / p99", absl::StrFormat("%.1f / %.1f ms", stormy.p50, stormy.p99),
-      absl::StrFormat("%d swaps, loads and unloads (%d failed); inference errors: %s",
-                      storm_calls.first, storm_calls.second, Errors(stormy)));
+      absl::StrFormat("%d calls: %s (%d failed); inference errors: %s", storm_calls.first,
+                      absl::StrJoin(absl::GetFlag(FLAGS_storm), ", "), storm_calls.second,
+                      Errors(stormy)));
   Row("p99 storm / steady", absl::StrFormat("%.2f", stormy.p99 / steady.p99), "");
   Row("SIGTERM to exit", absl::StrFormat("%.0f ms", shutdown_ms),
       absl::StrCat("exit code ", WIFEXITED(status) ? WEXITSTATUS(status) : -1));
