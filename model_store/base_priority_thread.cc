@@ -1,8 +1,11 @@
 #include "model_store/base_priority_thread.h"
 
+#include <sched.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
+#include <cstdint>
 #include <deque>
 #include <future>
 #include <utility>
@@ -11,6 +14,23 @@
 
 namespace headway {
 namespace {
+
+// The kernel's struct sched_attr (its first version, 48 bytes), which glibc does not
+// declare; the Linux header that does clashes with glibc's sched.h.
+struct SchedAttr {
+  uint32_t size;
+  uint32_t sched_policy;
+  uint64_t sched_flags;
+  int32_t sched_nice;
+  uint32_t sched_priority;
+  uint64_t sched_runtime;  // for SCHED_OTHER since Linux 6.12: the time slice, in ns
+  uint64_t sched_deadline;
+  uint64_t sched_period;
+};
+static_assert(sizeof(SchedAttr) == 48, "struct sched_attr, version 0");
+
+// The shortest slice Linux accepts for a thread of the fair class.
+constexpr uint64_t kShortestSliceNs = 100'000;
 
 int NiceOfThisThread() {
   // On Linux, PRIO_PROCESS with 0 reads the calling thread's own nice value.
@@ -86,6 +106,20 @@ void StartBasePriorityThreads() { TheSpawner().Start(); }
 
 std::thread StartAtBasePriority(std::function<void()> body) {
   return TheSpawner().Spawn(std::move(body));
+}
+
+void LowerThisThreadsPriority(int niceness) {
+  if (niceness <= 0) return;
+  // On Linux a thread's nice value is its own (setpriority on its thread id).
+  setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), niceness);
+  SchedAttr attr{};
+  attr.size = sizeof(attr);
+  attr.sched_policy = SCHED_OTHER;
+  attr.sched_nice = niceness;
+  attr.sched_runtime = kShortestSliceNs;
+  // Best effort: kernels before 6.12 ignore the slice, and one that refuses the call
+  // leaves the nice value set above.
+  syscall(SYS_sched_setattr, 0, &attr, 0);
 }
 
 }  // namespace headway

@@ -1,21 +1,12 @@
 #include "model_store/store_follower.h"
 
-#include <sys/resource.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <atomic>
 #include <set>
 
+#include "model_store/base_priority_thread.h"
+
 namespace headway {
-namespace {
-
-// On Linux a thread's nice value is its own (setpriority on its thread id).
-void LowerPriority(int niceness) {
-  if (niceness > 0) setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), niceness);
-}
-
-}  // namespace
 
 StoreFollower::StoreFollower(Options options) : options_(std::move(options)) {
   thread_ = std::thread([this] { Run(); });
@@ -55,7 +46,7 @@ void StoreFollower::Pass() {
   const std::vector<std::string> order(names.begin(), names.end());
   std::atomic<size_t> next{0};
   auto sync_some = [&] {
-    LowerPriority(options_.niceness);
+    LowerThisThreadsPriority(options_.niceness);
     for (size_t i = next++; i < order.size() && !Stopping(); i = next++) {
       const StoreSync sync = options_.registry->SyncFromStore(order[i]);
       if (sync.action != StoreSync::Action::kNone && options_.on_sync) {

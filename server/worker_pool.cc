@@ -1,11 +1,9 @@
 #include "server/worker_pool.h"
 
-#include <sys/resource.h>
-#include <unistd.h>
-
 #include <exception>
 #include <utility>
 
+#include "model_store/base_priority_thread.h"
 #include "server/event_log.h"
 
 namespace headway {
@@ -32,8 +30,7 @@ void WorkerPool::Schedule(std::function<void()> task) {
 bool WorkerPool::HasTaskOrStopping() const { return stopping_ || !tasks_.empty(); }
 
 void WorkerPool::Run(int niceness, const std::function<void()>& setup) {
-  // On Linux a thread's nice value is its own (setpriority on its thread id).
-  if (niceness > 0) setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), niceness);
+  LowerThisThreadsPriority(niceness);
   if (setup) setup();
   while (true) {
     std::function<void()> task;
