@@ -251,13 +251,14 @@ std::pair<int, int> Storm(const std::string& target, const std::string& model,
   if (cycle.empty()) return {0, 0};
   for (size_t step = 0; !stop; ++step) {
     absl::Status status;
-    switch (cycle[step % cycle.size()]) {
+    const StormStep kind = cycle[step % cycle.size()];
+    switch (kind) {
       case StormStep::kSwapThere:
       case StormStep::kSwapBack: {
         v1::HotSwapHeadRequest swap;
         swap.set_model(model);
         swap.set_head(absl::GetFlag(FLAGS_swap_head));
-        const bool there = cycle[step % cycle.size()] == StormStep::kSwapThere;
+        const bool there = kind == StormStep::kSwapThere;
         swap.set_file(there ? absl::GetFlag(FLAGS_swap_file)
                             : absl::GetFlag(FLAGS_swap_back_file));
         swap.set_labels_file(there ? absl::GetFlag(FLAGS_swap_labels)

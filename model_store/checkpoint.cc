@@ -8,12 +8,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <deque>
 #include <map>
 #include <sstream>
 
-#include "absl/container/flat_hash_set.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -171,21 +171,19 @@ absl::Mutex& TorchScriptLoadMutex() {
 // digests; guarded by TorchScriptLoadMutex.
 class ProvenArchives {
  public:
-  bool Contains(const std::string& digest) const { return digests_.contains(digest); }
+  bool Contains(const std::string& digest) const {
+    return std::find(digests_.begin(), digests_.end(), digest) != digests_.end();
+  }
 
   void Add(const std::string& digest) {
-    if (!digests_.insert(digest).second) return;
-    order_.push_back(digest);
-    if (order_.size() > kRemembered) {
-      digests_.erase(order_.front());
-      order_.pop_front();
-    }
+    if (Contains(digest)) return;
+    digests_.push_back(digest);
+    if (digests_.size() > kRemembered) digests_.pop_front();
   }
 
  private:
   static constexpr size_t kRemembered = 256;
-  absl::flat_hash_set<std::string> digests_;
-  std::deque<std::string> order_;
+  std::deque<std::string> digests_;  // oldest first; a load looks through 256 at most
 };
 
 ProvenArchives& ProvenTorchScriptArchives() {
