@@ -14,7 +14,12 @@
 //     resident memory 2 s after.
 //  4. storm: Classify under steady closed-loop load alone, then while one long-lived
 //     admin client swaps a head back and forth and loads and unloads another model,
-//     interleaved (`--storm` picks one kind alone): p50/p99 of both and their ratio.
+//     interleaved (`--storm` picks one kind alone): p50/p99 of both and their ratio;
+//     then the same load beside a thread that only spins, at the management pool's
+//     priority (nice 10, 0.1 ms slice): what busy background work costs inference on
+//     this machine whatever it does, the floor a storm's ratio is read against.
+//     `--storm_rounds` rounds of the three, interleaved; the ratios printed are the
+//     rounds' medians.
 //  5. shutdown: SIGTERM to exit.
 //
 // Usage: headway_bench_overload [--server=PATH] [--model_store=models] [flags]
@@ -24,10 +29,12 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdint>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -48,6 +55,7 @@
 #include "bench/bench_support.h"
 #include "client/headway_client.h"
 #include "client/load_generator.h"
+#include "model_store/base_priority_thread.h"
 #include "version/version.h"
 
 ABSL_FLAG(std::string, server, HEADWAY_SERVER_BINARY, "The headway_server binary.");
@@ -65,6 +73,12 @@ ABSL_FLAG(std::string, swap_back_labels, "heads/digit.labels", "The head's own l
 ABSL_FLAG(std::vector<std::string>, storm, std::vector<std::string>({"swaps", "loads"}),
           "What the storm interleaves: swaps (of --swap_head, there and back), loads "
           "(unloads and loads of a second model), or both.");
+ABSL_FLAG(bool, spin_reference, true,
+          "Also measure the steady load beside a thread spinning at the management "
+          "pool's priority.");
+ABSL_FLAG(int, storm_rounds, 3,
+          "Rounds of steady, storm (and spinner) runs, interleaved; ratios are "
+          "medians.");
 ABSL_FLAG(double, overload_factor, 10, "Offered load, as a multiple of capacity.");
 ABSL_FLAG(absl::Duration, overload_seconds, absl::Seconds(20),
           "Length of each overload.");
@@ -285,7 +299,90 @@ std::pair<int, int> Storm(const std::string& target, const std::string& model,
   return {calls, failures};
 }
 
+// The management pool's priority: nice 10 and the shortest time slice
+// (HeadwayServer::kBackgroundNiceness, LowerThisThreadsPriority).
+constexpr int kManagementNiceness = 10;
+
+// Spins at the management pool's priority until `stop`: CPU use by a thread that
+// yields to inference exactly as loads and swaps do, without their work.
+void SpinAtManagementPriority(const std::atomic<bool>& stop) {
+  LowerThisThreadsPriority(kManagementNiceness);
+  volatile uint64_t sink = 0;
+  while (!stop) {
+    for (int i = 0; i < 100000; ++i) sink = sink + i;
+  }
+}
+
+// One round of the storm phase: the steady load alone, during a storm, and (with
+// --spin_reference) beside a spinner at the management pool's priority, run back to back
+// so that the three see the same machine.
+struct StormRound {
+  LoadReport steady;
+  LoadReport stormy;
+  std::pair<int, int> storm_calls;  // calls, failures
+  std::optional<LoadReport> spun;
+};
+
+StormRound RunStormRound(const LoadOptions& steady_load, const std::string& target,
+                         const std::string& model, const std::string& other) {
+  StormRound round;
+  round.steady = MustRun(steady_load);
+  std::atomic<bool> stop{false};
+  std::thread storm([&] { round.storm_calls = Storm(target, model, other, stop); });
+  round.stormy = MustRun(steady_load);
+  stop = true;
+  storm.join();
+  if (absl::GetFlag(FLAGS_spin_reference)) {
+    std::atomic<bool> spin_stop{false};
+    std::thread spinner([&] { SpinAtManagementPriority(spin_stop); });
+    round.spun = MustRun(steady_load);
+    spin_stop = true;
+    spinner.join();
+  }
+  return round;
+}
+
+double Median(std::vector<double> values) {
+  absl::c_sort(values);
+  return values.empty() ? 0 : values[values.size() / 2];
+}
+
+// Prints each round's p50/p99 and the median ratios over the rounds.
+void PrintStormRounds(const std::vector<StormRound>& rounds) {
+  std::vector<double> storm_ratios, spin_ratios;
+  for (size_t i = 0; i < rounds.size(); ++i) {
+    const StormRound& round = rounds[i];
+    const std::string name = absl::StrCat("round ", i + 1, ": ");
+    Row(name + "steady p50 / p99",
+        absl::StrFormat("%.1f / %.1f ms", round.steady.p50, round.steady.p99),
+        "4 callers");
+    Row(name + "storm p50 / p99",
+        absl::StrFormat("%.1f / %.1f ms", round.stormy.p50, round.stormy.p99),
+        absl::StrFormat("%d calls: %s (%d failed); inference errors: %s",
+                        round.storm_calls.first,
+                        absl::StrJoin(absl::GetFlag(FLAGS_storm), ", "),
+                        round.storm_calls.second, Errors(round.stormy)));
+    storm_ratios.push_back(round.stormy.p99 / round.steady.p99);
+    if (round.spun) {
+      Row(name + "spinner p50 / p99",
+          absl::StrFormat("%.1f / %.1f ms", round.spun->p50, round.spun->p99),
+          "a thread spinning at management's priority, no calls");
+      spin_ratios.push_back(round.spun->p99 / round.steady.p99);
+    }
+  }
+  Row("p99 storm / steady", absl::StrFormat("%.2f", Median(storm_ratios)),
+      absl::StrCat("median of ", storm_ratios.size(), " rounds"));
+  if (!spin_ratios.empty()) {
+    Row("p99 spinner / steady", absl::StrFormat("%.2f", Median(spin_ratios)),
+        "median; busy background work at management's priority");
+  }
+}
+
 int Main() {
+  if (absl::GetFlag(FLAGS_storm_rounds) < 1) {
+    std::cerr << "--storm_rounds must be at least 1\n";
+    return 2;
+  }
   for (const std::string& kind : absl::GetFlag(FLAGS_storm)) {
     if (kind != "swaps" && kind != "loads") {
       std::cerr << "--storm takes swaps, loads or both, not \"" << kind << "\"\n";
@@ -344,13 +441,10 @@ int Main() {
 
   LoadOptions steady_load = BaseLoad(server.target);
   steady_load.concurrency = 4;
-  const LoadReport steady = MustRun(steady_load);
-  std::atomic<bool> stop{false};
-  std::pair<int, int> storm_calls;
-  std::thread storm([&] { storm_calls = Storm(server.target, model, other, stop); });
-  const LoadReport stormy = MustRun(steady_load);
-  stop = true;
-  storm.join();
+  std::vector<StormRound> rounds(absl::GetFlag(FLAGS_storm_rounds));
+  for (StormRound& round : rounds) {
+    round = RunStormRound(steady_load, server.target, model, other);
+  }
 
   const absl::Time signalled = absl::Now();
   kill(server.pid, SIGTERM);
@@ -380,13 +474,7 @@ int Main() {
   PrintOverload(
       absl::StrCat(absl::FormatDuration(absl::GetFlag(FLAGS_deadline_ms)), " deadline"),
       bounded, unloaded.p99, capacity.throughput, base_kb);
-  Row("steady p50 / p99", absl::StrFormat("%.1f / %.1f ms", steady.p50, steady.p99),
-      "4 callers");
-  Row("storm p50 / p99", absl::StrFormat("%.1f / %.1f ms", stormy.p50, stormy.p99),
-      absl::StrFormat("%d calls: %s (%d failed); inference errors: %s", storm_calls.first,
-                      absl::StrJoin(absl::GetFlag(FLAGS_storm), ", "), storm_calls.second,
-                      Errors(stormy)));
-  Row("p99 storm / steady", absl::StrFormat("%.2f", stormy.p99 / steady.p99), "");
+  PrintStormRounds(rounds);
   Row("SIGTERM to exit", absl::StrFormat("%.0f ms", shutdown_ms),
       absl::StrCat("exit code ", WIFEXITED(status) ? WEXITSTATUS(status) : -1));
   std::filesystem::remove_all(work);

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "model_store/base_priority_thread.h"
 #include "model_store/status_macros.h"
+#include "model_store/thread_name.h"
 #include "model_store/torch_errors.h"
 #include "model_store/torch_runtime.h"
 
@@ -274,6 +275,7 @@ Batcher::Taken Batcher::NextBatch() {
 }
 
 void Batcher::Run() {
+  NameThisThread("hw-batch");
   c10::InferenceMode inference;
   while (true) {
     Taken taken = NextBatch();

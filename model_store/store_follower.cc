@@ -5,6 +5,7 @@
 #include <set>
 
 #include "model_store/base_priority_thread.h"
+#include "model_store/thread_name.h"
 
 namespace headway {
 
@@ -46,6 +47,7 @@ void StoreFollower::Pass() {
   const std::vector<std::string> order(names.begin(), names.end());
   std::atomic<size_t> next{0};
   auto sync_some = [&] {
+    NameThisThread("hw-follow");
     LowerThisThreadsPriority(options_.niceness);
     for (size_t i = next++; i < order.size() && !Stopping(); i = next++) {
       const StoreSync sync = options_.registry->SyncFromStore(order[i]);
@@ -63,6 +65,7 @@ void StoreFollower::Pass() {
 }
 
 void StoreFollower::Run() {
+  NameThisThread("hw-follow");
   options_.registry->MarkLoading(options_.registry->StoreModels());
   Pass();
   if (options_.on_started) options_.on_started();

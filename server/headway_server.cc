@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
+#include "model_store/thread_name.h"
 #include "model_store/torch_runtime.h"
 #include "server/event_log.h"
 
@@ -61,13 +62,17 @@ FineTuneJobs::Options HeadwayServer::FineTuneJobsOptions(const Options& options,
 HeadwayServer::HeadwayServer(const Options& options)
     : registry_(options.registry),
       admin_(options.admin),
-      workers_(std::make_unique<WorkerPool>(options.worker_threads)),
+      workers_(std::make_unique<WorkerPool>(options.worker_threads, 0,
+                                            [] { NameThisThread("hw-request"); })),
       management_workers_(
           // One intra-op thread each: a load's passes (checks, timing, warm-up)
           // stay on the low-priority thread instead of fanning out to OpenMP
           // threads that compete with inference as equals.
           std::make_unique<WorkerPool>(options.management_threads, kBackgroundNiceness,
-                                       [] { SetThreadsOfThisThread(1); })),
+                                       [] {
+                                         NameThisThread("hw-manage");
+                                         SetThreadsOfThisThread(1);
+                                       })),
       gate_(options.max_requests_in_flight, options.metrics),
       jobs_(std::make_unique<FineTuneJobs>(FineTuneJobsOptions(options, this))),
       inference_(options.registry, workers_.get(), &gate_, options.metrics),
