@@ -34,4 +34,6 @@ absl::Status RetainFreedTensorMemory(int64_t retain_bytes) {
   return absl::OkStatus();
 }
 
+void ReturnFreedMemory() { malloc_trim(0); }
+
 }  // namespace headway

@@ -24,6 +24,12 @@ namespace headway {
 // serves the process, so they change nothing there either.
 absl::Status RetainFreedTensorMemory(int64_t retain_bytes);
 
+// Returns every free page of every malloc heap to the kernel (malloc_trim), the
+// retained ones included: the next passes fault their memory in once again. For after
+// a burst that grew the heaps far beyond what serving keeps (FloodMemory). Takes each
+// heap's lock in turn; thread-safe.
+void ReturnFreedMemory();
+
 }  // namespace headway
 
 #endif  // HEADWAY_MODEL_STORE_HOST_ALLOCATOR_H_

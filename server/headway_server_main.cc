@@ -35,6 +35,7 @@
 #include "model_store/store_follower.h"
 #include "model_store/torch_runtime.h"
 #include "server/event_log.h"
+#include "server/flood_memory.h"
 #include "server/headway_server.h"
 #include "server/http_gateway.h"
 #include "server/server_metrics.h"
@@ -288,6 +289,18 @@ int Serve() {
     metrics_port = *port;
     WritePortFile(absl::GetFlag(FLAGS_metrics_port_file), metrics_port);
   }
+  headway::FloodMemory::Options flood_memory;
+  flood_memory.refusals = [&metrics] { return metrics.OverloadRefusals(); };
+  flood_memory.trim = [] {
+    const double before = headway::ResidentMemoryBytes();
+    headway::ReturnFreedMemory();
+    const double after = headway::ResidentMemoryBytes();
+    headway::LogEvent(
+        headway::LogLevel::kInfo, "flood_memory_returned",
+        {{"resident_mb_before", absl::StrCat(static_cast<int64_t>(before) >> 20)},
+         {"resident_mb_after", absl::StrCat(static_cast<int64_t>(after) >> 20)}});
+  };
+  const headway::FloodMemory returns_flood_memory(std::move(flood_memory));
 
   headway::ModelRegistry::Options registry_options;
   registry_options.model_store = absl::GetFlag(FLAGS_model_store);

@@ -53,6 +53,8 @@ const prometheus::Histogram::BucketBoundaries& LoadBuckets() {
   return *buckets;
 }
 
+}  // namespace
+
 double ResidentMemoryBytes() {
   std::ifstream statm("/proc/self/statm");
   long total_pages = 0;
@@ -60,6 +62,8 @@ double ResidentMemoryBytes() {
   if (!(statm >> total_pages >> resident_pages)) return 0;
   return static_cast<double>(resident_pages) * static_cast<double>(sysconf(_SC_PAGESIZE));
 }
+
+namespace {
 
 // User and system CPU time of the whole process.
 double CpuSeconds() {
@@ -337,6 +341,9 @@ void ServerMetrics::RequestFinished(absl::string_view rpc, absl::string_view mod
                                     absl::string_view head, absl::StatusCode code,
                                     absl::Duration latency) {
   impl_->in_flight.Decrement();
+  if (code == absl::StatusCode::kResourceExhausted) {
+    overload_refusals_.fetch_add(1, std::memory_order_relaxed);
+  }
   impl_->requests
       .Add({{"rpc", std::string(rpc)},
             {"model", std::string(model)},

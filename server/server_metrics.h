@@ -17,6 +17,8 @@
 #ifndef HEADWAY_SERVER_SERVER_METRICS_H_
 #define HEADWAY_SERVER_SERVER_METRICS_H_
 
+#include <atomic>
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -29,6 +31,9 @@
 namespace headway {
 
 class ModelRegistry;
+
+// The process's resident memory in bytes (0 where /proc/self/statm cannot be read).
+double ResidentMemoryBytes();
 
 class ServerMetrics {
  public:
@@ -53,6 +58,11 @@ class ServerMetrics {
   void RequestFinished(absl::string_view rpc, absl::string_view model,
                        absl::string_view head, absl::StatusCode code,
                        absl::Duration latency);
+  // Calls answered RESOURCE_EXHAUSTED so far (overload refused, or memory short): what
+  // FloodMemory watches.
+  int64_t OverloadRefusals() const {
+    return overload_refusals_.load(std::memory_order_relaxed);
+  }
 
   void RecordBatch(const std::string& model, const std::string& device,
                    const BatchRecord& record);
@@ -73,6 +83,7 @@ class ServerMetrics {
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
+  std::atomic<int64_t> overload_refusals_{0};
 };
 
 }  // namespace headway
