@@ -10,29 +10,23 @@
 namespace headway {
 namespace {
 
-std::string NameInProc() {
-  std::ifstream comm("/proc/thread-self/comm");
-  std::string name;
-  std::getline(comm, name);
-  return name;
+// Names a new thread `name` and returns what /proc shows for it.
+std::string NameShownAfterNaming(const std::string& name) {
+  std::string shown;
+  std::thread([&] {
+    NameThisThread(name);
+    std::ifstream comm("/proc/thread-self/comm");
+    std::getline(comm, shown);
+  }).join();
+  return shown;
 }
 
 TEST(ThreadNameTest, ANamedThreadShowsItsNameInProc) {
-  std::string seen;
-  std::thread([&] {
-    NameThisThread("hw-manage");
-    seen = NameInProc();
-  }).join();
-  EXPECT_EQ(seen, "hw-manage");
+  EXPECT_EQ(NameShownAfterNaming("hw-manage"), "hw-manage");
 }
 
 TEST(ThreadNameTest, ALongNameIsCutToFifteenCharacters) {
-  std::string seen;
-  std::thread([&] {
-    NameThisThread("hw-a-name-longer-than-linux-keeps");
-    seen = NameInProc();
-  }).join();
-  EXPECT_EQ(seen, "hw-a-name-longe");
+  EXPECT_EQ(NameShownAfterNaming("hw-a-name-longer-than-linux-keeps"), "hw-a-name-longe");
 }
 
 }  // namespace
