@@ -6,11 +6,12 @@
 
 namespace headway {
 
-bool FloodTrimPolicy::Observe(int64_t refusals, absl::Time now) {
+bool FloodTrimPolicy::Observe(int64_t refusals, int64_t resident_bytes, absl::Time now) {
   if (!started_) {
     started_ = true;
     last_refusals_ = refusals;
     last_growth_ = now;
+    resident_before_flood_ = resident_bytes;
     return false;
   }
   if (refusals != last_refusals_) {
@@ -19,11 +20,16 @@ bool FloodTrimPolicy::Observe(int64_t refusals, absl::Time now) {
     flooded_ = true;
     return false;
   }
-  if (flooded_ && now - last_growth_ >= settle_) {
-    flooded_ = false;
-    return true;
+  if (!flooded_) {
+    // Quiet: the figure a flood that starts after this look is measured against.
+    resident_before_flood_ = resident_bytes;
+    return false;
   }
-  return false;
+  if (now - last_growth_ < settle_) return false;
+  flooded_ = false;
+  const bool grew = resident_bytes - resident_before_flood_ > growth_bytes_;
+  resident_before_flood_ = resident_bytes;
+  return grew;
 }
 
 FloodMemory::FloodMemory(Options options) : options_(std::move(options)) {
@@ -37,9 +43,11 @@ FloodMemory::~FloodMemory() {
 
 void FloodMemory::Run() {
   NameThisThread("hw-flood-memory");
-  FloodTrimPolicy policy(options_.settle);
+  FloodTrimPolicy policy(options_.settle, options_.growth_bytes);
   do {
-    if (policy.Observe(options_.refusals(), absl::Now())) options_.trim();
+    if (policy.Observe(options_.refusals(), options_.resident_bytes(), absl::Now())) {
+      options_.trim();
+    }
   } while (!stopping_.WaitForNotificationWithTimeout(options_.poll));
 }
 

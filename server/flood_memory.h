@@ -5,16 +5,18 @@
 // hundreds of MB; when they drain, glibc keeps the freed memory mapped (up to
 // --malloc_retain_mb per heap, which keeps tensor memory for the next passes). A
 // flood is what the server refused for overload (RESOURCE_EXHAUSTED); once none has
-// been refused for `settle`, the memory is returned once (`trim`: malloc_trim, every
-// free page). A steady load that refuses nothing never trims, so its passes keep their
-// memory.
+// been refused for `settle`, and resident memory is more than `growth` above what it
+// was when the refusals began, the memory is returned once (`trim`: malloc_trim,
+// every free page). A steady load that refuses nothing never trims, nor does a burst
+// of refusals that brought no memory in, so passes keep their retained memory.
 //
-// FloodTrimPolicy is the decision alone, fed the refusal count and the time, so tests
-// can script it; FloodMemory runs it on a thread of its own every `poll`.
+// FloodTrimPolicy is the decision alone, fed the refusal count, the resident memory
+// and the time, so tests can script it; FloodMemory runs it on a thread of its own every
+// `poll`.
 //
 // Thread safety: FloodTrimPolicy is not thread-safe (one caller). FloodMemory's
 // constructor starts its thread and its destructor stops it; `refusals` and `trim` run
-// on that thread.
+// on that thread, as does `resident_bytes`.
 #ifndef HEADWAY_SERVER_FLOOD_MEMORY_H_
 #define HEADWAY_SERVER_FLOOD_MEMORY_H_
 
@@ -29,17 +31,22 @@ namespace headway {
 
 class FloodTrimPolicy {
  public:
-  explicit FloodTrimPolicy(absl::Duration settle) : settle_(settle) {}
+  FloodTrimPolicy(absl::Duration settle, int64_t growth_bytes)
+      : settle_(settle), growth_bytes_(growth_bytes) {}
 
-  // `refusals`: the count of calls refused for overload so far (never decreasing).
-  // True when the memory should be returned now: refusals grew since the last trim,
-  // and have not grown for `settle`.
-  bool Observe(int64_t refusals, absl::Time now);
+  // `refusals`: the count of calls refused for overload so far (never decreasing);
+  // `resident_bytes`: the process's resident memory now. True when the memory should
+  // be returned now: refusals began growing (a flood) since the last look that ended
+  // one, have not grown for `settle`, and resident memory is more than the growth
+  // above its figure at the last quiet look before they began.
+  bool Observe(int64_t refusals, int64_t resident_bytes, absl::Time now);
 
  private:
   absl::Duration settle_;
+  int64_t growth_bytes_;
   bool started_ = false;
   int64_t last_refusals_ = 0;
+  int64_t resident_before_flood_ = 0;
   absl::Time last_growth_;
   bool flooded_ = false;
 };
@@ -48,8 +55,10 @@ class FloodMemory {
  public:
   struct Options {
     std::function<int64_t()> refusals;
+    std::function<int64_t()> resident_bytes;
     std::function<void()> trim;
     absl::Duration settle = absl::Seconds(1);
+    int64_t growth_bytes = int64_t{64} << 20;
     absl::Duration poll = absl::Milliseconds(250);
   };
 

@@ -291,6 +291,9 @@ int Serve() {
   }
   headway::FloodMemory::Options flood_memory;
   flood_memory.refusals = [&metrics] { return metrics.OverloadRefusals(); };
+  flood_memory.resident_bytes = [] {
+    return static_cast<int64_t>(headway::ResidentMemoryBytes());
+  };
   flood_memory.trim = [] {
     const double before = headway::ResidentMemoryBytes();
     headway::ReturnFreedMemory();
