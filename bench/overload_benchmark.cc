@@ -299,14 +299,10 @@ std::pair<int, int> Storm(const std::string& target, const std::string& model,
   return {calls, failures};
 }
 
-// The management pool's priority: nice 10 and the shortest time slice
-// (HeadwayServer::kBackgroundNiceness, LowerThisThreadsPriority).
-constexpr int kManagementNiceness = 10;
-
 // Spins at the management pool's priority until `stop`: CPU use by a thread that
 // yields to inference exactly as loads and swaps do, without their work.
 void SpinAtManagementPriority(const std::atomic<bool>& stop) {
-  LowerThisThreadsPriority(kManagementNiceness);
+  LowerThisThreadsPriority(kBackgroundNiceness);
   volatile uint64_t sink = 0;
   while (!stop) {
     for (int i = 0; i < 100000; ++i) sink = sink + i;

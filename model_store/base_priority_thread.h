@@ -24,6 +24,11 @@ void StartBasePriorityThreads();
 
 std::thread StartAtBasePriority(std::function<void()> body);
 
+// The nice value of the threads running loads, swaps and store polling (the server's
+// management pool, its store follower, fine-tuning jobs), so that they yield the CPUs
+// to inference: at 10, about a tenth of a normal thread's CPU time when both want it.
+inline constexpr int kBackgroundNiceness = 10;
+
 // Makes the calling thread yield the CPUs to the process's other threads: nice
 // `niceness` (0 or less changes nothing), and the shortest time slice the kernel
 // grants (0.1 ms; Linux 6.12's EEVDF scheduler lets a thread ask for one), so that an

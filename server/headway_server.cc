@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
+#include "model_store/base_priority_thread.h"
 #include "model_store/thread_name.h"
 #include "model_store/torch_runtime.h"
 #include "server/event_log.h"

@@ -40,11 +40,6 @@ namespace headway {
 
 class HeadwayServer {
  public:
-  // The nice value of the threads running loads, swaps and store polling, so that
-  // they yield the CPUs to inference (at 10, about a tenth of a normal thread's CPU
-  // time when both want it).
-  static constexpr int kBackgroundNiceness = 10;
-
   struct Options {
     // Listening address; port 0 picks a free port (see port()).
     std::string host = "0.0.0.0";

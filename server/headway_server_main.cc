@@ -423,7 +423,7 @@ int Serve() {
   follow.poll_interval = absl::GetFlag(FLAGS_store_poll_interval);
   follow.watch = absl::GetFlag(FLAGS_store_watch);
   follow.parallel_loads = absl::GetFlag(FLAGS_parallel_loads);
-  follow.niceness = headway::HeadwayServer::kBackgroundNiceness;
+  follow.niceness = headway::kBackgroundNiceness;
   follow.on_sync = [&](const headway::StoreSync& sync) {
     if (sync.action == headway::StoreSync::Action::kRefused &&
         (*registry)->List(sync.model).empty()) {
