@@ -304,9 +304,10 @@ TEST(ModelLimitsTest, ABackboneIsLimitedByWhatItUnpacksTo) {
   std::filesystem::remove_all(store);
 }
 
-// BF16 where the CPU runs it natively: its features agree with FP32's and the held-out
-// digits get the same answers (at least 99 in 100); elsewhere the load is refused
-// naming the missing CPU feature, or with precision_fallback FP32 serves and says why.
+// BF16 where the CPU runs it natively: its features agree with FP32's, its convolution
+// weights are channels-last, and the held-out digits get the same answers (at least 99 in
+// 100); elsewhere the load is refused naming the missing CPU feature, or with
+// precision_fallback FP32 serves and says why.
 TEST_F(ModelTest, Bf16ServesTheSameAnswersWhereTheCpuHasItAndIsRefusedElsewhere) {
   const std::filesystem::path dir = testing::ModelStore() / "digits";
   Model::Options options;
@@ -330,6 +331,9 @@ TEST_F(ModelTest, Bf16ServesTheSameAnswersWhereTheCpuHasItAndIsRefusedElsewhere)
   EXPECT_EQ((*bf16)->Info().precision, "BF16");
   EXPECT_THAT((*bf16)->Info().precision_note,
               HasSubstr("BF16 features agree with FP32's"));
+  // The convolutions serve channels-last weights, the layout oneDNN's BF16 kernels run
+  // fast on.
+  EXPECT_THAT((*bf16)->Info().precision_note, HasSubstr("; weights channels-last"));
   const testing::HeldOutSplit split = testing::ReadHeldOutSplit();
   std::vector<int> cells;
   for (size_t i = 0; i < 100; ++i) cells.push_back(split.digits[i * 7].cell);
