@@ -7,9 +7,12 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <cstdlib>
 #include <iostream>
 #include <thread>
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
 #include "client/headway_client.h"
 #include "client/load_generator.h"
@@ -229,6 +232,74 @@ TEST(OverloadTest, MaxConcurrentStreamsHoldsAConnectionsFurtherCallsInItsClient)
   EXPECT_THAT(*metrics,
               ::testing::Not(HasSubstr(
                   R"(headway_batch_size_count{device="cpu",model="digits"} 1)")));
+  EXPECT_EQ((*server)->Stop(), 0);
+  std::filesystem::remove_all(store);
+}
+
+// The first number after `key=` in `log`'s last line holding `event`, or -1.
+double LastLoggedNumber(const std::string& log, absl::string_view event,
+                        absl::string_view key) {
+  const size_t line = log.rfind(event.data(), std::string::npos, event.size());
+  if (line == std::string::npos) return -1;
+  const size_t at = log.find(absl::StrCat(" ", key, "="), line);
+  if (at == std::string::npos) return -1;
+  return std::atof(log.c_str() + at + key.size() + 2);
+}
+
+// Memory a flood brought in goes back once it is over. Two calls hold the server's two
+// slots for 1.5 s while 32 calls of 8 MB each are refused RESOURCE_EXHAUSTED: their
+// bytes (over the 64 MB FloodMemory waits for) go back a second after the last
+// refusal, logged as event=flood_memory_returned with resident memory falling.
+TEST(OverloadTest, MemoryAFloodBroughtInGoesBackOnceItIsOver) {
+  const std::filesystem::path store = SlowBatchingStore(absl::Milliseconds(1500));
+  absl::StatusOr<std::unique_ptr<ServerProcess>> server =
+      ServerProcess::Start(store, {"--max_requests_in_flight=2", "--worker_threads=4"});
+  ASSERT_TRUE(server.ok()) << server.status();
+  std::unique_ptr<HeadwayClient> client = Connect((*server)->target());
+  std::vector<std::thread> holders;
+  for (int i = 0; i < 2; ++i) {
+    holders.emplace_back([&, i] { (void)client->Classify(ClassifyDigit(CellOf(i))); });
+  }
+  ASSERT_TRUE(testing::WaitForMetricAtLeast(
+      (*server)->metrics_port(), "headway_requests_in_flight", 2, absl::Seconds(30)));
+
+  v1::ClassifyRequest heavy;
+  heavy.set_model("digits");
+  v1::Tensor* tensor = heavy.add_inputs()->mutable_tensor();
+  tensor->set_dtype(v1::FLOAT32);
+  for (int64_t d : {1, 20, 20}) tensor->add_shape(d);
+  tensor->set_data(std::string(size_t{8} << 20, '\1'));
+  std::vector<absl::Status> refused(32);
+  std::vector<std::thread> flood;
+  for (int i = 0; i < 8; ++i) {
+    flood.emplace_back([&, i] {
+      std::unique_ptr<HeadwayClient> own = Connect((*server)->target());
+      for (int call = i; call < 32; call += 8) {
+        refused[call] = own->Classify(heavy).status();
+      }
+    });
+  }
+  for (std::thread& caller : flood) caller.join();
+  for (std::thread& holder : holders) holder.join();
+  for (const absl::Status& answer : refused) {
+    EXPECT_EQ(answer.code(), absl::StatusCode::kResourceExhausted) << answer;
+  }
+
+  const absl::Time give_up = absl::Now() + absl::Seconds(20);
+  while ((*server)->Log().find("event=flood_memory_returned") == std::string::npos &&
+         absl::Now() < give_up) {
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  const std::string log = (*server)->Log();
+  ASSERT_THAT(log, HasSubstr("event=flood_memory_returned")) << log;
+  const double before =
+      LastLoggedNumber(log, "event=flood_memory_returned", "resident_mb_before");
+  const double after =
+      LastLoggedNumber(log, "event=flood_memory_returned", "resident_mb_after");
+  EXPECT_GT(before, 0) << log;
+  EXPECT_LT(after, before) << log;
+  // Served on after the trim.
+  EXPECT_TRUE(client->Classify(ClassifyDigit(CellOf(5))).ok());
   EXPECT_EQ((*server)->Stop(), 0);
   std::filesystem::remove_all(store);
 }
