@@ -26,7 +26,7 @@ absl::Status RetainFreedTensorMemory(int64_t retain_bytes) {
   const int trim =
       static_cast<int>(std::min<int64_t>(retain_bytes, std::numeric_limits<int>::max()));
   if (mallopt(M_MMAP_THRESHOLD, kLargestHeapBlock) != 1 ||
-      mallopt(M_TRIM_THRESHOLD, trim) != 1) {
+      mallopt(M_TRIM_THRESHOLD, trim) != 1 || mallopt(M_TOP_PAD, trim) != 1) {
     return absl::FailedPreconditionError(
         "the allocator in this process ignores glibc malloc options (mallopt): a "
         "sanitizer replaces glibc malloc");

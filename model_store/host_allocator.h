@@ -16,7 +16,11 @@ namespace headway {
 // adjusts as it goes), and a heap's free top is returned to the kernel beyond 128 KiB,
 // so every pass page-faults its activations in again: a small CNN ran 3-5x slower
 // here in some runs than in others. This serves blocks up to 32 MiB (glibc's largest)
-// from the heap and keeps up to `retain_bytes` of free memory at each heap's top.
+// from the heap and keeps up to `retain_bytes` of free memory at each heap's top, as
+// the top pad too: a thread's arena is a chain of 64 MiB heaps, and glibc unmaps a
+// heap whose memory is all free whatever the trim threshold, unless the pad covers it
+// (a BF16 ResNet-18 pass, which reorders its weights anew, then faulted 40-50% more
+// pages in some runs and ran 1.3-1.6x FP32 instead of 1.8-1.9x).
 // The cost is resident memory: up to `retain_bytes` per malloc arena stays mapped.
 // `retain_bytes` 0 leaves glibc's defaults. INVALID_ARGUMENT if negative;
 // FAILED_PRECONDITION, changing nothing, where mallopt is refused (AddressSanitizer

@@ -8,6 +8,8 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <thread>
+#include <vector>
 
 namespace headway {
 namespace {
@@ -42,6 +44,29 @@ TEST(HostAllocatorTest, TensorSizedBlocksComeFromTheHeapAndStayMappedWhenFreed) 
   std::free(block);
   // The freed block joined the heap's top and was not returned to the kernel.
   EXPECT_GE(mallinfo2().keepcost, kActivationBytes);
+}
+
+// A thread's malloc arena is a chain of 64 MiB heaps: the blocks of a pass that
+// spans two of them stay mapped when freed, instead of glibc unmapping the second heap
+// and the next pass faulting it in again.
+TEST(HostAllocatorTest, AThreadsHeapsStayMappedWhenItsBlocksAreFreed) {
+  if (!GlibcAllocates()) GTEST_SKIP() << "glibc's malloc is not the allocator here";
+  ASSERT_TRUE(RetainFreedTensorMemory(int64_t{256} << 20).ok());
+  size_t mapped_while_held = 0;
+  size_t mapped_after_free = 0;
+  // A new thread allocates from an arena of its own, not the main one.
+  std::thread([&] {
+    std::vector<void*> blocks;
+    for (int i = 0; i < 4; ++i) {  // 80 MiB: more than one heap
+      blocks.push_back(std::malloc(kActivationBytes));
+      std::memset(blocks.back(), 1, kActivationBytes);
+    }
+    mapped_while_held = mallinfo2().arena;
+    for (void* block : blocks) std::free(block);
+    mapped_after_free = mallinfo2().arena;
+  }).join();
+  EXPECT_GE(mapped_while_held, 4 * kActivationBytes);
+  EXPECT_EQ(mapped_after_free, mapped_while_held);
 }
 
 TEST(HostAllocatorTest, ZeroKeepsGlibcDefaults) {
