@@ -301,7 +301,10 @@ absl::StatusOr<std::unique_ptr<Backbone>> Backbone::Load(const BackboneSpec& spe
   HEADWAY_ASSIGN_OR_RETURN(module, InPrecision(std::move(module), spec, info, dtype));
   if (spec.optimize) module = Optimized(std::move(module), spec, dtype, info);
   if (dtype != at::kFloat && spec.device.is_cpu()) {
-    absl::StrAppend(&info.precision_note, WeightsAreChannelsLast(module)
+    const absl::StatusOr<bool> channels_last =
+        CallTorch("checking the weights' layout", absl::StatusCode::kInternal,
+                  [&] { return WeightsAreChannelsLast(module); });
+    absl::StrAppend(&info.precision_note, channels_last.ok() && *channels_last
                                               ? "; weights channels-last"
                                               : "; weights not channels-last");
   }
