@@ -7,12 +7,14 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <iostream>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "client/headway_client.h"
 #include "client/load_generator.h"
@@ -247,11 +249,13 @@ double LastLoggedNumber(const std::string& log, absl::string_view event,
 }
 
 // Memory a flood brought in goes back once it is over. Two calls hold the server's two
-// slots for 1.5 s while 32 calls of 8 MB each are refused RESOURCE_EXHAUSTED: their
-// bytes (over the 64 MB FloodMemory waits for) go back a second after the last
-// refusal, logged as event=flood_memory_returned with resident memory falling.
+// slots for 5 s. Small calls, refused RESOURCE_EXHAUSTED every 50 ms, start the flood
+// (FloodMemory measures it from its last look before the first refusal) and keep it
+// going while 32 calls of 8 MB each are refused too: their bytes (over the 64 MB
+// FloodMemory waits for) go back a second after the last refusal, logged as
+// event=flood_memory_returned with resident memory falling.
 TEST(OverloadTest, MemoryAFloodBroughtInGoesBackOnceItIsOver) {
-  const std::filesystem::path store = SlowBatchingStore(absl::Milliseconds(1500));
+  const std::filesystem::path store = SlowBatchingStore(absl::Seconds(5));
   absl::StatusOr<std::unique_ptr<ServerProcess>> server =
       ServerProcess::Start(store, {"--max_requests_in_flight=2", "--worker_threads=4"});
   ASSERT_TRUE(server.ok()) << server.status();
@@ -262,6 +266,19 @@ TEST(OverloadTest, MemoryAFloodBroughtInGoesBackOnceItIsOver) {
   }
   ASSERT_TRUE(testing::WaitForMetricAtLeast(
       (*server)->metrics_port(), "headway_requests_in_flight", 2, absl::Seconds(30)));
+
+  absl::Notification flood_over;
+  std::atomic<int> small_refused{0};
+  std::thread ticker([&] {
+    std::unique_ptr<HeadwayClient> own = Connect((*server)->target());
+    do {
+      if (own->Classify(ClassifyDigit(CellOf(9))).status().code() ==
+          absl::StatusCode::kResourceExhausted) {
+        ++small_refused;
+      }
+    } while (!flood_over.WaitForNotificationWithTimeout(absl::Milliseconds(50)));
+  });
+  while (small_refused.load() == 0) absl::SleepFor(absl::Milliseconds(10));
 
   v1::ClassifyRequest heavy;
   heavy.set_model("digits");
@@ -280,6 +297,8 @@ TEST(OverloadTest, MemoryAFloodBroughtInGoesBackOnceItIsOver) {
     });
   }
   for (std::thread& caller : flood) caller.join();
+  flood_over.Notify();
+  ticker.join();
   for (std::thread& holder : holders) holder.join();
   for (const absl::Status& answer : refused) {
     EXPECT_EQ(answer.code(), absl::StatusCode::kResourceExhausted) << answer;
