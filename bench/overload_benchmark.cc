@@ -6,6 +6,10 @@
 //  1. unloaded: one closed-loop caller; its p99 is the reference latency.
 //  2. capacity: closed-loop callers enough to fill the server; goodput there is
 //     "capacity", and the server's resident memory after it is the base figure.
+//     Then the transport's ceiling: gRPC health checks (an empty RPC) from 64
+//     closed-loop callers. A refusal costs the server about one empty RPC, so an
+//     offered rate above the ceiling cannot all reach a handler to be refused: the
+//     excess waits in the kernel and in gRPC, where no admission limit sees it.
 //  3. overload: an open loop offering `--overload_factor` x capacity for
 //     `--overload_seconds`, with no client deadline and then with
 //     `--deadline_ms`: p99 of accepted calls against the unloaded p99, goodput
@@ -426,6 +430,10 @@ int Main() {
   LoadOptions capacity_load = BaseLoad(server.target);
   capacity_load.concurrency = absl::GetFlag(FLAGS_capacity_concurrency);
   const LoadReport capacity = MustRun(capacity_load);
+  LoadOptions ceiling_load = BaseLoad(server.target);
+  ceiling_load.rpc = "health";
+  ceiling_load.concurrency = 64;
+  const LoadReport ceiling = MustRun(ceiling_load);
   absl::SleepFor(absl::Seconds(1));
   const int64_t base_kb = ResidentKb(server.pid);
   const double rate = capacity.throughput * absl::GetFlag(FLAGS_overload_factor);
@@ -466,6 +474,13 @@ int Main() {
       absl::StrFormat("%d callers, p99 %.1f ms", capacity_load.concurrency,
                       capacity.p99));
   Row("base RSS", absl::StrFormat("%d MB", base_kb / 1024), "after the capacity run");
+  Row("empty RPC (transport ceiling)",
+      absl::StrFormat("%.0f calls/s", ceiling.throughput),
+      "gRPC health, 64 callers: about what the server can refuse");
+  Row("offered / transport ceiling", absl::StrFormat("%.2f", rate / ceiling.throughput),
+      rate > ceiling.throughput
+          ? "above 1: calls queue in the kernel and gRPC before admission sees them"
+          : "at most 1: every call can reach admission");
   PrintOverload("no deadline", open, unloaded.p99, capacity.throughput, base_kb);
   PrintOverload(
       absl::StrCat(absl::FormatDuration(absl::GetFlag(FLAGS_deadline_ms)), " deadline"),

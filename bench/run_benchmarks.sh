@@ -52,10 +52,10 @@ target=127.0.0.1:$(cat "$work/port")
 defaults_target=127.0.0.1:$(cat "$work/defaults_port")
 
 # Progress on stderr, one plain line per run: what runs, how far, time left. Runs of
-# `seconds` plus 2 s of warm-up each: 4 groups of 13, 2 defaults groups of 21, the
+# `seconds` plus 2 s of warm-up each: 4 groups of 13, 2 defaults groups of 45, the
 # empty RPC, 2 matrix products, 4 precision runs, and the Python reference (about 8
 # more).
-total_runs=109
+total_runs=157
 run_index=0
 started=$SECONDS
 progress() {  # what
@@ -115,9 +115,13 @@ group() {  # model mode reference-batch tensor-shape image-kind image-files conc
   done
 }
 
-# The defaults group: each concurrency's defaults runs (tensor, image) come with the
-# tuned models' tensor runs at the same concurrency, so that defaults and best tuned
-# are compared over the same minute.
+# The defaults group: each concurrency's defaults tensor runs alternate with the tuned
+# models' tensor runs at the same concurrency, `rounds` times (defaults, batching on,
+# batching off, then again), so that defaults and best tuned are compared over the
+# same minutes and a neighbour's burst moves one round, not the ratio's median. Round 1
+# keeps the plain file names (the main table and charts read them); later rounds add
+# -rN.
+rounds=3
 defaults_group() {  # model reference-batch tensor-shape image-kind image-files concurrencies...
   local model=$1 batch=$2 tensor_shape=$3 image_kind=$4 images=$5
   shift 5
@@ -125,11 +129,16 @@ defaults_group() {  # model reference-batch tensor-shape image-kind image-files 
   local runs=0
   inprocess "$model-defaults-$runs" "${model}_batched" "$batch"
   for c in "$@"; do
-    served "${model}_defaults-tensor-$c" "${model}_defaults" "$c" --tensor_shape="$tensor_shape"
     served "${model}_defaults-$image_kind-$c" "${model}_defaults" "$c" --images="$images"
-    for tuned in batched unbatched; do
-      served "${model}_$tuned-beside-defaults-$c" "${model}_$tuned" "$c" \
+    for round in $(seq 1 $rounds); do
+      local suffix=""
+      [ "$round" = 1 ] || suffix="-r$round"
+      served "${model}_defaults-tensor-$c$suffix" "${model}_defaults" "$c" \
         --tensor_shape="$tensor_shape"
+      for tuned in batched unbatched; do
+        served "${model}_$tuned-beside-defaults-$c$suffix" "${model}_$tuned" "$c" \
+          --tensor_shape="$tensor_shape"
+      done
     done
     runs=$((runs + 1))
     inprocess "$model-defaults-$runs" "${model}_batched" "$batch"
@@ -228,22 +237,32 @@ print("\nBest served/in-process per model, input and batching: " + "; ".join(
     f"{m} {k} batching {MODES[b]} {r:.2f} (c={c})"
     for (m, k, b), (r, c) in best.items()) + ".")
 
-print("\nDefaults against the best tuned model, tensors, each concurrency's runs side by "
-      "side (latency: p50 of the defaults at concurrency 1 against the tuned unbatched "
-      "model's):\n")
-print("| model | concurrency | defaults inputs/s | tuned on | tuned off | defaults/best tuned | defaults p50 ms | tuned off p50 ms | p50 ratio |")
-print("|---|---|---|---|---|---|---|---|---|")
+print("\nDefaults against the best tuned model, tensors: at each concurrency the "
+      "defaults, batching on and batching off ran in turn, in rounds; each round's ratio "
+      "is defaults over the better tuned run of that round, and the table shows the "
+      "median and the rounds (latency: p50 of the defaults at concurrency 1 against the "
+      "tuned unbatched model's, medians):\n")
+print("| model | concurrency | defaults inputs/s | tuned on | tuned off | defaults/best tuned (median) | rounds | defaults p50 ms | tuned off p50 ms | p50 ratio |")
+print("|---|---|---|---|---|---|---|---|---|---|")
+def rounds_of(name):
+    found = [load(name)]
+    while os.path.exists(os.path.join(results, f"{name}-r{len(found) + 1}.json")):
+        found.append(load(f"{name}-r{len(found) + 1}"))
+    return found
 for model, mode, batch, image, concurrencies, runs in groups:
     if mode != "defaults":
         continue
     for c in concurrencies:
-        d = load(f"served-{model}_defaults-tensor-{c}")
-        on = load(f"served-{model}_batched-beside-defaults-{c}")
-        off = load(f"served-{model}_unbatched-beside-defaults-{c}")
-        best_tuned = max(on["inputs_per_second"], off["inputs_per_second"])
-        p50, p50_off = d["latency_ms"]["p50"], off["latency_ms"]["p50"]
-        print(f"| {model} | {c} | {d['inputs_per_second']:.1f} | {on['inputs_per_second']:.1f} | "
-              f"{off['inputs_per_second']:.1f} | {d['inputs_per_second'] / best_tuned:.2f} | "
+        d = rounds_of(f"served-{model}_defaults-tensor-{c}")
+        on = rounds_of(f"served-{model}_batched-beside-defaults-{c}")
+        off = rounds_of(f"served-{model}_unbatched-beside-defaults-{c}")
+        ratios = [x["inputs_per_second"] / max(y["inputs_per_second"], z["inputs_per_second"])
+                  for x, y, z in zip(d, on, off)]
+        rate = lambda rs: statistics.median(r["inputs_per_second"] for r in rs)
+        p50 = statistics.median(r["latency_ms"]["p50"] for r in d)
+        p50_off = statistics.median(r["latency_ms"]["p50"] for r in off)
+        print(f"| {model} | {c} | {rate(d):.1f} | {rate(on):.1f} | {rate(off):.1f} | "
+              f"{statistics.median(ratios):.2f} | {', '.join(f'{x:.2f}' for x in ratios)} | "
               f"{p50:.1f} | {p50_off:.1f} | {p50 / p50_off:.2f} |")
 python_path = os.path.join(results, "python.jsonl")
 if os.path.exists(python_path):

@@ -55,8 +55,9 @@ class HeadwayServer {
     int max_requests_in_flight = 1024;
     // HTTP/2 streams (calls) each client connection may have open at once; a client
     // holds its further calls until one ends, so a flood from one connection waits
-    // in that client, not in the server's memory. 0: gRPC's default (no limit).
-    int max_concurrent_streams = 0;
+    // in that client, not in the server's memory, and its calls that time out there
+    // cost the server nothing. 0: gRPC's default (no limit).
+    int max_concurrent_streams = 256;
     // A unix socket the server also listens on, plaintext, with every service: for
     // local clients such as a container's health check, which then need not know the
     // port or the TLS settings. Empty: none. A folder the server cannot write to

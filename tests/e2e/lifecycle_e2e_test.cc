@@ -9,8 +9,10 @@
 
 #include <atomic>
 #include <cstdlib>
+#include <fstream>
 #include <iostream>
 #include <thread>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
@@ -236,6 +238,49 @@ TEST(OverloadTest, MaxConcurrentStreamsHoldsAConnectionsFurtherCallsInItsClient)
                   R"(headway_batch_size_count{device="cpu",model="digits"} 1)")));
   EXPECT_EQ((*server)->Stop(), 0);
   std::filesystem::remove_all(store);
+}
+
+// Sends `calls` Classify calls at once on one connection to a server that holds every
+// call for a second (a batch of up to 512 that waits to fill) and admits 260 at most;
+// returns how many were refused RESOURCE_EXHAUSTED naming --max_requests_in_flight.
+int RefusedOfABurstOnOneConnection(const std::vector<std::string>& flags, int calls) {
+  const std::filesystem::path store = testing::CopyModelStore();
+  std::ofstream(store / "digits" / "config.pbtxt", std::ios::app)
+      << "batching { max_batch_size: 512 wait_for_full_batch: true "
+         "max_queue_delay_us: 1000000 max_queue_size: 1024 }\n";
+  std::vector<std::string> server_flags = flags;
+  server_flags.push_back("--max_requests_in_flight=260");
+  absl::StatusOr<std::unique_ptr<ServerProcess>> server =
+      ServerProcess::Start(store, server_flags);
+  EXPECT_TRUE(server.ok()) << server.status();
+  if (!server.ok()) return -1;
+  std::unique_ptr<HeadwayClient> client = Connect((*server)->target());
+  // One call first: the client has the server's HTTP/2 settings before the burst.
+  EXPECT_TRUE(client->Classify(ClassifyDigit(CellOf(0))).ok());
+  std::atomic<int> refused{0};
+  std::vector<std::thread> callers;
+  for (int i = 0; i < calls; ++i) {
+    callers.emplace_back([&, i] {
+      const absl::Status answer =
+          client->Classify(ClassifyDigit(CellOf(i % 10))).status();
+      if (answer.ok()) return;
+      EXPECT_EQ(answer.code(), absl::StatusCode::kResourceExhausted) << answer;
+      EXPECT_THAT(answer.message(), HasSubstr("--max_requests_in_flight"));
+      ++refused;
+    });
+  }
+  for (std::thread& caller : callers) caller.join();
+  EXPECT_EQ((*server)->Stop(), 0);
+  std::filesystem::remove_all(store);
+  return refused;
+}
+
+// By default a connection has at most 256 calls open in the server: a burst of 300
+// from one client leaves 44 waiting in that client, so a server that admits 260 at
+// once refuses none of them. With no stream limit all 300 arrive and 40 are refused.
+TEST(OverloadTest, AConnectionsCallsBeyond256WaitInItsClientByDefault) {
+  EXPECT_EQ(RefusedOfABurstOnOneConnection({}, 300), 0);
+  EXPECT_GT(RefusedOfABurstOnOneConnection({"--max_concurrent_streams=0"}, 300), 0);
 }
 
 // The first number after `key=` in `log`'s last line holding `event`, or -1.
