@@ -46,7 +46,9 @@ ABSL_FLAG(bool, poisson, false, "Open loop: Poisson arrivals instead of constant
 ABSL_FLAG(absl::Duration, duration, absl::Seconds(10), "Measured time.");
 ABSL_FLAG(int64_t, requests, 0, "Stop after this many measured calls (0: --duration).");
 ABSL_FLAG(absl::Duration, warmup, absl::Seconds(2), "Time run first and not measured.");
-ABSL_FLAG(int, channels, 1, "gRPC channels (connections) to spread calls over.");
+ABSL_FLAG(int, channels, 0,
+          "gRPC channels (connections) to spread calls over. 0: one per 256 calls in "
+          "flight (a server's default streams per connection), one for --rate.");
 ABSL_FLAG(absl::Duration, timeout, absl::Seconds(30), "Deadline of each call.");
 ABSL_FLAG(std::vector<std::string>, images, {},
           "Images to send, comma separated: files, folders (every file inside) or glob "
@@ -213,9 +215,12 @@ absl::Status CheckFlags() {
   if (absl::GetFlag(FLAGS_warmup) < absl::ZeroDuration()) {
     return absl::InvalidArgumentError("--warmup must not be negative");
   }
-  if (absl::GetFlag(FLAGS_inputs_per_request) < 1 || absl::GetFlag(FLAGS_channels) < 1) {
+  if (absl::GetFlag(FLAGS_inputs_per_request) < 1) {
+    return absl::InvalidArgumentError("--inputs_per_request must be 1 or more");
+  }
+  if (absl::GetFlag(FLAGS_channels) < 0) {
     return absl::InvalidArgumentError(
-        "--inputs_per_request and --channels must be 1 or more");
+        "--channels must be 0 (one per 256 calls in flight) or more");
   }
   if (const std::string path = absl::GetFlag(FLAGS_json_out); !path.empty()) {
     std::ofstream probe(path, std::ios::app);

@@ -332,6 +332,12 @@ std::string LoadReport::ToText() const {
   return text;
 }
 
+int ChannelsFor(const LoadOptions& options) {
+  if (options.channels > 0) return options.channels;
+  if (options.rate > 0) return 1;
+  return std::max(1, (options.concurrency + kCallsPerChannel - 1) / kCallsPerChannel);
+}
+
 absl::StatusOr<LoadReport> RunLoad(const LoadOptions& options) {
   if (options.target.empty()) return absl::InvalidArgumentError("no target");
   if (options.rpc != "classify" && options.rpc != "embed" && options.rpc != "health") {
@@ -341,7 +347,7 @@ absl::StatusOr<LoadReport> RunLoad(const LoadOptions& options) {
     return absl::InvalidArgumentError("no inputs: give image files or a tensor shape");
   }
   std::vector<std::shared_ptr<grpc::Channel>> channels;
-  for (int i = 0; i < std::max(1, options.channels); ++i) {
+  for (int i = 0; i < ChannelsFor(options); ++i) {
     grpc::ChannelArguments arguments;
     arguments.SetInt("headway.channel", i);  // distinct channels, distinct connections
     absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = MakeChannel(

@@ -41,7 +41,8 @@ struct LoadOptions {
   // Stop after this many measured calls (0: run for `duration`).
   int64_t requests = 0;
   absl::Duration warmup = absl::Seconds(1);
-  int channels = 1;
+  // gRPC channels (connections) the calls are spread over; 0: ChannelsFor decides.
+  int channels = 0;
   absl::Duration timeout = absl::Seconds(30);
   // Requests cycle through these inputs (one input per request unless batched).
   std::vector<v1::Input> inputs;
@@ -71,6 +72,15 @@ struct LoadReport {
   std::string ToJson() const;
   std::string ToText() const;
 };
+
+// Calls a Headway server lets one connection have open at once by default
+// (--max_concurrent_streams); a connection's further calls wait in the client.
+inline constexpr int kCallsPerChannel = 256;
+
+// The channels a run opens: `options.channels` when set; otherwise one for every
+// kCallsPerChannel calls a closed loop keeps in flight, so that the server sees the
+// concurrency asked for, and one for an open loop (a flood from one client).
+int ChannelsFor(const LoadOptions& options);
 
 absl::StatusOr<LoadReport> RunLoad(const LoadOptions& options);
 
