@@ -53,6 +53,8 @@ def resnet(out):
     model = torchvision.models.resnet18().eval()
     head = model.fc
     model.fc = nn.Identity()
+    # A second head of the same shape: what headway_bench_overload's storm swaps to.
+    other_head = nn.Linear(head.in_features, head.out_features).eval()
     for store, name, tuning in (("store", "resnet18_batched", BATCHING % (8, 20000) + WORKERS),
                                 ("store", "resnet18_unbatched", UNBATCHED + WORKERS),
                                 ("store-defaults", "resnet18_defaults", "")):
@@ -60,6 +62,7 @@ def resnet(out):
         os.makedirs(folder, exist_ok=True)
         torch.jit.save(torch.jit.script(model), os.path.join(folder, "backbone.pt"))
         torch.jit.save(torch.jit.script(head), os.path.join(folder, "imagenet.pt"))
+        torch.jit.save(torch.jit.script(other_head), os.path.join(folder, "imagenet_b.pt"))
         with open(os.path.join(folder, "config.pbtxt"), "w") as f:
             f.write(RESNET_CONFIG % name + tuning)
 
