@@ -347,7 +347,8 @@ absl::StatusOr<LoadReport> RunLoad(const LoadOptions& options) {
     return absl::InvalidArgumentError("no inputs: give image files or a tensor shape");
   }
   std::vector<std::shared_ptr<grpc::Channel>> channels;
-  for (int i = 0; i < ChannelsFor(options); ++i) {
+  const int channel_count = ChannelsFor(options);
+  for (int i = 0; i < channel_count; ++i) {
     grpc::ChannelArguments arguments;
     arguments.SetInt("headway.channel", i);  // distinct channels, distinct connections
     absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = MakeChannel(

@@ -38,6 +38,10 @@
 
 namespace headway {
 
+// Calls one client connection may have open at once unless --max_concurrent_streams
+// says otherwise (headway_loadgen's kCallsPerChannel follows it).
+inline constexpr int kDefaultMaxConcurrentStreams = 256;
+
 class HeadwayServer {
  public:
   struct Options {
@@ -57,7 +61,7 @@ class HeadwayServer {
     // holds its further calls until one ends, so a flood from one connection waits
     // in that client, not in the server's memory, and its calls that time out there
     // cost the server nothing. 0: gRPC's default (no limit).
-    int max_concurrent_streams = 256;
+    int max_concurrent_streams = kDefaultMaxConcurrentStreams;
     // A unix socket the server also listens on, plaintext, with every service: for
     // local clients such as a container's health check, which then need not know the
     // port or the TLS settings. Empty: none. A folder the server cannot write to

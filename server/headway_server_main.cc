@@ -66,7 +66,7 @@ ABSL_FLAG(int, max_requests_in_flight, 1024,
           "Inference calls the server holds at once (waiting for a worker or a batch, "
           "or running); more get RESOURCE_EXHAUSTED at once, naming this flag, instead "
           "of queueing.");
-ABSL_FLAG(int, max_concurrent_streams, 256,
+ABSL_FLAG(int, max_concurrent_streams, headway::kDefaultMaxConcurrentStreams,
           "Calls each client connection may have open at once (HTTP/2 streams), 2 or "
           "more; its further calls wait in the client until one ends, so a flood from "
           "one connection waits there, not in the server's memory. 0: no limit "
