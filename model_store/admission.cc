@@ -1,27 +1,35 @@
 #include "model_store/admission.h"
 
 #include <algorithm>
+#include <cmath>
 
 namespace headway {
 
 Admission::Admission(const Options& options) : options_(options) {}
+
+int Admission::flood_capacity() const {
+  if (options_.flood_capacity <= 0) return options_.running_capacity;
+  return std::min(options_.flood_capacity, options_.running_capacity);
+}
 
 int64_t Admission::Surplus() const {
   return arrivals_.load(std::memory_order_relaxed) -
          answers_.load(std::memory_order_relaxed);
 }
 
-int Admission::DeepLimit(absl::Duration pass_time) const {
+int Admission::DeepLimit(const Passes& recent) const {
   int64_t queue = options_.max_queue_size;
-  if (pass_time > absl::ZeroDuration()) {
-    const int64_t passes = std::max<int64_t>(2, options_.max_queue_wait / pass_time);
-    queue = std::min<int64_t>(
-        queue, std::max<int64_t>(kMinQueue, passes * options_.running_capacity));
+  if (recent.time > absl::ZeroDuration()) {
+    const int64_t passes = std::max<int64_t>(2, options_.max_queue_wait / recent.time);
+    const int64_t per_round =
+        std::clamp<int64_t>(std::llround(options_.workers * std::max(1.0, recent.inputs)),
+                            1, options_.running_capacity);
+    queue = std::min<int64_t>(queue, std::max<int64_t>(kMinQueue, passes * per_round));
   }
   return static_cast<int>(options_.running_capacity + queue);
 }
 
-Admission::Limit Admission::Arrive(absl::Duration pass_time, absl::Time now) {
+Admission::Limit Admission::Arrive(const Passes& recent, absl::Time now) {
   arrivals_.fetch_add(1, std::memory_order_relaxed);
   const int64_t surplus = Surplus();
   const int64_t now_ns = absl::ToUnixNanos(now);
@@ -37,7 +45,7 @@ Admission::Limit Admission::Arrive(absl::Duration pass_time, absl::Time now) {
         std::memory_order_relaxed);
     surplus_at_step_start_.store(surplus, std::memory_order_relaxed);
   }
-  const int deep = DeepLimit(pass_time);
+  const int deep = DeepLimit(recent);
   const int64_t unanswered =
       surplus - surplus_at_window_start_.load(std::memory_order_relaxed);
   Limit limit;

@@ -5,20 +5,24 @@
 // Two limits, one in force at a time:
 //  - deep: what the workers run at once (the running capacity: model_workers x
 //    max_batch_size) plus a queue of what they answer within max_queue_wait at the
-//    recent pass time, never under two passes' worth nor kMinQueue requests, never
+//    recent passes' time and inputs (a model that may batch 8 but runs passes of 2
+//    answers 2 a pass), never under two passes' worth nor kMinQueue requests, never
 //    over max_queue_size. A closed-loop client (each caller sends its next call when
 //    the last is answered) that fits here is never refused, however slow the model.
-//  - shallow: the running capacity twice over (one pass running, the next forming).
-//    In force while calls flood in: when, within the last window (0.5-1 s), more
-//    calls arrived than were answered (refusals count as unanswered) by more than
-//    twice the deep limit. An open-loop flood (callers that send whatever the answers
-//    do) then gets refusals at once and accepted calls wait about a pass, not the
-//    deep queue's second of work; a closed loop, whose arrivals follow its answers,
-//    never trips it, nor does a burst of up to twice the deep limit. When arrivals
-//    fall back to what is answered, the deep limit is in force again within a window.
-//    (Model sheds what the deep queue held beyond one pass when a flood is seen.)
+//  - shallow: the flood capacity twice over (one pass running, the next forming):
+//    model_workers x the inputs a pass is given under a flood, which the serving
+//    plan bounds by time (ServingPlan::flood_batch_size), so a large model that
+//    batches 8 under a closed loop admits a flood about one input per worker. In force
+//    while calls flood in: when, within the last window (0.5-1 s), more calls arrived
+//    than were answered (refusals count as unanswered) by more than twice the deep limit.
+//    An open-loop flood (callers that send whatever the answers do) then gets refusals at
+//    once and accepted calls wait about a pass, not the deep queue's second of work; a
+//    closed loop, whose arrivals follow its answers, never trips it, nor does a burst of
+//    up to twice the deep limit. When arrivals fall back to what is answered, the deep
+//    limit is in force again within a window. (Model sheds what the deep queue held
+//    beyond one pass when a flood is seen.)
 //
-// Pure: the caller passes the time and the recent pass time, so a test scripts
+// Pure: the caller passes the time and the recent passes, so a test scripts
 // arrivals with a fake clock. Thread-safe and lock-free (atomics only): called on
 // every request.
 #ifndef HEADWAY_MODEL_STORE_ADMISSION_H_
@@ -34,8 +38,11 @@ namespace headway {
 class Admission {
  public:
   struct Options {
+    int workers = 1;
     // model_workers x max_batch_size.
     int running_capacity = 1;
+    // model_workers x flood_batch_size (at most running_capacity); 0: the same.
+    int flood_capacity = 0;
     int max_queue_size = 256;
     absl::Duration max_queue_wait = absl::Seconds(1);
   };
@@ -50,14 +57,20 @@ class Admission {
   Admission(const Admission&) = delete;
   Admission& operator=(const Admission&) = delete;
 
+  // The model's recent passes: the moving averages of a pass's time (zero while none
+  // ran) and of its inputs.
+  struct Passes {
+    absl::Duration time;
+    double inputs = 1;
+  };
+
   struct Limit {
     int requests = 0;
     bool flooded = false;  // the shallow limit
   };
 
   // Counts a request arriving at `now` and returns the limit in force for it.
-  // `pass_time`: the model's recent pass time, zero while none ran.
-  Limit Arrive(absl::Duration pass_time, absl::Time now);
+  Limit Arrive(const Passes& recent, absl::Time now);
 
   // Holds one more request if fewer than `limit` are held. Every true needs one
   // Release; `answered` false for a request refused after all (its deadline, a full
@@ -65,10 +78,12 @@ class Admission {
   bool TryHold(int limit);
   void Release(bool answered);
 
-  // The deep limit at a recent pass time.
-  int DeepLimit(absl::Duration pass_time) const;
+  // The deep limit at the recent passes.
+  int DeepLimit(const Passes& recent) const;
   // The shallow limit.
-  int ShallowLimit() const { return 2 * options_.running_capacity; }
+  int ShallowLimit() const { return 2 * flood_capacity(); }
+  // What the workers are given at once under a flood.
+  int flood_capacity() const;
   // What the workers run at once (model_workers x max_batch_size).
   int running_capacity() const { return options_.running_capacity; }
 

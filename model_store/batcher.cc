@@ -2,6 +2,8 @@
 
 #include <torch/types.h>
 
+#include <algorithm>
+#include <cmath>
 #include <optional>
 #include <utility>
 
@@ -194,11 +196,12 @@ int Batcher::ShedNewest(int64_t keep, absl::string_view why) {
 }
 
 absl::Duration Batcher::ExpectedWait(int64_t inputs) const {
-  const int64_t batches =
-      (inputs + options_.max_batch_size - 1) / std::max(1, options_.max_batch_size);
-  const int64_t rounds =
-      (batches + std::max(1, options_.workers) - 1) / std::max(1, options_.workers);
-  return pass_time_ * rounds;
+  // Each worker answers its share one input at a time at the recent passes' time per
+  // input: a model that ran passes of one answers a pass per input, one that ran
+  // full batches a pass per batch.
+  const int64_t workers = std::max(1, options_.workers);
+  const int64_t per_worker = (inputs + workers - 1) / workers;
+  return std::max(pass_time_, pass_time_ * (per_worker / pass_inputs_));
 }
 
 void Batcher::CountRefused() {
@@ -219,7 +222,17 @@ int Batcher::queue_size() const {
 bool Batcher::HasWorkOrStopping() const { return stopping_ || !queue_.empty(); }
 
 bool Batcher::FullOrStopping() const {
-  return stopping_ || queued_inputs_ >= options_.max_batch_size;
+  return stopping_ || queued_inputs_ >= BatchCapLocked();
+}
+
+int64_t Batcher::BatchCapLocked() const {
+  const int cap = batch_cap_.load(std::memory_order_relaxed);
+  return cap > 0 ? std::min(cap, options_.max_batch_size) : options_.max_batch_size;
+}
+
+void Batcher::CapBatches(int inputs) {
+  if (batch_cap_.load(std::memory_order_relaxed) == inputs) return;
+  batch_cap_.store(inputs, std::memory_order_relaxed);
 }
 
 Batcher::Taken Batcher::NextBatch() {
@@ -233,7 +246,7 @@ Batcher::Taken Batcher::NextBatch() {
     mu_.Await(absl::Condition(this, &Batcher::HasWorkOrStopping));
     if (queue_.empty()) return taken;  // stopping
     // Wait for a fuller batch only while the policy expects one soon.
-    while (!stopping_) {
+    while (!stopping_ && queued_inputs_ < BatchCapLocked()) {
       const BatchPolicy::Decision decision = policy_.Decide(
           absl::Now(), queued_inputs_, queue_.front().enqueued, idle_workers_);
       if (decision.run_now) break;
@@ -241,7 +254,8 @@ Batcher::Taken Batcher::NextBatch() {
                             decision.decide_again);
       if (queue_.empty()) return taken;  // another worker took it
     }
-    const int64_t limit = policy_.TakeAtMost(queued_inputs_, idle_workers_);
+    const int64_t limit =
+        std::min(BatchCapLocked(), policy_.TakeAtMost(queued_inputs_, idle_workers_));
     const absl::Time now = absl::Now();
     int64_t rows = 0;
     while (!queue_.empty()) {
@@ -311,7 +325,7 @@ void Batcher::RunBatch(Taken& taken) {
                   [&] { return inputs.size() == 1 ? inputs[0] : at::cat(inputs); });
     if (features.ok()) features = forward_(*features);
     record.forward_time = absl::Now() - taken_at;
-    if (features.ok()) NotePassTime(record.forward_time);
+    if (features.ok()) NotePass(record.forward_time, record.inputs);
     if (options_.on_batch) options_.on_batch(record);
     std::vector<absl::StatusOr<at::Tensor>> outputs = TaskOutputs(batch, features);
     for (; answered < batch.size(); ++answered) {
@@ -324,16 +338,21 @@ void Batcher::RunBatch(Taken& taken) {
   }
 }
 
-void Batcher::NotePassTime(absl::Duration pass) {
+void Batcher::NotePass(absl::Duration pass, int64_t inputs) {
   absl::MutexLock lock(&mu_);
-  // An exponential moving average: recent passes count most, one slow pass little.
-  pass_time_ = pass_time_ == absl::ZeroDuration() ? pass : (pass_time_ * 7 + pass) / 8;
+  // Exponential moving averages: recent passes count most, one slow pass little.
+  const bool first = pass_time_ == absl::ZeroDuration();
+  pass_time_ = first ? pass : (pass_time_ * 7 + pass) / 8;
+  pass_inputs_ = first ? inputs : (pass_inputs_ * 7 + inputs) / 8;
   pass_time_ns_.store(absl::ToInt64Nanoseconds(pass_time_));
+  pass_milli_inputs_.store(std::llround(pass_inputs_ * 1000));
 }
 
 absl::Duration Batcher::pass_time() const {
   return absl::Nanoseconds(pass_time_ns_.load());
 }
+
+double Batcher::pass_inputs() const { return pass_milli_inputs_.load() / 1000.0; }
 
 void Batcher::Answer(BatchTask& task, absl::StatusOr<at::Tensor> result) {
   try {

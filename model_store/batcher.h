@@ -113,10 +113,18 @@ class Batcher {
   // queue filled: the newest have waited least.
   int ShedNewest(int64_t keep, absl::string_view why);
 
+  // Caps the inputs of the passes taken from now on at `inputs` (at most
+  // max_batch_size; 0: no cap): under a flood, the model's admission gives each
+  // worker what a pass answers in its latency budget, however large a batch it may
+  // run otherwise. A queue that reaches the cap runs at once.
+  void CapBatches(int inputs);
+
   Stats stats() const;
   int queue_size() const;
   // The moving average of successful forward passes; zero before the first.
   absl::Duration pass_time() const;
+  // The moving average of their inputs; 1 before the first.
+  double pass_inputs() const;
 
  private:
   // A batch taken off the queue, and whether it is a lone request: one request, the
@@ -136,18 +144,21 @@ class Batcher {
   // Takes the next batch off the queue, answering expired and cancelled tasks.
   Taken NextBatch();
   bool FullOrStopping() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // max_batch_size, or CapBatches' cap where lower.
+  int64_t BatchCapLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Counts a request dropped unanswered (expired, or else cancelled) and says why.
   absl::Status AbandonedLocked(bool expired) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Takes the expired and cancelled requests off the queue, with why.
   std::vector<std::pair<BatchTask, absl::Status>> TakeAbandonedLocked(absl::Time now)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // How long `inputs` queued inputs take to be answered, at the recent pass time.
+  // How long `inputs` queued inputs take to be answered, at the recent passes' time
+  // per input (at least a pass).
   absl::Duration ExpectedWait(int64_t inputs) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // DEADLINE_EXCEEDED (counted) when `inputs` more inputs queued at `now` would be
   // answered after `deadline`.
   absl::Status LateLocked(absl::Time now, absl::Time deadline, int64_t inputs)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void NotePassTime(absl::Duration pass);
+  void NotePass(absl::Duration pass, int64_t inputs);
   bool HasWorkOrStopping() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const Options options_;
@@ -162,8 +173,14 @@ class Batcher {
   Stats stats_ ABSL_GUARDED_BY(mu_);
   // Moving average of successful forward passes; zero before the first.
   absl::Duration pass_time_ ABSL_GUARDED_BY(mu_);
-  // The same in nanoseconds, for readers that must not wait for mu_.
+  // Moving average of those passes' inputs.
+  double pass_inputs_ ABSL_GUARDED_BY(mu_) = 1;
+  // The same in nanoseconds and in thousandths of an input, for readers that must
+  // not wait for mu_.
   std::atomic<int64_t> pass_time_ns_{0};
+  std::atomic<int64_t> pass_milli_inputs_{1000};
+  // CapBatches' cap; 0: none.
+  std::atomic<int> batch_cap_{0};
   std::vector<std::thread> workers_;
 };
 

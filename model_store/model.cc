@@ -348,7 +348,9 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(const Options& options) {
     };
   }
   Admission::Options admission;
+  admission.workers = batcher_options.workers;
   admission.running_capacity = batcher_options.workers * batcher_options.max_batch_size;
+  admission.flood_capacity = batcher_options.workers * model->plan_.flood_batch_size;
   admission.max_queue_size = batcher_options.max_queue_size;
   admission.max_queue_wait = absl::Microseconds(
       batching.max_queue_wait_us() > 0 ? batching.max_queue_wait_us() : 1000000);
@@ -547,12 +549,14 @@ void Model::InferAsync(absl::Span<const InputView> inputs, const InferOptions& o
 }
 
 absl::Status Model::Admit() const {
-  const Admission::Limit limit = admission_->Arrive(batcher_->pass_time(), absl::Now());
+  const Admission::Limit limit =
+      admission_->Arrive({batcher_->pass_time(), batcher_->pass_inputs()}, absl::Now());
+  batcher_->CapBatches(limit.flooded ? plan_.flood_batch_size : 0);
   if (limit.flooded && admission_->held() > limit.requests) {
     // The flood was seen after the deep queue filled: what waits beyond one pass's
     // worth is refused now rather than answered seconds late.
     batcher_->ShedNewest(
-        admission_->running_capacity(),
+        admission_->flood_capacity(),
         absl::StrCat("model \"", name(),
                      "\" shed this queued request: calls arrive faster than it answers "
                      "them, and its queue was cut to one pass's worth; retry later or "
@@ -569,8 +573,8 @@ absl::Status Model::Admit() const {
     return absl::ResourceExhaustedError(absl::StrCat(
         "model \"", name(), "\" has ", limit.requests,
         " requests in flight already, its limit while calls arrive faster than it "
-        "answers them (twice model_workers x max_batch_size: a pass running and the "
-        "next forming; otherwise what it answers in batching.max_queue_wait_us, at "
+        "answers them (twice model_workers x flood_batch_size: a pass running and "
+        "the next forming; otherwise what it answers in batching.max_queue_wait_us, at "
         "most batching.max_queue_size waiting); retry later or on another replica"));
   }
   return absl::ResourceExhaustedError(absl::StrCat(

@@ -53,18 +53,25 @@ ServingPlan PlanServing(const v1::ModelConfig& config, bool on_cpu, int cpus, in
   }
 
   std::string batch_why = "config";
+  std::string flood_why = "max_batch_size";
   if (batching.has_max_batch_size()) {
     plan.max_batch_size = std::max(1, batching.max_batch_size());
+    plan.flood_batch_size = plan.max_batch_size;
   } else if (!on_cpu) {
     plan.max_batch_size = 32;
+    plan.flood_batch_size = plan.max_batch_size;
     batch_why = "GPU default";
   } else if (times.one_thread > absl::ZeroDuration()) {
-    plan.max_batch_size = static_cast<int>(
+    plan.flood_batch_size = static_cast<int>(
         std::clamp<int64_t>(kCpuBatchPassBudget / times.one_thread, 1, 32));
-    batch_why = absl::StrCat("inputs whose pass fits in ", Millis(kCpuBatchPassBudget),
-                             " on 1 thread, at most 32");
+    plan.max_batch_size = std::max(kMinCpuBatch, plan.flood_batch_size);
+    batch_why = absl::StrCat("at least ", kMinCpuBatch, ", as many as a ",
+                             Millis(kCpuBatchPassBudget), " pass holds, at most 32");
+    flood_why = absl::StrCat("inputs whose pass fits in ", Millis(kCpuBatchPassBudget),
+                             " on 1 thread");
   } else {
-    plan.max_batch_size = 8;
+    plan.max_batch_size = kMinCpuBatch;
+    plan.flood_batch_size = plan.max_batch_size;
     batch_why = "CPU default";
   }
   std::string delay_why = "config";
@@ -87,6 +94,7 @@ ServingPlan PlanServing(const v1::ModelConfig& config, bool on_cpu, int cpus, in
   plan.summary = absl::StrCat(
       "workers=", plan.workers, " (", workers_why,
       ") max_batch_size=", plan.max_batch_size, " (", batch_why,
+      ") flood_batch_size=", plan.flood_batch_size, " (", flood_why,
       ") max_queue_delay_us=", absl::ToInt64Microseconds(plan.max_queue_delay), " (",
       delay_why, ")", plan.wait_for_full_batch ? " wait_for_full_batch" : "");
   if (on_cpu) {

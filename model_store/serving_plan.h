@@ -13,15 +13,20 @@
 //    run side by side and a speed-up measured during another load is noise; a size
 //    off by half still sorts a model right.
 //  - GPU: one worker.
-//  - Batching on the CPU: as many inputs per pass as a pass of kCpuBatchPassBudget
-//    holds at the single-input time on one thread (1 to 32): a CPU pass's time grows
-//    with its inputs, so past a few milliseconds of fixed costs a fuller batch serves
-//    no more, and only lengthens what each request waits (and, under overload, the
-//    admitted calls' latency). The digits model (0.1 ms) gets 32; ResNet-18 (29 ms)
-//    gets 1, which in-process serves as much as 8 on these machines (65-66 images/s
-//    with two workers). On a GPU 32. The queue delay is
-//    the single-input pass time within 1-20 ms (5 ms on a GPU); BatchPolicy waits for
-//    it only while requests arrive fast enough to fill a batch sooner.
+//  - Batching on the CPU: a batch holds at least kMinCpuBatch inputs and as many as
+//    a pass of kCpuBatchPassBudget holds at the single-input time on one thread (at
+//    most 32). Adaptive batching (BatchPolicy) runs what is queued as soon as a
+//    worker is free, so a lone request never waits for a batch, and under load a
+//    fuller batch serves more: ResNet-18 (29 ms a pass) gets 8, which serves 1.2x
+//    batch 1 on AMD EPYC machines (alike on the Xeons); the digits model (0.1 ms)
+//    gets 32. The queue delay is the single-input pass time within 1-20 ms (5 ms on
+//    a GPU); BatchPolicy waits for it only while requests arrive fast enough to fill
+//    a batch sooner. On a GPU 32.
+//  - Under a flood (Admission's shallow limit) what a worker is given per pass is
+//    bounded by time, not by the batch size: flood_batch_size is what fits in a
+//    kCpuBatchPassBudget pass (1 to 32; ResNet-18 1, digits 32), so that admitted
+//    calls wait about a pass of their own, however large a batch the model may run.
+//    A config that sets max_batch_size admits floods by it.
 //
 // Pure; torch-free.
 #ifndef HEADWAY_MODEL_STORE_SERVING_PLAN_H_
@@ -43,6 +48,8 @@ struct PassTimes {
 struct ServingPlan {
   int workers = 1;
   int max_batch_size = 1;  // 1: batching off
+  // Inputs per worker that a flood is admitted for (Admission's shallow limit).
+  int flood_batch_size = 1;
   absl::Duration max_queue_delay;
   bool wait_for_full_batch = false;  // fixed-delay batching instead of adaptive
   // Intra-op threads of a CPU pass that runs alone.
@@ -64,8 +71,10 @@ bool PlanNeedsPassTimes(const v1::ModelConfig& config, bool on_cpu, int threads)
 // which a model counts as small.
 inline constexpr int kMaxDefaultWorkers = 8;
 inline constexpr absl::Duration kSmallModelPass = absl::Milliseconds(2);
-// The longest CPU pass a default batch fills.
+// The longest CPU pass that a flood is admitted for, and the fewest inputs a default
+// CPU batch holds.
 inline constexpr absl::Duration kCpuBatchPassBudget = absl::Milliseconds(20);
+inline constexpr int kMinCpuBatch = 8;
 
 }  // namespace headway
 

@@ -14,6 +14,7 @@ constexpr absl::Duration kPass = absl::Milliseconds(30);
 
 Admission::Options ResNetLike() {
   Admission::Options options;
+  options.workers = 2;
   options.running_capacity = 2;  // two workers, one input a pass
   options.max_queue_size = 256;
   options.max_queue_wait = absl::Seconds(1);
@@ -23,19 +24,20 @@ Admission::Options ResNetLike() {
 TEST(AdmissionTest, DeepLimitIsTheRunningCapacityPlusTheQueueWait) {
   Admission admission(ResNetLike());
   // No pass yet: the whole queue.
-  EXPECT_EQ(admission.DeepLimit(absl::ZeroDuration()), 2 + 256);
+  EXPECT_EQ(admission.DeepLimit({}), 2 + 256);
   // 1 s of 30 ms passes of 2: 33 passes, 66 requests.
-  EXPECT_EQ(admission.DeepLimit(kPass), 2 + 66);
+  EXPECT_EQ(admission.DeepLimit({kPass}), 2 + 66);
   // Slow passes: never under kMinQueue, nor two passes' worth.
-  EXPECT_EQ(admission.DeepLimit(absl::Seconds(2)), 2 + Admission::kMinQueue);
+  EXPECT_EQ(admission.DeepLimit({absl::Seconds(2)}), 2 + Admission::kMinQueue);
   // Fast passes: never over max_queue_size.
-  EXPECT_EQ(admission.DeepLimit(absl::Microseconds(100)), 2 + 256);
+  EXPECT_EQ(admission.DeepLimit({absl::Microseconds(100)}), 2 + 256);
   EXPECT_EQ(admission.ShallowLimit(), 4);
 
   Admission::Options big = ResNetLike();
+  big.workers = 64;
   big.running_capacity = 64;
   big.max_queue_wait = absl::Milliseconds(1);
-  EXPECT_EQ(Admission(big).DeepLimit(kPass), 64 + 2 * 64);
+  EXPECT_EQ(Admission(big).DeepLimit({kPass}), 64 + 2 * 64);
 }
 
 TEST(AdmissionTest, HoldsUpToTheLimitAndReleases) {
@@ -57,7 +59,7 @@ TEST(AdmissionTest, AClosedLoopThatFitsTheDeepLimitIsNeverRefused) {
   constexpr int kCallers = 64;
   std::deque<int> held;  // the callers' calls in flight, oldest first
   for (int caller = 0; caller < kCallers; ++caller) {
-    const Admission::Limit limit = admission.Arrive(kPass, now);
+    const Admission::Limit limit = admission.Arrive({kPass}, now);
     ASSERT_FALSE(limit.flooded);
     ASSERT_TRUE(admission.TryHold(limit.requests)) << "caller " << caller;
     held.push_back(caller);
@@ -68,7 +70,7 @@ TEST(AdmissionTest, AClosedLoopThatFitsTheDeepLimitIsNeverRefused) {
     for (int answered = 0; answered < 2; ++answered) {
       admission.Release(/*answered=*/true);
       held.pop_front();
-      const Admission::Limit limit = admission.Arrive(kPass, now);
+      const Admission::Limit limit = admission.Arrive({kPass}, now);
       ASSERT_FALSE(limit.flooded) << "pass " << pass;
       ASSERT_TRUE(admission.TryHold(limit.requests)) << "pass " << pass;
       held.push_back(0);
@@ -93,7 +95,7 @@ FloodRun Flood(Admission& admission, absl::Time& now, absl::Duration length) {
       admission.Release(/*answered=*/true);
     }
     for (int arrival = 0; arrival < 20; ++arrival) {
-      const Admission::Limit limit = admission.Arrive(kPass, now);
+      const Admission::Limit limit = admission.Arrive({kPass}, now);
       run.flooded_at_end = limit.flooded;
       if (!admission.TryHold(limit.requests)) ++run.refused;
     }
@@ -112,6 +114,37 @@ TEST(AdmissionTest, AnOpenLoopFloodGetsTheShallowLimitWithinAWindow) {
   EXPECT_LE(admission.held(), admission.ShallowLimit());
 }
 
+// A model that batches 8 inputs a pass under a closed loop, but whose pass of one
+// already takes what a flood is admitted for: the flood gets one input per worker
+// (twice over), not the running capacity's 16 per round.
+TEST(AdmissionTest, AFloodIsAdmittedForTheFloodCapacityNotTheBatchSize) {
+  Admission::Options options = ResNetLike();
+  options.running_capacity = 2 * 8;
+  options.flood_capacity = 2 * 1;
+  options.max_queue_size = 32;
+  Admission admission(options);
+  EXPECT_EQ(admission.ShallowLimit(), 4);
+  EXPECT_EQ(admission.DeepLimit({kPass}), 16 + 32);
+  absl::Time now = absl::FromUnixSeconds(1000);
+  EXPECT_TRUE(Flood(admission, now, absl::Seconds(5)).flooded_at_end);
+  EXPECT_LE(admission.held(), 4);
+
+  // The deep queue is what the recent passes answer in a second: 5 passes of 200 ms,
+  // with 2 inputs each on each worker, or 8.
+  options.max_queue_size = 256;
+  const Admission deep(options);
+  EXPECT_EQ(deep.DeepLimit({absl::Milliseconds(200), 2}), 16 + Admission::kMinQueue);
+  EXPECT_EQ(deep.DeepLimit({absl::Milliseconds(200), 8}), 16 + 5 * 16);
+  // Never more per pass than the batch size.
+  EXPECT_EQ(deep.DeepLimit({absl::Milliseconds(200), 30}), 16 + 5 * 16);
+
+  // Never over the running capacity, and unset means the same.
+  options.flood_capacity = 64;
+  EXPECT_EQ(Admission(options).ShallowLimit(), 32);
+  options.flood_capacity = 0;
+  EXPECT_EQ(Admission(options).ShallowLimit(), 32);
+}
+
 TEST(AdmissionTest, TheDeepLimitReturnsWhenArrivalsFallBack) {
   Admission admission(ResNetLike());
   absl::Time now = absl::FromUnixSeconds(1000);
@@ -122,14 +155,14 @@ TEST(AdmissionTest, TheDeepLimitReturnsWhenArrivalsFallBack) {
     now += kPass;
     for (int answered = 0; answered < 2 && admission.held() > 0; ++answered) {
       admission.Release(/*answered=*/true);
-      const Admission::Limit limit = admission.Arrive(kPass, now);
+      const Admission::Limit limit = admission.Arrive({kPass}, now);
       flooded = limit.flooded;
       ASSERT_TRUE(admission.TryHold(limit.requests));
     }
   }
   // 40 passes = 1.2 s: more than a window.
   EXPECT_FALSE(flooded);
-  EXPECT_EQ(admission.Arrive(kPass, now).requests, admission.DeepLimit(kPass));
+  EXPECT_EQ(admission.Arrive({kPass}, now).requests, admission.DeepLimit({kPass}));
 }
 
 // Admitted calls refused after all (deadlines that cannot be met) are not answers: a
@@ -141,7 +174,7 @@ TEST(AdmissionTest, RefusalsAfterAdmissionCountTowardAFlood) {
   for (int pass = 0; pass < 50 && !flooded; ++pass) {
     now += kPass;
     for (int arrival = 0; arrival < 20; ++arrival) {
-      const Admission::Limit limit = admission.Arrive(kPass, now);
+      const Admission::Limit limit = admission.Arrive({kPass}, now);
       flooded = flooded || limit.flooded;
       if (admission.TryHold(limit.requests)) {
         admission.Release(/*answered=*/arrival < 2);  // two answered, the rest late
@@ -159,9 +192,9 @@ TEST(AdmissionTest, AQuietStepStartsTheWindowAfresh) {
   while (admission.held() > 0) admission.Release(/*answered=*/true);
   // Nothing arrives for two steps; the next call sees no flood.
   now += 2 * Admission::kWindowStep + absl::Milliseconds(1);
-  const Admission::Limit limit = admission.Arrive(kPass, now);
+  const Admission::Limit limit = admission.Arrive({kPass}, now);
   EXPECT_FALSE(limit.flooded);
-  EXPECT_EQ(limit.requests, admission.DeepLimit(kPass));
+  EXPECT_EQ(limit.requests, admission.DeepLimit({kPass}));
 }
 
 }  // namespace

@@ -18,7 +18,10 @@ PassTimes Pass(double ms) { return {absl::Microseconds(ms * 1000)}; }
 TEST(ServingPlanTest, AResNetSizedModelWithNoSettingsUsesEveryCpu) {
   const ServingPlan plan = PlanServing(v1::ModelConfig(), kCpu, 2, 2, Pass(29));
   EXPECT_EQ(plan.workers, 2);
-  EXPECT_EQ(plan.max_batch_size, 1);  // one input already fills a 20 ms pass
+  // Batches of 8 serve more under load; a flood is admitted one input per worker, as
+  // one input already fills a 20 ms pass.
+  EXPECT_EQ(plan.max_batch_size, 8);
+  EXPECT_EQ(plan.flood_batch_size, 1);
   EXPECT_EQ(plan.max_queue_delay, absl::Milliseconds(20));  // 29 ms, capped
   EXPECT_EQ(plan.lone_pass_threads, 2);
   EXPECT_THAT(plan.summary, HasSubstr("workers=2 (one per CPU, 2 usable)"));
@@ -29,17 +32,23 @@ TEST(ServingPlanTest, ASmallModelBatchesMoreAndRunsEachPassOnOneThread) {
   const ServingPlan plan = PlanServing(v1::ModelConfig(), kCpu, 2, 2, Pass(0.1));
   EXPECT_EQ(plan.workers, 2);
   EXPECT_EQ(plan.max_batch_size, 32);
+  EXPECT_EQ(plan.flood_batch_size, 32);
   EXPECT_EQ(plan.max_queue_delay, absl::Milliseconds(1));  // 0.1 ms, raised to 1 ms
   EXPECT_EQ(plan.lone_pass_threads, 1);
   EXPECT_THAT(plan.summary, HasSubstr("small model"));
 }
 
-TEST(ServingPlanTest, ACpuBatchHoldsWhatA20MsPassHolds) {
-  EXPECT_EQ(PlanServing(v1::ModelConfig(), kCpu, 2, 2, Pass(6.5)).max_batch_size, 3);
-  EXPECT_EQ(PlanServing(v1::ModelConfig(), kCpu, 2, 2, Pass(1.9)).max_batch_size, 10);
-  EXPECT_EQ(PlanServing(v1::ModelConfig(), kCpu, 2, 2, Pass(0.5)).max_batch_size, 32);
-  EXPECT_THAT(PlanServing(v1::ModelConfig(), kCpu, 2, 2, Pass(6.5)).summary,
-              HasSubstr("max_batch_size=3 (inputs whose pass fits in 20 ms"));
+TEST(ServingPlanTest, AFloodIsAdmittedForWhatA20MsPassHolds) {
+  const auto plan = [](double ms) {
+    return PlanServing(v1::ModelConfig(), kCpu, 2, 2, Pass(ms));
+  };
+  EXPECT_EQ(plan(6.5).flood_batch_size, 3);
+  EXPECT_EQ(plan(6.5).max_batch_size, kMinCpuBatch);
+  EXPECT_EQ(plan(1.9).flood_batch_size, 10);
+  EXPECT_EQ(plan(1.9).max_batch_size, 10);
+  EXPECT_EQ(plan(0.5).max_batch_size, 32);
+  EXPECT_THAT(plan(6.5).summary,
+              HasSubstr("flood_batch_size=3 (inputs whose pass fits in 20 ms"));
   // Without a pass time (its measurement failed): the CPU default.
   v1::ModelConfig delay_set;
   delay_set.mutable_batching()->set_max_queue_delay_us(2000);
@@ -65,6 +74,7 @@ TEST(ServingPlanTest, WhatTheConfigSetsWins) {
   const ServingPlan plan = PlanServing(config, kCpu, 2, 2, Pass(29));
   EXPECT_EQ(plan.workers, 3);
   EXPECT_EQ(plan.max_batch_size, 16);
+  EXPECT_EQ(plan.flood_batch_size, 16);  // a set batch size admits floods too
   EXPECT_EQ(plan.max_queue_delay, absl::ZeroDuration());
   EXPECT_THAT(plan.summary, HasSubstr("workers=3 (config)"));
   EXPECT_FALSE(PlanNeedsPassTimes(config, kCpu, 1));
