@@ -356,6 +356,82 @@ TEST(BatcherTest, ARequestTheQueueAheadWouldAnswerLateIsRefusedAtOnce) {
   for (Outcome& outcome : ahead) EXPECT_TRUE(outcome.result.ok());
 }
 
+TEST(BatcherTest, CappedPassesTakeAtMostTheCapUntilItIsLifted) {
+  // Under a flood the model's admission caps passes at what fits its latency budget,
+  // however large a batch the model may run otherwise.
+  RecordingForward forward;
+  absl::Notification gate;
+  forward.gate_ = &gate;
+  Batcher::Options options;
+  options.max_batch_size = 8;
+  options.max_queue_delay = absl::Hours(1);
+  Batcher batcher(options, [&](const at::Tensor& b) { return forward(b); });
+  Outcome blocker, capped[3];
+  OccupyTheWorker(batcher, &blocker);
+  batcher.CapBatches(1);
+  for (Outcome& outcome : capped) ASSERT_TRUE(batcher.Enqueue(Task(1, 1, &outcome)).ok());
+  gate.Notify();
+  for (Outcome& outcome : capped) {
+    outcome.done.WaitForNotification();
+    EXPECT_TRUE(outcome.result.ok()) << outcome.result.status();
+  }
+  EXPECT_THAT(forward.sizes(), ElementsAre(1, 1, 1, 1));
+
+  // Lifted: what queues behind a busy worker runs as one pass again.
+  absl::Notification second_gate;
+  forward.gate_ = &second_gate;
+  batcher.CapBatches(0);
+  Outcome second_blocker, together[3];
+  OccupyTheWorker(batcher, &second_blocker);
+  for (Outcome& outcome : together) {
+    ASSERT_TRUE(batcher.Enqueue(Task(1, 1, &outcome)).ok());
+  }
+  second_gate.Notify();
+  for (Outcome& outcome : together) outcome.done.WaitForNotification();
+  EXPECT_THAT(forward.sizes(), ElementsAre(1, 1, 1, 1, 1, 3));
+}
+
+TEST(BatcherTest, TheDeadlineCheckCountsTheInputsRecentPassesHeldNotTheBatchSize) {
+  // Passes of up to 8 inputs whose time grows with their inputs (a large model on a
+  // CPU: 60 ms an input). The pass so far held one input, so behind a busy worker
+  // three queued inputs and a fourth take about four passes of one, not one pass of
+  // the batch size: a request with 150 ms left is refused at once.
+  Batcher::Options options;
+  options.max_batch_size = 8;
+  options.max_queue_delay = absl::Hours(1);
+  absl::Notification first_gate, second_gate;
+  std::atomic<absl::Notification*> gate{&first_gate};
+  Batcher batcher(options, [&gate](const at::Tensor& batch) {
+    gate.load()->WaitForNotification();
+    absl::SleepFor(absl::Milliseconds(60) * batch.size(0));
+    return absl::StatusOr<at::Tensor>(batch.flatten(1).sum(1, true));
+  });
+  first_gate.Notify();
+  Outcome first;
+  ASSERT_TRUE(batcher.Enqueue(Task(1, 1, &first)).ok());
+  first.done.WaitForNotification();
+  EXPECT_DOUBLE_EQ(batcher.pass_inputs(), 1);
+  EXPECT_GE(batcher.pass_time(), absl::Milliseconds(60));
+
+  gate = &second_gate;
+  Outcome blocker;
+  OccupyTheWorker(batcher, &blocker);
+  std::vector<Outcome> ahead(3);
+  for (Outcome& outcome : ahead) ASSERT_TRUE(batcher.Enqueue(Task(1, 1, &outcome)).ok());
+  RequestControl hurried;
+  hurried.deadline = absl::Now() + absl::Milliseconds(150);
+  Outcome late;
+  const absl::Status refused = batcher.Enqueue(Task(1, 1, &late, hurried));
+  EXPECT_EQ(refused.code(), absl::StatusCode::kDeadlineExceeded) << refused;
+  second_gate.Notify();
+  for (Outcome& outcome : ahead) {
+    outcome.done.WaitForNotification();
+    EXPECT_TRUE(outcome.result.ok()) << outcome.result.status();
+  }
+  // The three ran together: the average moves toward passes of three.
+  EXPECT_GT(batcher.pass_inputs(), 1);
+}
+
 TEST(BatcherTest, AFullQueueMakesRoomByAnsweringExpiredRequests) {
   // The queue holds two requests behind a busy worker; their deadlines pass. A third
   // request still gets in, and the two are answered at once.
