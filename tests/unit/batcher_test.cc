@@ -53,6 +53,15 @@ BatchTask Task(float value, int rows, Outcome* outcome, RequestControl control =
   return task;
 }
 
+// Batches of up to `size` inputs that wait an hour to fill: what a test sees run
+// early, the policy ran early.
+Batcher::Options BatchesOf(int size) {
+  Batcher::Options options;
+  options.max_batch_size = size;
+  options.max_queue_delay = absl::Hours(1);
+  return options;
+}
+
 // Holds the batcher's one worker in a forward pass of `blocker`'s single input, so
 // that what is enqueued next waits in the queue until `gate` opens.
 void OccupyTheWorker(Batcher& batcher, Outcome* blocker) {
@@ -64,10 +73,7 @@ TEST(BatcherTest, WhatQueuedWhileTheWorkerWasBusyRunsAsOnePassAndEachTaskGetsIts
   RecordingForward forward;
   absl::Notification gate;
   forward.gate_ = &gate;
-  Batcher::Options options;
-  options.max_batch_size = 3;
-  options.max_queue_delay = absl::Hours(1);
-  Batcher batcher(options, [&](const at::Tensor& b) { return forward(b); });
+  Batcher batcher(BatchesOf(3), [&](const at::Tensor& b) { return forward(b); });
   Outcome blocker, a, b;
   OccupyTheWorker(batcher, &blocker);
   ASSERT_TRUE(batcher.Enqueue(Task(1, 1, &a)).ok());
@@ -87,10 +93,7 @@ TEST(BatcherTest, ALoneRequestRunsAtOnceInsteadOfWaitingForTheDelay) {
   // Batches of 16 with an hour's delay: nothing else arrives, so waiting would cost
   // the hour. The policy (BatchPolicy) runs it at once; this test would time out.
   RecordingForward forward;
-  Batcher::Options options;
-  options.max_batch_size = 16;
-  options.max_queue_delay = absl::Hours(1);
-  Batcher batcher(options, [&](const at::Tensor& b) { return forward(b); });
+  Batcher batcher(BatchesOf(16), [&](const at::Tensor& b) { return forward(b); });
   for (int i = 0; i < 3; ++i) {
     Outcome lone;
     ASSERT_TRUE(batcher.Enqueue(Task(1, 1, &lone)).ok());
@@ -104,10 +107,7 @@ TEST(BatcherTest, ShedNewestRefusesTheLastQueuedAndKeepsTheOldest) {
   RecordingForward forward;
   absl::Notification gate;
   forward.gate_ = &gate;
-  Batcher::Options options;
-  options.max_batch_size = 8;
-  options.max_queue_delay = absl::Hours(1);
-  Batcher batcher(options, [&](const at::Tensor& b) { return forward(b); });
+  Batcher batcher(BatchesOf(8), [&](const at::Tensor& b) { return forward(b); });
   Outcome blocker, queued[4];
   OccupyTheWorker(batcher, &blocker);
   for (Outcome& outcome : queued) ASSERT_TRUE(batcher.Enqueue(Task(1, 1, &outcome)).ok());
@@ -269,10 +269,7 @@ TEST(BatcherTest, StageErrorsReachTheTasksSharingItOnly) {
 }
 
 TEST(BatcherTest, ForwardErrorsReachEveryTaskOfTheBatch) {
-  Batcher::Options options;
-  options.max_batch_size = 2;
-  options.max_queue_delay = absl::Hours(1);
-  Batcher batcher(options, [](const at::Tensor&) -> absl::StatusOr<at::Tensor> {
+  Batcher batcher(BatchesOf(2), [](const at::Tensor&) -> absl::StatusOr<at::Tensor> {
     return absl::InternalError("boom");
   });
   Outcome a, b;
@@ -314,10 +311,7 @@ TEST(BatcherTest, WhatAPassThrowsFailsItsBatchAndTheWorkerRunsTheNext) {
 
 TEST(BatcherTest, AnAnswerThatThrowsIsCountedAndTheOthersAreAnswered) {
   RecordingForward forward;
-  Batcher::Options options;
-  options.max_batch_size = 2;
-  options.max_queue_delay = absl::Hours(1);
-  Batcher batcher(options, [&](const at::Tensor& b) { return forward(b); });
+  Batcher batcher(BatchesOf(2), [&](const at::Tensor& b) { return forward(b); });
   BatchTask throwing = Task(1, 1, nullptr);
   throwing.done = [](absl::StatusOr<at::Tensor>) { throw std::runtime_error("answer"); };
   Outcome after;
@@ -362,10 +356,7 @@ TEST(BatcherTest, CappedPassesTakeAtMostTheCapUntilItIsLifted) {
   RecordingForward forward;
   absl::Notification gate;
   forward.gate_ = &gate;
-  Batcher::Options options;
-  options.max_batch_size = 8;
-  options.max_queue_delay = absl::Hours(1);
-  Batcher batcher(options, [&](const at::Tensor& b) { return forward(b); });
+  Batcher batcher(BatchesOf(8), [&](const at::Tensor& b) { return forward(b); });
   Outcome blocker, capped[3];
   OccupyTheWorker(batcher, &blocker);
   batcher.CapBatches(1);
@@ -396,12 +387,9 @@ TEST(BatcherTest, TheDeadlineCheckCountsTheInputsRecentPassesHeldNotTheBatchSize
   // CPU: 60 ms an input). The pass so far held one input, so behind a busy worker
   // three queued inputs and a fourth take about four passes of one, not one pass of
   // the batch size: a request with 150 ms left is refused at once.
-  Batcher::Options options;
-  options.max_batch_size = 8;
-  options.max_queue_delay = absl::Hours(1);
   absl::Notification first_gate, second_gate;
   std::atomic<absl::Notification*> gate{&first_gate};
-  Batcher batcher(options, [&gate](const at::Tensor& batch) {
+  Batcher batcher(BatchesOf(8), [&gate](const at::Tensor& batch) {
     gate.load()->WaitForNotification();
     absl::SleepFor(absl::Milliseconds(60) * batch.size(0));
     return absl::StatusOr<at::Tensor>(batch.flatten(1).sum(1, true));
