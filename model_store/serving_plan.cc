@@ -13,12 +13,18 @@ std::string Millis(absl::Duration duration) {
       absl::ToDoubleMilliseconds(absl::Trunc(duration, absl::Microseconds(10))), " ms");
 }
 
+// What a pass of kCpuBatchPassBudget holds at the single-input time, 1 to 32.
+int InputsAPassHolds(const PassTimes& times) {
+  return static_cast<int>(
+      std::clamp<int64_t>(kCpuBatchPassBudget / times.one_thread, 1, 32));
+}
+
 }  // namespace
 
 bool PlanNeedsPassTimes(const v1::ModelConfig& config, bool on_cpu, int threads) {
   const v1::BatchingConfig& batching = config.batching();
   return on_cpu && (threads > 1 || !batching.has_max_queue_delay_us() ||
-                    !batching.has_max_batch_size());
+                    !batching.has_max_batch_size() || !batching.has_flood_batch_size());
 }
 
 ServingPlan PlanServing(const v1::ModelConfig& config, bool on_cpu, int cpus, int threads,
@@ -53,26 +59,30 @@ ServingPlan PlanServing(const v1::ModelConfig& config, bool on_cpu, int cpus, in
   }
 
   std::string batch_why = "config";
-  std::string flood_why = "max_batch_size";
   if (batching.has_max_batch_size()) {
     plan.max_batch_size = std::max(1, batching.max_batch_size());
-    plan.flood_batch_size = plan.max_batch_size;
   } else if (!on_cpu) {
     plan.max_batch_size = 32;
-    plan.flood_batch_size = plan.max_batch_size;
     batch_why = "GPU default";
   } else if (times.one_thread > absl::ZeroDuration()) {
-    plan.flood_batch_size = static_cast<int>(
-        std::clamp<int64_t>(kCpuBatchPassBudget / times.one_thread, 1, 32));
-    plan.max_batch_size = std::max(kMinCpuBatch, plan.flood_batch_size);
+    plan.max_batch_size = std::max(kMinCpuBatch, InputsAPassHolds(times));
     batch_why = absl::StrCat("at least ", kMinCpuBatch, ", as many as a ",
                              Millis(kCpuBatchPassBudget), " pass holds, at most 32");
+  } else {
+    plan.max_batch_size = kMinCpuBatch;
+    batch_why = "CPU default";
+  }
+  std::string flood_why = "config";
+  if (batching.has_flood_batch_size()) {
+    plan.flood_batch_size =
+        std::clamp(batching.flood_batch_size(), 1, plan.max_batch_size);
+  } else if (on_cpu && times.one_thread > absl::ZeroDuration()) {
+    plan.flood_batch_size = std::min(plan.max_batch_size, InputsAPassHolds(times));
     flood_why = absl::StrCat("inputs whose pass fits in ", Millis(kCpuBatchPassBudget),
                              " on 1 thread");
   } else {
-    plan.max_batch_size = kMinCpuBatch;
     plan.flood_batch_size = plan.max_batch_size;
-    batch_why = "CPU default";
+    flood_why = "max_batch_size";
   }
   std::string delay_why = "config";
   if (batching.has_max_queue_delay_us()) {

@@ -26,7 +26,8 @@
 //    bounded by time, not by the batch size: flood_batch_size is what fits in a
 //    kCpuBatchPassBudget pass (1 to 32; ResNet-18 1, digits 32), so that admitted
 //    calls wait about a pass of their own, however large a batch the model may run.
-//    A config that sets max_batch_size admits floods by it.
+//    A config's batching.flood_batch_size wins; a config's max_batch_size caps it.
+//    Pass times are measured for it on the CPU whenever the config leaves it unset.
 //
 // Pure; torch-free.
 #ifndef HEADWAY_MODEL_STORE_SERVING_PLAN_H_
@@ -64,7 +65,8 @@ ServingPlan PlanServing(const v1::ModelConfig& config, bool on_cpu, int cpus, in
                         const PassTimes& times);
 
 // Whether PlanServing uses pass times for this config: on the CPU, unless the config
-// sets the batch size and the queue delay and passes get one thread anyway.
+// sets the batch size, the queue delay and the flood batch size and passes get one
+// thread anyway.
 bool PlanNeedsPassTimes(const v1::ModelConfig& config, bool on_cpu, int threads);
 
 // The most workers a CPU model gets by default, and the single-input pass time under

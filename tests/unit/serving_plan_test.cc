@@ -74,11 +74,20 @@ TEST(ServingPlanTest, WhatTheConfigSetsWins) {
   const ServingPlan plan = PlanServing(config, kCpu, 2, 2, Pass(29));
   EXPECT_EQ(plan.workers, 3);
   EXPECT_EQ(plan.max_batch_size, 16);
-  EXPECT_EQ(plan.flood_batch_size, 16);  // a set batch size admits floods too
+  // A flood is still admitted for what a 20 ms pass holds, unless the config says.
+  EXPECT_EQ(plan.flood_batch_size, 1);
   EXPECT_EQ(plan.max_queue_delay, absl::ZeroDuration());
   EXPECT_THAT(plan.summary, HasSubstr("workers=3 (config)"));
+  EXPECT_TRUE(PlanNeedsPassTimes(config, kCpu, 1));  // for the flood batch size
+  config.mutable_batching()->set_flood_batch_size(4);
+  EXPECT_EQ(PlanServing(config, kCpu, 2, 2, Pass(29)).flood_batch_size, 4);
+  EXPECT_THAT(PlanServing(config, kCpu, 2, 2, Pass(29)).summary,
+              HasSubstr("flood_batch_size=4 (config)"));
   EXPECT_FALSE(PlanNeedsPassTimes(config, kCpu, 1));
   EXPECT_TRUE(PlanNeedsPassTimes(config, kCpu, 2));  // for the lone pass's threads
+  // Never more than max_batch_size.
+  config.mutable_batching()->set_flood_batch_size(64);
+  EXPECT_EQ(PlanServing(config, kCpu, 2, 2, Pass(29)).flood_batch_size, 16);
 
   // A batch size of 0 or 1, set, turns batching off.
   for (int off : {0, 1}) {
