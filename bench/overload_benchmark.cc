@@ -42,7 +42,6 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
-#include <iterator>
 #include <optional>
 #include <string>
 #include <thread>
@@ -123,28 +122,17 @@ int64_t ResidentKb(pid_t pid) {
   return 0;
 }
 
-LoadOptions BaseLoad(const std::string& target) {
-  LoadOptions load;
-  load.target = target;
-  load.model = absl::GetFlag(FLAGS_model);
-  load.progress = false;
-  load.warmup = absl::Seconds(1);
-  load.duration = absl::GetFlag(FLAGS_phase_seconds);
-  load.channels = 4;
+// What every call sends, one input each: the --images files, or float32 tensors of
+// --input_shape. Built once, before the server starts.
+absl::StatusOr<std::vector<v1::Input>> CallInputs() {
+  std::vector<v1::Input> inputs;
   if (!absl::GetFlag(FLAGS_images).empty()) {
     for (const std::string& path : absl::GetFlag(FLAGS_images)) {
-      std::ifstream file(path, std::ios::binary);
-      const std::string bytes((std::istreambuf_iterator<char>(file)),
-                              std::istreambuf_iterator<char>());
-      if (!file || bytes.empty()) {
-        std::cerr << "cannot read image " << path << "\n";
-        std::exit(2);
-      }
-      v1::Input input;
-      input.set_image(bytes);
-      load.inputs.push_back(std::move(input));
+      absl::StatusOr<v1::Input> input = ImageInputFromFile(path);
+      if (!input.ok()) return input.status();
+      inputs.push_back(*std::move(input));
     }
-    return load;
+    return inputs;
   }
   std::vector<int64_t> shape;
   int64_t elements = 1;
@@ -162,8 +150,20 @@ LoadOptions BaseLoad(const std::string& target) {
     for (int64_t d : shape) input.mutable_tensor()->add_shape(d);
     input.mutable_tensor()->set_data(std::string(
         reinterpret_cast<const char*>(values.data()), values.size() * sizeof(float)));
-    load.inputs.push_back(input);
+    inputs.push_back(std::move(input));
   }
+  return inputs;
+}
+
+LoadOptions BaseLoad(const std::string& target, const std::vector<v1::Input>& inputs) {
+  LoadOptions load;
+  load.target = target;
+  load.model = absl::GetFlag(FLAGS_model);
+  load.progress = false;
+  load.warmup = absl::Seconds(1);
+  load.duration = absl::GetFlag(FLAGS_phase_seconds);
+  load.channels = 4;
+  load.inputs = inputs;
   return load;
 }
 
@@ -198,9 +198,10 @@ struct OverloadFigures {
 // Offers `rate` calls/s open loop; meanwhile samples the server's memory, then probes
 // from the moment the offered load stops until a call is answered within
 // `normal_ms`.
-OverloadFigures Overload(const bench::ServerRun& server, double rate,
+OverloadFigures Overload(const bench::ServerRun& server,
+                         const std::vector<v1::Input>& inputs, double rate,
                          absl::Duration timeout, double normal_ms) {
-  LoadOptions load = BaseLoad(server.target);
+  LoadOptions load = BaseLoad(server.target, inputs);
   load.rate = rate;
   load.poisson = true;
   load.timeout = timeout;
@@ -412,6 +413,11 @@ int Main() {
       return 2;
     }
   }
+  const absl::StatusOr<std::vector<v1::Input>> inputs = CallInputs();
+  if (!inputs.ok()) {
+    std::cerr << inputs.status() << "\n";
+    return 2;
+  }
   char work_template[] = "/tmp/headway-overload-XXXXXX";
   const std::filesystem::path work = mkdtemp(work_template);
   const std::filesystem::path store = work / "store";
@@ -447,13 +453,13 @@ int Main() {
     }
   }
 
-  LoadOptions unloaded_load = BaseLoad(server.target);
+  LoadOptions unloaded_load = BaseLoad(server.target, *inputs);
   unloaded_load.concurrency = 1;
   const LoadReport unloaded = MustRun(unloaded_load);
-  LoadOptions capacity_load = BaseLoad(server.target);
+  LoadOptions capacity_load = BaseLoad(server.target, *inputs);
   capacity_load.concurrency = absl::GetFlag(FLAGS_capacity_concurrency);
   const LoadReport capacity = MustRun(capacity_load);
-  LoadOptions ceiling_load = BaseLoad(server.target);
+  LoadOptions ceiling_load = BaseLoad(server.target, *inputs);
   ceiling_load.rpc = "health";
   ceiling_load.concurrency = 64;
   const LoadReport ceiling = MustRun(ceiling_load);
@@ -462,11 +468,12 @@ int Main() {
   const double rate = capacity.throughput * absl::GetFlag(FLAGS_overload_factor);
   const double normal_ms = 2 * unloaded.p99;
 
-  const OverloadFigures open = Overload(server, rate, absl::Seconds(30), normal_ms);
+  const OverloadFigures open =
+      Overload(server, *inputs, rate, absl::Seconds(30), normal_ms);
   const OverloadFigures bounded =
-      Overload(server, rate, absl::GetFlag(FLAGS_deadline_ms), normal_ms);
+      Overload(server, *inputs, rate, absl::GetFlag(FLAGS_deadline_ms), normal_ms);
 
-  LoadOptions steady_load = BaseLoad(server.target);
+  LoadOptions steady_load = BaseLoad(server.target, *inputs);
   steady_load.concurrency = 4;
   std::vector<StormRound> rounds(absl::GetFlag(FLAGS_storm_rounds));
   for (StormRound& round : rounds) {

@@ -8,8 +8,10 @@ namespace headway {
 Admission::Admission(const Options& options) : options_(options) {}
 
 int Admission::flood_capacity() const {
-  if (options_.flood_capacity <= 0) return options_.running_capacity;
-  return std::min(options_.flood_capacity, options_.running_capacity);
+  const int per_pass = options_.flood_batch_size > 0
+                           ? std::min(options_.flood_batch_size, options_.max_batch_size)
+                           : options_.max_batch_size;
+  return options_.workers * per_pass;
 }
 
 int64_t Admission::Surplus() const {
@@ -23,10 +25,10 @@ int Admission::DeepLimit(const Passes& recent) const {
     const int64_t passes = std::max<int64_t>(2, options_.max_queue_wait / recent.time);
     const int64_t per_round =
         std::clamp<int64_t>(std::llround(options_.workers * std::max(1.0, recent.inputs)),
-                            1, options_.running_capacity);
+                            1, running_capacity());
     queue = std::min<int64_t>(queue, std::max<int64_t>(kMinQueue, passes * per_round));
   }
-  return static_cast<int>(options_.running_capacity + queue);
+  return static_cast<int>(running_capacity() + queue);
 }
 
 Admission::Limit Admission::Arrive(const Passes& recent, absl::Time now) {

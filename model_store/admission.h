@@ -39,10 +39,9 @@ class Admission {
  public:
   struct Options {
     int workers = 1;
-    // model_workers x max_batch_size.
-    int running_capacity = 1;
-    // model_workers x flood_batch_size (at most running_capacity); 0: the same.
-    int flood_capacity = 0;
+    int max_batch_size = 1;
+    // Inputs a pass takes under a flood (at most max_batch_size); 0: max_batch_size.
+    int flood_batch_size = 0;
     int max_queue_size = 256;
     absl::Duration max_queue_wait = absl::Seconds(1);
   };
@@ -82,10 +81,10 @@ class Admission {
   int DeepLimit(const Passes& recent) const;
   // The shallow limit.
   int ShallowLimit() const { return 2 * flood_capacity(); }
-  // What the workers are given at once under a flood.
+  // What the workers are given at once under a flood (workers x flood_batch_size).
   int flood_capacity() const;
-  // What the workers run at once (model_workers x max_batch_size).
-  int running_capacity() const { return options_.running_capacity; }
+  // What the workers run at once (workers x max_batch_size).
+  int running_capacity() const { return options_.workers * options_.max_batch_size; }
 
   int held() const { return held_.load(std::memory_order_relaxed); }
 

@@ -349,8 +349,8 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(const Options& options) {
   }
   Admission::Options admission;
   admission.workers = batcher_options.workers;
-  admission.running_capacity = batcher_options.workers * batcher_options.max_batch_size;
-  admission.flood_capacity = batcher_options.workers * model->plan_.flood_batch_size;
+  admission.max_batch_size = batcher_options.max_batch_size;
+  admission.flood_batch_size = model->plan_.flood_batch_size;
   admission.max_queue_size = batcher_options.max_queue_size;
   admission.max_queue_wait = absl::Microseconds(
       batching.max_queue_wait_us() > 0 ? batching.max_queue_wait_us() : 1000000);

@@ -15,7 +15,7 @@ constexpr absl::Duration kPass = absl::Milliseconds(30);
 Admission::Options ResNetLike() {
   Admission::Options options;
   options.workers = 2;
-  options.running_capacity = 2;  // two workers, one input a pass
+  options.max_batch_size = 1;  // two workers, one input a pass
   options.max_queue_size = 256;
   options.max_queue_wait = absl::Seconds(1);
   return options;
@@ -35,7 +35,7 @@ TEST(AdmissionTest, DeepLimitIsTheRunningCapacityPlusTheQueueWait) {
 
   Admission::Options big = ResNetLike();
   big.workers = 64;
-  big.running_capacity = 64;
+  big.max_batch_size = 1;
   big.max_queue_wait = absl::Milliseconds(1);
   EXPECT_EQ(Admission(big).DeepLimit({kPass}), 64 + 2 * 64);
 }
@@ -119,8 +119,8 @@ TEST(AdmissionTest, AnOpenLoopFloodGetsTheShallowLimitWithinAWindow) {
 // (twice over), not the running capacity's 16 per round.
 TEST(AdmissionTest, AFloodIsAdmittedForTheFloodCapacityNotTheBatchSize) {
   Admission::Options options = ResNetLike();
-  options.running_capacity = 2 * 8;
-  options.flood_capacity = 2 * 1;
+  options.max_batch_size = 8;
+  options.flood_batch_size = 1;
   options.max_queue_size = 32;
   Admission admission(options);
   EXPECT_EQ(admission.ShallowLimit(), 4);
@@ -139,9 +139,9 @@ TEST(AdmissionTest, AFloodIsAdmittedForTheFloodCapacityNotTheBatchSize) {
   EXPECT_EQ(deep.DeepLimit({absl::Milliseconds(200), 30}), 16 + 5 * 16);
 
   // Never over the running capacity, and unset means the same.
-  options.flood_capacity = 64;
+  options.flood_batch_size = 32;
   EXPECT_EQ(Admission(options).ShallowLimit(), 32);
-  options.flood_capacity = 0;
+  options.flood_batch_size = 0;
   EXPECT_EQ(Admission(options).ShallowLimit(), 32);
 }
 
