@@ -23,6 +23,7 @@
 #include "model_store/serving_plan.h"
 #include "model_store/store/model_files.h"
 #include "model_store/torch_runtime.h"
+#include "version/build_type_defaults.h"
 #include "version/version.h"
 
 ABSL_FLAG(std::string, model_dir, "models/digits", "A model folder (with config.pbtxt).");
@@ -345,5 +346,6 @@ int main(int argc, char** argv) {
       "In-process throughput of a model's backbone + default head.\n"
       "Usage: headway_bench_inprocess --model_dir=DIR [--batch=8] [--duration=8s]");
   absl::ParseCommandLine(argc, argv);
+  headway::ApplyBuildTypeDefaults();
   return headway::Main();
 }

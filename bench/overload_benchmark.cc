@@ -64,6 +64,7 @@
 #include "client/headway_client.h"
 #include "client/load_generator.h"
 #include "model_store/base_priority_thread.h"
+#include "version/build_type_defaults.h"
 #include "version/version.h"
 
 ABSL_FLAG(std::string, server, HEADWAY_SERVER_BINARY, "The headway_server binary.");
@@ -534,5 +535,6 @@ int main(int argc, char** argv) {
       "Measures a headway_server under 10x overload and during a storm of management "
       "calls.\nUsage: headway_bench_overload [--model_store=models] [flags]");
   absl::ParseCommandLine(argc, argv);
+  headway::ApplyBuildTypeDefaults();
   return headway::Main();
 }

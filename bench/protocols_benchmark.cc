@@ -40,6 +40,7 @@
 #include "bench/bench_support.h"
 #include "client/headway_client.h"
 #include "inference/grpc_predict_v2.grpc.pb.h"
+#include "version/build_type_defaults.h"
 #include "version/version.h"
 
 ABSL_FLAG(std::string, server, HEADWAY_SERVER_BINARY, "The headway_server binary.");
@@ -383,5 +384,6 @@ int main(int argc, char** argv) {
       "Classifies with one model through every protocol Headway speaks, at the same "
       "concurrency, in one run.\nUsage: headway_bench_protocols [flags]");
   absl::ParseCommandLine(argc, argv);
+  headway::ApplyBuildTypeDefaults();
   return headway::Main();
 }

@@ -28,6 +28,7 @@
 #include "client/connection_flags.h"
 #include "client/headway_client.h"
 #include "client/load_generator.h"
+#include "version/build_type_defaults.h"
 #include "version/cli_help.h"
 #include "version/version.h"
 
@@ -297,6 +298,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   absl::ParseCommandLine(argc, argv);
+  headway::ApplyBuildTypeDefaults();
   if (absl::Status flags = CheckFlags(); !flags.ok()) {
     std::cerr << "headway_loadgen: " << flags.message() << "\n";
     return 2;

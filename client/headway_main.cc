@@ -42,6 +42,7 @@
 #include "client/connection_flags.h"
 #include "client/headway_client.h"
 #include "client/json_output.h"
+#include "version/build_type_defaults.h"
 #include "version/cli_help.h"
 #include "version/version.h"
 
@@ -772,6 +773,7 @@ int main(int argc, char** argv) {
     return headway::Fail(units);
   }
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
+  headway::ApplyBuildTypeDefaults();
   if (args.size() < 2) {
     std::cerr << headway::kUsage << "\n";
     return 2;

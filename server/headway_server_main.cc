@@ -40,6 +40,7 @@
 #include "server/http_gateway.h"
 #include "server/server_metrics.h"
 #include "server/tls.h"
+#include "version/build_type_defaults.h"
 #include "version/cli_help.h"
 #include "version/version.h"
 
@@ -513,6 +514,7 @@ int main(int argc, char** argv) {
     return Fail(units);
   }
   absl::ParseCommandLine(argc, argv);
+  headway::ApplyBuildTypeDefaults();
   // Block the shutdown signals in every thread (before any starts); Serve waits for
   // them.
   pthread_sigmask(SIG_BLOCK, &ShutdownSignals(), nullptr);
@@ -521,12 +523,6 @@ int main(int argc, char** argv) {
   headway::InstallCerrRouting();
   // Before any thread lowers its priority (loads, swaps, the store follower).
   headway::StartBasePriorityThreads();
-#ifdef NDEBUG
-  // Debian's abseil keeps absl::Mutex's deadlock detection on, a graph lookup on
-  // every lock (about 2% of the server's CPU serving the digits model). Release
-  // builds turn it off; debug builds keep it.
-  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
-#endif
   const int64_t retain_mb = absl::GetFlag(FLAGS_malloc_retain_mb);
   if (retain_mb < 0) {
     return Fail(absl::InvalidArgumentError(
