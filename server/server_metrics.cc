@@ -16,9 +16,14 @@
 #include <exception>
 #include <filesystem>
 #include <fstream>
+#include <string>
+#include <string_view>
 #include <thread>
+#include <tuple>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
+#include "absl/hash/hash.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
@@ -208,9 +213,64 @@ class StateCollector : public prometheus::Collectable {
       absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch());
 };
 
+// The series one finished request updates, by (rpc, model, head, gRPC code). Building
+// prometheus::Labels and looking them up in two families on every request cost about
+// 3% of the server's CPU serving the digits model; the map finds them with one hash.
+// Families never remove a series, so the pointers stay valid.
+struct RequestSeries {
+  prometheus::Counter* count = nullptr;
+  prometheus::Histogram* duration = nullptr;
+};
+using RequestSeriesKey = std::tuple<std::string, std::string, std::string, int>;
+using RequestSeriesLookup =
+    std::tuple<std::string_view, std::string_view, std::string_view, int>;
+// absl::Hash hashes std::string and std::string_view alike, so a lookup by views needs
+// no copies.
+struct RequestSeriesHash {
+  using is_transparent = void;
+  template <typename Key>
+  size_t operator()(const Key& key) const {
+    return absl::Hash<RequestSeriesLookup>{}(RequestSeriesLookup(
+        std::get<0>(key), std::get<1>(key), std::get<2>(key), std::get<3>(key)));
+  }
+};
+struct RequestSeriesEq {
+  using is_transparent = void;
+  template <typename A, typename B>
+  bool operator()(const A& a, const B& b) const {
+    return RequestSeriesLookup(std::get<0>(a), std::get<1>(a), std::get<2>(a),
+                               std::get<3>(a)) ==
+           RequestSeriesLookup(std::get<0>(b), std::get<1>(b), std::get<2>(b),
+                               std::get<3>(b));
+  }
+};
+
 }  // namespace
 
 struct ServerMetrics::Impl {
+  // The series of (rpc, model, head, code), added to the families on first use.
+  RequestSeries SeriesOf(absl::string_view rpc, absl::string_view model,
+                         absl::string_view head, absl::StatusCode code) {
+    const RequestSeriesLookup lookup(std::string_view(rpc.data(), rpc.size()),
+                                     std::string_view(model.data(), model.size()),
+                                     std::string_view(head.data(), head.size()),
+                                     static_cast<int>(code));
+    absl::MutexLock lock(&series_mu);
+    auto found = series.find(lookup);
+    if (found != series.end()) return found->second;
+    RequestSeries added;
+    added.count = &requests.Add({{"rpc", std::string(rpc)},
+                                 {"model", std::string(model)},
+                                 {"head", std::string(head)},
+                                 {"code", absl::StatusCodeToString(code)}});
+    added.duration = &request_duration.Add(
+        {{"rpc", std::string(rpc)}, {"model", std::string(model)}}, LatencyBuckets());
+    series.emplace(RequestSeriesKey(std::string(rpc), std::string(model),
+                                    std::string(head), static_cast<int>(code)),
+                   added);
+    return added;
+  }
+
   std::shared_ptr<prometheus::Registry> registry =
       std::make_shared<prometheus::Registry>();
   std::shared_ptr<StateCollector> state = std::make_shared<StateCollector>();
@@ -297,6 +357,10 @@ struct ServerMetrics::Impl {
           .Name("headway_head_swap_duration_seconds")
           .Help("Time to load, check and publish a swapped head, by model.")
           .Register(*registry);
+
+  absl::Mutex series_mu;
+  absl::flat_hash_map<RequestSeriesKey, RequestSeries, RequestSeriesHash, RequestSeriesEq>
+      series ABSL_GUARDED_BY(series_mu);
 };
 
 ServerMetrics::ServerMetrics() : impl_(std::make_unique<Impl>()) {
@@ -344,15 +408,9 @@ void ServerMetrics::RequestFinished(absl::string_view rpc, absl::string_view mod
   if (code == absl::StatusCode::kResourceExhausted) {
     overload_refusals_.fetch_add(1, std::memory_order_relaxed);
   }
-  impl_->requests
-      .Add({{"rpc", std::string(rpc)},
-            {"model", std::string(model)},
-            {"head", std::string(head)},
-            {"code", absl::StatusCodeToString(code)}})
-      .Increment();
-  impl_->request_duration
-      .Add({{"rpc", std::string(rpc)}, {"model", std::string(model)}}, LatencyBuckets())
-      .Observe(absl::ToDoubleSeconds(latency));
+  const RequestSeries series = impl_->SeriesOf(rpc, model, head, code);
+  series.count->Increment();
+  series.duration->Observe(absl::ToDoubleSeconds(latency));
 }
 
 void ServerMetrics::RecordBatch(const std::string& model, const std::string& device,
