@@ -2,8 +2,9 @@
 // Protocol) from its arrival to its answer, and ServeInference, the path every such
 // call takes: the server's CallGate, then the model's admission (both on the gRPC
 // thread, so a refused call costs no worker time), then the protocol's own work on a
-// worker thread. Finishing a call records its metrics, logs a failure (client errors
-// at ClientErrorLog's rate, server faults each) and releases its admissions.
+// worker thread, or on the gRPC thread for inputs that need no decoding. Finishing a call
+// records its metrics, logs a failure (client errors at ClientErrorLog's rate, server
+// faults each) and releases its admissions.
 //
 // Thread safety: copies of an InferenceCall share one call and may finish it from any
 // thread; only the first Finish answers it.
@@ -90,16 +91,25 @@ void ServeGuarded(const InferenceCall& call, Serve&& serve) {
   }
 }
 
+// Where an admitted call's own work (reading its inputs, preparing them, handing them
+// to the model's batcher) runs. kWorker: on the worker pool, for inputs that need
+// decoding or resizing (an encoded image, uint8 pixels), which may take milliseconds.
+// kGrpcThread: on the gRPC thread that admitted it, for float32 tensors only: their
+// preparation is one copy of bytes that thread has just parsed, cheaper than the
+// hand-off (a small model's requests then skip a thread switch each).
+enum class CallWork { kWorker, kGrpcThread };
+
 // Admits a call for `model_name` (on `device`, "" for any instance) and runs
-// `run(model, control, call)` on a worker; `run` answers the call through
-// call.Finish. A call refused by the gate, an unknown model or the model's admission
-// is answered here. Returns the call's reactor.
+// `run(model, control, call)` where `work` says; `run` answers the call through
+// call.Finish and never waits for the model. A call refused by the gate, an unknown
+// model or the model's admission is answered here. Returns the call's reactor.
 template <typename Run>
 grpc::ServerUnaryReactor* ServeInference(const InferenceServing& serving, const char* rpc,
                                          grpc::CallbackServerContext* context,
                                          absl::string_view model_name,
                                          absl::string_view device,
-                                         absl::string_view requested_head, Run run) {
+                                         absl::string_view requested_head, CallWork work,
+                                         Run run) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   if (!serving.gate->Admit(rpc, reactor)) return reactor;
   InferenceCall call(rpc, reactor, serving, model_name, requested_head);
@@ -114,7 +124,7 @@ grpc::ServerUnaryReactor* ServeInference(const InferenceServing& serving, const 
     return reactor;
   }
   call.HoldAdmission(*model);
-  serving.workers->Schedule([context, call, model = *std::move(model), run] {
+  auto serve = [context, call, model = *std::move(model), run] {
     ServeGuarded(call, [&] {
       RequestControl control = ControlOf(context);
       if (absl::Status abandoned = Abandoned(control); !abandoned.ok()) {
@@ -123,7 +133,12 @@ grpc::ServerUnaryReactor* ServeInference(const InferenceServing& serving, const 
       }
       run(model, std::move(control), call);
     });
-  });
+  };
+  if (work == CallWork::kGrpcThread) {
+    serve();
+  } else {
+    serving.workers->Schedule(std::move(serve));
+  }
   return reactor;
 }
 

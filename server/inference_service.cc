@@ -126,8 +126,10 @@ template <typename Result, typename Request, typename Start, typename Fill>
 grpc::ServerUnaryReactor* InferenceServiceImpl::Serve(
     const char* rpc, grpc::CallbackServerContext* context, const Request* request,
     absl::string_view requested_head, Start start, Fill fill) {
+  const CallWork work =
+      IsOneFloat32Tensor(request->inputs()) ? CallWork::kGrpcThread : CallWork::kWorker;
   return ServeInference(
-      serving_, rpc, context, request->model(), request->device(), requested_head,
+      serving_, rpc, context, request->model(), request->device(), requested_head, work,
       [request, start, fill](const std::shared_ptr<Model>& model, RequestControl control,
                              const InferenceCall& call) {
         absl::StatusOr<std::vector<InputView>> inputs = ToInputViews(request->inputs());

@@ -106,8 +106,11 @@ grpc::ServerUnaryReactor* OpenInferenceServiceImpl::ModelMetadata(
 grpc::ServerUnaryReactor* OpenInferenceServiceImpl::ModelInfer(
     grpc::CallbackServerContext* context, const inference::ModelInferRequest* request,
     inference::ModelInferResponse* response) {
+  const CallWork work =
+      IsOneFp32Input(*request) ? CallWork::kGrpcThread : CallWork::kWorker;
   return ServeInference(
       serving_, "ModelInfer", context, request->model_name(), "", RequestedHead(*request),
+      work,
       [request, response](const std::shared_ptr<Model>& model, RequestControl control,
                           const InferenceCall& call) {
         if (absl::Status version = CheckVersion(*model, request->model_version());

@@ -326,6 +326,12 @@ absl::StatusOr<OpenInferenceInputs> ToOpenInferenceInputs(
   return out;
 }
 
+bool IsOneFp32Input(const inference::ModelInferRequest& request) {
+  if (request.inputs_size() != 1) return false;
+  const InputTensor& input = request.inputs(0);
+  return input.datatype() == "FP32" && input.shape_size() == 4 && input.shape(0) == 1;
+}
+
 bool OpenInferenceOutputs::wants(absl::string_view name) const {
   return std::any_of(outputs.begin(), outputs.end(),
                      [&](const Output& output) { return output.name == name; });

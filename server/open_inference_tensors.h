@@ -50,6 +50,11 @@ struct OpenInferenceInputs {
 absl::StatusOr<OpenInferenceInputs> ToOpenInferenceInputs(
     const inference::ModelInferRequest& request, const v1::InputSpec& spec);
 
+// Whether the request's input is one FP32 tensor of one model input ([1,C,H,W]), which
+// preparing only copies (no decoding or resizing, no batching of several); see
+// CallWork.
+bool IsOneFp32Input(const inference::ModelInferRequest& request);
+
 // What a request asks the model for.
 struct OpenInferenceOutputs {
   struct Output {

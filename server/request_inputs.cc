@@ -40,4 +40,9 @@ absl::StatusOr<std::vector<InputView>> ToInputViews(
   return views;
 }
 
+bool IsOneFloat32Tensor(const google::protobuf::RepeatedPtrField<v1::Input>& inputs) {
+  return inputs.size() == 1 && inputs[0].has_tensor() &&
+         inputs[0].tensor().dtype() == v1::FLOAT32;
+}
+
 }  // namespace headway

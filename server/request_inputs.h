@@ -19,6 +19,10 @@ namespace headway {
 absl::StatusOr<std::vector<InputView>> ToInputViews(
     const google::protobuf::RepeatedPtrField<v1::Input>& inputs);
 
+// Whether `inputs` is one float32 tensor: a model input already, which preparing only
+// copies (no decoding or resizing, no batching of several inputs); see CallWork.
+bool IsOneFloat32Tensor(const google::protobuf::RepeatedPtrField<v1::Input>& inputs);
+
 }  // namespace headway
 
 #endif  // HEADWAY_SERVER_REQUEST_INPUTS_H_
