@@ -16,9 +16,9 @@
 //     against the capacity measured right before and right after that overload (the
 //     mean of the two: a shared machine's speed drifts by 10-20% within minutes, and
 //     bracketing keeps that out of the ratio), peak resident memory against the base,
-//     what was refused, the
-//     time until a probe is answered at normal latency once the overload stops, and
-//     resident memory 2 s after.
+//     what was refused, the time until a probe is answered at normal latency once the
+//     overload stops, and resident memory 2 s after; `--overload_rounds` rounds of
+//     the two (with more than one, each ratio's median over them too).
 //  4. storm: Classify under steady closed-loop load alone, then while one long-lived
 //     admin client swaps a head back and forth and loads and unloads another model,
 //     interleaved (`--storm` picks one kind alone): p50/p99 of both and their ratio;
@@ -97,6 +97,9 @@ ABSL_FLAG(int, storm_rounds, 3,
 ABSL_FLAG(double, overload_factor, 10, "Offered load, as a multiple of capacity.");
 ABSL_FLAG(absl::Duration, overload_seconds, absl::Seconds(20),
           "Length of each overload.");
+ABSL_FLAG(int, overload_rounds, 1,
+          "Rounds of the two overloads (no deadline, then --deadline_ms); with more "
+          "than one, the table adds each ratio's median over the rounds.");
 ABSL_FLAG(absl::Duration, deadline_ms, absl::Milliseconds(500),
           "Client deadline of the second overload.");
 ABSL_FLAG(absl::Duration, phase_seconds, absl::Seconds(6),
@@ -247,6 +250,18 @@ OverloadFigures Overload(const bench::ServerRun& server,
   return figures;
 }
 
+double Median(std::vector<double> values) {
+  absl::c_sort(values);
+  return values.empty() ? 0 : values[values.size() / 2];
+}
+
+// One overload and the capacity it is read against: the mean of the capacity runs
+// right before and right after it.
+struct ReadOverload {
+  OverloadFigures figures;
+  double capacity = 0;
+};
+
 void PrintOverload(const std::string& name, const OverloadFigures& figures,
                    double unloaded_p99, double capacity, int64_t base_kb) {
   const LoadReport& r = figures.report;
@@ -266,6 +281,26 @@ void PrintOverload(const std::string& name, const OverloadFigures& figures,
       absl::StrFormat("%.0f ms", figures.recovery_ms),
       "first call at normal latency once the offered load stops");
   Row(name + ": refused", Errors(r), "");
+}
+
+// The median over rounds of each ratio PrintOverload gives.
+void PrintOverloadMedians(const std::string& name, const std::vector<ReadOverload>& runs,
+                          double unloaded_p99, int64_t base_kb) {
+  std::vector<double> p99, goodput, peak, after, recovery;
+  for (const ReadOverload& run : runs) {
+    p99.push_back(run.figures.report.p99 / unloaded_p99);
+    goodput.push_back(run.figures.report.throughput / run.capacity);
+    peak.push_back(1.0 * run.figures.peak_kb / base_kb);
+    after.push_back(1.0 * run.figures.after_kb / base_kb);
+    recovery.push_back(run.figures.recovery_ms);
+  }
+  const std::string note = absl::StrCat("median of ", runs.size(), " rounds");
+  Row(name + ": p99 accepted / unloaded p99", absl::StrFormat("%.2f", Median(p99)), note);
+  Row(name + ": goodput / capacity", absl::StrFormat("%.2f", Median(goodput)), note);
+  Row(name + ": peak RSS / base", absl::StrFormat("%.2f", Median(peak)), note);
+  Row(name + ": RSS 2 s after / base", absl::StrFormat("%.2f", Median(after)), note);
+  Row(name + ": full service again after", absl::StrFormat("%.0f ms", Median(recovery)),
+      note);
 }
 
 enum class StormStep { kSwapThere, kUnload, kSwapBack, kLoad };
@@ -371,11 +406,6 @@ StormRound RunStormRound(const LoadOptions& steady_load, const std::string& targ
   return round;
 }
 
-double Median(std::vector<double> values) {
-  absl::c_sort(values);
-  return values.empty() ? 0 : values[values.size() / 2];
-}
-
 // Prints each round's p50/p99 and the median ratios over the rounds.
 void PrintStormRounds(const std::vector<StormRound>& rounds) {
   std::vector<double> storm_ratios, spin_ratios;
@@ -475,12 +505,26 @@ int Main() {
 
   // Each overload is bracketed by capacity runs; its goodput is read against their
   // mean.
-  const OverloadFigures open =
-      Overload(server, *inputs, rate, absl::Seconds(30), normal_ms);
-  const LoadReport capacity_between = MustRun(capacity_load);
-  const OverloadFigures bounded =
-      Overload(server, *inputs, rate, absl::GetFlag(FLAGS_deadline_ms), normal_ms);
-  const LoadReport capacity_after = MustRun(capacity_load);
+  std::vector<double> capacities = {capacity.throughput};
+  std::vector<std::string> capacity_errors;  // of the runs after overloads
+  std::vector<ReadOverload> open, bounded;
+  for (int round = 0; round < std::max(1, absl::GetFlag(FLAGS_overload_rounds));
+       ++round) {
+    for (std::vector<ReadOverload>* runs : {&open, &bounded}) {
+      const absl::Duration timeout =
+          runs == &open ? absl::Seconds(30) : absl::GetFlag(FLAGS_deadline_ms);
+      ReadOverload run;
+      run.figures = Overload(server, *inputs, rate, timeout, normal_ms);
+      const LoadReport after = MustRun(capacity_load);
+      capacities.push_back(after.throughput);
+      if (!after.errors.empty()) {
+        capacity_errors.push_back(
+            absl::StrCat("run ", capacities.size() - 1, ": ", Errors(after)));
+      }
+      run.capacity = (capacities[capacities.size() - 2] + capacities.back()) / 2;
+      runs->push_back(std::move(run));
+    }
+  }
 
   LoadOptions steady_load = BaseLoad(server.target, *inputs);
   steady_load.concurrency = 4;
@@ -513,9 +557,17 @@ int Main() {
   Row("unloaded p50 / p99", absl::StrFormat("%.1f / %.1f ms", unloaded.p50, unloaded.p99),
       "one caller");
   Row("capacity", absl::StrFormat("%.0f ok/s", capacity.throughput),
-      absl::StrFormat("%d callers, p99 %.1f ms; after each overload %.0f and %.0f ok/s",
+      absl::StrFormat("%d callers, p99 %.1f ms; after each overload %s ok/s",
                       capacity_load.concurrency, capacity.p99,
-                      capacity_between.throughput, capacity_after.throughput));
+                      absl::StrJoin(capacities.begin() + 1, capacities.end(), ", ",
+                                    [](std::string* out, double value) {
+                                      absl::StrAppend(out,
+                                                      absl::StrFormat("%.0f", value));
+                                    })));
+  if (!capacity_errors.empty()) {
+    Row("capacity runs' errors", absl::StrJoin(capacity_errors, "; "),
+        "calls a closed loop of callers had refused after an overload");
+  }
   Row("base RSS", absl::StrFormat("%d MB", base_kb / 1024), "after the capacity run");
   Row("empty RPC (transport ceiling)",
       absl::StrFormat("%.0f calls/s", ceiling.throughput),
@@ -524,12 +576,20 @@ int Main() {
       rate > ceiling.throughput
           ? "above 1: calls queue in the kernel and gRPC before admission sees them"
           : "at most 1: every call can reach admission");
-  PrintOverload("no deadline", open, unloaded.p99,
-                (capacity.throughput + capacity_between.throughput) / 2, base_kb);
-  PrintOverload(
-      absl::StrCat(absl::FormatDuration(absl::GetFlag(FLAGS_deadline_ms)), " deadline"),
-      bounded, unloaded.p99,
-      (capacity_between.throughput + capacity_after.throughput) / 2, base_kb);
+  const std::string deadline =
+      absl::StrCat(absl::FormatDuration(absl::GetFlag(FLAGS_deadline_ms)), " deadline");
+  for (size_t round = 0; round < open.size(); ++round) {
+    const std::string prefix =
+        open.size() > 1 ? absl::StrCat("round ", round + 1, ", ") : "";
+    PrintOverload(prefix + "no deadline", open[round].figures, unloaded.p99,
+                  open[round].capacity, base_kb);
+    PrintOverload(prefix + deadline, bounded[round].figures, unloaded.p99,
+                  bounded[round].capacity, base_kb);
+  }
+  if (open.size() > 1) {
+    PrintOverloadMedians("no deadline", open, unloaded.p99, base_kb);
+    PrintOverloadMedians(deadline, bounded, unloaded.p99, base_kb);
+  }
   PrintStormRounds(rounds);
   Row("SIGTERM to exit", absl::StrFormat("%.0f ms", shutdown_ms),
       absl::StrCat("exit code ", WIFEXITED(status) ? WEXITSTATUS(status) : -1));
