@@ -250,9 +250,13 @@ OverloadFigures Overload(const bench::ServerRun& server,
   return figures;
 }
 
+// The middle value; with an even count, the mean of the two middle ones.
 double Median(std::vector<double> values) {
+  if (values.empty()) return 0;
   absl::c_sort(values);
-  return values.empty() ? 0 : values[values.size() / 2];
+  const size_t middle = values.size() / 2;
+  return values.size() % 2 == 1 ? values[middle]
+                                : (values[middle - 1] + values[middle]) / 2;
 }
 
 // One overload and the capacity it is read against: the mean of the capacity runs
