@@ -224,24 +224,25 @@ struct RequestSeries {
 using RequestSeriesKey = std::tuple<std::string, std::string, std::string, int>;
 using RequestSeriesLookup =
     std::tuple<std::string_view, std::string_view, std::string_view, int>;
-// absl::Hash hashes std::string and std::string_view alike, so a lookup by views needs
-// no copies.
+// A stored key or a lookup, as views: the map hashes and compares both that way, so a
+// lookup by views needs no copies.
+template <typename Key>
+RequestSeriesLookup AsLookup(const Key& key) {
+  return RequestSeriesLookup(std::get<0>(key), std::get<1>(key), std::get<2>(key),
+                             std::get<3>(key));
+}
 struct RequestSeriesHash {
   using is_transparent = void;
   template <typename Key>
   size_t operator()(const Key& key) const {
-    return absl::Hash<RequestSeriesLookup>{}(RequestSeriesLookup(
-        std::get<0>(key), std::get<1>(key), std::get<2>(key), std::get<3>(key)));
+    return absl::Hash<RequestSeriesLookup>{}(AsLookup(key));
   }
 };
 struct RequestSeriesEq {
   using is_transparent = void;
   template <typename A, typename B>
   bool operator()(const A& a, const B& b) const {
-    return RequestSeriesLookup(std::get<0>(a), std::get<1>(a), std::get<2>(a),
-                               std::get<3>(a)) ==
-           RequestSeriesLookup(std::get<0>(b), std::get<1>(b), std::get<2>(b),
-                               std::get<3>(b));
+    return AsLookup(a) == AsLookup(b);
   }
 };
 
