@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -24,6 +25,11 @@ struct ArchitectureFixture {
   std::vector<float> Features() const;
   std::vector<float> Logits() const;
 };
+
+// GoogleTest prints a parameter by its architecture's name.
+inline void PrintTo(const ArchitectureFixture& fixture, std::ostream* out) {
+  *out << fixture.arch;
+}
 
 std::filesystem::path CheckpointDir();
 

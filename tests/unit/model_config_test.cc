@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <ostream>
 
 #include "model_store/store/model_files.h"
 #include "tests/support/digits_data.h"
@@ -66,6 +67,9 @@ struct InvalidCase {
   const char* edit;  // text appended to kValidConfig (later fields win)
   const char* expected_message;
 };
+
+// GoogleTest prints a case by its edit, naming the case that failed.
+void PrintTo(const InvalidCase& invalid, std::ostream* out) { *out << invalid.edit; }
 
 class InvalidConfigTest : public ::testing::TestWithParam<InvalidCase> {};
 
