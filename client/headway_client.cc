@@ -2,6 +2,7 @@
 
 #include <grpcpp/client_context.h>
 
+#include <cerrno>
 #include <fstream>
 #include <sstream>
 
@@ -218,10 +219,20 @@ HeadwayClient::CheckHealth(const std::string& service) const {
 }
 
 absl::StatusOr<std::string> ReadFileBytes(const std::filesystem::path& path) {
+  std::error_code ignored;
+  if (std::filesystem::is_directory(path, ignored)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path.string(), " is a folder; name the files in it"));
+  }
   std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot open ", path.string()));
+  if (!in) {
+    return absl::ErrnoToStatus(errno, absl::StrCat("cannot open ", path.string()));
+  }
   std::ostringstream bytes;
-  bytes << in.rdbuf();
+  if (in.peek() != std::ifstream::traits_type::eof()) bytes << in.rdbuf();
+  if (in.bad() || !bytes) {
+    return absl::ErrnoToStatus(errno, absl::StrCat("cannot read ", path.string()));
+  }
   return bytes.str();
 }
 

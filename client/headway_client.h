@@ -87,7 +87,9 @@ class HeadwayClient {
   std::unique_ptr<grpc::health::v1::Health::Stub> health_;
 };
 
-// The whole contents of a local file; NOT_FOUND when it cannot be opened.
+// The whole contents of a local file. INVALID_ARGUMENT for a folder; otherwise the
+// status of the errno that opening or reading it failed with (NOT_FOUND for a missing
+// file, PERMISSION_DENIED for an unreadable one), naming the path and the reason.
 absl::StatusOr<std::string> ReadFileBytes(const std::filesystem::path& path);
 
 // An Input holding the bytes of an image file, sent as they are.

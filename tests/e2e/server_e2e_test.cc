@@ -303,6 +303,26 @@ TEST_F(ServerTest, CliClassifiesADigitImage) {
   std::filesystem::remove(file);
 }
 
+TEST_F(ServerTest, CliNamesAnImageFileItCannotReadAndWhy) {
+  const std::string cli =
+      absl::StrCat(HEADWAY_CLI_BINARY, " --target=", server_->target());
+  const std::filesystem::path folder = std::filesystem::temp_directory_path();
+  const std::filesystem::path missing = folder / absl::StrCat("headway-none-", getpid());
+
+  std::string output;
+  EXPECT_EQ(testing::RunCommand(absl::StrCat(cli, " classify ", folder.string(), " 2>&1"),
+                                &output),
+            2);
+  EXPECT_THAT(output, HasSubstr(absl::StrCat("INVALID_ARGUMENT: ", folder.string(),
+                                             " is a folder")));
+  output.clear();
+  EXPECT_EQ(testing::RunCommand(absl::StrCat(cli, " embed ", missing.string(), " 2>&1"),
+                                &output),
+            1);
+  EXPECT_THAT(output, HasSubstr(absl::StrCat("NOT_FOUND: cannot open ", missing.string(),
+                                             ": No such file or directory")));
+}
+
 TEST_F(ServerTest, LoadGeneratorDrivesTheServer) {
   LoadOptions options;
   options.target = server_->target();
