@@ -113,8 +113,10 @@ absl::Status AddImages(const InputTensor& input, const std::string* raw,
   } else {
     const auto& contents = input.contents().bytes_contents();
     if (contents.size() != count) {
-      return Refuse(input, absl::StrCat("shape ", ShapeText(shape), " needs ", count,
-                                        " bytes_contents; got ", contents.size()));
+      return Refuse(input,
+                    absl::StrCat("shape ", ShapeText(shape), " needs ", count,
+                                 " values (bytes_contents; \"data\" in JSON); got ",
+                                 contents.size()));
     }
     images.assign(contents.begin(), contents.end());
   }
@@ -157,7 +159,8 @@ absl::Status AddPixels(const InputTensor& input, const std::string* raw, int64_t
     const auto& values = input.contents().uint_contents();
     if (values.size() != elements) {
       return Refuse(input, absl::StrCat("shape ", ShapeText(shape), " needs ", elements,
-                                        " uint_contents; got ", values.size()));
+                                        " values (uint_contents; \"data\" in JSON); got ",
+                                        values.size()));
     }
     out.converted.resize(values.size());
     for (int i = 0; i < values.size(); ++i) {
@@ -195,7 +198,8 @@ absl::Status AddPreprocessed(const InputTensor& input, const std::string* raw,
     const auto& values = input.contents().fp32_contents();
     if (values.size() != elements) {
       return Refuse(input, absl::StrCat("shape ", ShapeText(shape), " needs ", elements,
-                                        " fp32_contents; got ", values.size()));
+                                        " values (fp32_contents; \"data\" in JSON); got ",
+                                        values.size()));
     }
     data = absl::string_view(reinterpret_cast<const char*>(values.data()),
                              values.size() * sizeof(float));

@@ -256,6 +256,11 @@ TEST_F(HttpTest, BadHttpGetsA4xxWithAJsonErrorAndTheServerServesOn) {
            "POST", "/v2/models/digits/infer",
            R"({"inputs": [{"name": "x", "shape": [1,1,1,1], "datatype": "UINT8", "data": [300]}]})"),
        400, "0..255"},
+      {"fewer values than the shape",
+       Request("POST", "/v2/models/digits/infer",
+               R"({"inputs": [{"name": "x", "shape": [1,1,20,20], "datatype": "FP32", )"
+               R"("data": [0.5, 0.5]}]})"),
+       400, "needs 400 values (fp32_contents; \"data\" in JSON); got 2"},
       {"a shape without data",
        Request("POST", "/v2/models/digits/infer",
                R"({"inputs": [{"name": "x", "shape": [1], "datatype": "BYTES"}]})"),
