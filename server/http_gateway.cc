@@ -78,7 +78,9 @@ absl::StatusOr<std::unique_ptr<HttpGateway>> HttpGateway::Start(
   const httplib::Server::Handler handle = [self](const httplib::Request& in,
                                                  httplib::Response& out) {
     HttpRequest request;
-    request.method = in.method;
+    // HEAD is GET without the body (the library routes it to the GET handlers and
+    // sends no body): a HEAD of a health or metadata path answers GET's status.
+    request.method = in.method == "HEAD" ? "GET" : in.method;
     request.path = in.path;
     request.query = QueryOf(in);
     request.content_type = in.get_header_value("Content-Type");

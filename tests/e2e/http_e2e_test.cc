@@ -89,6 +89,10 @@ TEST_F(HttpTest, OpenInferenceProtocolRestGivesGrpcsAnswers) {
   EXPECT_EQ(ready.status, 200);
   EXPECT_THAT(ready.headers, HasSubstr("Content-Type: application/json"));
   EXPECT_EQ(Send(Request("GET", "/v2/models/digits/ready")).status, 200);
+  testing::HttpReply head = Send(Request("HEAD", "/v2/health/ready"));
+  EXPECT_EQ(head.status, 200);
+  EXPECT_EQ(head.body, "");
+  EXPECT_EQ(Send(Request("HEAD", "/v2/models/nonexistent/ready")).status, 404);
   EXPECT_EQ(
       ParseJson(Send(Request("GET", "/v2")).body).fields().at("name").string_value(),
       "headway");
