@@ -45,6 +45,12 @@ absl::StatusOr<Response> Invoke(grpc::Channel& channel,
   return response;
 }
 
+// `what` failed with the errno the stream left (EIO when it left none).
+absl::Status FileError(absl::string_view what, const std::filesystem::path& path) {
+  return absl::ErrnoToStatus(errno != 0 ? errno : EIO,
+                             absl::StrCat(what, " ", path.string()));
+}
+
 }  // namespace
 
 HeadwayClient::HeadwayClient(const Options& options,
@@ -224,15 +230,12 @@ absl::StatusOr<std::string> ReadFileBytes(const std::filesystem::path& path) {
     return absl::InvalidArgumentError(
         absl::StrCat(path.string(), " is a folder; name the files in it"));
   }
+  errno = 0;
   std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return absl::ErrnoToStatus(errno, absl::StrCat("cannot open ", path.string()));
-  }
+  if (!in) return FileError("cannot open", path);
   std::ostringstream bytes;
   if (in.peek() != std::ifstream::traits_type::eof()) bytes << in.rdbuf();
-  if (in.bad() || !bytes) {
-    return absl::ErrnoToStatus(errno, absl::StrCat("cannot read ", path.string()));
-  }
+  if (in.bad() || !bytes) return FileError("cannot read", path);
   return bytes.str();
 }
 
