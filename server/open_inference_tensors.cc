@@ -34,6 +34,15 @@ absl::Status Refuse(const InputTensor& input, absl::string_view problem) {
       absl::StrCat("input \"", EchoName(input.name()), "\": ", problem));
 }
 
+// A typed contents field (`field`, "data" in JSON) that holds `got` values where the
+// tensor's shape needs `needed`.
+absl::Status RefuseValueCount(const InputTensor& input, int64_t needed,
+                              absl::string_view field, int64_t got) {
+  return Refuse(input,
+                absl::StrCat("shape ", ShapeText(input.shape()), " needs ", needed,
+                             " values (", field, "; \"data\" in JSON); got ", got));
+}
+
 // More inputs than any request may carry (each model has its own lower limit).
 constexpr int64_t kMaxBatch = 65536;
 
@@ -113,10 +122,7 @@ absl::Status AddImages(const InputTensor& input, const std::string* raw,
   } else {
     const auto& contents = input.contents().bytes_contents();
     if (contents.size() != count) {
-      return Refuse(input,
-                    absl::StrCat("shape ", ShapeText(shape), " needs ", count,
-                                 " values (bytes_contents; \"data\" in JSON); got ",
-                                 contents.size()));
+      return RefuseValueCount(input, count, "bytes_contents", contents.size());
     }
     images.assign(contents.begin(), contents.end());
   }
@@ -158,9 +164,7 @@ absl::Status AddPixels(const InputTensor& input, const std::string* raw, int64_t
   } else {
     const auto& values = input.contents().uint_contents();
     if (values.size() != elements) {
-      return Refuse(input, absl::StrCat("shape ", ShapeText(shape), " needs ", elements,
-                                        " values (uint_contents; \"data\" in JSON); got ",
-                                        values.size()));
+      return RefuseValueCount(input, elements, "uint_contents", values.size());
     }
     out.converted.resize(values.size());
     for (int i = 0; i < values.size(); ++i) {
@@ -197,9 +201,7 @@ absl::Status AddPreprocessed(const InputTensor& input, const std::string* raw,
   } else {
     const auto& values = input.contents().fp32_contents();
     if (values.size() != elements) {
-      return Refuse(input, absl::StrCat("shape ", ShapeText(shape), " needs ", elements,
-                                        " values (fp32_contents; \"data\" in JSON); got ",
-                                        values.size()));
+      return RefuseValueCount(input, elements, "fp32_contents", values.size());
     }
     data = absl::string_view(reinterpret_cast<const char*>(values.data()),
                              values.size() * sizeof(float));
