@@ -157,6 +157,44 @@ class PythonClientTest(unittest.TestCase):
         self.assertEqual(result.head, "evenodd")
         self.assertEqual(result.results[0].labels[0].label, "odd")  # a 7
 
+    def test_remove_head_unload_and_load_model(self):
+        parity = (MODEL_STORE / "digits" / "heads" / "parity.pt").read_bytes()
+        self.admin.swap_head("digits", "shortlived", checkpoint=parity,
+                             labels=["even", "odd"])
+        self.client.classify("digits", digit_cell(2), head="shortlived")
+        self.assertIsNone(self.admin.remove_head("digits", "shortlived"))
+        with self.assertRaises(HeadwayError) as removed:
+            self.client.classify("digits", digit_cell(2), head="shortlived")
+        self.assertEqual(removed.exception.code.name, "NOT_FOUND")
+        self.assertIn("shortlived", removed.exception.message)
+        with self.assertRaises(HeadwayError) as default_head:
+            self.admin.remove_head("digits", "digit")
+        self.assertEqual(default_head.exception.code.name, "FAILED_PRECONDITION")
+        with self.assertRaises(HeadwayError) as not_admin:
+            self.client.unload_model("digits")
+        self.assertEqual(not_admin.exception.code.name, "UNAUTHENTICATED")
+
+        self.assertEqual(self.admin.unload_model("digits"), ["cpu"])
+        try:
+            with self.assertRaises(HeadwayError) as unloaded:
+                self.client.classify("digits", digit_cell(2))
+            self.assertEqual(unloaded.exception.code.name, "NOT_FOUND")
+            states = {m.name: m.state for m in self.client.models().models}
+            self.assertEqual(states.get("digits"), "UNLOADED")
+        finally:
+            status = self.admin.load_model("digits")
+        self.assertEqual((status.name, status.device, status.state),
+                         ("digits", "cpu", "READY"))
+        self.assertEqual(status.feature_dim, 64)
+        result = self.client.classify("digits", digit_cell(3507), top_k=1)
+        self.assertEqual(result.results[0].labels[0].label, "7")
+        with self.assertRaises(HeadwayError) as twice:
+            self.admin.load_model("digits")
+        self.assertEqual(twice.exception.code.name, "ALREADY_EXISTS")
+        with self.assertRaises(HeadwayError) as missing:
+            self.admin.load_model("no-such-model")
+        self.assertEqual(missing.exception.code.name, "NOT_FOUND")
+
     def test_fit_head_from_pixels_and_labels(self):
         cells = [d * 500 + i for d in range(10) for i in range(5, 25)]
         pixels = [digit_cell(cell) for cell in cells]

@@ -1,5 +1,5 @@
-"""HeadwayClient: embed, classify, describe, swap-head, fit-head, fine-tuning jobs and
-health over headway.v1."""
+"""HeadwayClient: embed, classify, describe, head and model management, fit-head,
+fine-tuning jobs and health over headway.v1."""
 from __future__ import annotations
 
 import dataclasses
@@ -193,6 +193,26 @@ class HeadwayClient:
         else:
             request.checkpoint = pathlib.Path(checkpoint).read_bytes()
         return self._call(self._management.HotSwapHead, request, admin=True)
+
+    def remove_head(self, model: str, head: str, *, persist: bool = False) -> None:
+        """Stops serving `head` (any head but the default); with `persist` the model
+        store drops it too. Needs the admin token."""
+        self._call(self._management.RemoveHead, management_pb2.RemoveHeadRequest(
+            model=model, head=head, persist=persist), admin=True)
+
+    def load_model(self, model: str, *, device: str = "") -> management_pb2.ModelStatus:
+        """Loads a folder of the server's model store (on `device`, or the one its
+        config names) and returns its status once it serves. Needs the admin token."""
+        return self._call(self._management.LoadModel, management_pb2.LoadModelRequest(
+            model=model, device=device), admin=True).status
+
+    def unload_model(self, model: str, *, device: str = "") -> List[str]:
+        """Stops serving `model` on `device` (every device when empty) and returns the
+        devices unloaded. Needs the admin token."""
+        return list(self._call(self._management.UnloadModel,
+                               management_pb2.UnloadModelRequest(model=model,
+                                                                 device=device),
+                               admin=True).devices)
 
     def fit_head(self, model: str, head: str, inputs: Sequence[Input],
                  labels: Sequence[str], *, classes: Sequence[str] = (),
