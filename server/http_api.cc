@@ -1,5 +1,6 @@
 #include "server/http_api.h"
 
+#include <algorithm>
 #include <chrono>
 #include <utility>
 #include <vector>
@@ -30,6 +31,17 @@ HttpResponse NotFound(const HttpRequest& request) {
       "no such path: ", request.path.substr(0, 200),
       " (see the README's HTTP section: /v2/... for the Open Inference Protocol, "
       "/v1/models/... for Headway's API)")));
+}
+
+// Whether a POST body sent with `content_type` is read as JSON: application/json, no
+// Content-Type at all, or application/x-www-form-urlencoded, what `curl -d` sends
+// unless told otherwise (TF Serving's and Triton's curl examples rely on it). Any
+// other type says the body is something else.
+bool MayCarryJson(absl::string_view content_type) {
+  const absl::string_view media_type = absl::StripAsciiWhitespace(
+      content_type.substr(0, std::min(content_type.find(';'), content_type.size())));
+  return media_type.empty() || absl::EqualsIgnoreCase(media_type, "application/json") ||
+         absl::EqualsIgnoreCase(media_type, "application/x-www-form-urlencoded");
 }
 
 // Splits "name:verb" (Google's custom methods) into its parts; verb "" when none.
@@ -122,12 +134,13 @@ absl::StatusOr<Response> HttpApi::Call(Stub& stub, Method method, const Request&
 }
 
 HttpResponse HttpApi::Handle(const HttpRequest& request) const {
-  if (request.method == "POST" && !request.body.empty() &&
-      !absl::StartsWithIgnoreCase(absl::StripLeadingAsciiWhitespace(request.content_type),
-                                  "application/json")) {
+  // Checked whether or not a body arrived: the HTTP library takes a multipart body
+  // (curl -F) apart and leaves none.
+  if (request.method == "POST" && !MayCarryJson(request.content_type)) {
     HttpResponse response = ErrorResponse(absl::InvalidArgumentError(
         absl::StrCat("Content-Type must be application/json, not \"",
-                     request.content_type.substr(0, 100), "\"")));
+                     request.content_type.substr(0, 100),
+                     "\" (images travel base64 inside the JSON)")));
     response.status = 415;
     return response;
   }

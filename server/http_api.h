@@ -21,7 +21,8 @@
 //   POST /v1/models/{m}/heads/{h}:fit                   admin (FitHeadRequest body)
 //   DELETE /v1/models/{m}/heads/{h}[?persist=true]      admin
 // The model (and head) in the path win over any in the body. Other paths are 404,
-// other methods 405 (with Allow), a POST body that is not JSON 415.
+// other methods 405 (with Allow), a POST body whose Content-Type says it is not JSON
+// 415 (none, or curl -d's application/x-www-form-urlencoded, is read as JSON).
 //
 // Thread-safe (gRPC stubs are); the channel may be shared.
 #ifndef HEADWAY_SERVER_HTTP_API_H_

@@ -224,6 +224,52 @@ TEST_F(HttpTest, HeadwayApiAsJsonAndManagementWithTheBearerToken) {
   EXPECT_THAT(Send(Request("POST", "/v2/repository/index")).body, HasSubstr("READY"));
 }
 
+// curl -d sends application/x-www-form-urlencoded unless told otherwise, and other
+// clients send no Content-Type at all: both bodies are read as the JSON they are, even
+// when their base64 holds the '+' and '/' that form decoding would change.
+TEST_F(HttpTest, JsonBodiesAreReadWithCurlsDefaultContentTypeOrNone) {
+  const std::string infer = absl::StrCat(
+      R"({"inputs": [{"name": "images", "shape": [1], "datatype": "BYTES", "data": [")",
+      Base64Png(kSeven), R"("]}], "outputs": [{"name": "probabilities", )",
+      R"("parameters": {"classification": 1}}]})");
+  ASSERT_THAT(infer, HasSubstr("+"));
+  const std::string classify = absl::StrCat(R"({"inputs": [{"image": ")",
+                                            Base64Png(kSeven), R"("}], "top_k": 1})");
+  const struct {
+    std::string what;
+    std::string request;
+  } cases[] = {
+      {"curl -d's default", Request("POST", "/v2/models/digits/infer", infer,
+                                    "application/x-www-form-urlencoded")},
+      {"JSON with a charset", Request("POST", "/v1/models/digits:classify", classify,
+                                      "application/json; charset=utf-8")},
+      {"no Content-Type",
+       absl::StrCat("POST /v1/models/digits:classify HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                    "Connection: close\r\nContent-Length: ",
+                    classify.size(), "\r\n\r\n", classify)},
+  };
+  for (const auto& c : cases) {
+    const testing::HttpReply reply = Send(c.request);
+    EXPECT_EQ(reply.status, 200) << c.what << ": " << reply.body;
+    EXPECT_THAT(reply.body,
+                ::testing::AnyOf(HasSubstr(":7:7"), HasSubstr(R"("label":"7")")))
+        << c.what;
+  }
+  const testing::HttpReply xml =
+      Send(Request("POST", "/v1/models/digits:classify", classify, "application/xml"));
+  EXPECT_EQ(xml.status, 415) << xml.body;
+  EXPECT_THAT(xml.body, HasSubstr("application/xml"));
+  // curl -F: the library takes the multipart body apart, leaving none.
+  const std::string form_body =
+      "--b\r\nContent-Disposition: form-data; name=\"x\"; filename=\"seven.png\"\r\n"
+      "Content-Type: image/png\r\n\r\npng bytes\r\n--b--\r\n";
+  const testing::HttpReply form =
+      Send(Request("POST", "/v1/models/digits:classify", form_body,
+                   "multipart/form-data; boundary=b"));
+  EXPECT_EQ(form.status, 415) << form.body;
+  EXPECT_THAT(form.body, HasSubstr("images travel base64 inside the JSON"));
+}
+
 TEST_F(HttpTest, BadHttpGetsA4xxWithAJsonErrorAndTheServerServesOn) {
   const std::string png = Base64Png(kSeven);
   const struct {
