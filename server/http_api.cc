@@ -7,6 +7,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "server/http_json.h"
@@ -15,7 +16,7 @@ namespace headway {
 namespace {
 
 HttpResponse Json(std::string body, int status = 200) {
-  return {status, std::move(body), ""};
+  return {status, std::move(body), "", std::nullopt};
 }
 
 HttpResponse MethodNotAllowed(const std::string& method, const std::string& allowed) {
@@ -107,7 +108,7 @@ int HttpStatusOf(absl::StatusCode code) {
 }
 
 HttpResponse ErrorResponse(const absl::Status& status) {
-  return {HttpStatusOf(status.code()), ErrorJson(status), ""};
+  return {HttpStatusOf(status.code()), ErrorJson(status), "", std::nullopt};
 }
 
 HttpApi::HttpApi(std::shared_ptr<grpc::Channel> channel, absl::Duration call_timeout)
@@ -136,7 +137,8 @@ absl::StatusOr<Response> HttpApi::Call(Stub& stub, Method method, const Request&
 HttpResponse HttpApi::Handle(const HttpRequest& request) const {
   // Checked whether or not a body arrived: the HTTP library takes a multipart body
   // (curl -F) apart and leaves none.
-  if (request.method == "POST" && !MayCarryJson(request.content_type)) {
+  if (request.method == "POST" && request.inference_header_length.empty() &&
+      !MayCarryJson(request.content_type)) {
     HttpResponse response = ErrorResponse(absl::InvalidArgumentError(
         absl::StrCat("Content-Type must be application/json, not \"",
                      request.content_type.substr(0, 100),
@@ -164,6 +166,8 @@ HttpResponse HttpApi::HandleV2(const HttpRequest& request,
         *open_inference_, &Stub::ServerMetadata, inference::ServerMetadataRequest(),
         request);
     if (!metadata.ok()) return ErrorResponse(metadata.status());
+    metadata->add_extensions(
+        "binary_tensor_data");  // REST's alone: gRPC has raw contents
     return Json(ServerMetadataJson(*metadata));
   }
   if (path.size() == 2 && path[0] == "health" &&
@@ -242,15 +246,28 @@ HttpResponse HttpApi::HandleV2(const HttpRequest& request,
   }
   if (path[rest] == "infer") {
     if (!expect("POST")) return MethodNotAllowed(method, "POST");
+    std::optional<size_t> json_length;
+    if (!request.inference_header_length.empty()) {
+      size_t length = 0;
+      if (!absl::SimpleAtoi(request.inference_header_length, &length)) {
+        return ErrorResponse(absl::InvalidArgumentError(
+            absl::StrCat("Inference-Header-Content-Length must be a byte count, not \"",
+                         request.inference_header_length.substr(0, 40), "\"")));
+      }
+      json_length = length;
+    }
     absl::StatusOr<inference::ModelInferRequest> infer =
-        ParseInferRequestJson(request.body);
+        ParseInferRequestJson(request.body, json_length);
     if (!infer.ok()) return ErrorResponse(infer.status());
     infer->set_model_name(model);
     infer->set_model_version(model_version);
     auto response = Call<inference::ModelInferResponse>(
         *open_inference_, &Stub::ModelInfer, *infer, request);
     if (!response.ok()) return ErrorResponse(response.status());
-    return Json(InferResponseJson(*response));
+    InferResponseBody body = InferResponseHttp(*response, *infer);
+    HttpResponse reply = Json(std::move(body.body));
+    reply.json_length = body.json_length;
+    return reply;
   }
   return NotFound(request);
 }

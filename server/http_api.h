@@ -10,7 +10,8 @@
 //   GET  /v2                                            server metadata
 //   GET  /v2/models/{m}[/versions/{v}]                  model metadata
 //   GET  /v2/models/{m}[/versions/{v}]/ready            200, or 503 when not ready
-//   POST /v2/models/{m}[/versions/{v}]/infer            inference
+//   POST /v2/models/{m}[/versions/{v}]/infer            inference (JSON, or JSON and
+//                                                       binary tensor data)
 //   POST /v2/repository/index                           every model and its state
 //   POST /v2/repository/models/{m}/load, .../unload     admin
 //   GET  /v1/models                                     ListModels
@@ -22,7 +23,8 @@
 //   DELETE /v1/models/{m}/heads/{h}[?persist=true]      admin
 // The model (and head) in the path win over any in the body. Other paths are 404,
 // other methods 405 (with Allow), a POST body whose Content-Type says it is not JSON
-// 415 (none, or curl -d's application/x-www-form-urlencoded, is read as JSON).
+// 415 (none, or curl -d's application/x-www-form-urlencoded, is read as JSON; any
+// type goes with an Inference-Header-Content-Length header).
 //
 // Thread-safe (gRPC stubs are); the channel may be shared.
 #ifndef HEADWAY_SERVER_HTTP_API_H_
@@ -31,6 +33,7 @@
 #include <grpcpp/channel.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -49,13 +52,18 @@ struct HttpRequest {
   std::string query;
   std::string content_type;
   std::string authorization;
+  // The Inference-Header-Content-Length header (binary tensor data); "" when none.
+  std::string inference_header_length;
   std::string body;
 };
 
 struct HttpResponse {
   int status = 200;
-  std::string body;   // JSON
+  std::string body;   // JSON, followed by binary tensor data when json_length is set
   std::string allow;  // for 405: the methods the path takes
+  // For a body with binary tensor data: the JSON's length, sent as
+  // Inference-Header-Content-Length (the body is then application/octet-stream).
+  std::optional<size_t> json_length;
 };
 
 // The HTTP status for a gRPC status code (Google's API mapping: INVALID_ARGUMENT 400,

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <exception>
+#include <string>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -85,11 +86,19 @@ absl::StatusOr<std::unique_ptr<HttpGateway>> HttpGateway::Start(
     request.query = QueryOf(in);
     request.content_type = in.get_header_value("Content-Type");
     request.authorization = in.get_header_value("Authorization");
+    request.inference_header_length =
+        in.get_header_value("Inference-Header-Content-Length");
     request.body = in.body;
     const HttpResponse response = self->api_.Handle(request);
     out.status = response.status;
     if (!response.allow.empty()) out.set_header("Allow", response.allow);
-    out.set_content(response.body, "application/json");
+    if (response.json_length.has_value()) {
+      out.set_header("Inference-Header-Content-Length",
+                     std::to_string(*response.json_length));
+    }
+    out.set_content(response.body, response.json_length.has_value()
+                                       ? "application/octet-stream"
+                                       : "application/json");
   };
   for (auto route : {&httplib::Server::Get, &httplib::Server::Post, &httplib::Server::Put,
                      &httplib::Server::Delete, &httplib::Server::Patch}) {

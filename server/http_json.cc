@@ -4,6 +4,9 @@
 #include <google/protobuf/util/json_util.h>
 
 #include <cmath>
+#include <cstring>
+#include <optional>
+#include <vector>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
@@ -25,6 +28,18 @@ constexpr double kMaxExactInteger = 9007199254740992.0;
 absl::Status JsonError(absl::string_view problem) {
   return absl::InvalidArgumentError(
       absl::StrCat("malformed JSON: ", problem.substr(0, kMaxQuoted)));
+}
+
+Value Number(double number) {
+  Value value;
+  value.set_number_value(number);
+  return value;
+}
+
+Value Text(const std::string& text) {
+  Value value;
+  value.set_string_value(text);
+  return value;
 }
 
 absl::StatusOr<Struct> ParseObject(absl::string_view body) {
@@ -128,13 +143,45 @@ absl::Status ToContents(const std::string& name, const std::string& datatype,
   return absl::OkStatus();
 }
 
-absl::Status ToInput(const Value& value,
-                     inference::ModelInferRequest::InferInputTensor& input) {
+// The binary part of a request body (binary tensor data extension), handed to the
+// inputs that claim it, in order.
+class BinarySection {
+ public:
+  explicit BinarySection(std::optional<absl::string_view> data) : data_(data) {}
+
+  // The next `size` bytes, for input `name`.
+  absl::StatusOr<absl::string_view> Take(const std::string& name, int64_t size) {
+    if (!data_.has_value()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "input \"", EchoName(name),
+          "\" gives binary_data_size, but the request has no "
+          "Inference-Header-Content-Length header saying where its JSON ends"));
+    }
+    if (static_cast<uint64_t>(size) > data_->size()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "input \"", EchoName(name), "\": binary_data_size ", size, " is more than the ",
+          data_->size(), " bytes of binary data left in the body"));
+    }
+    absl::string_view taken = data_->substr(0, static_cast<size_t>(size));
+    data_->remove_prefix(static_cast<size_t>(size));
+    return taken;
+  }
+
+  size_t left() const { return data_.has_value() ? data_->size() : 0; }
+
+ private:
+  std::optional<absl::string_view> data_;
+};
+
+// An input tensor from JSON; `raw` gets its binary data when it names some.
+absl::Status ToInput(const Value& value, BinarySection& binary,
+                     inference::ModelInferRequest::InferInputTensor& input,
+                     std::optional<std::string>& raw) {
   if (value.kind_case() != Value::kStructValue) {
     return absl::InvalidArgumentError("each of \"inputs\" must be an object");
   }
   const auto& fields = value.struct_value().fields();
-  for (const char* required : {"name", "shape", "datatype", "data"}) {
+  for (const char* required : {"name", "shape", "datatype"}) {
     if (fields.find(required) == fields.end()) {
       return absl::InvalidArgumentError(
           absl::StrCat("an input has no \"", required, "\""));
@@ -167,8 +214,94 @@ absl::Status ToInput(const Value& value,
       return status;
     }
   }
-  return ToContents(input.name(), input.datatype(), fields.at("data"),
-                    *input.mutable_contents());
+  const bool has_data = fields.find("data") != fields.end();
+  auto binary_size = input.parameters().find("binary_data_size");
+  if (binary_size == input.parameters().end()) {
+    if (!has_data) return absl::InvalidArgumentError("an input has no \"data\"");
+    return ToContents(input.name(), input.datatype(), fields.at("data"),
+                      *input.mutable_contents());
+  }
+  const inference::InferParameter& size = binary_size->second;
+  if (size.parameter_choice_case() != inference::InferParameter::kInt64Param ||
+      size.int64_param() < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("input \"", EchoName(input.name()),
+                     "\": parameter \"binary_data_size\" must be a byte count"));
+  }
+  if (has_data) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "input \"", EchoName(input.name()), "\" has both \"data\" and binary_data_size"));
+  }
+  absl::StatusOr<absl::string_view> bytes = binary.Take(input.name(), size.int64_param());
+  if (!bytes.ok()) return bytes.status();
+  raw.emplace(*bytes);
+  input.mutable_parameters()->erase("binary_data_size");
+  return absl::OkStatus();
+}
+
+// Refuses a "binary_data" or "binary_data_output" parameter that is not a bool.
+template <typename Map>
+absl::Status CheckBinaryFlag(const Map& parameters, const char* key,
+                             absl::string_view owner) {
+  auto flag = parameters.find(key);
+  if (flag == parameters.end() ||
+      flag->second.parameter_choice_case() == inference::InferParameter::kBoolParam) {
+    return absl::OkStatus();
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat(owner, "parameter \"", key, "\" must be a bool"));
+}
+
+// Whether the response sends `output` as binary data: its own "binary_data", else the
+// request's "binary_data_output", else not.
+bool WantsBinary(const inference::ModelInferRequest& request, const std::string& output) {
+  for (const auto& requested : request.outputs()) {
+    if (requested.name() != output) continue;
+    auto flag = requested.parameters().find("binary_data");
+    if (flag != requested.parameters().end()) return flag->second.bool_param();
+    break;
+  }
+  auto all = request.parameters().find("binary_data_output");
+  return all != request.parameters().end() && all->second.bool_param();
+}
+
+// An output's data in the binary form (what gRPC's raw_output_contents hold).
+std::string RawOutput(const inference::ModelInferResponse& response, int index) {
+  if (index < response.raw_output_contents_size()) {
+    return response.raw_output_contents(index);
+  }
+  const inference::InferTensorContents& contents = response.outputs(index).contents();
+  std::string raw(reinterpret_cast<const char*>(contents.fp32_contents().data()),
+                  contents.fp32_contents_size() * sizeof(float));
+  for (const std::string& element : contents.bytes_contents()) {
+    const uint32_t length = static_cast<uint32_t>(element.size());
+    for (int i = 0; i < 4; ++i)
+      raw.push_back(static_cast<char>((length >> (8 * i)) & 0xff));
+    raw.append(element);
+  }
+  return raw;
+}
+
+// Appends an output's data, given in the binary form, to a JSON list.
+void AppendRawAsJson(const std::string& datatype, absl::string_view raw,
+                     ListValue& data) {
+  if (datatype == "FP32") {
+    for (size_t at = 0; at + sizeof(float) <= raw.size(); at += sizeof(float)) {
+      float value;
+      std::memcpy(&value, raw.data() + at, sizeof(float));
+      *data.add_values() = Number(value);
+    }
+    return;
+  }
+  while (raw.size() >= 4) {  // BYTES: length-prefixed elements
+    uint32_t length = 0;
+    for (int i = 0; i < 4; ++i)
+      length |= uint32_t{static_cast<uint8_t>(raw[i])} << (8 * i);
+    raw.remove_prefix(4);
+    const absl::string_view element = raw.substr(0, length);
+    *data.add_values() = Text(std::string(element));
+    raw.remove_prefix(element.size());
+  }
 }
 
 absl::Status ToOutput(const Value& value,
@@ -186,18 +319,6 @@ absl::Status ToOutput(const Value& value,
     return ToParameters(parameters->second, *output.mutable_parameters());
   }
   return absl::OkStatus();
-}
-
-Value Number(double number) {
-  Value value;
-  value.set_number_value(number);
-  return value;
-}
-
-Value Text(const std::string& text) {
-  Value value;
-  value.set_string_value(text);
-  return value;
 }
 
 Value Shape(const google::protobuf::RepeatedField<int64_t>& shape) {
@@ -272,7 +393,18 @@ std::string MessageJson(const google::protobuf::Message& message) {
 }
 
 absl::StatusOr<inference::ModelInferRequest> ParseInferRequestJson(
-    absl::string_view body) {
+    absl::string_view body, std::optional<size_t> json_length) {
+  std::optional<absl::string_view> binary_data;
+  if (json_length.has_value()) {
+    if (*json_length > body.size()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("Inference-Header-Content-Length is ", *json_length,
+                       " but the body has ", body.size(), " bytes"));
+    }
+    binary_data = body.substr(*json_length);
+    body = body.substr(0, *json_length);
+  }
+  BinarySection binary(binary_data);
   absl::StatusOr<Struct> root = ParseObject(body);
   if (!root.ok()) return root.status();
   inference::ModelInferRequest request;
@@ -294,17 +426,47 @@ absl::StatusOr<inference::ModelInferRequest> ParseInferRequestJson(
   if (inputs == fields.end() || inputs->second.kind_case() != Value::kListValue) {
     return absl::InvalidArgumentError("the request has no \"inputs\" array");
   }
+  std::vector<std::string> raw_inputs;
   for (const Value& input : inputs->second.list_value().values()) {
-    if (absl::Status status = ToInput(input, *request.add_inputs()); !status.ok()) {
+    std::optional<std::string> raw;
+    if (absl::Status status = ToInput(input, binary, *request.add_inputs(), raw);
+        !status.ok()) {
       return status;
     }
+    if (raw.has_value()) raw_inputs.push_back(std::move(*raw));
+  }
+  if (!raw_inputs.empty()) {
+    if (static_cast<int>(raw_inputs.size()) != request.inputs_size()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(raw_inputs.size(), " of the ", request.inputs_size(),
+                       " inputs give binary_data_size; give every input in binary or "
+                       "every input in JSON"));
+    }
+    for (std::string& raw : raw_inputs) request.add_raw_input_contents(std::move(raw));
+  }
+  if (binary.left() > 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the body has ", binary.left(),
+                     " bytes after its JSON that no input's binary_data_size claims"));
+  }
+  if (absl::Status status =
+          CheckBinaryFlag(request.parameters(), "binary_data_output", "");
+      !status.ok()) {
+    return status;
   }
   if (auto outputs = fields.find("outputs"); outputs != fields.end()) {
     if (outputs->second.kind_case() != Value::kListValue) {
       return absl::InvalidArgumentError("\"outputs\" must be an array");
     }
     for (const Value& output : outputs->second.list_value().values()) {
-      if (absl::Status status = ToOutput(output, *request.add_outputs()); !status.ok()) {
+      auto& requested = *request.add_outputs();
+      if (absl::Status status = ToOutput(output, requested); !status.ok()) {
+        return status;
+      }
+      if (absl::Status status = CheckBinaryFlag(
+              requested.parameters(), "binary_data",
+              absl::StrCat("output \"", EchoName(requested.name()), "\": "));
+          !status.ok()) {
         return status;
       }
     }
@@ -312,7 +474,8 @@ absl::StatusOr<inference::ModelInferRequest> ParseInferRequestJson(
   return request;
 }
 
-std::string InferResponseJson(const inference::ModelInferResponse& response) {
+InferResponseBody InferResponseHttp(const inference::ModelInferResponse& response,
+                                    const inference::ModelInferRequest& request) {
   Struct root;
   auto& fields = *root.mutable_fields();
   fields["model_name"] = Text(response.model_name());
@@ -321,20 +484,40 @@ std::string InferResponseJson(const inference::ModelInferResponse& response) {
   if (!response.parameters().empty())
     fields["parameters"] = Parameters(response.parameters());
   ListValue& outputs = *fields["outputs"].mutable_list_value();
-  for (const auto& output : response.outputs()) {
+  std::string binary;
+  bool any_binary = false;
+  for (int i = 0; i < response.outputs_size(); ++i) {
+    const auto& output = response.outputs(i);
     Value& entry = *outputs.add_values();
     auto& out = *entry.mutable_struct_value()->mutable_fields();
     out["name"] = Text(output.name());
     out["datatype"] = Text(output.datatype());
     out["shape"] = Shape(output.shape());
+    if (WantsBinary(request, output.name())) {
+      const std::string raw = RawOutput(response, i);
+      (*out["parameters"].mutable_struct_value()->mutable_fields())["binary_data_size"] =
+          Number(static_cast<double>(raw.size()));
+      binary += raw;
+      any_binary = true;
+      continue;
+    }
     ListValue& data = *out["data"].mutable_list_value();
+    if (i < response.raw_output_contents_size()) {
+      AppendRawAsJson(output.datatype(), response.raw_output_contents(i), data);
+      continue;
+    }
     for (float value : output.contents().fp32_contents())
       *data.add_values() = Number(value);
     for (const std::string& bytes : output.contents().bytes_contents()) {
       *data.add_values() = Text(bytes);
     }
   }
-  return StructJson(root);
+  InferResponseBody body{StructJson(root), std::nullopt};
+  if (any_binary) {
+    body.json_length = body.body.size();
+    body.body += binary;
+  }
+  return body;
 }
 
 std::string ModelMetadataJson(const inference::ModelMetadataResponse& metadata) {

@@ -12,7 +12,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <vector>
 
 #include "absl/strings/escaping.h"
@@ -222,6 +225,152 @@ TEST_F(HttpTest, HeadwayApiAsJsonAndManagementWithTheBearerToken) {
       Send(Request("POST", "/v2/repository/models/digits/load", "", "", Bearer())).status,
       200);
   EXPECT_THAT(Send(Request("POST", "/v2/repository/index")).body, HasSubstr("READY"));
+}
+
+// A request of the binary tensor data extension: the JSON, then `binary`, with the
+// JSON's length in Inference-Header-Content-Length (`json_length` overrides it).
+std::string BinaryRequest(const std::string& json, const std::string& binary,
+                          const std::string& json_length = "") {
+  return absl::StrCat(
+      "POST /v2/models/digits/infer HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+      "Content-Type: application/octet-stream\r\nInference-Header-Content-Length: ",
+      json_length.empty() ? absl::StrCat(json.size()) : json_length,
+      "\r\nContent-Length: ", json.size() + binary.size(), "\r\n\r\n", json, binary);
+}
+
+// The response's Inference-Header-Content-Length; -1 when it has none.
+int JsonLengthOf(const testing::HttpReply& reply) {
+  const std::string name = "Inference-Header-Content-Length: ";
+  const size_t at = reply.headers.find(name);
+  return at == std::string::npos ? -1
+                                 : std::atoi(reply.headers.c_str() + at + name.size());
+}
+
+std::vector<float> FloatsOf(absl::string_view bytes) {
+  std::vector<float> values(bytes.size() / sizeof(float));
+  std::memcpy(values.data(), bytes.data(), values.size() * sizeof(float));
+  return values;
+}
+
+// What Triton's and KServe's HTTP clients send by default: tensors in binary after the
+// JSON, and outputs asked for in binary.
+TEST_F(HttpTest, BinaryTensorDataExtensionCarriesTensorsBothWays) {
+  EXPECT_THAT(Send(Request("GET", "/v2")).body, HasSubstr("binary_tensor_data"));
+  const cv::Mat digit = testing::DigitCell(kSeven);
+  std::vector<float> pixels;
+  for (int y = 0; y < 20; ++y) {
+    for (int x = 0; x < 20; ++x) {
+      pixels.push_back((digit.at<uint8_t>(y, x) / 255.0f - testing::DigitsMean()) /
+                       testing::DigitsStd());
+    }
+  }
+  const std::string tensor(reinterpret_cast<const char*>(pixels.data()),
+                           pixels.size() * sizeof(float));
+  const std::string input = absl::StrCat(
+      R"({"inputs": [{"name": "input", "shape": [1,1,20,20], "datatype": "FP32", )",
+      R"("parameters": {"binary_data_size": )", tensor.size(), "}}]");
+
+  // Binary in, JSON out.
+  const testing::HttpReply as_json = Send(BinaryRequest(input + "}", tensor));
+  ASSERT_EQ(as_json.status, 200) << as_json.body;
+  EXPECT_EQ(JsonLengthOf(as_json), -1);
+  const Struct json = ParseJson(as_json.body);
+  const auto& json_outputs = json.fields().at("outputs").list_value();
+  ASSERT_EQ(json_outputs.values_size(), 2);
+  const auto& embedding_data =
+      json_outputs.values(0).struct_value().fields().at("data").list_value();
+  ASSERT_EQ(embedding_data.values_size(), 64);
+
+  // Binary in, binary out: the same embedding, and probabilities whose best is the 7.
+  const testing::HttpReply as_binary = Send(
+      BinaryRequest(input + R"(, "parameters": {"binary_data_output": true}})", tensor));
+  ASSERT_EQ(as_binary.status, 200) << as_binary.body;
+  EXPECT_THAT(as_binary.headers, HasSubstr("Content-Type: application/octet-stream"));
+  const int json_length = JsonLengthOf(as_binary);
+  ASSERT_GT(json_length, 0);
+  ASSERT_LE(static_cast<size_t>(json_length), as_binary.body.size());
+  const Struct header = ParseJson(as_binary.body.substr(0, json_length));
+  absl::string_view binary = absl::string_view(as_binary.body).substr(json_length);
+  std::vector<std::vector<float>> outputs;
+  for (const Value& output : header.fields().at("outputs").list_value().values()) {
+    const auto& fields = output.struct_value().fields();
+    EXPECT_EQ(fields.count("data"), 0u);
+    const size_t size = static_cast<size_t>(fields.at("parameters")
+                                                .struct_value()
+                                                .fields()
+                                                .at("binary_data_size")
+                                                .number_value());
+    ASSERT_LE(size, binary.size());
+    outputs.push_back(FloatsOf(binary.substr(0, size)));
+    binary.remove_prefix(size);
+  }
+  EXPECT_TRUE(binary.empty());
+  ASSERT_EQ(outputs.size(), 2u);
+  ASSERT_EQ(outputs[0].size(), 64u);
+  for (int i = 0; i < 64; ++i) {
+    EXPECT_NEAR(outputs[0][i], embedding_data.values(i).number_value(), 1e-4) << i;
+  }
+  ASSERT_EQ(outputs[1].size(), 10u);
+  EXPECT_EQ(std::max_element(outputs[1].begin(), outputs[1].end()) - outputs[1].begin(),
+            7);
+
+  // A PNG as a binary BYTES element (a 4-byte little-endian length, then its bytes),
+  // classified in binary as one output asks.
+  const std::string png = testing::EncodePng(digit);
+  std::string element;
+  for (int i = 0; i < 4; ++i) element.push_back(static_cast<char>(png.size() >> (8 * i)));
+  element += png;
+  const std::string classify = absl::StrCat(
+      R"({"inputs": [{"name": "images", "shape": [1], "datatype": "BYTES", )",
+      R"("parameters": {"binary_data_size": )", element.size(), R"(}}], )",
+      R"("outputs": [{"name": "probabilities", "parameters": )",
+      R"({"classification": 1, "binary_data": true}}]})");
+  const testing::HttpReply classified = Send(BinaryRequest(classify, element));
+  ASSERT_EQ(classified.status, 200) << classified.body;
+  const int classified_length = JsonLengthOf(classified);
+  ASSERT_GT(classified_length, 0);
+  const std::string best = classified.body.substr(classified_length);
+  ASSERT_GT(best.size(), 4u);
+  EXPECT_EQ(static_cast<uint8_t>(best[0]), best.size() - 4);
+  EXPECT_THAT(best, ::testing::EndsWith(":7:7"));
+
+  const struct {
+    std::string what;
+    std::string request;
+    std::string message;
+  } refused[] = {
+      {"a size past the body", BinaryRequest(input + "}", tensor.substr(4)),
+       "binary_data_size 1600 is more than the 1596 bytes"},
+      {"bytes no input claims", BinaryRequest(input + "}", tensor + "tail"),
+       "4 bytes after its JSON that no input's binary_data_size claims"},
+      {"a JSON length past the body", BinaryRequest(input + "}", tensor, "999999"),
+       "Inference-Header-Content-Length is 999999 but the body has"},
+      {"a JSON length that is not a number", BinaryRequest(input + "}", tensor, "x"),
+       "Inference-Header-Content-Length must be a byte count"},
+      {"binary_data_size without the header",
+       Request("POST", "/v2/models/digits/infer", input + "}"),
+       "no Inference-Header-Content-Length header"},
+      {"data and binary_data_size both",
+       BinaryRequest(
+           absl::StrCat(
+               R"({"inputs": [{"name": "input", "shape": [1], "datatype": )",
+               R"("FP32", "data": [1], "parameters": {"binary_data_size": 4}}]})"),
+           "abcd"),
+       "has both \"data\" and binary_data_size"},
+      {"binary_data that is not a bool",
+       BinaryRequest(absl::StrCat(input, R"(, "outputs": [{"name": "embedding", )",
+                                  R"("parameters": {"binary_data": 1}}]})"),
+                     tensor),
+       "parameter \"binary_data\" must be a bool"},
+  };
+  for (const auto& c : refused) {
+    const testing::HttpReply reply = Send(c.request);
+    EXPECT_EQ(reply.status, 400) << c.what << ": " << reply.body;
+    EXPECT_THAT(ParseJson(reply.body).fields().at("error").string_value(),
+                HasSubstr(c.message))
+        << c.what;
+  }
+  EXPECT_EQ(Send(BinaryRequest(input + "}", tensor)).status, 200);
 }
 
 // curl -d sends application/x-www-form-urlencoded unless told otherwise, and other
