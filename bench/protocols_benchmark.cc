@@ -1,8 +1,9 @@
 // headway_bench_protocols: one model served by one real headway_server, classified
 // through every protocol at the same concurrency, in one run: headway.v1 gRPC (float32
 // tensors and JPEG bytes), the Open Inference Protocol over gRPC (raw FP32 and raw
-// BYTES JPEG, top 5 by the classification extension), and HTTP/JSON (the Open
-// Inference Protocol's REST form and headway.v1 as JSON, base64 JPEG). Each protocol
+// BYTES JPEG, top 5 by the classification extension), and HTTP (the Open Inference
+// Protocol's REST form with the tensor as JSON numbers or in binary after the JSON,
+// and base64 JPEG in it and in headway.v1 as JSON). Each protocol
 // asks for the same answer (the top 5 labels). Rounds are interleaved so that the
 // machine's drift falls on every protocol alike; each figure is the median of its
 // rounds. Prints a markdown table with each protocol's throughput as a ratio to
@@ -118,8 +119,10 @@ std::string ReadFile(const std::string& path) {
 }
 
 // POSTs `body` to 127.0.0.1:`port` (one connection per request, as the server closes
-// each); true for a 200.
-bool HttpPost(int port, const std::string& path, const std::string& body) {
+// each), with `json_length` as Inference-Header-Content-Length when binary data
+// follows the JSON; true for a 200.
+bool HttpPost(int port, const std::string& path, const std::string& body,
+              size_t json_length = 0) {
   const int fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in address{};
   address.sin_family = AF_INET;
@@ -129,12 +132,14 @@ bool HttpPost(int port, const std::string& path, const std::string& body) {
     close(fd);
     return false;
   }
-  const std::string request =
-      absl::StrCat("POST ", path,
-                   " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
-                   "Content-Type: application/json\r\n"
-                   "Content-Length: ",
-                   body.size(), "\r\n\r\n", body);
+  const std::string request = absl::StrCat(
+      "POST ", path,
+      " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+      "Content-Type: application/json\r\n",
+      json_length > 0
+          ? absl::StrCat("Inference-Header-Content-Length: ", json_length, "\r\n")
+          : "",
+      "Content-Length: ", body.size(), "\r\n\r\n", body);
   size_t sent = 0;
   while (sent < request.size()) {
     const ssize_t n =
@@ -203,6 +208,19 @@ std::vector<Protocol> Protocols(const std::string& target, int http_port,
   auto& top5 = *v2_tensor.add_outputs();
   top5.set_name("probabilities");
   (*top5.mutable_parameters())["classification"].set_int64_param(5);
+
+  // The tensor over HTTP: as JSON numbers, and in binary after the JSON.
+  const std::string http_shape = absl::StrCat("[1,", absl::StrJoin(shape, ","), "]");
+  const std::string http_top5 =
+      R"("outputs": [{"name": "probabilities", "parameters": {"classification": 5}}]})";
+  const std::string http_json_tensor = absl::StrCat(
+      R"({"inputs": [{"name": "input", "datatype": "FP32", "shape": )", http_shape,
+      R"(, "data": [)", absl::StrJoin(values, ","), "]}], ", http_top5);
+  const std::string http_binary_header =
+      absl::StrCat(R"({"inputs": [{"name": "input", "datatype": "FP32", "shape": )",
+                   http_shape, R"(, "parameters": {"binary_data_size": )",
+                   tensor_bytes.size(), "}}], ", http_top5);
+  const std::string http_binary_tensor = http_binary_header + tensor_bytes;
 
   std::vector<v1::ClassifyRequest> v1_jpegs;
   std::vector<inference::ModelInferRequest> v2_jpegs;
@@ -280,6 +298,15 @@ std::vector<Protocol> Protocols(const std::string& target, int http_port,
        }});
   const std::string v2_path = absl::StrCat("/v2/models/", model, "/infer");
   const std::string v1_path = absl::StrCat("/v1/models/", model, ":classify");
+  protocols.push_back(
+      {"HTTP Open Inference JSON, FP32 numbers", v1_tensor_name,
+       [=] { return [=] { return HttpPost(http_port, v2_path, http_json_tensor); }; }});
+  protocols.push_back({"HTTP Open Inference, binary FP32", v1_tensor_name, [=] {
+                         return [=] {
+                           return HttpPost(http_port, v2_path, http_binary_tensor,
+                                           http_binary_header.size());
+                         };
+                       }});
   protocols.push_back({"HTTP Open Inference JSON, base64 JPEG", v1_jpeg_name, [=] {
                          return [=, i = size_t{0}]() mutable {
                            return HttpPost(http_port, v2_path,
