@@ -15,7 +15,7 @@ RUN apt-get update -q && apt-get install -y -q --no-install-recommends \
       libgrpc++-dev \
       protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev \
       libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev \
-      libjpeg-dev libpng-dev libssl-dev \
+      libjpeg-dev libpng-dev libwebp-dev libssl-dev \
       prometheus-cpp-dev libcpp-httplib-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src

@@ -5,6 +5,7 @@
 #include <jpeglib.h>
 // clang-format on
 #include <png.h>
+#include <webp/decode.h>
 
 #include <csetjmp>
 #include <cstring>
@@ -63,7 +64,50 @@ void ReadPng(png_structp png, png_bytep out, png_size_t length) {
 // A warning (a bad CRC in an ancillary chunk, extra data) ends the decode too.
 void OnPngWarning(png_structp png, png_const_charp message) { OnPngError(png, message); }
 
+// --- WebP ---------------------------------------------------------------------
+
+// What libwebp's status says of the file.
+absl::Status WebpError(VP8StatusCode status) {
+  switch (status) {
+    case VP8_STATUS_OUT_OF_MEMORY:
+      return absl::ResourceExhaustedError("out of memory decoding a WebP");
+    case VP8_STATUS_UNSUPPORTED_FEATURE:
+      return absl::InvalidArgumentError(
+          "unsupported WebP: it uses a feature libwebp cannot decode");
+    case VP8_STATUS_BITSTREAM_ERROR:
+      return absl::InvalidArgumentError(
+          "corrupt WebP: libwebp finds its bitstream corrupt");
+    case VP8_STATUS_NOT_ENOUGH_DATA:
+      return absl::InvalidArgumentError("corrupt WebP: the data ends early");
+    default:
+      return absl::InvalidArgumentError(
+          absl::StrCat("corrupt WebP: libwebp cannot read it (status ",
+                       static_cast<int>(status), ")"));
+  }
+}
+
 }  // namespace
+
+absl::StatusOr<cv::Mat> DecodeWebp(absl::string_view bytes) {
+  const auto* data = reinterpret_cast<const uint8_t*>(bytes.data());
+  WebPBitstreamFeatures features;
+  if (const VP8StatusCode status = WebPGetFeatures(data, bytes.size(), &features);
+      status != VP8_STATUS_OK) {
+    return WebpError(status);
+  }
+  if (features.has_animation) {
+    return absl::InvalidArgumentError(
+        "unsupported WebP: it is animated; send one frame as a still image");
+  }
+  // 8-bit BGR, alpha dropped, as OpenCV's WebP decoder gives for IMREAD_COLOR.
+  cv::Mat image(features.height, features.width, CV_8UC3);
+  if (WebPDecodeBGRInto(data, bytes.size(), image.data, image.total() * image.elemSize(),
+                        static_cast<int>(image.step)) == nullptr) {
+    return absl::InvalidArgumentError(
+        "corrupt WebP: its header reads, but its image data cannot be decoded");
+  }
+  return image;
+}
 
 absl::StatusOr<cv::Mat> DecodeJpeg(absl::string_view bytes) {
   // Everything with a destructor lives outside the setjmp region.

@@ -94,7 +94,11 @@ absl::StatusOr<cv::Mat> DecodeImage(absl::string_view bytes, int channels,
     HEADWAY_ASSIGN_OR_RETURN(image, DecodeJpeg(bytes));
   } else if (format == ImageFormat::kPng) {
     HEADWAY_ASSIGN_OR_RETURN(image, DecodePng(bytes));
+  } else if (format == ImageFormat::kWebp) {
+    HEADWAY_ASSIGN_OR_RETURN(image, DecodeWebp(bytes));
   } else {
+    // BMP: OpenCV's BMP decoder is the first it tries, and takes any bytes that start
+    // with "BM", as the header check has made sure these do.
     const cv::Mat encoded(1, static_cast<int>(bytes.size()), CV_8UC1,
                           const_cast<char*>(bytes.data()));
     // OpenCV prints why it gives up to std::cerr: quote it instead.

@@ -18,8 +18,8 @@ serve_packages=(
   libssl-dev
   libabsl-dev
   libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev
-  # JPEG and PNG decoded with their libraries, which report corrupt data.
-  libjpeg-dev libpng-dev
+  # JPEG, PNG and WebP decoded with their libraries (model_store/image_codecs.h).
+  libjpeg-dev libpng-dev libwebp-dev
   prometheus-cpp-dev
   # The HTTP/JSON gateway's server (with OpenSSL for HTTPS).
   libcpp-httplib-dev

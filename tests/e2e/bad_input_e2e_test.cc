@@ -12,6 +12,7 @@
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -111,6 +112,19 @@ std::string AnimatedWebpHeader() {
   webp += std::string("\x02\x00\x00\x00", 4);          // flags: animation
   webp += std::string("\x0f\x00\x00\x0f\x00\x00", 6);  // 16 x 16
   return webp + std::string("ANIM\x06\x00\x00\x00\x00\x00\x00\x00\x00\x00", 14);
+}
+
+// Found by fuzz_preprocess (its size set to 40x20 here): a WebP whose header libwebp
+// refuses (its version bits are 6), with "DICM" at byte 128. cv::imdecode would hand
+// it to GDCM as DICOM, which aborts the process.
+std::string WebpWithDicomMagic() {
+  std::string bytes;
+  absl::Base64Unescape(
+      "UklGRlIBAABXRUJQVlA4TEYBAAAvJ8AE0ABNhbakPZZ9Ytu2bbZsDI/euBZ7o5zJ8ygi3o86v45F4xDu"
+      "NE93hW175RncL+Dx63gq+MpeBuWpd/1BAACFD78rrNIATk2rZyc9Nm3bdlK2bdu2bZ/CRSmi/xMA/3MJ"
+      "A4nfIWIqxWVESUNNMJ8=",
+      &bytes);
+  return bytes;
 }
 
 // 400 float32 values of 3e38: finite, and far outside what the digits model takes.
@@ -297,6 +311,9 @@ TEST_F(BadInputTest, EachBadRequestGetsItsStatusAndTheServerKeepsServing) {
        Code::kInvalidArgument, "OpenCV can't read header: Assertion failed: clrused"},
       {"animated WebP", [&] { return Classify({Image(AnimatedWebpHeader())}); },
        Code::kInvalidArgument, "unsupported WebP: it is animated"},
+      {"WebP libwebp refuses, with DICOM's magic at byte 128",
+       [&] { return Classify({Image(WebpWithDicomMagic())}); }, Code::kInvalidArgument,
+       "input 0: corrupt WebP: libwebp finds its bitstream corrupt"},
       {"GIF (unsupported)", [&] { return Classify({Image("GIF89a\x01\x00\x01\x00")}); },
        Code::kInvalidArgument, "expected JPEG, PNG, BMP or WebP"},
       {"random bytes", [&] { return Classify({Image(std::string(1000, '\x5a'))}); },

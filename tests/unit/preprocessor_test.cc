@@ -4,12 +4,15 @@
 #include <gtest/gtest.h>
 #include <torch/types.h>
 
+#include <algorithm>
 #include <limits>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "tests/support/digits_data.h"
+#include "tests/support/test_files.h"
 
 namespace headway {
 namespace {
@@ -332,6 +335,83 @@ TEST(PreprocessorTest, NoBmpMutationPrintsToStderr) {
   }
   EXPECT_EQ(::testing::internal::GetCapturedStderr(), "");
   EXPECT_GT(refused, 100);
+}
+
+// WebP is decoded by libwebp: a lossless one gives the PNG's pixels exactly, a lossy
+// one what OpenCV's own WebP decoder gives.
+TEST(PreprocessorTest, WebpDecodesAsOpenCvDoes) {
+  cv::Mat colour(24, 32, CV_8UC3);
+  cv::randu(colour, 0, 256);
+  const auto preprocessor = Make(Spec(3, 24, 32, v1::InputSpec::NONE));
+  const absl::StatusOr<at::Tensor> from_png =
+      preprocessor->Process(Image(testing::EncodeImage(".png", colour)));
+  std::vector<unsigned char> lossless;
+  cv::imencode(".webp", colour, lossless, {cv::IMWRITE_WEBP_QUALITY, 101});
+  const absl::StatusOr<at::Tensor> from_webp =
+      preprocessor->Process(Image(std::string(lossless.begin(), lossless.end())));
+  ASSERT_TRUE(from_png.ok()) << from_png.status();
+  ASSERT_TRUE(from_webp.ok()) << from_webp.status();
+  EXPECT_TRUE(torch::equal(*from_png, *from_webp));
+
+  std::vector<unsigned char> lossy;
+  cv::imencode(".webp", colour, lossy, {cv::IMWRITE_WEBP_QUALITY, 80});
+  const cv::Mat by_opencv = cv::imdecode(lossy, cv::IMREAD_COLOR);
+  const absl::StatusOr<at::Tensor> lossy_tensor =
+      preprocessor->Process(Image(std::string(lossy.begin(), lossy.end())));
+  const absl::StatusOr<at::Tensor> opencv_tensor =
+      preprocessor->Process(Image(testing::EncodeImage(".png", by_opencv)));
+  ASSERT_TRUE(lossy_tensor.ok()) << lossy_tensor.status();
+  ASSERT_TRUE(opencv_tensor.ok()) << opencv_tensor.status();
+  EXPECT_TRUE(torch::equal(*lossy_tensor, *opencv_tensor));
+}
+
+// A file that starts as a WebP whose header libwebp refuses, with "DICM" at byte 128
+// (found by fuzz_preprocess): cv::imdecode would fall through to GDCM, which takes it
+// for DICOM and aborts the process. It is refused as a corrupt WebP.
+TEST(PreprocessorTest, WebpLibwebpRefusesIsRefusedNotHandedToOtherDecoders) {
+  std::string fuzzed;
+  ASSERT_TRUE(absl::Base64Unescape(
+      "UklGRlIBAABXRUJQVlA4TEYBAAAvJ8AE2wBNhbakPZZ9Ytu2bbZsDI/euBZ7o5zJ8ygi3o86v45F4xDu"
+      "NE93hW175RncL+Dx63gq+MpeBuWpd/1BAACFD78rrNIATk2rZyc9Nm3bdlK2bdu2bZ/CRSmi/xMA/3MJ"
+      "A4nfIWIqxWVESUNNMJ8=",
+      &fuzzed));
+  ASSERT_EQ(fuzzed.substr(128, 4), "DICM");
+  const auto preprocessor = Make(Spec(1, 20, 20, v1::InputSpec::STRETCH));
+  const absl::StatusOr<at::Tensor> tensor = preprocessor->Process(Image(fuzzed));
+  EXPECT_EQ(tensor.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(tensor.status().message(), HasSubstr("corrupt WebP"));
+}
+
+// Every truncation of a WebP, and every header byte set to 0x00, 0x7f, 0x80 or 0xff,
+// with "DICM" at byte 128 besides: each is decoded or refused, never passed on.
+TEST(PreprocessorTest, EveryWebpMutationIsDecodedOrRefused) {
+  std::vector<unsigned char> encoded;
+  cv::imencode(".webp", testing::DigitCell(5), encoded, {cv::IMWRITE_WEBP_QUALITY, 101});
+  std::string webp(encoded.begin(), encoded.end());
+  webp.resize(std::max<size_t>(webp.size(), 140), '\0');
+  webp.replace(128, 4, "DICM");
+  std::vector<std::string> mutations;
+  for (size_t length = 0; length < webp.size(); length += 3) {
+    mutations.push_back(webp.substr(0, length));
+  }
+  for (size_t at = 0; at < 40; ++at) {
+    for (const char value : {'\x00', '\x7f', '\x80', '\xff'}) {
+      std::string mutated = webp;
+      mutated[at] = value;
+      mutations.push_back(mutated);
+    }
+  }
+  const auto preprocessor = Make(Spec(1, 20, 20, v1::InputSpec::STRETCH));
+  int refused = 0;
+  for (const std::string& mutation : mutations) {
+    const absl::StatusOr<at::Tensor> tensor = preprocessor->Process(Image(mutation));
+    if (!tensor.ok()) {
+      ++refused;
+      EXPECT_EQ(tensor.status().code(), absl::StatusCode::kInvalidArgument);
+      EXPECT_LE(tensor.status().message().size(), 400u) << tensor.status();
+    }
+  }
+  EXPECT_GT(refused, 50);
 }
 
 TEST(PreprocessorTest, NoneRefusesOtherSizes) {
