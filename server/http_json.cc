@@ -11,6 +11,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "model_store/model_config.h"
+#include "server/raw_bytes_elements.h"
 
 namespace headway {
 namespace {
@@ -274,10 +275,7 @@ std::string RawOutput(const inference::ModelInferResponse& response, int index) 
   std::string raw(reinterpret_cast<const char*>(contents.fp32_contents().data()),
                   contents.fp32_contents_size() * sizeof(float));
   for (const std::string& element : contents.bytes_contents()) {
-    const uint32_t length = static_cast<uint32_t>(element.size());
-    for (int i = 0; i < 4; ++i)
-      raw.push_back(static_cast<char>((length >> (8 * i)) & 0xff));
-    raw.append(element);
+    AppendRawBytesElement(element, raw);
   }
   return raw;
 }
@@ -293,14 +291,11 @@ void AppendRawAsJson(const std::string& datatype, absl::string_view raw,
     }
     return;
   }
-  while (raw.size() >= 4) {  // BYTES: length-prefixed elements
-    uint32_t length = 0;
-    for (int i = 0; i < 4; ++i)
-      length |= uint32_t{static_cast<uint8_t>(raw[i])} << (8 * i);
-    raw.remove_prefix(4);
-    const absl::string_view element = raw.substr(0, length);
+  // BYTES: the server's own raw contents, so well formed.
+  const absl::StatusOr<std::vector<absl::string_view>> elements =
+      SplitRawBytesElements(raw, raw.size());
+  for (absl::string_view element : elements.value_or(std::vector<absl::string_view>())) {
     *data.add_values() = Text(std::string(element));
-    raw.remove_prefix(element.size());
   }
 }
 

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "model_store/model_config.h"
+#include "server/raw_bytes_elements.h"
 
 namespace headway {
 namespace {
@@ -76,32 +77,17 @@ absl::StatusOr<int64_t> Elements(const InputTensor& input) {
   return elements;
 }
 
-// The BYTES elements of a raw entry: each a 4-byte little-endian length, then bytes.
+// The BYTES elements of a raw entry (raw_bytes_elements.h), exactly `expected` of them.
 absl::StatusOr<std::vector<absl::string_view>> SplitRawBytes(const InputTensor& input,
                                                              absl::string_view raw,
                                                              int64_t expected) {
-  std::vector<absl::string_view> elements;
-  while (!raw.empty()) {
-    if (raw.size() < 4) {
-      return Refuse(input, "raw BYTES contents end inside an element's 4-byte length");
-    }
-    uint32_t length = 0;
-    for (int i = 3; i >= 0; --i) {
-      length = (length << 8) | static_cast<unsigned char>(raw[i]);
-    }
-    raw.remove_prefix(4);
-    if (length > raw.size()) {
-      return Refuse(input, absl::StrCat("raw BYTES element ", elements.size(), " says ",
-                                        length, " bytes; ", raw.size(), " remain"));
-    }
-    elements.push_back(raw.substr(0, length));
-    raw.remove_prefix(length);
-    if (static_cast<int64_t>(elements.size()) > expected) break;
-  }
-  if (static_cast<int64_t>(elements.size()) != expected) {
+  absl::StatusOr<std::vector<absl::string_view>> elements =
+      SplitRawBytesElements(raw, static_cast<size_t>(expected));
+  if (!elements.ok()) return Refuse(input, elements.status().message());
+  if (static_cast<int64_t>(elements->size()) != expected) {
     return Refuse(input, absl::StrCat("shape ", ShapeText(input.shape()), " needs ",
                                       expected, " BYTES elements; the contents hold ",
-                                      elements.size(), " or more"));
+                                      elements->size(), " or more"));
   }
   return elements;
 }
@@ -218,14 +204,6 @@ bool HasTypedContents(const InputTensor& input) {
          0;
 }
 
-// Appends a little-endian length-prefixed element (raw BYTES).
-void AppendRawElement(absl::string_view element, std::string& raw) {
-  const uint32_t length = static_cast<uint32_t>(element.size());
-  for (int i = 0; i < 4; ++i)
-    raw.push_back(static_cast<char>((length >> (8 * i)) & 0xff));
-  raw.append(element.data(), element.size());
-}
-
 void SetFloats(absl::Span<const float> values, bool raw,
                inference::ModelInferResponse::InferOutputTensor& tensor,
                inference::ModelInferResponse& response) {
@@ -284,7 +262,7 @@ void AddClassification(const ClassifyResult& result, int64_t k, bool raw,
       const std::string element =
           absl::StrCat(row[i].score, ":", row[i].index, ":", row[i].label);
       if (raw) {
-        AppendRawElement(element, *raw_contents);
+        AppendRawBytesElement(element, *raw_contents);
       } else {
         tensor.mutable_contents()->add_bytes_contents(element);
       }
