@@ -4,14 +4,17 @@ Open Inference Protocol against the real headway_server on a free localhost port
 Run by ctest: test_python_client.py SERVER_BINARY MODEL_STORE, with client/python on
 PYTHONPATH.
 """
+import json
 import os
 import pathlib
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 import unittest
+import urllib.request
 
 import cv2
 import numpy as np
@@ -41,6 +44,12 @@ def png_bytes(pixels: np.ndarray) -> bytes:
     return encoded.tobytes()
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 class Server:
     """headway_server on 127.0.0.1:0 over a copy of the model store, with an admin
     token; stopped with SIGTERM."""
@@ -52,7 +61,8 @@ class Server:
         self.log = open(self.dir / "server.log", "w+")
         self.process = subprocess.Popen(
             [SERVER_BINARY, "--host=127.0.0.1", "--port=0",
-             f"--port_file={self.dir / 'port'}", "--metrics_address=", "--http_port=0",
+             f"--port_file={self.dir / 'port'}", "--metrics_address=",
+             f"--http_port={free_port()}", f"--http_port_file={self.dir / 'http_port'}",
              f"--model_store={store}", f"--admin_token_file={self.dir / 'token'}"],
             stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 120
@@ -62,6 +72,7 @@ class Server:
                                    (self.dir / "server.log").read_text())
             time.sleep(0.05)
         self.target = f"127.0.0.1:{(self.dir / 'port').read_text().strip()}"
+        self.http = f"http://127.0.0.1:{(self.dir / 'http_port').read_text().strip()}"
 
     def stop(self):
         self.process.terminate()
@@ -253,6 +264,32 @@ class PythonClientTest(unittest.TestCase):
         score, index, label = elements[0].decode().split(":")
         self.assertEqual((index, label), ("7", "7"))
         self.assertGreater(float(score), 0.5)
+
+    def test_open_inference_rest_binary_tensors_as_the_readme_shows(self):
+        tensor = ((digit_cell(3507) / 255.0 - MEAN) / STD).astype(np.float32)[None, None]
+        header = json.dumps({"inputs": [{"name": "input", "shape": [1, 1, 20, 20],
+                                         "datatype": "FP32",
+                                         "parameters": {"binary_data_size": tensor.nbytes}}],
+                             "parameters": {"binary_data_output": True}}).encode()
+        with urllib.request.urlopen(urllib.request.Request(
+                f"{self.server.http}/v2/models/digits/infer", data=header + tensor.tobytes(),
+                headers={"Inference-Header-Content-Length": str(len(header))}),
+                timeout=60) as reply:
+            json_length = int(reply.headers["Inference-Header-Content-Length"])
+            body = reply.read()
+        outputs = json.loads(body[:json_length])["outputs"]
+        self.assertEqual([o["name"] for o in outputs], ["embedding", "probabilities"])
+        at = json_length
+        arrays = {}
+        for output in outputs:
+            size = output["parameters"]["binary_data_size"]
+            arrays[output["name"]] = np.frombuffer(body[at:at + size], np.float32)
+            at += size
+        self.assertEqual(at, len(body))
+        self.assertEqual(int(arrays["probabilities"].argmax()), 7)
+        np.testing.assert_allclose(arrays["embedding"],
+                                   self.client.embed("digits", tensor[0]).embeddings[0],
+                                   atol=1e-4)
 
 
 if __name__ == "__main__":
