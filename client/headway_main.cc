@@ -176,7 +176,7 @@ std::string CommandUsage(const std::string& command) {
 }
 
 void PrintJson(const google::protobuf::Message& message) {
-  std::cout << MessageToCliJson(message);
+  std::cout << MessageToJson(message, JsonLayout::kIndented);
 }
 
 // With --json, stdout holds JSON whatever happens: errors too, as {"error", "code"}.

@@ -76,7 +76,7 @@ void Rewrite(const Descriptor& descriptor, Value& value) {
 
 }  // namespace
 
-std::string MessageToCliJson(const google::protobuf::Message& message) {
+std::string MessageToJson(const google::protobuf::Message& message, JsonLayout layout) {
   google::protobuf::util::JsonPrintOptions options;
   options.preserve_proto_field_names = true;
   options.always_print_primitive_fields = true;
@@ -85,7 +85,7 @@ std::string MessageToCliJson(const google::protobuf::Message& message) {
   Value value;
   if (!google::protobuf::util::JsonStringToMessage(mapped, &value).ok()) return mapped;
   Rewrite(*message.GetDescriptor(), value);
-  options.add_whitespace = true;
+  options.add_whitespace = layout == JsonLayout::kIndented;
   std::string json;
   (void)google::protobuf::util::MessageToJsonString(value, &json, options);
   return json;

@@ -10,6 +10,7 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "client/json_output.h"
 #include "model_store/model_config.h"
 #include "server/raw_bytes_elements.h"
 
@@ -374,17 +375,7 @@ absl::Status ParseMessageJson(absl::string_view body,
 }
 
 std::string MessageJson(const google::protobuf::Message& message) {
-  std::string json;
-  google::protobuf::util::JsonPrintOptions options;
-  options.preserve_proto_field_names = true;
-  options.always_print_primitive_fields = true;
-  const auto status =
-      google::protobuf::util::MessageToJsonString(message, &json, options);
-  if (!status.ok()) {
-    return ErrorJson(absl::InternalError(
-        absl::StrCat("the response cannot be written as JSON: ", status.ToString())));
-  }
-  return json;
+  return MessageToJson(message, JsonLayout::kCompact);
 }
 
 absl::StatusOr<inference::ModelInferRequest> ParseInferRequestJson(

@@ -1,6 +1,7 @@
 // The JSON bodies of Headway's HTTP API, converted with protobuf's JSON support:
-//   - headway.v1 messages use protobuf's JSON mapping as they are (bytes as base64,
-//     field names as in the .proto or lowerCamelCase; unknown fields are refused);
+//   - headway.v1 messages use protobuf's JSON mapping (bytes as base64, field names
+//     as in the .proto or lowerCamelCase; unknown fields are refused), except that
+//     answers give 64-bit integers as numbers;
 //   - the Open Inference Protocol's REST form goes through google.protobuf.Struct:
 //     {"inputs": [{"name", "shape", "datatype", "parameters", "data"}], "outputs",
 //     "parameters", "id"}, with `data` flat or nested in row-major order. BYTES
@@ -33,7 +34,8 @@ namespace headway {
 // A headway.v1 request from JSON (protobuf's JSON mapping).
 absl::Status ParseMessageJson(absl::string_view body, google::protobuf::Message& message);
 
-// A message as JSON: proto field names, default values included.
+// A message as JSON: proto field names, default values included, 64-bit integers as
+// numbers (client/json_output.h, as the CLI's --json prints them).
 std::string MessageJson(const google::protobuf::Message& message);
 
 // An Open Inference Protocol inference request from its REST form: JSON alone, or

@@ -168,6 +168,9 @@ TEST_F(HttpTest, HeadwayApiAsJsonAndManagementWithTheBearerToken) {
   ASSERT_EQ(classified.status, 200) << classified.body;
   const Struct response = ParseJson(classified.body);
   EXPECT_EQ(response.fields().at("head").string_value(), "digit");
+  // 64-bit integers are numbers, as the CLI's --json prints them.
+  EXPECT_EQ(response.fields().at("head_version").number_value(), 1);
+  EXPECT_EQ(response.fields().at("model_version").number_value(), 1);
   const auto& labels = response.fields()
                            .at("results")
                            .list_value()
