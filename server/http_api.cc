@@ -142,7 +142,8 @@ HttpResponse HttpApi::Handle(const HttpRequest& request) const {
     HttpResponse response = ErrorResponse(absl::InvalidArgumentError(
         absl::StrCat("Content-Type must be application/json, not \"",
                      request.content_type.substr(0, 100),
-                     "\" (images travel base64 inside the JSON)")));
+                     "\" (images travel base64 inside the JSON; binary tensors follow "
+                     "it, with an Inference-Header-Content-Length header)")));
     response.status = 415;
     return response;
   }

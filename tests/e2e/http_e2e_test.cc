@@ -420,6 +420,12 @@ TEST_F(HttpTest, JsonBodiesAreReadWithCurlsDefaultContentTypeOrNone) {
                    "multipart/form-data; boundary=b"));
   EXPECT_EQ(form.status, 415) << form.body;
   EXPECT_THAT(form.body, HasSubstr("images travel base64 inside the JSON"));
+  // Binary tensors without the header that says where the JSON ends.
+  const testing::HttpReply octets =
+      Send(Request("POST", "/v2/models/digits/infer", std::string(1600, '\0'),
+                   "application/octet-stream"));
+  EXPECT_EQ(octets.status, 415) << octets.body;
+  EXPECT_THAT(octets.body, HasSubstr("Inference-Header-Content-Length"));
 }
 
 TEST_F(HttpTest, BadHttpGetsA4xxWithAJsonErrorAndTheServerServesOn) {
