@@ -3,9 +3,11 @@
 // package cannot do): a fixed pool of threads, keep-alive connections.
 //
 // Bounds, so that HTTP clients cannot hold the server: a body longer than
-// max_body_bytes is refused (413) and never buffered; a request whose headers or body
-// do not arrive within request_timeout is answered 400 or dropped, which also frees
-// the threads that idle connections hold. Every answer is JSON, errors included.
+// max_body_bytes, or a compressed one (Content-Encoding gzip, deflate or br) that
+// inflates past it, is refused (413) without buffering more than the limit; a request
+// whose headers or body do not arrive within request_timeout is answered 400 or
+// dropped, which also frees the threads that idle connections hold. Every answer is
+// JSON, errors included.
 //
 // With a certificate it serves HTTPS only, from the gRPC port's TLS flags (and with a
 // client CA, mutual TLS: a client without a certificate the CA signed cannot connect);

@@ -11,6 +11,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include <algorithm>
 #include <cmath>
@@ -228,6 +229,48 @@ TEST_F(HttpTest, HeadwayApiAsJsonAndManagementWithTheBearerToken) {
       Send(Request("POST", "/v2/repository/models/digits/load", "", "", Bearer())).status,
       200);
   EXPECT_THAT(Send(Request("POST", "/v2/repository/index")).body, HasSubstr("READY"));
+}
+
+// `data` compressed by zlib (a gzip-or-zlib stream, as Content-Encoding: deflate).
+std::string Deflate(const std::string& data) {
+  uLongf size = compressBound(data.size());
+  std::string compressed(size, '\0');
+  EXPECT_EQ(compress2(reinterpret_cast<Bytef*>(compressed.data()), &size,
+                      reinterpret_cast<const Bytef*>(data.data()), data.size(), 9),
+            Z_OK);
+  compressed.resize(size);
+  return compressed;
+}
+
+std::string CompressedRequest(const std::string& path, const std::string& body) {
+  return absl::StrCat("POST ", path,
+                      " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+                      "Content-Type: application/json\r\nContent-Encoding: deflate\r\n"
+                      "Content-Length: ",
+                      body.size(), "\r\n\r\n", body);
+}
+
+// A compressed body is read, and one that inflates past --http_max_body_bytes is
+// refused 413 from what it inflates to, not buffered whole (a few KB can inflate to
+// gigabytes).
+TEST_F(HttpTest, CompressedBodiesAreReadWithinTheBodyLimit) {
+  const std::string classify = absl::StrCat(R"({"inputs": [{"image": ")",
+                                            Base64Png(kSeven), R"("}], "top_k": 1})");
+  const testing::HttpReply compressed =
+      Send(CompressedRequest("/v1/models/digits:classify", Deflate(classify)));
+  EXPECT_EQ(compressed.status, 200) << compressed.body;
+  EXPECT_THAT(compressed.body, HasSubstr(R"("label":"7")"));
+
+  const std::string bomb = Deflate(std::string(50 * kMaxBody, ' '));
+  ASSERT_LT(bomb.size(), static_cast<size_t>(kMaxBody) / 10);
+  const testing::HttpReply refused =
+      Send(CompressedRequest("/v1/models/digits:classify", bomb));
+  EXPECT_EQ(refused.status, 413) << refused.body;
+  EXPECT_THAT(ParseJson(refused.body).fields().at("error").string_value(),
+              HasSubstr("over the limit of 200000 bytes (--http_max_body_bytes)"));
+  EXPECT_EQ(
+      Send(CompressedRequest("/v1/models/digits:classify", Deflate(classify))).status,
+      200);
 }
 
 // A request of the binary tensor data extension: the JSON, then `binary`, with the
