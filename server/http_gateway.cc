@@ -155,13 +155,22 @@ absl::StatusOr<std::unique_ptr<HttpGateway>> HttpGateway::Start(
   // A POST with neither Content-Length nor a chunked body (curl -X POST without -d)
   // has no body: answered at once, where the library would wait for the connection
   // to end (the request timeout) to read one.
+  // A method no route takes (PRI, HTTP/2's preface) is answered here too, before its
+  // body is read: the library would read and inflate it into memory without bound.
   server.set_pre_routing_handler(
       [handle](const httplib::Request& in, httplib::Response& out) {
         const bool bodyless_post =
             (in.method == "POST" || in.method == "PUT" || in.method == "PATCH") &&
             !in.has_header("Content-Length") &&
             in.get_header_value("Transfer-Encoding").find("chunked") == std::string::npos;
-        if (!bodyless_post) return httplib::Server::HandlerResponse::Unhandled;
+        const bool routed_method = in.method == "GET" || in.method == "HEAD" ||
+                                   in.method == "POST" || in.method == "PUT" ||
+                                   in.method == "DELETE" || in.method == "PATCH" ||
+                                   in.method == "OPTIONS";
+        if (routed_method && !bodyless_post) {
+          return httplib::Server::HandlerResponse::Unhandled;
+        }
+        if (!routed_method) out.set_header("Connection", "close");
         handle(in, out);
         return httplib::Server::HandlerResponse::Handled;
       });

@@ -242,8 +242,9 @@ std::string Deflate(const std::string& data) {
   return compressed;
 }
 
-std::string CompressedRequest(const std::string& path, const std::string& body) {
-  return absl::StrCat("POST ", path,
+std::string CompressedRequest(const std::string& path, const std::string& body,
+                              const std::string& method = "POST") {
+  return absl::StrCat(method, " ", path,
                       " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
                       "Content-Type: application/json\r\nContent-Encoding: deflate\r\n"
                       "Content-Length: ",
@@ -268,6 +269,10 @@ TEST_F(HttpTest, CompressedBodiesAreReadWithinTheBodyLimit) {
   EXPECT_EQ(refused.status, 413) << refused.body;
   EXPECT_THAT(ParseJson(refused.body).fields().at("error").string_value(),
               HasSubstr("over the limit of 200000 bytes (--http_max_body_bytes)"));
+  // PRI (HTTP/2's preface) is a method no route takes: refused before its body is read.
+  const testing::HttpReply pri =
+      Send(CompressedRequest("/v1/models/digits:classify", bomb, "PRI"));
+  EXPECT_EQ(pri.status, 405) << pri.body;
   EXPECT_EQ(
       Send(CompressedRequest("/v1/models/digits:classify", Deflate(classify))).status,
       200);
