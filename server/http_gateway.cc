@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "server/header_capped_http_server.h"
 #include "server/http_json.h"
 
 namespace headway {
@@ -54,7 +55,8 @@ absl::StatusOr<std::unique_ptr<HttpGateway>> HttpGateway::Start(
     const Options& options, std::shared_ptr<grpc::Channel> channel) {
   std::unique_ptr<HttpGateway> gateway(new HttpGateway(options, std::move(channel)));
   if (options.tls_cert_file.empty()) {
-    gateway->server_ = std::make_unique<httplib::Server>();
+    gateway->server_ = std::make_unique<HeaderCappedHttpServer>(
+        static_cast<size_t>(options.max_header_bytes));
   } else {
     gateway->server_ = std::make_unique<httplib::SSLServer>(
         options.tls_cert_file.c_str(), options.tls_key_file.c_str(),

@@ -2,12 +2,13 @@
 // cpp-httplib (Debian's libcpp-httplib, built with OpenSSL 3: the HTTPS the civetweb
 // package cannot do): a fixed pool of threads, keep-alive connections.
 //
-// Bounds, so that HTTP clients cannot hold the server: a body longer than
-// max_body_bytes, or a compressed one (Content-Encoding gzip, deflate or br) that
-// inflates past it, is refused (413) without buffering more than the limit; a request
-// whose headers or body do not arrive within request_timeout is answered 400 or
-// dropped, which also frees the threads that idle connections hold. Every answer is
-// JSON, errors included.
+// Bounds, so that HTTP clients cannot hold the server: over plain HTTP, headers of
+// more than max_header_bytes (HeaderCappedHttpServer) are refused (400); a body
+// longer than max_body_bytes, or a compressed one (Content-Encoding gzip, deflate or
+// br) that inflates past it, is refused (413) without buffering more than the limit;
+// a request whose headers or body do not arrive within request_timeout is answered
+// 400 or dropped, which also frees the threads that idle connections hold. Every
+// answer is JSON, errors included.
 //
 // With a certificate it serves HTTPS only, from the gRPC port's TLS flags (and with a
 // client CA, mutual TLS: a client without a certificate the CA signed cannot connect);
@@ -44,6 +45,9 @@ class HttpGateway {
     // Connections served at once; more wait their turn.
     int threads = 16;
     int64_t max_body_bytes = int64_t{64} << 20;
+    // A request's headers, request line included (plain HTTP; over HTTPS the library
+    // bounds each header line alone).
+    int64_t max_header_bytes = int64_t{64} << 10;
     // For a request's headers and body to arrive, and for an idle keep-alive
     // connection to send its next request.
     absl::Duration request_timeout = absl::Seconds(30);

@@ -21,6 +21,7 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "client/headway_client.h"
 #include "tests/support/digits_data.h"
@@ -276,6 +277,33 @@ TEST_F(HttpTest, CompressedBodiesAreReadWithinTheBodyLimit) {
   EXPECT_EQ(
       Send(CompressedRequest("/v1/models/digits:classify", Deflate(classify))).status,
       200);
+}
+
+// A GET of /v2/health/live whose headers (request line included) come to about
+// `bytes`, in lines of 16 bytes.
+std::string RequestWithHeaderBytes(size_t bytes) {
+  std::string request =
+      "GET /v2/health/live HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n";
+  for (int i = 0; request.size() + 16 <= bytes; ++i) {
+    request += absl::StrFormat("X-%06d: abcd\r\n", i);
+  }
+  return request + "\r\n";
+}
+
+// The library bounds each header line, not their number; the server bounds a
+// request's header bytes (64 KB) and serves on.
+TEST_F(HttpTest, HeadersPastTheirLimitAreRefusedAndTheServerServesOn) {
+  const testing::HttpReply under = Send(RequestWithHeaderBytes(60 << 10));
+  EXPECT_EQ(under.status, 200) << under.body;
+  // Refused: a 400, or the connection closed before the rest could be sent.
+  for (size_t bytes : {size_t{70} << 10, size_t{8} << 20}) {
+    const absl::StatusOr<testing::HttpReply> over = testing::HttpExchange(
+        http_port_, RequestWithHeaderBytes(bytes), absl::Seconds(30));
+    if (over.ok()) {
+      EXPECT_EQ(over->status, 400) << bytes << ": " << over->body;
+    }
+  }
+  EXPECT_EQ(Send(Request("GET", "/v2/health/live")).status, 200);
 }
 
 // A request of the binary tensor data extension: the JSON, then `binary`, with the
