@@ -114,17 +114,15 @@ bool HeaderCappedHttpServer::process_and_close_socket(socket_t sock) {
   HeaderCappedStream stream(sock, Milliseconds(read_timeout_sec_, read_timeout_usec_),
                             Milliseconds(write_timeout_sec_, write_timeout_usec_),
                             max_header_bytes_);
-  const auto keep_alive_end = [this] {
-    return std::chrono::steady_clock::now() +
-           std::chrono::seconds(keep_alive_timeout_sec_);
-  };
   bool served = false;
   for (size_t left = keep_alive_max_count_; left > 0; --left) {
     // The next request, awaited in short steps so that a stopping server need not
     // wait out the keep-alive timeout.
+    const auto end =
+        std::chrono::steady_clock::now() + std::chrono::seconds(keep_alive_timeout_sec_);
     bool readable = false;
-    for (auto end = keep_alive_end(); !readable && svr_sock_ != INVALID_SOCKET &&
-                                      std::chrono::steady_clock::now() < end;) {
+    while (!readable && svr_sock_ != INVALID_SOCKET &&
+           std::chrono::steady_clock::now() < end) {
       readable = WaitFor(sock, POLLIN, 10);
     }
     if (!readable) break;

@@ -167,8 +167,8 @@ HttpResponse HttpApi::HandleV2(const HttpRequest& request,
         *open_inference_, &Stub::ServerMetadata, inference::ServerMetadataRequest(),
         request);
     if (!metadata.ok()) return ErrorResponse(metadata.status());
-    metadata->add_extensions(
-        "binary_tensor_data");  // REST's alone: gRPC has raw contents
+    // The binary tensor data extension is REST's alone (gRPC has raw contents).
+    metadata->add_extensions("binary_tensor_data");
     return Json(ServerMetadataJson(*metadata));
   }
   if (path.size() == 2 && path[0] == "health" &&

@@ -267,18 +267,22 @@ bool WantsBinary(const inference::ModelInferRequest& request, const std::string&
   return all != request.parameters().end() && all->second.bool_param();
 }
 
-// An output's data in the binary form (what gRPC's raw_output_contents hold).
-std::string RawOutput(const inference::ModelInferResponse& response, int index) {
+// Appends output `index`'s data in the binary form (what gRPC's raw_output_contents
+// hold) to `binary`; returns how many bytes that is.
+size_t AppendRawOutput(const inference::ModelInferResponse& response, int index,
+                       std::string& binary) {
+  const size_t before = binary.size();
   if (index < response.raw_output_contents_size()) {
-    return response.raw_output_contents(index);
+    binary += response.raw_output_contents(index);
+    return binary.size() - before;
   }
   const inference::InferTensorContents& contents = response.outputs(index).contents();
-  std::string raw(reinterpret_cast<const char*>(contents.fp32_contents().data()),
-                  contents.fp32_contents_size() * sizeof(float));
+  binary.append(reinterpret_cast<const char*>(contents.fp32_contents().data()),
+                contents.fp32_contents_size() * sizeof(float));
   for (const std::string& element : contents.bytes_contents()) {
-    AppendRawBytesElement(element, raw);
+    AppendRawBytesElement(element, binary);
   }
-  return raw;
+  return binary.size() - before;
 }
 
 // Appends an output's data, given in the binary form, to a JSON list.
@@ -480,10 +484,9 @@ InferResponseBody InferResponseHttp(const inference::ModelInferResponse& respons
     out["datatype"] = Text(output.datatype());
     out["shape"] = Shape(output.shape());
     if (WantsBinary(request, output.name())) {
-      const std::string raw = RawOutput(response, i);
+      const size_t size = AppendRawOutput(response, i, binary);
       (*out["parameters"].mutable_struct_value()->mutable_fields())["binary_data_size"] =
-          Number(static_cast<double>(raw.size()));
-      binary += raw;
+          Number(static_cast<double>(size));
       any_binary = true;
       continue;
     }
