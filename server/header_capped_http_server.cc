@@ -1,15 +1,23 @@
 #include "server/header_capped_http_server.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netdb.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <climits>
 #include <cstdint>
+#include <memory>
 #include <string>
+
+#include "absl/functional/function_ref.h"
 
 namespace headway {
 namespace {
@@ -43,13 +51,49 @@ void AddressOf(int fd, bool peer, std::string& ip, int& port) {
   }
 }
 
-// A connection's socket as the library's Stream, counting each request's header
-// bytes: a read that would pass the cap fails, and the library refuses the request.
+// Milliseconds left until `deadline`, never below zero.
+int64_t MillisecondsUntil(std::chrono::steady_clock::time_point deadline) {
+  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+      deadline - std::chrono::steady_clock::now());
+  return std::max<int64_t>(0, left.count());
+}
+
+// Runs `step` (a call of SSL_accept, SSL_read or SSL_write on `ssl`) until it
+// succeeds, waiting on the non-blocking socket `fd` for what TLS asks, at most
+// `timeout_ms` in all. Returns the step's positive result, 0 when the peer closed
+// the TLS session, or -1 on failure or timeout.
+int RunTlsStep(SSL* ssl, int fd, int64_t timeout_ms, absl::FunctionRef<int()> step) {
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  for (;;) {
+    ERR_clear_error();
+    const int done = step();
+    if (done > 0) return done;
+    switch (SSL_get_error(ssl, done)) {
+      case SSL_ERROR_WANT_READ:
+        if (!WaitFor(fd, POLLIN, MillisecondsUntil(deadline))) return -1;
+        break;
+      case SSL_ERROR_WANT_WRITE:
+        if (!WaitFor(fd, POLLOUT, MillisecondsUntil(deadline))) return -1;
+        break;
+      case SSL_ERROR_ZERO_RETURN:
+        return 0;
+      default:
+        return -1;
+    }
+  }
+}
+
+// A connection as the library's Stream, over the socket or, with `ssl`, over TLS,
+// counting each request's header bytes: a read that would pass the cap fails, and
+// the library refuses the request.
 class HeaderCappedStream final : public httplib::Stream {
  public:
-  HeaderCappedStream(int fd, int64_t read_timeout_ms, int64_t write_timeout_ms,
+  // `ssl` (nullable) is a TLS session set up on `fd`, which is then non-blocking.
+  HeaderCappedStream(int fd, SSL* ssl, int64_t read_timeout_ms, int64_t write_timeout_ms,
                      size_t max_header_bytes)
       : fd_(fd),
+        ssl_(ssl),
         read_timeout_ms_(read_timeout_ms),
         write_timeout_ms_(write_timeout_ms),
         max_header_bytes_(max_header_bytes) {}
@@ -61,16 +105,17 @@ class HeaderCappedStream final : public httplib::Stream {
     last_four_ = 0;
   }
 
-  bool is_readable() const override { return WaitFor(fd_, POLLIN, read_timeout_ms_); }
+  // Whether bytes can be read within `timeout_ms` (TLS may hold some decrypted).
+  bool HasInput(int64_t timeout_ms) const {
+    return (ssl_ != nullptr && SSL_pending(ssl_) > 0) || WaitFor(fd_, POLLIN, timeout_ms);
+  }
+
+  bool is_readable() const override { return HasInput(read_timeout_ms_); }
   bool is_writable() const override { return WaitFor(fd_, POLLOUT, write_timeout_ms_); }
 
   ssize_t read(char* ptr, size_t size) override {
     if (in_headers_ && header_bytes_ >= max_header_bytes_) return -1;
-    if (!is_readable()) return -1;
-    ssize_t got = 0;
-    do {
-      got = recv(fd_, ptr, size, 0);
-    } while (got < 0 && errno == EINTR);
+    const ssize_t got = ssl_ != nullptr ? ReadTls(ptr, size) : ReadPlain(ptr, size);
     for (ssize_t i = 0; in_headers_ && i < got; ++i) {
       ++header_bytes_;
       last_four_ = (last_four_ << 8) | static_cast<uint8_t>(ptr[i]);
@@ -80,6 +125,12 @@ class HeaderCappedStream final : public httplib::Stream {
   }
 
   ssize_t write(const char* ptr, size_t size) override {
+    if (ssl_ != nullptr) {
+      // The library writes on until all is sent, so a part is enough here.
+      const int part = static_cast<int>(std::min<size_t>(size, kMaxTlsWrite));
+      return RunTlsStep(ssl_, fd_, write_timeout_ms_,
+                        [&] { return SSL_write(ssl_, ptr, part); });
+    }
     if (!is_writable()) return -1;
     ssize_t sent = 0;
     do {
@@ -98,8 +149,25 @@ class HeaderCappedStream final : public httplib::Stream {
 
  private:
   static constexpr uint32_t kBlankLine = 0x0d0a0d0a;  // "\r\n\r\n"
+  static constexpr size_t kMaxTlsWrite = size_t{1} << 20;
+
+  ssize_t ReadPlain(char* ptr, size_t size) {
+    if (!is_readable()) return -1;
+    ssize_t got = 0;
+    do {
+      got = recv(fd_, ptr, size, 0);
+    } while (got < 0 && errno == EINTR);
+    return got;
+  }
+
+  ssize_t ReadTls(char* ptr, size_t size) {
+    const int part = static_cast<int>(std::min<size_t>(size, INT_MAX));
+    return RunTlsStep(ssl_, fd_, read_timeout_ms_,
+                      [&] { return SSL_read(ssl_, ptr, part); });
+  }
 
   const int fd_;
+  SSL* const ssl_;
   const int64_t read_timeout_ms_;
   const int64_t write_timeout_ms_;
   const size_t max_header_bytes_;
@@ -108,31 +176,73 @@ class HeaderCappedStream final : public httplib::Stream {
   uint32_t last_four_ = 0;
 };
 
-}  // namespace
-
-bool HeaderCappedHttpServer::process_and_close_socket(socket_t sock) {
-  HeaderCappedStream stream(sock, Milliseconds(read_timeout_sec_, read_timeout_usec_),
-                            Milliseconds(write_timeout_sec_, write_timeout_usec_),
-                            max_header_bytes_);
+// Serves requests on one connection through `stream`: at most `max_requests`, each
+// awaited for at most `keep_alive_seconds` in short steps, so that a stopping server
+// (`stopping`) need not wait out the keep-alive timeout. `process` is the library's
+// process_request. Returns whether the last request was served.
+bool ServeConnection(HeaderCappedStream& stream, size_t max_requests,
+                     time_t keep_alive_seconds, absl::FunctionRef<bool()> stopping,
+                     absl::FunctionRef<bool(httplib::Stream&, bool, bool&)> process) {
   bool served = false;
-  for (size_t left = keep_alive_max_count_; left > 0; --left) {
-    // The next request, awaited in short steps so that a stopping server need not
-    // wait out the keep-alive timeout.
+  for (size_t left = max_requests; left > 0; --left) {
     const auto end =
-        std::chrono::steady_clock::now() + std::chrono::seconds(keep_alive_timeout_sec_);
+        std::chrono::steady_clock::now() + std::chrono::seconds(keep_alive_seconds);
     bool readable = false;
-    while (!readable && svr_sock_ != INVALID_SOCKET &&
-           std::chrono::steady_clock::now() < end) {
-      readable = WaitFor(sock, POLLIN, 10);
+    while (!readable && !stopping() && std::chrono::steady_clock::now() < end) {
+      readable = stream.HasInput(10);
     }
     if (!readable) break;
     stream.StartRequest();
     bool connection_closed = false;
-    served = process_request(stream, left == 1, connection_closed, nullptr);
+    served = process(stream, left == 1, connection_closed);
     if (!served || connection_closed) break;
   }
-  shutdown(sock, SHUT_RDWR);
-  close(sock);
+  return served;
+}
+
+void CloseSocket(int fd) {
+  shutdown(fd, SHUT_RDWR);
+  close(fd);
+}
+
+}  // namespace
+
+bool HeaderCappedHttpServer::process_and_close_socket(socket_t sock) {
+  HeaderCappedStream stream(
+      sock, /*ssl=*/nullptr, Milliseconds(read_timeout_sec_, read_timeout_usec_),
+      Milliseconds(write_timeout_sec_, write_timeout_usec_), max_header_bytes_);
+  const bool served = ServeConnection(
+      stream, keep_alive_max_count_, keep_alive_timeout_sec_,
+      [this] { return svr_sock_ == INVALID_SOCKET; },
+      [this](httplib::Stream& strm, bool close_connection, bool& connection_closed) {
+        return process_request(strm, close_connection, connection_closed, nullptr);
+      });
+  CloseSocket(sock);
+  return served;
+}
+
+bool HeaderCappedHttpsServer::process_and_close_socket(socket_t sock) {
+  const int64_t read_timeout_ms = Milliseconds(read_timeout_sec_, read_timeout_usec_);
+  const std::unique_ptr<SSL, decltype(&SSL_free)> ssl(SSL_new(ssl_context()), &SSL_free);
+  const int flags = fcntl(sock, F_GETFL);
+  bool served = false;
+  if (ssl != nullptr && flags >= 0 && fcntl(sock, F_SETFL, flags | O_NONBLOCK) == 0 &&
+      SSL_set_fd(ssl.get(), sock) == 1 &&
+      RunTlsStep(ssl.get(), sock, read_timeout_ms,
+                 [&] { return SSL_accept(ssl.get()); }) > 0) {
+    HeaderCappedStream stream(sock, ssl.get(), read_timeout_ms,
+                              Milliseconds(write_timeout_sec_, write_timeout_usec_),
+                              max_header_bytes_);
+    served = ServeConnection(
+        stream, keep_alive_max_count_, keep_alive_timeout_sec_,
+        [this] { return svr_sock_ == INVALID_SOCKET; },
+        [this](httplib::Stream& strm, bool close_connection, bool& connection_closed) {
+          return process_request(strm, close_connection, connection_closed, nullptr);
+        });
+    // Tells the client the session ended; not waited for.
+    if (served) SSL_shutdown(ssl.get());
+  }
+  CloseSocket(sock);
   return served;
 }
 

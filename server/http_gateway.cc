@@ -58,8 +58,9 @@ absl::StatusOr<std::unique_ptr<HttpGateway>> HttpGateway::Start(
     gateway->server_ = std::make_unique<HeaderCappedHttpServer>(
         static_cast<size_t>(options.max_header_bytes));
   } else {
-    gateway->server_ = std::make_unique<httplib::SSLServer>(
-        options.tls_cert_file.c_str(), options.tls_key_file.c_str(),
+    gateway->server_ = std::make_unique<HeaderCappedHttpsServer>(
+        static_cast<size_t>(options.max_header_bytes), options.tls_cert_file.c_str(),
+        options.tls_key_file.c_str(),
         options.tls_client_ca_file.empty() ? nullptr
                                            : options.tls_client_ca_file.c_str());
     if (!gateway->server_->is_valid()) {

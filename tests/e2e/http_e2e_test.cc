@@ -17,22 +17,29 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <opencv2/imgproc.hpp>
 #include <vector>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
 #include "client/headway_client.h"
 #include "tests/support/digits_data.h"
 #include "tests/support/served.h"
+#include "tests/support/test_files.h"
 
 namespace headway {
 namespace {
 
 using google::protobuf::Struct;
 using google::protobuf::Value;
+using ::testing::AnyOf;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 constexpr int kSeven = 3507;  // a 7 of digits.png
 constexpr int kMaxBody = 200000;
@@ -596,11 +603,11 @@ TEST_F(HttpTest, BadHttpGetsA4xxWithAJsonErrorAndTheServerServesOn) {
   EXPECT_EQ(Send(Request("POST", "/v1/models/digits:classify", body)).status, 200);
 }
 
-// HTTPS from the gRPC port's TLS flags, checked with curl: a CA and certificates made
-// with openssl for this test.
-TEST(HttpsTest, TheGrpcTlsFlagsServeHttpsAndMutualTls) {
+// Makes a CA (ca.pem) and a server (server.pem, server.key, for IP 127.0.0.1) and a
+// client (client.pem, client.key) certificate it signed, in a new folder; returns it.
+std::string MakeTestCertificates() {
   char dir_template[] = "/tmp/headway-https-XXXXXX";
-  ASSERT_NE(mkdtemp(dir_template), nullptr);
+  EXPECT_NE(mkdtemp(dir_template), nullptr);
   const std::string dir = dir_template;
   const std::string key = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
   std::string commands = absl::StrCat(
@@ -614,8 +621,15 @@ TEST(HttpsTest, TheGrpcTlsFlagsServeHttpsAndMutualTls) {
                     ".pem", std::string(name) == "server" ? " -extfile server.ext" : "");
   }
   std::string output;
-  ASSERT_EQ(testing::RunCommand(absl::StrCat("(", commands, ") 2>&1"), &output), 0)
+  EXPECT_EQ(testing::RunCommand(absl::StrCat("(", commands, ") 2>&1"), &output), 0)
       << output;
+  return dir;
+}
+
+// HTTPS from the gRPC port's TLS flags, checked with curl: a CA and certificates made
+// with openssl for this test.
+TEST(HttpsTest, TheGrpcTlsFlagsServeHttpsAndMutualTls) {
+  const std::string dir = MakeTestCertificates();
   const auto curl = [&](int port, const std::string& flags) {
     std::string body;
     const int rc =
@@ -646,6 +660,66 @@ TEST(HttpsTest, TheGrpcTlsFlagsServeHttpsAndMutualTls) {
         testing::HttpExchange(port, Request("GET", "/v2/health/ready"), absl::Seconds(5));
     EXPECT_FALSE(plain.ok() && plain->status == 200);
   }
+  std::filesystem::remove_all(dir);
+}
+
+// Over HTTPS as over HTTP: a classify whose body spans many TLS records is served,
+// a connection serves several requests, and a request's header bytes are bounded
+// (64 KB); the server serves on. Requests are sent raw through `openssl s_client`.
+TEST(HttpsTest, ServesBodiesAndKeepAliveAndBoundsHeaders) {
+  const std::string dir = MakeTestCertificates();
+  const int port = testing::FreePort();
+  absl::StatusOr<std::unique_ptr<testing::ServerProcess>> server =
+      testing::ServerProcess::Start(
+          testing::ModelStore(),
+          {absl::StrCat("--http_port=", port), "--tls_cert_file=" + dir + "/server.pem",
+           "--tls_key_file=" + dir + "/server.key"});
+  ASSERT_TRUE(server.ok()) << server.status();
+  // Sends `requests` over one TLS connection; returns what the server answered.
+  int sent = 0;
+  const auto exchange = [&](const std::string& requests) {
+    const std::string file = absl::StrCat(dir, "/request-", ++sent);
+    std::ofstream(file, std::ios::binary) << requests;
+    std::string answer;
+    testing::RunCommand(
+        absl::StrCat("timeout 30 openssl s_client -quiet -ign_eof -connect 127.0.0.1:",
+                     port, " -CAfile ", dir, "/ca.pem < ", file, " 2>/dev/null"),
+        &answer);
+    return answer;
+  };
+  const auto keep_alive = [](std::string request) {
+    return absl::StrReplaceAll(request,
+                               {{"Connection: close", "Connection: keep-alive"}});
+  };
+
+  // A digit scaled up to a 640 KB BMP (about 850 KB as base64), then two requests on
+  // one connection.
+  cv::Mat large;
+  cv::resize(testing::DigitCell(kSeven), large, cv::Size(800, 800), 0, 0,
+             cv::INTER_NEAREST);
+  const std::string classify = absl::StrCat(
+      R"({"inputs": [{"image": ")",
+      absl::Base64Escape(testing::EncodeImage(".bmp", large)), R"("}], "top_k": 1})");
+  ASSERT_GT(classify.size(), 800000u);
+  EXPECT_THAT(exchange(Request("POST", "/v1/models/digits:classify", classify)),
+              HasSubstr(R"("label":"7")"));
+  const std::string small = absl::StrCat(R"({"inputs": [{"image": ")", Base64Png(kSeven),
+                                         R"("}], "top_k": 1})");
+  const std::string both =
+      exchange(keep_alive(Request("POST", "/v1/models/digits:classify", small)) +
+               Request("GET", "/v2/health/live"));
+  EXPECT_THAT(both, HasSubstr(R"("label":"7")"));
+  EXPECT_THAT(both, HasSubstr(R"({"live":true})"));
+
+  EXPECT_THAT(exchange(RequestWithHeaderBytes(60 << 10)), HasSubstr("HTTP/1.1 200"));
+  for (size_t bytes : {size_t{70} << 10, size_t{8} << 20}) {
+    // Refused: a 400, or the connection closed before the rest could be sent.
+    const std::string over = exchange(RequestWithHeaderBytes(bytes));
+    EXPECT_THAT(over, Not(HasSubstr("HTTP/1.1 200"))) << bytes;
+    EXPECT_THAT(over, AnyOf(HasSubstr("HTTP/1.1 400"), ::testing::IsEmpty())) << bytes;
+  }
+  EXPECT_THAT(exchange(Request("GET", "/v2/health/ready")),
+              HasSubstr(R"({"ready":true})"));
   std::filesystem::remove_all(dir);
 }
 
