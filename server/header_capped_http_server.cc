@@ -14,22 +14,37 @@
 #include <chrono>
 #include <climits>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 
 #include "absl/functional/function_ref.h"
 
 namespace headway {
 namespace {
 
-// Waits until `fd` has `events`, at most `timeout_ms`; true when it has.
-bool WaitFor(int fd, short events, int64_t timeout_ms) {
-  pollfd entry{fd, events, 0};
-  int ready = 0;
-  do {
-    ready = poll(&entry, 1, static_cast<int>(timeout_ms));
-  } while (ready < 0 && errno == EINTR);
-  return ready > 0;
+using Clock = std::chrono::steady_clock;
+
+// How long one wait on a socket lasts before it looks again whether the server stops.
+constexpr int64_t kStopCheckMs = 10;
+
+// Waits until `fd` has `events`, at most `timeout_ms`, ending early (false) once
+// `stopping()`; true when it has them.
+bool WaitFor(int fd, short events, int64_t timeout_ms,
+             const std::function<bool()>& stopping) {
+  const Clock::time_point deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
+  for (;;) {
+    const int64_t left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now())
+            .count();
+    pollfd entry{fd, events, 0};
+    const int ready =
+        poll(&entry, 1, static_cast<int>(std::clamp<int64_t>(left, 0, kStopCheckMs)));
+    if (ready > 0) return true;
+    if (ready < 0 && errno != EINTR) return false;
+    if (left <= 0 || stopping()) return false;
+  }
 }
 
 int64_t Milliseconds(time_t seconds, time_t microseconds) {
@@ -51,70 +66,45 @@ void AddressOf(int fd, bool peer, std::string& ip, int& port) {
   }
 }
 
-// Milliseconds left until `deadline`, never below zero.
-int64_t MillisecondsUntil(std::chrono::steady_clock::time_point deadline) {
-  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-      deadline - std::chrono::steady_clock::now());
-  return std::max<int64_t>(0, left.count());
-}
-
-// Runs `step` (a call of SSL_accept, SSL_read or SSL_write on `ssl`) until it
-// succeeds, waiting on the non-blocking socket `fd` for what TLS asks, at most
-// `timeout_ms` in all. Returns the step's positive result, 0 when the peer closed
-// the TLS session, or -1 on failure or timeout.
-int RunTlsStep(SSL* ssl, int fd, int64_t timeout_ms, absl::FunctionRef<int()> step) {
-  const auto deadline =
-      std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-  for (;;) {
-    ERR_clear_error();
-    const int done = step();
-    if (done > 0) return done;
-    switch (SSL_get_error(ssl, done)) {
-      case SSL_ERROR_WANT_READ:
-        if (!WaitFor(fd, POLLIN, MillisecondsUntil(deadline))) return -1;
-        break;
-      case SSL_ERROR_WANT_WRITE:
-        if (!WaitFor(fd, POLLOUT, MillisecondsUntil(deadline))) return -1;
-        break;
-      case SSL_ERROR_ZERO_RETURN:
-        return 0;
-      default:
-        return -1;
-    }
-  }
-}
-
-// A connection as the library's Stream, over the socket or, with `ssl`, over TLS,
-// counting each request's header bytes: a read that would pass the cap fails, and
-// the library refuses the request.
+// A connection as the library's Stream, over the socket or, with a TLS session, over
+// TLS, counting each request's header bytes: a read that would pass the cap fails,
+// and the library refuses the request. Every wait on the socket is bounded by its
+// timeout and ends early once `stopping()`.
 class HeaderCappedStream final : public httplib::Stream {
  public:
-  // `ssl` (nullable) is a TLS session set up on `fd`, which is then non-blocking.
-  HeaderCappedStream(int fd, SSL* ssl, int64_t read_timeout_ms, int64_t write_timeout_ms,
-                     size_t max_header_bytes)
-      : fd_(fd),
-        ssl_(ssl),
-        read_timeout_ms_(read_timeout_ms),
-        write_timeout_ms_(write_timeout_ms),
-        max_header_bytes_(max_header_bytes) {}
+  struct Options {
+    int64_t read_timeout_ms = 0;
+    int64_t write_timeout_ms = 0;
+    size_t max_header_bytes = 0;
+    std::function<bool()> stopping;
+  };
 
-  // The next bytes read start a request: its headers are counted until a blank line.
-  void StartRequest() {
+  // `ssl` (nullable) is a TLS session on `fd`, which is then non-blocking.
+  HeaderCappedStream(int fd, SSL* ssl, Options options)
+      : fd_(fd), ssl_(ssl), options_(std::move(options)) {}
+
+  // Runs the server's side of the TLS handshake; false when it failed or timed out.
+  bool AcceptTls() {
+    return RunTls(options_.read_timeout_ms, [&] { return SSL_accept(ssl_); }) > 0;
+  }
+
+  // Waits at most `timeout_ms` for the next request's first bytes (TLS may hold some
+  // decrypted already); true when they came. The bytes read after it are counted as
+  // that request's headers until a blank line.
+  bool AwaitRequest(int64_t timeout_ms) {
     in_headers_ = true;
     header_bytes_ = 0;
     last_four_ = 0;
+    return HasInput(timeout_ms);
   }
 
-  // Whether bytes can be read within `timeout_ms` (TLS may hold some decrypted).
-  bool HasInput(int64_t timeout_ms) const {
-    return (ssl_ != nullptr && SSL_pending(ssl_) > 0) || WaitFor(fd_, POLLIN, timeout_ms);
+  bool is_readable() const override { return HasInput(options_.read_timeout_ms); }
+  bool is_writable() const override {
+    return WaitFor(fd_, POLLOUT, options_.write_timeout_ms, options_.stopping);
   }
-
-  bool is_readable() const override { return HasInput(read_timeout_ms_); }
-  bool is_writable() const override { return WaitFor(fd_, POLLOUT, write_timeout_ms_); }
 
   ssize_t read(char* ptr, size_t size) override {
-    if (in_headers_ && header_bytes_ >= max_header_bytes_) return -1;
+    if (in_headers_ && header_bytes_ >= options_.max_header_bytes) return -1;
     const ssize_t got = ssl_ != nullptr ? ReadTls(ptr, size) : ReadPlain(ptr, size);
     for (ssize_t i = 0; in_headers_ && i < got; ++i) {
       ++header_bytes_;
@@ -128,8 +118,8 @@ class HeaderCappedStream final : public httplib::Stream {
     if (ssl_ != nullptr) {
       // The library writes on until all is sent, so a part is enough here.
       const int part = static_cast<int>(std::min<size_t>(size, kMaxTlsWrite));
-      return RunTlsStep(ssl_, fd_, write_timeout_ms_,
-                        [&] { return SSL_write(ssl_, ptr, part); });
+      return RunTls(options_.write_timeout_ms,
+                    [&] { return SSL_write(ssl_, ptr, part); });
     }
     if (!is_writable()) return -1;
     ssize_t sent = 0;
@@ -151,6 +141,11 @@ class HeaderCappedStream final : public httplib::Stream {
   static constexpr uint32_t kBlankLine = 0x0d0a0d0a;  // "\r\n\r\n"
   static constexpr size_t kMaxTlsWrite = size_t{1} << 20;
 
+  bool HasInput(int64_t timeout_ms) const {
+    return (ssl_ != nullptr && SSL_pending(ssl_) > 0) ||
+           WaitFor(fd_, POLLIN, timeout_ms, options_.stopping);
+  }
+
   ssize_t ReadPlain(char* ptr, size_t size) {
     if (!is_readable()) return -1;
     ssize_t got = 0;
@@ -162,37 +157,50 @@ class HeaderCappedStream final : public httplib::Stream {
 
   ssize_t ReadTls(char* ptr, size_t size) {
     const int part = static_cast<int>(std::min<size_t>(size, INT_MAX));
-    return RunTlsStep(ssl_, fd_, read_timeout_ms_,
-                      [&] { return SSL_read(ssl_, ptr, part); });
+    return RunTls(options_.read_timeout_ms, [&] { return SSL_read(ssl_, ptr, part); });
+  }
+
+  // Runs `step` (SSL_accept, SSL_read or SSL_write on the session) until it
+  // succeeds, waiting on the socket for what TLS asks, at most `timeout_ms` in all.
+  // Returns the step's positive result, 0 when the peer closed the TLS session, or -1
+  // on failure, timeout or stop.
+  int RunTls(int64_t timeout_ms, absl::FunctionRef<int()> step) {
+    const Clock::time_point deadline =
+        Clock::now() + std::chrono::milliseconds(timeout_ms);
+    for (;;) {
+      ERR_clear_error();
+      const int done = step();
+      if (done > 0) return done;
+      const int error = SSL_get_error(ssl_, done);
+      if (error == SSL_ERROR_ZERO_RETURN) return 0;
+      if (error != SSL_ERROR_WANT_READ && error != SSL_ERROR_WANT_WRITE) return -1;
+      const int64_t left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now())
+              .count();
+      if (!WaitFor(fd_, error == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT,
+                   std::max<int64_t>(0, left), options_.stopping)) {
+        return -1;
+      }
+    }
   }
 
   const int fd_;
   SSL* const ssl_;
-  const int64_t read_timeout_ms_;
-  const int64_t write_timeout_ms_;
-  const size_t max_header_bytes_;
+  const Options options_;
   bool in_headers_ = true;
   size_t header_bytes_ = 0;
   uint32_t last_four_ = 0;
 };
 
 // Serves requests on one connection through `stream`: at most `max_requests`, each
-// awaited for at most `keep_alive_seconds` in short steps, so that a stopping server
-// (`stopping`) need not wait out the keep-alive timeout. `process` is the library's
+// awaited for at most `keep_alive_seconds`. `process` is the library's
 // process_request. Returns whether the last request was served.
 bool ServeConnection(HeaderCappedStream& stream, size_t max_requests,
-                     time_t keep_alive_seconds, absl::FunctionRef<bool()> stopping,
+                     time_t keep_alive_seconds,
                      absl::FunctionRef<bool(httplib::Stream&, bool, bool&)> process) {
   bool served = false;
   for (size_t left = max_requests; left > 0; --left) {
-    const auto end =
-        std::chrono::steady_clock::now() + std::chrono::seconds(keep_alive_seconds);
-    bool readable = false;
-    while (!readable && !stopping() && std::chrono::steady_clock::now() < end) {
-      readable = stream.HasInput(10);
-    }
-    if (!readable) break;
-    stream.StartRequest();
+    if (!stream.AwaitRequest(int64_t{keep_alive_seconds} * 1000)) break;
     bool connection_closed = false;
     served = process(stream, left == 1, connection_closed);
     if (!served || connection_closed) break;
@@ -209,11 +217,12 @@ void CloseSocket(int fd) {
 
 bool HeaderCappedHttpServer::process_and_close_socket(socket_t sock) {
   HeaderCappedStream stream(
-      sock, /*ssl=*/nullptr, Milliseconds(read_timeout_sec_, read_timeout_usec_),
-      Milliseconds(write_timeout_sec_, write_timeout_usec_), max_header_bytes_);
+      sock, /*ssl=*/nullptr,
+      {Milliseconds(read_timeout_sec_, read_timeout_usec_),
+       Milliseconds(write_timeout_sec_, write_timeout_usec_), max_header_bytes_,
+       [this] { return svr_sock_ == INVALID_SOCKET; }});
   const bool served = ServeConnection(
       stream, keep_alive_max_count_, keep_alive_timeout_sec_,
-      [this] { return svr_sock_ == INVALID_SOCKET; },
       [this](httplib::Stream& strm, bool close_connection, bool& connection_closed) {
         return process_request(strm, close_connection, connection_closed, nullptr);
       });
@@ -222,25 +231,25 @@ bool HeaderCappedHttpServer::process_and_close_socket(socket_t sock) {
 }
 
 bool HeaderCappedHttpsServer::process_and_close_socket(socket_t sock) {
-  const int64_t read_timeout_ms = Milliseconds(read_timeout_sec_, read_timeout_usec_);
   const std::unique_ptr<SSL, decltype(&SSL_free)> ssl(SSL_new(ssl_context()), &SSL_free);
   const int flags = fcntl(sock, F_GETFL);
   bool served = false;
   if (ssl != nullptr && flags >= 0 && fcntl(sock, F_SETFL, flags | O_NONBLOCK) == 0 &&
-      SSL_set_fd(ssl.get(), sock) == 1 &&
-      RunTlsStep(ssl.get(), sock, read_timeout_ms,
-                 [&] { return SSL_accept(ssl.get()); }) > 0) {
-    HeaderCappedStream stream(sock, ssl.get(), read_timeout_ms,
-                              Milliseconds(write_timeout_sec_, write_timeout_usec_),
-                              max_header_bytes_);
-    served = ServeConnection(
-        stream, keep_alive_max_count_, keep_alive_timeout_sec_,
-        [this] { return svr_sock_ == INVALID_SOCKET; },
-        [this](httplib::Stream& strm, bool close_connection, bool& connection_closed) {
-          return process_request(strm, close_connection, connection_closed, nullptr);
-        });
-    // Tells the client the session ended; not waited for.
-    if (served) SSL_shutdown(ssl.get());
+      SSL_set_fd(ssl.get(), sock) == 1) {
+    HeaderCappedStream stream(
+        sock, ssl.get(),
+        {Milliseconds(read_timeout_sec_, read_timeout_usec_),
+         Milliseconds(write_timeout_sec_, write_timeout_usec_), max_header_bytes_,
+         [this] { return svr_sock_ == INVALID_SOCKET; }});
+    if (stream.AcceptTls()) {
+      served = ServeConnection(
+          stream, keep_alive_max_count_, keep_alive_timeout_sec_,
+          [this](httplib::Stream& strm, bool close_connection, bool& connection_closed) {
+            return process_request(strm, close_connection, connection_closed, nullptr);
+          });
+      // Tells the client the session ended; not waited for.
+      if (served) SSL_shutdown(ssl.get());
+    }
   }
   CloseSocket(sock);
   return served;

@@ -19,6 +19,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <opencv2/imgproc.hpp>
 #include <vector>
 
@@ -57,6 +58,21 @@ std::string Request(const std::string& method, const std::string& path,
   if (!authorization.empty())
     absl::StrAppend(&request, "Authorization: ", authorization, "\r\n");
   return absl::StrCat(request, "\r\n", body);
+}
+
+// A TCP connection to 127.0.0.1:`port`; -1 when it fails.
+int Connect(int port) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(static_cast<uint16_t>(port));
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (fd >= 0 &&
+      connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
 }
 
 Struct ParseJson(const std::string& json) {
@@ -587,12 +603,8 @@ TEST_F(HttpTest, BadHttpGetsA4xxWithAJsonErrorAndTheServerServesOn) {
   // request timeout (1 s), and a real request is served once a thread frees.
   std::vector<int> idle;
   for (int i = 0; i < 12; ++i) {
-    const int fd = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_port = htons(static_cast<uint16_t>(http_port_));
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
+    const int fd = Connect(http_port_);
+    ASSERT_GE(fd, 0);
     idle.push_back(fd);
   }
   EXPECT_EQ(Send(Request("GET", "/v2/health/ready")).status, 200);
@@ -720,6 +732,58 @@ TEST(HttpsTest, ServesBodiesAndKeepAliveAndBoundsHeaders) {
   }
   EXPECT_THAT(exchange(Request("GET", "/v2/health/ready")),
               HasSubstr(R"({"ready":true})"));
+  std::filesystem::remove_all(dir);
+}
+
+// SIGTERM is not held up by clients that stop halfway (a request's headers or body
+// half-sent, a TLS handshake never begun): their reads end when the server stops,
+// not after the request timeout (10 minutes here, past the test's own timeout).
+TEST(HttpShutdownTest, HalfSentRequestsAndHandshakesDoNotHoldUpSigterm) {
+  const std::string dir = MakeTestCertificates();
+  for (bool tls : {false, true}) {
+    SCOPED_TRACE(tls ? "HTTPS" : "HTTP");
+    const int port = testing::FreePort();
+    std::vector<std::string> flags = {absl::StrCat("--http_port=", port),
+                                      "--http_request_timeout=10m"};
+    if (tls) {
+      flags.push_back("--tls_cert_file=" + dir + "/server.pem");
+      flags.push_back("--tls_key_file=" + dir + "/server.key");
+    }
+    absl::StatusOr<std::unique_ptr<testing::ServerProcess>> server =
+        testing::ServerProcess::Start(testing::ModelStore(), flags);
+    ASSERT_TRUE(server.ok()) << server.status();
+    const std::vector<std::string> halves = {
+        "",
+        "GET /v2/health/live HTTP/1.1\r\nHost: 127.0.0.1\r\n",
+        "POST /v1/models/digits:classify HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
+        "application/json\r\nContent-Length: 500\r\n\r\n{\"inputs\": [",
+    };
+    std::vector<int> stalled;
+    for (const std::string& half : halves) {
+      // Over HTTPS the bytes are no ClientHello: the handshake fails at once and only
+      // the silent connection stays.
+      if (tls && !half.empty()) continue;
+      stalled.push_back(Connect(port));
+      ASSERT_GE(stalled.back(), 0);
+      ASSERT_EQ(send(stalled.back(), half.data(), half.size(), MSG_NOSIGNAL),
+                static_cast<ssize_t>(half.size()));
+    }
+    // Served beside them (over HTTP), so the server has taken them up.
+    if (!tls) {
+      const absl::StatusOr<testing::HttpReply> live = testing::HttpExchange(
+          port, Request("GET", "/v2/health/live"), absl::Seconds(30));
+      ASSERT_TRUE(live.ok()) << live.status();
+      EXPECT_EQ(live->status, 200);
+    }
+    absl::SleepFor(absl::Milliseconds(200));
+    const absl::Time signalled = absl::Now();
+    EXPECT_EQ((*server)->Stop(), 0);
+    // Printed, not asserted: the exit comes within a few hundred milliseconds.
+    std::cout << (tls ? "HTTPS" : "HTTP") << ": exited "
+              << absl::ToInt64Milliseconds(absl::Now() - signalled)
+              << " ms after SIGTERM with " << stalled.size() << " stalled connections\n";
+    for (int fd : stalled) close(fd);
+  }
   std::filesystem::remove_all(dir);
 }
 
