@@ -374,7 +374,10 @@ ServerMetrics::~ServerMetrics() { StopExposing(); }
 
 absl::StatusOr<int> ServerMetrics::Expose(const std::string& address) {
   try {
-    impl_->exposer = std::make_unique<prometheus::Exposer>(address);
+    // civetweb's own timeout is 30 s, and it looks at its stop flag every 2 s.
+    impl_->exposer = std::make_unique<prometheus::Exposer>(std::vector<std::string>{
+        "listening_ports", address, "num_threads", std::to_string(kMetricsThreads),
+        "request_timeout_ms", std::to_string(kMetricsIoTimeoutMs)});
   } catch (const std::exception& e) {
     return absl::UnavailableError(
         absl::StrCat("cannot serve metrics on ", address, ": ", e.what()));

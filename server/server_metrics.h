@@ -37,13 +37,19 @@ double ResidentMemoryBytes();
 
 class ServerMetrics {
  public:
+  static constexpr int kMetricsThreads = 4;
+  static constexpr int kMetricsIoTimeoutMs = 1000;
+
   ServerMetrics();
   ~ServerMetrics();
   ServerMetrics(const ServerMetrics&) = delete;
   ServerMetrics& operator=(const ServerMetrics&) = delete;
 
   // Serves /metrics on `address` ("host:port"; port 0 picks a free one) and returns
-  // the bound port. UNAVAILABLE when it cannot listen.
+  // the bound port. UNAVAILABLE when it cannot listen. Scrapes are served by a few
+  // threads; each read or write of a connection may wait at most
+  // kMetricsIoTimeoutMs, so clients that stall halfway cannot keep a scraper out
+  // for long, nor hold up StopExposing.
   absl::StatusOr<int> Expose(const std::string& address);
 
   // Stops serving /metrics and closes its port, at once (the destructor does too).

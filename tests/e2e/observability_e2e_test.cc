@@ -3,10 +3,16 @@
 // Every test runs the real headway_server binary on localhost ports.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <fstream>
+#include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -74,6 +80,59 @@ TEST(MetricsTest, ExposesRequestsBatchesLoadsAndSwapsInPrometheusFormat) {
   EXPECT_EQ(rc, 0) << lint;
   EXPECT_EQ(lint, "");
   std::filesystem::remove_all(dir);
+}
+
+// A TCP connection to 127.0.0.1:`port` that sent `bytes` and then nothing; its reads
+// give up after `timeout`. -1 when it cannot connect.
+int StalledConnection(int port, const std::string& bytes, absl::Duration timeout) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(static_cast<uint16_t>(port));
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  const timeval wait = absl::ToTimeval(timeout);
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof(wait));
+  if (connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0 ||
+      send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL) !=
+          static_cast<ssize_t>(bytes.size())) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+// Clients that stop halfway through a scrape request, more of them than the metrics
+// port has threads, neither keep Prometheus out nor stay connected: the server drops
+// each (end of stream) well within 20 s. civetweb's own timeout is 30 s per read, so
+// before it would have held every thread for that long.
+TEST(MetricsTest, StalledClientsAreDroppedAndScrapesServedBesideThem) {
+  absl::StatusOr<std::unique_ptr<ServerProcess>> server =
+      ServerProcess::Start(testing::ModelStore());
+  ASSERT_TRUE(server.ok()) << server.status();
+  const int port = (*server)->metrics_port();
+  std::vector<int> stalled;
+  for (int i = 0; i < 8; ++i) {
+    stalled.push_back(StalledConnection(
+        port, i % 2 == 0 ? "" : "GET /metrics HTTP/1.1\r\n", absl::Seconds(20)));
+    ASSERT_GE(stalled.back(), 0);
+  }
+  const absl::StatusOr<testing::HttpReply> scrape = testing::HttpExchange(
+      port, "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+      absl::Seconds(20));
+  ASSERT_TRUE(scrape.ok()) << scrape.status();
+  EXPECT_EQ(scrape->status, 200);
+  EXPECT_THAT(scrape->body, HasSubstr("headway_requests_in_flight"));
+  for (int fd : stalled) {
+    // Read to the end (a half-sent request may get an error answer first): 0 when the
+    // server closed the connection, -1 (EAGAIN) when it was still open after 20 s.
+    char answer[4096];
+    ssize_t got = 0;
+    do {
+      got = recv(fd, answer, sizeof(answer), 0);
+    } while (got > 0);
+    EXPECT_EQ(got, 0) << strerror(errno);
+    close(fd);
+  }
 }
 
 TEST(MetricsTest, ARealPrometheusServerScrapesTheServer) {
