@@ -68,8 +68,10 @@ void AddressOf(int fd, bool peer, std::string& ip, int& port) {
 
 // A connection as the library's Stream, over the socket or, with a TLS session, over
 // TLS, counting each request's header bytes: a read that would pass the cap fails,
-// and the library refuses the request. Every wait on the socket is bounded by its
-// timeout and ends early once `stopping()`.
+// and the library refuses the request. A request's headers and body must arrive
+// within the read timeout of its first byte (the library's own timeout is per read,
+// so a client sending a byte at a time could hold a thread for ever). Every wait on
+// the socket is bounded by its timeout and ends early once `stopping()`.
 class HeaderCappedStream final : public httplib::Stream {
  public:
   struct Options {
@@ -90,15 +92,19 @@ class HeaderCappedStream final : public httplib::Stream {
 
   // Waits at most `timeout_ms` for the next request's first bytes (TLS may hold some
   // decrypted already); true when they came. The bytes read after it are counted as
-  // that request's headers until a blank line.
+  // that request's headers until a blank line, and all of them must come within the
+  // read timeout.
   bool AwaitRequest(int64_t timeout_ms) {
     in_headers_ = true;
     header_bytes_ = 0;
     last_four_ = 0;
-    return HasInput(timeout_ms);
+    if (!HasInput(timeout_ms)) return false;
+    request_deadline_ =
+        Clock::now() + std::chrono::milliseconds(options_.read_timeout_ms);
+    return true;
   }
 
-  bool is_readable() const override { return HasInput(options_.read_timeout_ms); }
+  bool is_readable() const override { return HasInput(ReadTimeLeftMs()); }
   bool is_writable() const override {
     return WaitFor(fd_, POLLOUT, options_.write_timeout_ms, options_.stopping);
   }
@@ -141,6 +147,13 @@ class HeaderCappedStream final : public httplib::Stream {
   static constexpr uint32_t kBlankLine = 0x0d0a0d0a;  // "\r\n\r\n"
   static constexpr size_t kMaxTlsWrite = size_t{1} << 20;
 
+  // What is left of the request's time to arrive.
+  int64_t ReadTimeLeftMs() const {
+    return std::max<int64_t>(0, std::chrono::duration_cast<std::chrono::milliseconds>(
+                                    request_deadline_ - Clock::now())
+                                    .count());
+  }
+
   bool HasInput(int64_t timeout_ms) const {
     return (ssl_ != nullptr && SSL_pending(ssl_) > 0) ||
            WaitFor(fd_, POLLIN, timeout_ms, options_.stopping);
@@ -157,7 +170,7 @@ class HeaderCappedStream final : public httplib::Stream {
 
   ssize_t ReadTls(char* ptr, size_t size) {
     const int part = static_cast<int>(std::min<size_t>(size, INT_MAX));
-    return RunTls(options_.read_timeout_ms, [&] { return SSL_read(ssl_, ptr, part); });
+    return RunTls(ReadTimeLeftMs(), [&] { return SSL_read(ssl_, ptr, part); });
   }
 
   // Runs `step` (SSL_accept, SSL_read or SSL_write on the session) until it
@@ -190,6 +203,7 @@ class HeaderCappedStream final : public httplib::Stream {
   bool in_headers_ = true;
   size_t header_bytes_ = 0;
   uint32_t last_four_ = 0;
+  Clock::time_point request_deadline_;
 };
 
 // Serves requests on one connection through `stream`: at most `max_requests`, each

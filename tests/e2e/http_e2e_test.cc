@@ -28,6 +28,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
+#include "absl/time/clock.h"
 #include "client/headway_client.h"
 #include "tests/support/digits_data.h"
 #include "tests/support/served.h"
@@ -300,6 +301,45 @@ TEST_F(HttpTest, CompressedBodiesAreReadWithinTheBodyLimit) {
   EXPECT_EQ(
       Send(CompressedRequest("/v1/models/digits:classify", Deflate(classify))).status,
       200);
+}
+
+// Sends `at_once`, then `trickled` a byte every 20 ms until the server stops taking
+// it; returns what the server answered ("" when it just closed).
+std::string Trickle(int port, const std::string& at_once, const std::string& trickled) {
+  const int fd = Connect(port);
+  if (fd < 0) return "cannot connect";
+  const timeval wait = absl::ToTimeval(absl::Seconds(30));
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof(wait));
+  send(fd, at_once.data(), at_once.size(), MSG_NOSIGNAL);
+  for (char byte : trickled) {
+    if (send(fd, &byte, 1, MSG_NOSIGNAL) != 1) break;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  std::string answer;
+  char chunk[4096];
+  ssize_t got = 0;
+  while ((got = recv(fd, chunk, sizeof(chunk), 0)) > 0) answer.append(chunk, got);
+  close(fd);
+  return answer;
+}
+
+// The request timeout (1 s here) bounds a request's whole arrival, not each read: a
+// client that sends a byte at a time (about 4 s for these requests) is cut off, and
+// the server serves on.
+TEST_F(HttpTest, ARequestTrickledPastTheRequestTimeoutIsRefused) {
+  std::string headers =
+      "GET /v2/health/live HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n";
+  while (headers.size() < 200) headers += "X-Slow: abcdefghij\r\n";
+  EXPECT_THAT(Trickle(http_port_, "", headers + "\r\n"), Not(HasSubstr(" 200 OK")));
+
+  // The headers at once, then the body a byte at a time.
+  const std::string request =
+      Request("POST", "/v1/models/digits:classify",
+              absl::StrCat(R"({"inputs": [{"image": ")", Base64Png(kSeven), R"("}]})"));
+  const size_t body_at = request.find("\r\n\r\n") + 4;
+  EXPECT_THAT(Trickle(http_port_, request.substr(0, body_at), request.substr(body_at)),
+              HasSubstr("did not arrive in full within 1s"));
+  EXPECT_EQ(Send(Request("GET", "/v2/health/live")).status, 200);
 }
 
 // A GET of /v2/health/live whose headers (request line included) come to about
