@@ -8,7 +8,6 @@
 #include <google/protobuf/struct.pb.h>
 #include <google/protobuf/util/json_util.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -59,21 +58,6 @@ std::string Request(const std::string& method, const std::string& path,
   if (!authorization.empty())
     absl::StrAppend(&request, "Authorization: ", authorization, "\r\n");
   return absl::StrCat(request, "\r\n", body);
-}
-
-// A TCP connection to 127.0.0.1:`port`; -1 when it fails.
-int Connect(int port) {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_port = htons(static_cast<uint16_t>(port));
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (fd >= 0 &&
-      connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0) {
-    close(fd);
-    return -1;
-  }
-  return fd;
 }
 
 Struct ParseJson(const std::string& json) {
@@ -306,10 +290,8 @@ TEST_F(HttpTest, CompressedBodiesAreReadWithinTheBodyLimit) {
 // Sends `at_once`, then `trickled` a byte every 20 ms until the server stops taking
 // it; returns what the server answered ("" when it just closed).
 std::string Trickle(int port, const std::string& at_once, const std::string& trickled) {
-  const int fd = Connect(port);
+  const int fd = testing::ConnectTcp(port, absl::Seconds(30));
   if (fd < 0) return "cannot connect";
-  const timeval wait = absl::ToTimeval(absl::Seconds(30));
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof(wait));
   send(fd, at_once.data(), at_once.size(), MSG_NOSIGNAL);
   for (char byte : trickled) {
     if (send(fd, &byte, 1, MSG_NOSIGNAL) != 1) break;
@@ -643,7 +625,7 @@ TEST_F(HttpTest, BadHttpGetsA4xxWithAJsonErrorAndTheServerServesOn) {
   // request timeout (1 s), and a real request is served once a thread frees.
   std::vector<int> idle;
   for (int i = 0; i < 12; ++i) {
-    const int fd = Connect(http_port_);
+    const int fd = testing::ConnectTcp(http_port_, absl::Seconds(30));
     ASSERT_GE(fd, 0);
     idle.push_back(fd);
   }
@@ -803,7 +785,7 @@ TEST(HttpShutdownTest, HalfSentRequestsAndHandshakesDoNotHoldUpSigterm) {
       // Over HTTPS the bytes are no ClientHello: the handshake fails at once and only
       // the silent connection stays.
       if (tls && !half.empty()) continue;
-      stalled.push_back(Connect(port));
+      stalled.push_back(testing::ConnectTcp(port, absl::Seconds(30)));
       ASSERT_GE(stalled.back(), 0);
       ASSERT_EQ(send(stalled.back(), half.data(), half.size(), MSG_NOSIGNAL),
                 static_cast<ssize_t>(half.size()));

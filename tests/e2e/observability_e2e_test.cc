@@ -3,7 +3,6 @@
 // Every test runs the real headway_server binary on localhost ports.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -82,25 +81,6 @@ TEST(MetricsTest, ExposesRequestsBatchesLoadsAndSwapsInPrometheusFormat) {
   std::filesystem::remove_all(dir);
 }
 
-// A TCP connection to 127.0.0.1:`port` that sent `bytes` and then nothing; its reads
-// give up after `timeout`. -1 when it cannot connect.
-int StalledConnection(int port, const std::string& bytes, absl::Duration timeout) {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_port = htons(static_cast<uint16_t>(port));
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  const timeval wait = absl::ToTimeval(timeout);
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof(wait));
-  if (connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0 ||
-      send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL) !=
-          static_cast<ssize_t>(bytes.size())) {
-    close(fd);
-    return -1;
-  }
-  return fd;
-}
-
 // Clients that stop halfway through a scrape request, more of them than the metrics
 // port has threads, neither keep Prometheus out nor stay connected: the server drops
 // each (end of stream) well within 20 s. civetweb's own timeout is 30 s per read, so
@@ -112,9 +92,12 @@ TEST(MetricsTest, StalledClientsAreDroppedAndScrapesServedBesideThem) {
   const int port = (*server)->metrics_port();
   std::vector<int> stalled;
   for (int i = 0; i < 8; ++i) {
-    stalled.push_back(StalledConnection(
-        port, i % 2 == 0 ? "" : "GET /metrics HTTP/1.1\r\n", absl::Seconds(20)));
+    // Half of them send nothing, half a request line.
+    const std::string half = i % 2 == 0 ? "" : "GET /metrics HTTP/1.1\r\n";
+    stalled.push_back(testing::ConnectTcp(port, absl::Seconds(20)));
     ASSERT_GE(stalled.back(), 0);
+    ASSERT_EQ(send(stalled.back(), half.data(), half.size(), MSG_NOSIGNAL),
+              static_cast<ssize_t>(half.size()));
   }
   const absl::StatusOr<testing::HttpReply> scrape = testing::HttpExchange(
       port, "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",

@@ -143,18 +143,26 @@ int ServerProcess::Stop() {
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
-absl::StatusOr<HttpReply> HttpExchange(int port, const std::string& request,
-                                       absl::Duration timeout) {
+int ConnectTcp(int port, absl::Duration read_timeout) {
   const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return absl::InternalError("socket failed");
+  if (fd < 0) return -1;
   sockaddr_in address{};
   address.sin_family = AF_INET;
   address.sin_port = htons(static_cast<uint16_t>(port));
   address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  const timeval wait = absl::ToTimeval(timeout);
+  const timeval wait = absl::ToTimeval(read_timeout);
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof(wait));
   if (connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0) {
     close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+absl::StatusOr<HttpReply> HttpExchange(int port, const std::string& request,
+                                       absl::Duration timeout) {
+  const int fd = ConnectTcp(port, timeout);
+  if (fd < 0) {
     return absl::UnavailableError(absl::StrCat("cannot connect to 127.0.0.1:", port));
   }
   // A server may answer (and close) before the whole request is sent.

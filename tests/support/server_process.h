@@ -70,6 +70,10 @@ struct HttpReply {
   std::string body;
 };
 
+// A TCP connection to 127.0.0.1:`port` whose reads wait at most `read_timeout`: its
+// file descriptor (the caller closes it), or -1 when it cannot connect.
+int ConnectTcp(int port, absl::Duration read_timeout);
+
 // Sends `request` (raw bytes) to 127.0.0.1:`port` and reads the reply until the server
 // closes the connection, each read waiting at most `timeout`.
 absl::StatusOr<HttpReply> HttpExchange(int port, const std::string& request,
