@@ -62,6 +62,12 @@ class HeadwayServer {
     // in that client, not in the server's memory, and its calls that time out there
     // cost the server nothing. 0: gRPC's default (no limit).
     int max_concurrent_streams = kDefaultMaxConcurrentStreams;
+    // How long a client connection lives: then the server sends GOAWAY (gRPC adds
+    // +-10% jitter), calls in progress finish on it, and the client's next calls go
+    // out on a new connection, resolving the target again, so clients of a fleet
+    // behind one name (a headless Service) find replicas added since they connected.
+    // Infinite: connections live until the client closes them.
+    absl::Duration max_connection_age = absl::Minutes(5);
     // A unix socket the server also listens on, plaintext, with every service: for
     // local clients such as a container's health check, which then need not know the
     // port or the TLS settings. Empty: none. A folder the server cannot write to

@@ -72,6 +72,11 @@ ABSL_FLAG(int, max_concurrent_streams, headway::kDefaultMaxConcurrentStreams,
           "more; its further calls wait in the client until one ends, so a flood from "
           "one connection waits there, not in the server's memory. 0: no limit "
           "(gRPC's default).");
+ABSL_FLAG(absl::Duration, grpc_max_connection_age, absl::Minutes(5),
+          "How long a gRPC client connection lives before the server asks the client "
+          "to reconnect (calls in progress finish first), so long-lived clients of a "
+          "fleet behind one name find replicas added since they connected. inf: "
+          "never.");
 ABSL_FLAG(std::string, local_socket, "",
           "A unix socket path the server also listens on, plaintext, with every "
           "service (admin calls still need the token): for local clients such as the "
@@ -362,6 +367,12 @@ int Serve() {
     return Fail(absl::InvalidArgumentError(
         absl::StrCat("--max_concurrent_streams must be 0 (no limit) or 2 or more, not ",
                      options.max_concurrent_streams)));
+  }
+  options.max_connection_age = absl::GetFlag(FLAGS_grpc_max_connection_age);
+  if (options.max_connection_age < absl::Milliseconds(100)) {
+    return Fail(absl::InvalidArgumentError(
+        absl::StrCat("--grpc_max_connection_age must be at least 100ms (or inf), not ",
+                     absl::FormatDuration(options.max_connection_age))));
   }
   options.local_socket = absl::GetFlag(FLAGS_local_socket);
   options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);

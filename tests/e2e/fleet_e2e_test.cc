@@ -12,11 +12,14 @@
 
 #include <fstream>
 #include <iostream>
+#include <set>
 #include <thread>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "client/channel.h"
 #include "client/headway_client.h"
@@ -291,6 +294,54 @@ TEST(FleetTest, ThreeReplicasServeAPersistedSwapAndRefuseABrokenHeadTogether) {
                 HasSubstr(absl::StrCat("digest=\"", rolled_out[0].substr(2, 12), "\"")));
   }
   std::filesystem::remove_all(store);
+}
+
+// The local ports of this machine's established TCP connections to 127.0.0.1:`port`
+// (the client ends), from /proc/net/tcp and tcp6 (gRPC connects over IPv6 sockets,
+// to ::ffff:127.0.0.1).
+std::set<int> ClientPortsTo(int port) {
+  std::set<int> ports;
+  const std::string loopback_port = absl::StrFormat("0100007F:%04X", port);
+  for (const char* table_path : {"/proc/net/tcp", "/proc/net/tcp6"}) {
+    std::ifstream table(table_path);
+    std::string line;
+    std::getline(table, line);  // the column names
+    while (std::getline(table, line)) {
+      // "sl local_address rem_address st ...", addresses as hex IP:port.
+      std::vector<std::string> fields = absl::StrSplit(line, ' ', absl::SkipEmpty());
+      if (fields.size() < 4 || !absl::EndsWith(fields[2], loopback_port) ||
+          fields[3] != "01") {
+        continue;
+      }
+      ports.insert(std::stoi(fields[1].substr(fields[1].find(':') + 1), nullptr, 16));
+    }
+  }
+  return ports;
+}
+
+// A long-lived client is asked to reconnect every --grpc_max_connection_age (here
+// 300 ms), so that it resolves its target again and finds replicas added since; calls
+// in flight finish on the old connection and the next ones go out on a new one, so
+// none fails.
+TEST(FleetTest, ClientConnectionsAreRenewedWithoutFailingACall) {
+  Served served = Serve(testing::ModelStore(), {"--grpc_max_connection_age=300ms"});
+  ASSERT_NE(served.client, nullptr);
+  const LoadOptions load =
+      testing::DigitLoad(served.server->target(), 8, absl::Seconds(4), 2100);
+  absl::StatusOr<LoadReport> report = absl::UnknownError("not run");
+  std::thread generator([&] { report = RunLoad(load); });
+  std::set<int> seen;
+  for (int i = 0; i < 30; ++i) {
+    absl::SleepFor(absl::Milliseconds(100));
+    for (int port : ClientPortsTo(served.server->port())) seen.insert(port);
+  }
+  generator.join();
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_GT(report->ok, 0);
+  EXPECT_TRUE(report->errors.empty()) << report->ToJson();
+  // The test's own client and the load generator's channel, each renewed several
+  // times in 3 s; without the flag, each keeps one connection.
+  EXPECT_GE(seen.size(), 5u) << absl::StrJoin(seen, ",");
 }
 
 // Replicas on one host see each other's store writes through inotify: with an hour

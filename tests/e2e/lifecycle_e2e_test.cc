@@ -12,6 +12,7 @@
 #include <fstream>
 #include <iostream>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -384,12 +385,18 @@ TEST(LoadGeneratorTest, CountsCallsThatCompleteInsideTheWindow) {
   std::filesystem::remove_all(store);
 }
 
-TEST(StartupTest, ANegativeMallocRetentionRefusesToStartNamingTheFlag) {
-  absl::StatusOr<std::unique_ptr<ServerProcess>> server =
-      ServerProcess::Start(testing::ModelStore(), {"--malloc_retain_mb=-1"});
-  ASSERT_FALSE(server.ok());
-  EXPECT_THAT(std::string(server.status().message()),
-              HasSubstr("--malloc_retain_mb must be 0 or more, not -1"));
+TEST(StartupTest, BadSettingsRefuseToStartNamingTheFlag) {
+  const std::pair<const char*, const char*> cases[] = {
+      {"--malloc_retain_mb=-1", "--malloc_retain_mb must be 0 or more, not -1"},
+      {"--grpc_max_connection_age=0s",
+       "--grpc_max_connection_age must be at least 100ms (or inf), not 0"},
+  };
+  for (const auto& [flag, message] : cases) {
+    absl::StatusOr<std::unique_ptr<ServerProcess>> server =
+        ServerProcess::Start(testing::ModelStore(), {flag});
+    ASSERT_FALSE(server.ok()) << flag;
+    EXPECT_THAT(std::string(server.status().message()), HasSubstr(message));
+  }
 }
 
 }  // namespace
