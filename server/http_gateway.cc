@@ -9,7 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "server/header_capped_http_server.h"
+#include "server/hardened_http_server.h"
 #include "server/http_json.h"
 
 namespace headway {
@@ -54,13 +54,13 @@ HttpGateway::HttpGateway(const Options& options, std::shared_ptr<grpc::Channel> 
 absl::StatusOr<std::unique_ptr<HttpGateway>> HttpGateway::Start(
     const Options& options, std::shared_ptr<grpc::Channel> channel) {
   std::unique_ptr<HttpGateway> gateway(new HttpGateway(options, std::move(channel)));
+  const HardenedHttpLimits limits{static_cast<size_t>(options.max_header_bytes),
+                                  options.threads};
   if (options.tls_cert_file.empty()) {
-    gateway->server_ = std::make_unique<HeaderCappedHttpServer>(
-        static_cast<size_t>(options.max_header_bytes));
+    gateway->server_ = std::make_unique<HardenedHttpServer>(limits);
   } else {
-    gateway->server_ = std::make_unique<HeaderCappedHttpsServer>(
-        static_cast<size_t>(options.max_header_bytes), options.tls_cert_file.c_str(),
-        options.tls_key_file.c_str(),
+    gateway->server_ = std::make_unique<HardenedHttpsServer>(
+        limits, options.tls_cert_file.c_str(), options.tls_key_file.c_str(),
         options.tls_client_ca_file.empty() ? nullptr
                                            : options.tls_client_ca_file.c_str());
     if (!gateway->server_->is_valid()) {
@@ -73,8 +73,6 @@ absl::StatusOr<std::unique_ptr<HttpGateway>> HttpGateway::Start(
     }
   }
   httplib::Server& server = *gateway->server_;
-  const int threads = options.threads;
-  server.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   server.set_read_timeout(Chrono(options.request_timeout));
   server.set_write_timeout(Chrono(options.request_timeout));
   server.set_keep_alive_timeout(std::max<time_t>(

@@ -2,13 +2,14 @@
 // cpp-httplib (Debian's libcpp-httplib, built with OpenSSL 3: the HTTPS the civetweb
 // package cannot do): a fixed pool of threads, keep-alive connections.
 //
-// Bounds, so that HTTP clients cannot hold the server: over plain HTTP, headers of
-// more than max_header_bytes (HeaderCappedHttpServer) are refused (400); a body
-// longer than max_body_bytes, or a compressed one (Content-Encoding gzip, deflate or
-// br) that inflates past it, is refused (413) without buffering more than the limit;
-// a request whose headers or body do not arrive within request_timeout is answered
-// 400 or dropped, which also frees the threads that idle connections hold. Every
-// answer is JSON, errors included.
+// Bounds, so that HTTP clients cannot hold the server (HardenedHttpServer): headers
+// of more than max_header_bytes are refused (400); a body longer than
+// max_body_bytes, or a compressed one (Content-Encoding gzip, deflate or br) that
+// inflates past it, is refused (413) without buffering more than the limit; a
+// request whose headers and body do not arrive within request_timeout of its first
+// byte is answered 400 or dropped; a connection that sends nothing gives its thread
+// up at once while other connections wait for one. Every answer is JSON, errors
+// included.
 //
 // With a certificate it serves HTTPS only, from the gRPC port's TLS flags (and with a
 // client CA, mutual TLS: a client without a certificate the CA signed cannot connect);

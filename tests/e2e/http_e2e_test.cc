@@ -621,10 +621,12 @@ TEST_F(HttpTest, BadHttpGetsA4xxWithAJsonErrorAndTheServerServesOn) {
   EXPECT_THAT(Send(Request("PUT", "/v2/models/digits/infer", "{}")).headers,
               HasSubstr("Allow: POST"));
 
-  // More idle connections than the server has threads (4): each is dropped after the
-  // request timeout (1 s), and a real request is served once a thread frees.
+  // Far more idle connections than the server has threads (4): while they wait for
+  // a thread, each gives it up at once instead of holding it for the keep-alive
+  // timeout (1 s here), so a real request is served beside them; 200 of them used to
+  // keep it waiting 50 s, past Send's 30 s.
   std::vector<int> idle;
-  for (int i = 0; i < 12; ++i) {
+  for (int i = 0; i < 200; ++i) {
     const int fd = testing::ConnectTcp(http_port_, absl::Seconds(30));
     ASSERT_GE(fd, 0);
     idle.push_back(fd);

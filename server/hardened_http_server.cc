@@ -1,4 +1,4 @@
-#include "server/header_capped_http_server.h"
+#include "server/hardened_http_server.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -14,38 +14,97 @@
 #include <chrono>
 #include <climits>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <string>
+#include <thread>
 #include <utility>
+#include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/functional/function_ref.h"
+#include "absl/synchronization/mutex.h"
 
 namespace headway {
 namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// How long one wait on a socket lasts before it looks again whether the server stops.
-constexpr int64_t kStopCheckMs = 10;
+// How long one wait on a socket lasts before it looks again whether to give up.
+constexpr int64_t kWaitStepMs = 10;
+
+int64_t MillisecondsSince(Clock::time_point start) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start)
+      .count();
+}
 
 // Waits until `fd` has `events`, at most `timeout_ms`, ending early (false) once
-// `stopping()`; true when it has them.
+// `give_up()`, which is asked before the first wait and every kWaitStepMs; true when
+// it has them.
 bool WaitFor(int fd, short events, int64_t timeout_ms,
-             const std::function<bool()>& stopping) {
-  const Clock::time_point deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
+             absl::FunctionRef<bool()> give_up) {
+  const Clock::time_point start = Clock::now();
   for (;;) {
-    const int64_t left =
-        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now())
-            .count();
+    if (give_up()) return false;
+    const int64_t left = timeout_ms - MillisecondsSince(start);
     pollfd entry{fd, events, 0};
     const int ready =
-        poll(&entry, 1, static_cast<int>(std::clamp<int64_t>(left, 0, kStopCheckMs)));
+        poll(&entry, 1, static_cast<int>(std::clamp<int64_t>(left, 0, kWaitStepMs)));
     if (ready > 0) return true;
-    if (ready < 0 && errno != EINTR) return false;
-    if (left <= 0 || stopping()) return false;
+    if ((ready < 0 && errno != EINTR) || left <= 0) return false;
   }
 }
+
+// httplib's ThreadPool, counting the jobs (accepted connections) that wait for a
+// thread in `waiting`. Queued jobs still run after shutdown() (each closes its
+// connection at once, the server having stopped).
+class CountingThreadPool final : public httplib::TaskQueue {
+ public:
+  CountingThreadPool(int threads, std::atomic<int>& waiting) : waiting_(waiting) {
+    for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { Work(); });
+  }
+
+  void enqueue(std::function<void()> job) override {
+    absl::MutexLock lock(&mutex_);
+    jobs_.push_back(std::move(job));
+    waiting_.fetch_add(1);
+  }
+
+  void shutdown() override {
+    {
+      absl::MutexLock lock(&mutex_);
+      stopping_ = true;
+    }
+    for (std::thread& thread : threads_) thread.join();
+  }
+
+ private:
+  void Work() {
+    for (;;) {
+      std::function<void()> job;
+      {
+        absl::MutexLock lock(&mutex_);
+        mutex_.Await(absl::Condition(
+            +[](CountingThreadPool* pool) ABSL_EXCLUSIVE_LOCKS_REQUIRED(pool->mutex_) {
+              return pool->stopping_ || !pool->jobs_.empty();
+            },
+            this));
+        if (jobs_.empty()) return;
+        job = std::move(jobs_.front());
+        jobs_.pop_front();
+        waiting_.fetch_sub(1);
+      }
+      job();
+    }
+  }
+
+  std::atomic<int>& waiting_;
+  absl::Mutex mutex_;
+  std::deque<std::function<void()>> jobs_ ABSL_GUARDED_BY(mutex_);
+  bool stopping_ ABSL_GUARDED_BY(mutex_) = false;
+  std::vector<std::thread> threads_;
+};
 
 int64_t Milliseconds(time_t seconds, time_t microseconds) {
   return static_cast<int64_t>(seconds) * 1000 + microseconds / 1000;
@@ -67,22 +126,23 @@ void AddressOf(int fd, bool peer, std::string& ip, int& port) {
 }
 
 // A connection as the library's Stream, over the socket or, with a TLS session, over
-// TLS, counting each request's header bytes: a read that would pass the cap fails,
-// and the library refuses the request. A request's headers and body must arrive
-// within the read timeout of its first byte (the library's own timeout is per read,
-// so a client sending a byte at a time could hold a thread for ever). Every wait on
-// the socket is bounded by its timeout and ends early once `stopping()`.
-class HeaderCappedStream final : public httplib::Stream {
+// TLS: it counts each request's header bytes (a read that would pass the cap fails,
+// and the library refuses the request) and gives each request the read timeout once,
+// from its first byte. Every wait on the socket is bounded by its timeout and ends
+// early once `stopping()`; a wait for a connection's next bytes also ends once it
+// has lasted kCrowdedIdleMs while `crowded()` (other connections wait for a thread).
+class GuardedStream final : public httplib::Stream {
  public:
   struct Options {
     int64_t read_timeout_ms = 0;
     int64_t write_timeout_ms = 0;
     size_t max_header_bytes = 0;
     std::function<bool()> stopping;
+    std::function<bool()> crowded;
   };
 
   // `ssl` (nullable) is a TLS session on `fd`, which is then non-blocking.
-  HeaderCappedStream(int fd, SSL* ssl, Options options)
+  GuardedStream(int fd, SSL* ssl, Options options)
       : fd_(fd), ssl_(ssl), options_(std::move(options)) {}
 
   // Runs the server's side of the TLS handshake; false when it failed or timed out.
@@ -90,15 +150,26 @@ class HeaderCappedStream final : public httplib::Stream {
     return RunTls(options_.read_timeout_ms, [&] { return SSL_accept(ssl_); }) > 0;
   }
 
-  // Waits at most `timeout_ms` for the next request's first bytes (TLS may hold some
-  // decrypted already); true when they came. The bytes read after it are counted as
-  // that request's headers until a blank line, and all of them must come within the
-  // read timeout.
+  // Waits at most `timeout_ms` for the connection's next bytes (TLS may hold some
+  // decrypted already), or kCrowdedIdleMs while the server is crowded; true when
+  // they came.
+  bool AwaitInput(int64_t timeout_ms) const {
+    if (ssl_ != nullptr && SSL_pending(ssl_) > 0) return true;
+    const Clock::time_point start = Clock::now();
+    return WaitFor(fd_, POLLIN, timeout_ms, [&] {
+      return options_.stopping() ||
+             (MillisecondsSince(start) >= kCrowdedIdleMs && options_.crowded());
+    });
+  }
+
+  // AwaitInput for the next request: the bytes read after it are counted as that
+  // request's headers until a blank line, and all of them must come within the read
+  // timeout.
   bool AwaitRequest(int64_t timeout_ms) {
     in_headers_ = true;
     header_bytes_ = 0;
     last_four_ = 0;
-    if (!HasInput(timeout_ms)) return false;
+    if (!AwaitInput(timeout_ms)) return false;
     request_deadline_ =
         Clock::now() + std::chrono::milliseconds(options_.read_timeout_ms);
     return true;
@@ -154,6 +225,7 @@ class HeaderCappedStream final : public httplib::Stream {
                                     .count());
   }
 
+  // Whether bytes can be read within `timeout_ms`.
   bool HasInput(int64_t timeout_ms) const {
     return (ssl_ != nullptr && SSL_pending(ssl_) > 0) ||
            WaitFor(fd_, POLLIN, timeout_ms, options_.stopping);
@@ -178,8 +250,7 @@ class HeaderCappedStream final : public httplib::Stream {
   // Returns the step's positive result, 0 when the peer closed the TLS session, or -1
   // on failure, timeout or stop.
   int RunTls(int64_t timeout_ms, absl::FunctionRef<int()> step) {
-    const Clock::time_point deadline =
-        Clock::now() + std::chrono::milliseconds(timeout_ms);
+    const Clock::time_point start = Clock::now();
     for (;;) {
       ERR_clear_error();
       const int done = step();
@@ -187,11 +258,9 @@ class HeaderCappedStream final : public httplib::Stream {
       const int error = SSL_get_error(ssl_, done);
       if (error == SSL_ERROR_ZERO_RETURN) return 0;
       if (error != SSL_ERROR_WANT_READ && error != SSL_ERROR_WANT_WRITE) return -1;
-      const int64_t left =
-          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now())
-              .count();
-      if (!WaitFor(fd_, error == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT,
-                   std::max<int64_t>(0, left), options_.stopping)) {
+      const int64_t left = std::max<int64_t>(0, timeout_ms - MillisecondsSince(start));
+      if (!WaitFor(fd_, error == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT, left,
+                   options_.stopping)) {
         return -1;
       }
     }
@@ -209,7 +278,7 @@ class HeaderCappedStream final : public httplib::Stream {
 // Serves requests on one connection through `stream`: at most `max_requests`, each
 // awaited for at most `keep_alive_seconds`. `process` is the library's
 // process_request. Returns whether the last request was served.
-bool ServeConnection(HeaderCappedStream& stream, size_t max_requests,
+bool ServeConnection(GuardedStream& stream, size_t max_requests,
                      time_t keep_alive_seconds,
                      absl::FunctionRef<bool(httplib::Stream&, bool, bool&)> process) {
   bool served = false;
@@ -229,12 +298,20 @@ void CloseSocket(int fd) {
 
 }  // namespace
 
-bool HeaderCappedHttpServer::process_and_close_socket(socket_t sock) {
-  HeaderCappedStream stream(
+HardenedHttpServer::HardenedHttpServer(const HardenedHttpLimits& limits)
+    : limits_(limits) {
+  new_task_queue = [this] {
+    return new CountingThreadPool(limits_.threads, waiting_connections_);
+  };
+}
+
+bool HardenedHttpServer::process_and_close_socket(socket_t sock) {
+  GuardedStream stream(
       sock, /*ssl=*/nullptr,
       {Milliseconds(read_timeout_sec_, read_timeout_usec_),
-       Milliseconds(write_timeout_sec_, write_timeout_usec_), max_header_bytes_,
-       [this] { return svr_sock_ == INVALID_SOCKET; }});
+       Milliseconds(write_timeout_sec_, write_timeout_usec_), limits_.max_header_bytes,
+       [this] { return svr_sock_ == INVALID_SOCKET; },
+       [this] { return waiting_connections_.load() > 0; }});
   const bool served = ServeConnection(
       stream, keep_alive_max_count_, keep_alive_timeout_sec_,
       [this](httplib::Stream& strm, bool close_connection, bool& connection_closed) {
@@ -244,18 +321,30 @@ bool HeaderCappedHttpServer::process_and_close_socket(socket_t sock) {
   return served;
 }
 
-bool HeaderCappedHttpsServer::process_and_close_socket(socket_t sock) {
+HardenedHttpsServer::HardenedHttpsServer(const HardenedHttpLimits& limits,
+                                         const char* cert_file, const char* key_file,
+                                         const char* client_ca_file)
+    : httplib::SSLServer(cert_file, key_file, client_ca_file), limits_(limits) {
+  new_task_queue = [this] {
+    return new CountingThreadPool(limits_.threads, waiting_connections_);
+  };
+}
+
+bool HardenedHttpsServer::process_and_close_socket(socket_t sock) {
   const std::unique_ptr<SSL, decltype(&SSL_free)> ssl(SSL_new(ssl_context()), &SSL_free);
   const int flags = fcntl(sock, F_GETFL);
   bool served = false;
   if (ssl != nullptr && flags >= 0 && fcntl(sock, F_SETFL, flags | O_NONBLOCK) == 0 &&
       SSL_set_fd(ssl.get(), sock) == 1) {
-    HeaderCappedStream stream(
+    GuardedStream stream(
         sock, ssl.get(),
         {Milliseconds(read_timeout_sec_, read_timeout_usec_),
-         Milliseconds(write_timeout_sec_, write_timeout_usec_), max_header_bytes_,
-         [this] { return svr_sock_ == INVALID_SOCKET; }});
-    if (stream.AcceptTls()) {
+         Milliseconds(write_timeout_sec_, write_timeout_usec_), limits_.max_header_bytes,
+         [this] { return svr_sock_ == INVALID_SOCKET; },
+         [this] { return waiting_connections_.load() > 0; }});
+    // The client's hello, awaited as a request is.
+    if (stream.AwaitInput(int64_t{keep_alive_timeout_sec_} * 1000) &&
+        stream.AcceptTls()) {
       served = ServeConnection(
           stream, keep_alive_max_count_, keep_alive_timeout_sec_,
           [this](httplib::Stream& strm, bool close_connection, bool& connection_closed) {
