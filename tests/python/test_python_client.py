@@ -7,11 +7,13 @@ PYTHONPATH.
 import json
 import os
 import pathlib
+import re
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 import urllib.request
@@ -61,7 +63,8 @@ class Server:
         self.log = open(self.dir / "server.log", "w+")
         self.process = subprocess.Popen(
             [SERVER_BINARY, "--host=127.0.0.1", "--port=0",
-             f"--port_file={self.dir / 'port'}", "--metrics_address=",
+             f"--port_file={self.dir / 'port'}", "--metrics_address=127.0.0.1:0",
+             f"--metrics_port_file={self.dir / 'metrics_port'}",
              f"--http_port={free_port()}", f"--http_port_file={self.dir / 'http_port'}",
              f"--model_store={store}", f"--admin_token_file={self.dir / 'token'}"],
             stdout=self.log, stderr=subprocess.STDOUT)
@@ -73,6 +76,16 @@ class Server:
             time.sleep(0.05)
         self.target = f"127.0.0.1:{(self.dir / 'port').read_text().strip()}"
         self.http = f"http://127.0.0.1:{(self.dir / 'http_port').read_text().strip()}"
+        self.metrics = (f"http://127.0.0.1:"
+                        f"{(self.dir / 'metrics_port').read_text().strip()}/metrics")
+
+    def classify_calls_served(self) -> int:
+        """Classify calls this server answered OK, from its metrics."""
+        with urllib.request.urlopen(self.metrics, timeout=30) as reply:
+            text = reply.read().decode()
+        match = re.search(r'headway_requests_total\{code="OK",head="digit",'
+                          r'model="digits",rpc="Classify"\} (\d+)', text)
+        return int(match.group(1)) if match else 0
 
     def stop(self):
         self.process.terminate()
@@ -290,6 +303,50 @@ class PythonClientTest(unittest.TestCase):
         np.testing.assert_allclose(arrays["embedding"],
                                    self.client.embed("digits", tensor[0]).embeddings[0],
                                    atol=1e-4)
+
+
+class PythonClientFleetTest(unittest.TestCase):
+    """One client over three replicas, named as a comma-separated list."""
+
+    def test_calls_spread_over_replicas_and_survive_one_killed(self):
+        store = pathlib.Path(tempfile.mkdtemp(prefix="headway-py-fleet-"))
+        shutil.copytree(MODEL_STORE / "digits", store / "digits")
+        servers = [Server(store) for _ in range(3)]
+        try:
+            client = HeadwayClient(",".join(s.target for s in servers), timeout=60)
+            seven = png_bytes(digit_cell(3507))
+            for _ in range(30):
+                result = client.classify("digits", seven, top_k=1)
+                self.assertEqual(result.results[0].labels[0].label, "7")
+            served = [s.classify_calls_served() for s in servers]
+            self.assertEqual(sum(served), 30)
+            self.assertTrue(all(count > 0 for count in served), served)
+
+            # Four callers for 3 s; one replica is killed after 1 s. Calls it had
+            # fail over to the others (UNAVAILABLE is retried), and none fails.
+            errors, answered = [], []
+            def call_for(seconds: float):
+                end = time.monotonic() + seconds
+                while time.monotonic() < end:
+                    try:
+                        client.classify("digits", seven, top_k=1)
+                        answered.append(1)
+                    except HeadwayError as error:
+                        errors.append(error.code.name)
+            callers = [threading.Thread(target=call_for, args=(3.0,)) for _ in range(4)]
+            for caller in callers:
+                caller.start()
+            time.sleep(1.0)
+            servers[1].process.kill()
+            for caller in callers:
+                caller.join()
+            self.assertEqual(errors, [])
+            self.assertGreater(len(answered), 0)
+            client.close()
+        finally:
+            for server in servers:
+                server.stop()
+            shutil.rmtree(store, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,9 @@ image is, or float32 [C, H, W], the model's input as it is. A numpy array with o
 more dimension is a batch of them (a 3-d uint8 array is one image when its last
 dimension is 1 or 3, else a batch of grey images).
 
+A target may name several replicas (a comma-separated list, or a name resolving to
+several): calls spread over those that are SERVING and are retried on UNAVAILABLE.
+
 Errors raise HeadwayError with the server's gRPC status code and message.
 Needs Debian's python3-grpcio, python3-protobuf and python3-numpy; the stubs under
 headway_client._proto are generated from proto/ by generate_stubs.py.
@@ -25,6 +28,8 @@ from headway_client.client import (
     HeadwayClient,
     HeadwayError,
     ScoredLabel,
+    channel_target,
+    service_config,
 )
 
 __all__ = [
@@ -34,4 +39,6 @@ __all__ = [
     "HeadwayClient",
     "HeadwayError",
     "ScoredLabel",
+    "channel_target",
+    "service_config",
 ]

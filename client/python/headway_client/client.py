@@ -3,6 +3,7 @@ fine-tuning jobs and health over headway.v1."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import pathlib
 from typing import Iterable, Iterator, List, Optional, Sequence, Union
@@ -101,20 +102,64 @@ def _to_inputs(inputs: Union[Input, Sequence[Input]]) -> List[inference_pb2.Inpu
     return wire
 
 
+def channel_target(target: str) -> str:
+    """gRPC's name for `target`: a comma-separated list of replicas
+    ("10.0.0.1:50051,10.0.0.2:50051") becomes an ipv4: (or ipv6:) list; any other
+    target ("host:port", "dns:///headway:50051") is used as given."""
+    if "," not in target or ":" not in target or "://" in target or \
+            target.startswith(("ipv4:", "ipv6:")):
+        return target
+    return ("ipv6:" if target.startswith("[") else "ipv4:") + target
+
+
+def service_config(serving_only: bool = True) -> str:
+    """The channel's service config, as Headway's C++ client has it: calls spread
+    round robin over every address the target resolves to; Embed, Classify and health
+    checks retried on UNAVAILABLE (what a replica that went away answers); with
+    `serving_only`, gRPC's client-side health checking keeps calls off replicas whose
+    health is not SERVING (loading or draining)."""
+    config = {
+        "loadBalancingConfig": [{"round_robin": {}}],
+        "methodConfig": [{
+            "name": [{"service": "headway.v1.InferenceService"},
+                     {"service": "grpc.health.v1.Health"}],
+            "retryPolicy": {
+                "maxAttempts": 4,
+                "initialBackoff": "0.05s",
+                "maxBackoff": "1s",
+                "backoffMultiplier": 2,
+                "retryableStatusCodes": ["UNAVAILABLE"],
+            },
+        }],
+    }
+    if serving_only:
+        config["healthCheckConfig"] = {"serviceName": ""}
+    return json.dumps(config)
+
+
 class HeadwayClient:
-    """A connection to one Headway server (or several replicas behind one target)."""
+    """A connection to one Headway server, or to several replicas: a comma-separated
+    list of addresses, or a name that resolves to several ("dns:///headway:50051", a
+    headless Service). Calls spread over the replicas that are SERVING and are retried
+    on another when one goes away. Management calls go to one replica each; with
+    `persist=True` the shared store carries a change to every replica."""
 
     def __init__(self, target: str = "127.0.0.1:50051", *, timeout: float = 30.0,
                  admin_token: Optional[str] = None,
                  root_certificates: Optional[bytes] = None,
                  wait_for_ready: bool = True,
+                 serving_only: bool = True,
                  max_message_bytes: int = 64 << 20):
         """`timeout` bounds each call (seconds). `admin_token` is sent as a bearer token
         on the calls that change what is served. `root_certificates` (PEM) turns on
         TLS. With `wait_for_ready`, calls wait (within `timeout`) for a server that is
-        starting instead of failing at once."""
+        starting instead of failing at once. With `serving_only`, calls go only to
+        replicas whose health is SERVING (off: to any that accepts connections)."""
         options = [("grpc.max_receive_message_length", max_message_bytes),
-                   ("grpc.max_send_message_length", max_message_bytes)]
+                   ("grpc.max_send_message_length", max_message_bytes),
+                   ("grpc.service_config", service_config(serving_only)),
+                   ("grpc.enable_retries", 1)]
+        target = channel_target(target)
         if root_certificates is not None:
             self._channel = grpc.secure_channel(
                 target, grpc.ssl_channel_credentials(root_certificates), options)
