@@ -82,12 +82,33 @@ std::string ServiceConfig(bool serving_only) {
 
 }  // namespace
 
-std::string ChannelTarget(const std::string& target) {
-  if (target.find(',') == std::string::npos || target.find(':') == std::string::npos ||
-      target.find("://") != std::string::npos) {
+absl::StatusOr<std::string> ChannelTarget(const std::string& target) {
+  const bool has_scheme =
+      absl::StartsWith(target, "ipv4:") || absl::StartsWith(target, "ipv6:") ||
+      absl::StartsWith(target, "dns:") || absl::StartsWith(target, "unix:");
+  if (target.find(',') == std::string::npos || target.find("://") != std::string::npos ||
+      has_scheme) {
     return target;
   }
   const bool ipv6 = target.front() == '[';
+  for (absl::string_view replica : absl::StrSplit(target, ',', absl::SkipWhitespace())) {
+    replica = absl::StripAsciiWhitespace(replica);
+    // "IP:port", or "[IPv6]:port"; gRPC's ipv4:/ipv6: lists take addresses only.
+    const size_t colon = replica.rfind(':');
+    absl::string_view host = replica.substr(0, std::min(colon, replica.size()));
+    const bool bracketed =
+        absl::ConsumePrefix(&host, "[") && absl::ConsumeSuffix(&host, "]");
+    unsigned char address[sizeof(in6_addr)];
+    const std::string host_text(host);
+    if (colon == absl::string_view::npos || bracketed != ipv6 ||
+        inet_pton(ipv6 ? AF_INET6 : AF_INET, host_text.c_str(), address) != 1) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "a list of replicas names each by ", ipv6 ? "[IPv6]:port" : "IP:port",
+          ", and \"", replica.substr(0, 100),
+          "\" is not; for replicas behind one name, give the name alone "
+          "(dns:///NAME:PORT resolves to every address)"));
+    }
+  }
   return absl::StrCat(ipv6 ? "ipv6:" : "ipv4:", target);
 }
 
@@ -154,7 +175,9 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(
   if (tls.enabled() && !tls.server_name.empty()) {
     arguments.SetSslTargetNameOverride(tls.server_name);
   }
-  return grpc::CreateCustomChannel(ChannelTarget(target), *credentials, arguments);
+  absl::StatusOr<std::string> channel_target = ChannelTarget(target);
+  if (!channel_target.ok()) return channel_target.status();
+  return grpc::CreateCustomChannel(*channel_target, *credentials, arguments);
 }
 
 }  // namespace headway

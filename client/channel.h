@@ -41,7 +41,9 @@ struct TlsOptions {
 
 // The gRPC target for `target`: a comma-separated list of IP:port addresses becomes an
 // "ipv4:" (or "ipv6:") target URI; anything else is returned unchanged.
-std::string ChannelTarget(const std::string& target);
+// INVALID_ARGUMENT, naming the entry, for a list holding anything but addresses (a
+// host name: gRPC's lists take addresses only).
+absl::StatusOr<std::string> ChannelTarget(const std::string& target);
 
 // One replica of a fleet, addressed on its own.
 struct ReplicaTarget {

@@ -308,6 +308,18 @@ class PythonClientTest(unittest.TestCase):
 class PythonClientFleetTest(unittest.TestCase):
     """One client over three replicas, named as a comma-separated list."""
 
+    def test_a_list_of_replicas_takes_addresses_and_refuses_names(self):
+        self.assertEqual(headway_client.channel_target("10.0.0.5:1,10.0.0.6:1"),
+                         "ipv4:10.0.0.5:1,10.0.0.6:1")
+        self.assertEqual(headway_client.channel_target("[::1]:1,[::2]:1"),
+                         "ipv6:[::1]:1,[::2]:1")
+        for target in ("127.0.0.1:50051", "dns:///headway:50051", "headway:50051"):
+            self.assertEqual(headway_client.channel_target(target), target)
+        for target in ("localhost:1,localhost:2", "10.0.0.5,10.0.0.6",
+                       "10.0.0.5:1,[::1]:1"):
+            with self.assertRaisesRegex(ValueError, "dns:///NAME:PORT"):
+                HeadwayClient(target)
+
     def test_calls_spread_over_replicas_and_survive_one_killed(self):
         store = pathlib.Path(tempfile.mkdtemp(prefix="headway-py-fleet-"))
         shutil.copytree(MODEL_STORE / "digits", store / "digits")

@@ -3,6 +3,7 @@ fine-tuning jobs and health over headway.v1."""
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 import os
 import pathlib
@@ -105,11 +106,25 @@ def _to_inputs(inputs: Union[Input, Sequence[Input]]) -> List[inference_pb2.Inpu
 def channel_target(target: str) -> str:
     """gRPC's name for `target`: a comma-separated list of replicas
     ("10.0.0.1:50051,10.0.0.2:50051") becomes an ipv4: (or ipv6:) list; any other
-    target ("host:port", "dns:///headway:50051") is used as given."""
-    if "," not in target or ":" not in target or "://" in target or \
-            target.startswith(("ipv4:", "ipv6:")):
+    target ("host:port", "dns:///headway:50051") is used as given. ValueError for a
+    list that names a host (gRPC's lists take addresses only)."""
+    if "," not in target or "://" in target or \
+            target.startswith(("ipv4:", "ipv6:", "dns:", "unix:")):
         return target
-    return ("ipv6:" if target.startswith("[") else "ipv4:") + target
+    ipv6 = target.startswith("[")
+    for replica in filter(None, (part.strip() for part in target.split(","))):
+        host, colon, _ = replica.rpartition(":")
+        bracketed = host.startswith("[") and host.endswith("]")
+        try:
+            version = ipaddress.ip_address(host[1:-1] if bracketed else host).version
+        except ValueError:
+            version = 0
+        if not colon or bracketed != ipv6 or version != (6 if ipv6 else 4):
+            raise ValueError(
+                f"a list of replicas names each by {'[IPv6]:port' if ipv6 else 'IP:port'}"
+                f", and {replica[:100]!r} is not; for replicas behind one name, give the "
+                f"name alone (dns:///NAME:PORT resolves to every address)")
+    return ("ipv6:" if ipv6 else "ipv4:") + target
 
 
 def service_config(serving_only: bool = True) -> str:
