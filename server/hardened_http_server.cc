@@ -24,12 +24,16 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/functional/function_ref.h"
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 
 namespace headway {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+// How long a plain HTTP request to the HTTPS port is read after its answer.
+constexpr int64_t kPlainHttpLingerMs = 200;
 
 // How long one wait on a socket lasts before it looks again whether to give up.
 constexpr int64_t kWaitStepMs = 10;
@@ -291,6 +295,36 @@ bool ServeConnection(GuardedStream& stream, size_t max_requests,
   return served;
 }
 
+// Whether a connection's first bytes (already arrived) are a plain HTTP request line
+// ("GET ", "POST", ...) rather than a TLS record, which starts with a byte below 0x20.
+bool StartsAsPlainHttp(int fd) {
+  char first = 0;
+  return recv(fd, &first, 1, MSG_PEEK) == 1 && first >= 'A' && first <= 'Z';
+}
+
+// Answers a plain HTTP request sent to the HTTPS port with a 400 that says so (the
+// client would otherwise see the connection close with no answer), then reads what
+// the client sent for at most `linger_ms`, so that closing does not reset the
+// connection before the client has read the answer.
+void AnswerPlainHttpOnHttpsPort(int fd, int64_t linger_ms,
+                                absl::FunctionRef<bool()> stopping) {
+  static constexpr char kBody[] =
+      R"({"error": "this port serves HTTPS only: use https://", "code": "INVALID_ARGUMENT"})";
+  const std::string answer = absl::StrCat(
+      "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: ",
+      sizeof(kBody) - 1, "\r\nConnection: close\r\n\r\n", kBody);
+  if (send(fd, answer.data(), answer.size(), MSG_NOSIGNAL) !=
+      static_cast<ssize_t>(answer.size())) {
+    return;
+  }
+  shutdown(fd, SHUT_WR);
+  const Clock::time_point start = Clock::now();
+  char discard[4096];
+  while (WaitFor(fd, POLLIN, linger_ms - MillisecondsSince(start), stopping) &&
+         recv(fd, discard, sizeof(discard), 0) > 0) {
+  }
+}
+
 void CloseSocket(int fd) {
   shutdown(fd, SHUT_RDWR);
   close(fd);
@@ -343,8 +377,11 @@ bool HardenedHttpsServer::process_and_close_socket(socket_t sock) {
          [this] { return svr_sock_ == INVALID_SOCKET; },
          [this] { return waiting_connections_.load() > 0; }});
     // The client's hello, awaited as a request is.
-    if (stream.AwaitInput(int64_t{keep_alive_timeout_sec_} * 1000) &&
-        stream.AcceptTls()) {
+    const bool hello = stream.AwaitInput(int64_t{keep_alive_timeout_sec_} * 1000);
+    if (hello && StartsAsPlainHttp(sock)) {
+      AnswerPlainHttpOnHttpsPort(sock, kPlainHttpLingerMs,
+                                 [this] { return svr_sock_ == INVALID_SOCKET; });
+    } else if (hello && stream.AcceptTls()) {
       served = ServeConnection(
           stream, keep_alive_max_count_, keep_alive_timeout_sec_,
           [this](httplib::Stream& strm, bool close_connection, bool& connection_closed) {

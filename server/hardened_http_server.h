@@ -21,7 +21,8 @@
 // keep-alive timeout. The HTTPS server also runs the TLS handshake (bounded by the
 // read timeout) on the library's SSL_CTX, so its certificate, key and client-CA
 // checks are the library's; the connection's socket stays non-blocking, and every
-// TLS read and write waits at most its timeout. Everything else (routing, handlers,
+// TLS read and write waits at most its timeout. A plain HTTP request sent to it is
+// answered 400 in plain HTTP, saying the port serves HTTPS only. Everything else (routing, handlers,
 // timeouts, limits) is the library's. Set threads here, not with new_task_queue.
 //
 // Thread-safe as httplib::Server is.

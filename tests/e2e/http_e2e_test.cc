@@ -691,10 +691,13 @@ TEST(HttpsTest, TheGrpcTlsFlagsServeHttpsAndMutualTls) {
     if (mutual) {
       EXPECT_THAT(curl(port, ca), HasSubstr("curl failed"));
     }
-    // Plain HTTP gets no answer from the HTTPS port.
+    // Plain HTTP to the HTTPS port is answered 400, saying to use HTTPS (it used to
+    // get the connection closed and nothing else).
     absl::StatusOr<testing::HttpReply> plain =
         testing::HttpExchange(port, Request("GET", "/v2/health/ready"), absl::Seconds(5));
-    EXPECT_FALSE(plain.ok() && plain->status == 200);
+    ASSERT_TRUE(plain.ok()) << plain.status();
+    EXPECT_EQ(plain->status, 400);
+    EXPECT_THAT(plain->body, HasSubstr("this port serves HTTPS only"));
   }
   std::filesystem::remove_all(dir);
 }
