@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "client/service_config.h"
 
 namespace headway {
 namespace {
@@ -55,29 +56,16 @@ absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeCredentials(
   return grpc::SslCredentials(ssl);
 }
 
-// Round robin over every address the target resolves to; inference and health calls
-// retried on UNAVAILABLE, which is what a replica that went away answers. With
-// `serving_only`, gRPC's client-side health checking also keeps calls off replicas
-// whose health is not SERVING (still loading, or draining).
+// The shared service config (kSharedServiceConfigJson). With `serving_only`, gRPC's
+// client-side health checking also keeps calls off replicas whose health is not
+// SERVING (still loading, or draining).
 std::string ServiceConfig(bool serving_only) {
-  return absl::StrCat(R"json({
-  "loadBalancingConfig": [{"round_robin": {}}],)json",
-                      serving_only ? R"json(
-  "healthCheckConfig": {"serviceName": ""},)json"
-                                   : "",
-                      R"json(
-  "methodConfig": [{
-    "name": [{"service": "headway.v1.InferenceService"},
-             {"service": "grpc.health.v1.Health"}],
-    "retryPolicy": {
-      "maxAttempts": 4,
-      "initialBackoff": "0.05s",
-      "maxBackoff": "1s",
-      "backoffMultiplier": 2,
-      "retryableStatusCodes": ["UNAVAILABLE"]
-    }
-  }]
-})json");
+  std::string config = kSharedServiceConfigJson;
+  if (serving_only) {
+    config.insert(config.find('{') + 1,
+                  R"json("healthCheckConfig": {"serviceName": ""},)json");
+  }
+  return config;
 }
 
 }  // namespace

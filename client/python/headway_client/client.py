@@ -128,25 +128,13 @@ def channel_target(target: str) -> str:
 
 
 def service_config(serving_only: bool = True) -> str:
-    """The channel's service config, as Headway's C++ client has it: calls spread
-    round robin over every address the target resolves to; Embed, Classify and health
-    checks retried on UNAVAILABLE (what a replica that went away answers); with
-    `serving_only`, gRPC's client-side health checking keeps calls off replicas whose
-    health is not SERVING (loading or draining)."""
-    config = {
-        "loadBalancingConfig": [{"round_robin": {}}],
-        "methodConfig": [{
-            "name": [{"service": "headway.v1.InferenceService"},
-                     {"service": "grpc.health.v1.Health"}],
-            "retryPolicy": {
-                "maxAttempts": 4,
-                "initialBackoff": "0.05s",
-                "maxBackoff": "1s",
-                "backoffMultiplier": 2,
-                "retryableStatusCodes": ["UNAVAILABLE"],
-            },
-        }],
-    }
+    """The channel's service config, the one Headway's C++ client compiles in
+    (service_config.json beside this file): calls spread round robin over every
+    address the target resolves to; Embed, Classify and health checks retried on
+    UNAVAILABLE (what a replica that went away answers). With `serving_only`, gRPC's
+    client-side health checking keeps calls off replicas whose health is not SERVING
+    (loading or draining)."""
+    config = json.loads((pathlib.Path(__file__).parent / "service_config.json").read_text())
     if serving_only:
         config["healthCheckConfig"] = {"serviceName": ""}
     return json.dumps(config)
