@@ -19,6 +19,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -158,9 +159,8 @@ class GuardedStream final : public httplib::Stream {
   // decrypted already), or kCrowdedIdleMs while the server is crowded; true when
   // they came.
   bool AwaitInput(int64_t timeout_ms) const {
-    if (ssl_ != nullptr && SSL_pending(ssl_) > 0) return true;
     const Clock::time_point start = Clock::now();
-    return WaitFor(fd_, POLLIN, timeout_ms, [&] {
+    return HasInput(timeout_ms, [&] {
       return options_.stopping() ||
              (MillisecondsSince(start) >= kCrowdedIdleMs && options_.crowded());
     });
@@ -179,7 +179,9 @@ class GuardedStream final : public httplib::Stream {
     return true;
   }
 
-  bool is_readable() const override { return HasInput(ReadTimeLeftMs()); }
+  bool is_readable() const override {
+    return HasInput(ReadTimeLeftMs(), options_.stopping);
+  }
   bool is_writable() const override {
     return WaitFor(fd_, POLLOUT, options_.write_timeout_ms, options_.stopping);
   }
@@ -229,10 +231,11 @@ class GuardedStream final : public httplib::Stream {
                                     .count());
   }
 
-  // Whether bytes can be read within `timeout_ms`.
-  bool HasInput(int64_t timeout_ms) const {
+  // Whether bytes can be read within `timeout_ms` (TLS may hold some decrypted
+  // already), unless `give_up()` first.
+  bool HasInput(int64_t timeout_ms, absl::FunctionRef<bool()> give_up) const {
     return (ssl_ != nullptr && SSL_pending(ssl_) > 0) ||
-           WaitFor(fd_, POLLIN, timeout_ms, options_.stopping);
+           WaitFor(fd_, POLLIN, timeout_ms, give_up);
   }
 
   ssize_t ReadPlain(char* ptr, size_t size) {
@@ -302,17 +305,15 @@ bool StartsAsPlainHttp(int fd) {
   return recv(fd, &first, 1, MSG_PEEK) == 1 && first >= 'A' && first <= 'Z';
 }
 
-// Answers a plain HTTP request sent to the HTTPS port with a 400 that says so (the
-// client would otherwise see the connection close with no answer), then reads what
-// the client sent for at most `linger_ms`, so that closing does not reset the
-// connection before the client has read the answer.
-void AnswerPlainHttpOnHttpsPort(int fd, int64_t linger_ms,
-                                absl::FunctionRef<bool()> stopping) {
-  static constexpr char kBody[] =
-      R"({"error": "this port serves HTTPS only: use https://", "code": "INVALID_ARGUMENT"})";
+// Answers a plain HTTP request sent to the HTTPS port with a 400 whose body is
+// `json` (the client would otherwise see the connection close with no answer), then
+// reads what the client sent for at most `linger_ms`, so that closing does not reset
+// the connection before the client has read the answer.
+void AnswerPlainHttp(int fd, const std::string& json, int64_t linger_ms,
+                     absl::FunctionRef<bool()> stopping) {
   const std::string answer = absl::StrCat(
       "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: ",
-      sizeof(kBody) - 1, "\r\nConnection: close\r\n\r\n", kBody);
+      json.size(), "\r\nConnection: close\r\n\r\n", json);
   if (send(fd, answer.data(), answer.size(), MSG_NOSIGNAL) !=
       static_cast<ssize_t>(answer.size())) {
     return;
@@ -332,67 +333,58 @@ void CloseSocket(int fd) {
 
 }  // namespace
 
-HardenedHttpServer::HardenedHttpServer(const HardenedHttpLimits& limits)
-    : limits_(limits) {
-  new_task_queue = [this] {
+template <typename Library>
+void Hardened<Library>::UseCountingThreadPool() {
+  this->new_task_queue = [this] {
     return new CountingThreadPool(limits_.threads, waiting_connections_);
   };
 }
 
-bool HardenedHttpServer::process_and_close_socket(socket_t sock) {
-  GuardedStream stream(
-      sock, /*ssl=*/nullptr,
-      {Milliseconds(read_timeout_sec_, read_timeout_usec_),
-       Milliseconds(write_timeout_sec_, write_timeout_usec_), limits_.max_header_bytes,
-       [this] { return svr_sock_ == INVALID_SOCKET; },
-       [this] { return waiting_connections_.load() > 0; }});
-  const bool served = ServeConnection(
-      stream, keep_alive_max_count_, keep_alive_timeout_sec_,
-      [this](httplib::Stream& strm, bool close_connection, bool& connection_closed) {
-        return process_request(strm, close_connection, connection_closed, nullptr);
-      });
-  CloseSocket(sock);
-  return served;
-}
-
-HardenedHttpsServer::HardenedHttpsServer(const HardenedHttpLimits& limits,
-                                         const char* cert_file, const char* key_file,
-                                         const char* client_ca_file)
-    : httplib::SSLServer(cert_file, key_file, client_ca_file), limits_(limits) {
-  new_task_queue = [this] {
-    return new CountingThreadPool(limits_.threads, waiting_connections_);
+template <typename Library>
+bool Hardened<Library>::process_and_close_socket(socket_t sock) {
+  const auto stopping = [this] { return this->svr_sock_ == INVALID_SOCKET; };
+  GuardedStream::Options options{
+      Milliseconds(this->read_timeout_sec_, this->read_timeout_usec_),
+      Milliseconds(this->write_timeout_sec_, this->write_timeout_usec_),
+      limits_.max_header_bytes, stopping,
+      [this] { return waiting_connections_.load() > 0; }};
+  const auto serve = [this](GuardedStream& stream) {
+    return ServeConnection(
+        stream, this->keep_alive_max_count_, this->keep_alive_timeout_sec_,
+        [this](httplib::Stream& strm, bool close_connection, bool& connection_closed) {
+          return this->process_request(strm, close_connection, connection_closed,
+                                       nullptr);
+        });
   };
-}
-
-bool HardenedHttpsServer::process_and_close_socket(socket_t sock) {
-  const std::unique_ptr<SSL, decltype(&SSL_free)> ssl(SSL_new(ssl_context()), &SSL_free);
-  const int flags = fcntl(sock, F_GETFL);
   bool served = false;
-  if (ssl != nullptr && flags >= 0 && fcntl(sock, F_SETFL, flags | O_NONBLOCK) == 0 &&
-      SSL_set_fd(ssl.get(), sock) == 1) {
-    GuardedStream stream(
-        sock, ssl.get(),
-        {Milliseconds(read_timeout_sec_, read_timeout_usec_),
-         Milliseconds(write_timeout_sec_, write_timeout_usec_), limits_.max_header_bytes,
-         [this] { return svr_sock_ == INVALID_SOCKET; },
-         [this] { return waiting_connections_.load() > 0; }});
-    // The client's hello, awaited as a request is.
-    const bool hello = stream.AwaitInput(int64_t{keep_alive_timeout_sec_} * 1000);
-    if (hello && StartsAsPlainHttp(sock)) {
-      AnswerPlainHttpOnHttpsPort(sock, kPlainHttpLingerMs,
-                                 [this] { return svr_sock_ == INVALID_SOCKET; });
-    } else if (hello && stream.AcceptTls()) {
-      served = ServeConnection(
-          stream, keep_alive_max_count_, keep_alive_timeout_sec_,
-          [this](httplib::Stream& strm, bool close_connection, bool& connection_closed) {
-            return process_request(strm, close_connection, connection_closed, nullptr);
-          });
-      // Tells the client the session ended; not waited for.
-      if (served) SSL_shutdown(ssl.get());
+  if constexpr (std::is_same_v<Library, httplib::SSLServer>) {
+    const std::unique_ptr<SSL, decltype(&SSL_free)> ssl(SSL_new(this->ssl_context()),
+                                                        &SSL_free);
+    const int flags = fcntl(sock, F_GETFL);
+    if (ssl != nullptr && flags >= 0 && fcntl(sock, F_SETFL, flags | O_NONBLOCK) == 0 &&
+        SSL_set_fd(ssl.get(), sock) == 1) {
+      GuardedStream stream(sock, ssl.get(), std::move(options));
+      // The client's hello, awaited as a request is.
+      const bool hello = stream.AwaitInput(int64_t{this->keep_alive_timeout_sec_} * 1000);
+      if (hello && StartsAsPlainHttp(sock)) {
+        if (!limits_.plain_http_answer.empty()) {
+          AnswerPlainHttp(sock, limits_.plain_http_answer, kPlainHttpLingerMs, stopping);
+        }
+      } else if (hello && stream.AcceptTls()) {
+        served = serve(stream);
+        // Tells the client the session ended; not waited for.
+        if (served) SSL_shutdown(ssl.get());
+      }
     }
+  } else {
+    GuardedStream stream(sock, /*ssl=*/nullptr, std::move(options));
+    served = serve(stream);
   }
   CloseSocket(sock);
   return served;
 }
+
+template class Hardened<httplib::Server>;
+template class Hardened<httplib::SSLServer>;
 
 }  // namespace headway

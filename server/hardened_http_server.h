@@ -22,8 +22,12 @@
 // read timeout) on the library's SSL_CTX, so its certificate, key and client-CA
 // checks are the library's; the connection's socket stays non-blocking, and every
 // TLS read and write waits at most its timeout. A plain HTTP request sent to it is
-// answered 400 in plain HTTP, saying the port serves HTTPS only. Everything else (routing, handlers,
-// timeouts, limits) is the library's. Set threads here, not with new_task_queue.
+// answered 400 in plain HTTP with `plain_http_answer` (the gateway's JSON error).
+// Everything else (routing, handlers, timeouts, limits) is the library's. Set
+// threads here, not with new_task_queue.
+//
+// One class template over the library's two servers, instantiated in the .cc for
+// httplib::Server and httplib::SSLServer only.
 //
 // Thread-safe as httplib::Server is.
 #ifndef HEADWAY_SERVER_HARDENED_HTTP_SERVER_H_
@@ -33,23 +37,37 @@
 
 #include <atomic>
 #include <cstddef>
+#include <string>
+#include <utility>
 
 namespace headway {
 
 struct HardenedHttpLimits {
   size_t max_header_bytes = 64 << 10;
   int threads = 16;
+  // HTTPS only: the body of the 400 that answers a plain HTTP request; empty closes
+  // such a connection without an answer.
+  std::string plain_http_answer;
 };
 
 // How long a connection that has sent nothing keeps its thread while other accepted
 // connections wait for one.
 inline constexpr int kCrowdedIdleMs = 20;
 
-class HardenedHttpServer : public httplib::Server {
+template <typename Library>  // httplib::Server or httplib::SSLServer
+class Hardened final : public Library {
  public:
-  explicit HardenedHttpServer(const HardenedHttpLimits& limits);
+  // `library_args` go to the library's constructor: for SSLServer the certificate
+  // and key files, and the client CA file (nullable) that asks every client for a
+  // certificate that CA signed.
+  template <typename... LibraryArgs>
+  explicit Hardened(const HardenedHttpLimits& limits, LibraryArgs&&... library_args)
+      : Library(std::forward<LibraryArgs>(library_args)...), limits_(limits) {
+    UseCountingThreadPool();
+  }
 
  private:
+  void UseCountingThreadPool();
   bool process_and_close_socket(socket_t sock) override;
 
   const HardenedHttpLimits limits_;
@@ -57,19 +75,10 @@ class HardenedHttpServer : public httplib::Server {
   std::atomic<int> waiting_connections_{0};
 };
 
-class HardenedHttpsServer : public httplib::SSLServer {
- public:
-  // As httplib::SSLServer's: PEM files; `client_ca_file` (nullable) asks every client
-  // for a certificate that CA signed.
-  HardenedHttpsServer(const HardenedHttpLimits& limits, const char* cert_file,
-                      const char* key_file, const char* client_ca_file);
-
- private:
-  bool process_and_close_socket(socket_t sock) override;
-
-  const HardenedHttpLimits limits_;
-  std::atomic<int> waiting_connections_{0};
-};
+using HardenedHttpServer = Hardened<httplib::Server>;
+using HardenedHttpsServer = Hardened<httplib::SSLServer>;
+extern template class Hardened<httplib::Server>;
+extern template class Hardened<httplib::SSLServer>;
 
 }  // namespace headway
 

@@ -54,8 +54,9 @@ HttpGateway::HttpGateway(const Options& options, std::shared_ptr<grpc::Channel> 
 absl::StatusOr<std::unique_ptr<HttpGateway>> HttpGateway::Start(
     const Options& options, std::shared_ptr<grpc::Channel> channel) {
   std::unique_ptr<HttpGateway> gateway(new HttpGateway(options, std::move(channel)));
-  const HardenedHttpLimits limits{static_cast<size_t>(options.max_header_bytes),
-                                  options.threads};
+  const HardenedHttpLimits limits{
+      static_cast<size_t>(options.max_header_bytes), options.threads,
+      ErrorJson(absl::InvalidArgumentError("this port serves HTTPS only: use https://"))};
   if (options.tls_cert_file.empty()) {
     gateway->server_ = std::make_unique<HardenedHttpServer>(limits);
   } else {
