@@ -11,7 +11,10 @@
 #include <cerrno>
 #include <climits>
 #include <filesystem>
+#include <memory>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
@@ -20,6 +23,7 @@
 #include "model_store/thread_name.h"
 #include "model_store/torch_runtime.h"
 #include "server/event_log.h"
+#include "server/unparsed_request_interceptor.h"
 
 namespace headway {
 
@@ -153,6 +157,11 @@ absl::StatusOr<std::unique_ptr<HeadwayServer>> HeadwayServer::Start(
         static_cast<int>(std::min<int64_t>(
             absl::ToInt64Milliseconds(options.max_connection_age), INT_MAX)));
   }
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
+      interceptors;
+  interceptors.push_back(std::make_unique<UnparsedRequestInterceptorFactory>(
+      options.metrics, &server->unparsed_requests_));
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
   builder.RegisterService(&server->inference_);
   builder.RegisterService(&server->management_);
   builder.RegisterService(&server->open_inference_);

@@ -11,7 +11,8 @@
 //
 // Inference runs on the worker pool; management calls (loads, unloads, swaps) on a
 // management pool of their own, at a lower priority (kBackgroundNiceness), so they
-// never occupy a thread inference needs nor take its CPU time.
+// never occupy a thread inference needs nor take its CPU time. A request whose bytes
+// do not parse is answered INVALID_ARGUMENT (UnparsedRequestInterceptorFactory).
 //
 // Thread-safe. Owns both pools and the gRPC server; the registry and metrics must
 // outlive it.
@@ -30,6 +31,7 @@
 #include "model_store/model_registry.h"
 #include "server/admin_auth.h"
 #include "server/call_gate.h"
+#include "server/client_error_log.h"
 #include "server/inference_service.h"
 #include "server/management_service.h"
 #include "server/open_inference_service.h"
@@ -129,6 +131,8 @@ class HeadwayServer {
   InferenceServiceImpl inference_;
   ManagementServiceImpl management_;
   OpenInferenceServiceImpl open_inference_;
+  // Requests that do not parse (UnparsedRequestInterceptorFactory), logged at its rate.
+  ClientErrorLog unparsed_requests_;
   std::unique_ptr<grpc::Server> server_;
   // Between MarkServing and Drain (the Open Inference Protocol's ServerReady).
   std::atomic<bool> ready_{false};

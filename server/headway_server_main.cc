@@ -38,6 +38,7 @@
 #include "server/flood_memory.h"
 #include "server/headway_server.h"
 #include "server/http_gateway.h"
+#include "server/protobuf_log.h"
 #include "server/server_metrics.h"
 #include "server/tls.h"
 #include "version/build_type_defaults.h"
@@ -532,6 +533,9 @@ int main(int argc, char** argv) {
   // Image decoders' stderr diagnostics become parts of error messages (before any
   // thread starts: see cerr_capture.h).
   headway::InstallCerrRouting();
+  // Protobuf's own messages (one per request with invalid UTF-8, say) as events, at a
+  // bounded rate (before any thread starts: SetLogHandler is not thread-safe).
+  headway::RouteProtobufLogs();
   // Before any thread lowers its priority (loads, swaps, the store follower).
   headway::StartBasePriorityThreads();
   const int64_t retain_mb = absl::GetFlag(FLAGS_malloc_retain_mb);

@@ -2,6 +2,8 @@
 // with small input limits. Each case expects one status code and a message naming the
 // problem; after the table the server still answers correctly and nothing changed.
 #include <gmock/gmock.h>
+#include <grpcpp/create_channel.h>
+#include <grpcpp/generic/generic_stub.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -16,6 +18,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/synchronization/notification.h"
 #include "client/headway_client.h"
 #include "tests/support/digits_data.h"
 #include "tests/support/server_process.h"
@@ -214,6 +217,28 @@ class BadInputTest : public ::testing::Test {
     request.set_model(std::move(model));
     for (v1::Input& input : inputs) *request.add_inputs() = std::move(input);
     return client_->Embed(request).status();
+  }
+
+  // `bytes` sent as the request of `method` ("/package.Service/Method"), unparsed.
+  absl::Status RawCall(const std::string& method, const std::string& bytes) {
+    const std::shared_ptr<grpc::Channel> channel =
+        grpc::CreateChannel(server_->target(), grpc::InsecureChannelCredentials());
+    grpc::GenericStub stub(channel);
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    grpc::Slice slice(bytes);
+    const grpc::ByteBuffer request(&slice, 1);
+    grpc::ByteBuffer response;
+    grpc::Status answer;
+    absl::Notification answered;
+    stub.UnaryCall(&context, method, grpc::StubOptions(), &request, &response,
+                   [&](grpc::Status status) {
+                     answer = std::move(status);
+                     answered.Notify();
+                   });
+    answered.WaitForNotification();
+    return absl::Status(static_cast<absl::StatusCode>(answer.error_code()),
+                        answer.error_message());
   }
 
   // A swap of the "digit" head; `edit` fills in the rest.
@@ -468,10 +493,29 @@ TEST_F(BadInputTest, EachBadRequestGetsItsStatusAndTheServerKeepsServing) {
          return client_->UnloadModel(r).status();
        },
        Code::kInvalidArgument, "(600000 bytes)"},
-      // protobuf refuses to parse it, so the request never reaches Headway; gRPC 1.51's
-      // callback server answers UNIMPLEMENTED for a request it cannot parse.
+      // Requests protobuf cannot parse never reach Headway's services (gRPC 1.51's
+      // callback server answered them UNIMPLEMENTED with no message).
       {"model name with invalid UTF-8",
-       [&] { return Classify({Image(png)}, invalid_utf8); }, Code::kUnimplemented, ""},
+       [&] { return Classify({Image(png)}, invalid_utf8); }, Code::kInvalidArgument,
+       "the request's bytes do not parse as message headway.v1.ClassifyRequest"},
+      {"truncated protobuf (a field longer than the request)",
+       [&] {
+         return RawCall("/headway.v1.InferenceService/Embed",
+                        "\x0a\x50"
+                        "abc");
+       },
+       Code::kInvalidArgument, "do not parse as message headway.v1.EmbedRequest"},
+      {"protobuf with an invalid wire type",
+       [&] {
+         return RawCall("/inference.GRPCInferenceService/ModelInfer", "\xff\xff\xff");
+       },
+       Code::kInvalidArgument, "do not parse as message inference.ModelInferRequest"},
+      {"a swap whose head name is invalid UTF-8",
+       [&] { return Swap([&](auto& r) { r.set_head(invalid_utf8); }); },
+       Code::kInvalidArgument, "do not parse as message headway.v1.HotSwapHeadRequest"},
+      {"a method the server lacks is still UNIMPLEMENTED",
+       [&] { return RawCall("/headway.v1.InferenceService/Nope", ""); },
+       Code::kUnimplemented, ""},
       {"unknown head", [&] { return Classify({Image(png)}, "digits", "cats"); },
        Code::kNotFound, "has no head \"cats\"; its heads: digit"},
       {"negative top_k", [&] { return Classify({Image(png)}, "digits", "", -1); },
@@ -648,6 +692,9 @@ TEST_F(BadInputTest, EachBadRequestGetsItsStatusAndTheServerKeepsServing) {
 
   // Library diagnostics became parts of messages, not raw lines in the server's log.
   EXPECT_THAT(server_->Log(), ::testing::Not(HasSubstr("imdecode_")));
+  // Protobuf's own complaints too (invalid UTF-8 above): events, not free-form lines.
+  EXPECT_THAT(server_->Log(), ::testing::Not(HasSubstr("[libprotobuf")));
+  EXPECT_THAT(server_->Log(), HasSubstr("event=protobuf_log"));
 
   // Still serving, with the configured head at version 1, and the right answer.
   v1::ClassifyRequest request;
