@@ -1,5 +1,7 @@
 #include "server/http_api.h"
 
+#include <google/protobuf/stubs/common.h>  // IsStructurallyValidUTF8
+
 #include <algorithm>
 #include <chrono>
 #include <utility>
@@ -146,6 +148,12 @@ HttpResponse HttpApi::Handle(const HttpRequest& request) const {
                      "it, with an Inference-Header-Content-Length header)")));
     response.status = 415;
     return response;
+  }
+  // Names in the path become protobuf strings, which must be UTF-8.
+  if (!google::protobuf::internal::IsStructurallyValidUTF8(request.path) ||
+      !google::protobuf::internal::IsStructurallyValidUTF8(request.query)) {
+    return ErrorResponse(absl::InvalidArgumentError(
+        "the request's path or query is not valid UTF-8 (after percent-decoding)"));
   }
   std::vector<std::string> path = absl::StrSplit(request.path, '/', absl::SkipEmpty());
   if (path.empty()) return NotFound(request);

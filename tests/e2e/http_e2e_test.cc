@@ -569,6 +569,13 @@ TEST_F(HttpTest, BadHttpGetsA4xxWithAJsonErrorAndTheServerServesOn) {
       {"wrong method", Request("PUT", "/v2/models/digits/infer", "{}"), 405, "use POST"},
       {"unknown path", Request("GET", "/v3/anything"), 404, "no such path"},
       {"unknown model", Request("GET", "/v2/models/nonexistent"), 404, "nonexistent"},
+      // Names in a path become protobuf strings: invalid UTF-8 is refused up front
+      // (it reached gRPC and failed there as a request that does not parse).
+      {"a model name that is not UTF-8", Request("GET", "/v2/models/dig%FF%FEits"), 400,
+       "path or query is not valid UTF-8"},
+      {"JSON with a string that is not UTF-8",
+       Request("POST", "/v1/models/digits:classify", "{\"head\": \"\xff\"}"), 400,
+       "malformed JSON"},
       {"unknown output",
        Request("POST", "/v2/models/digits/infer",
                absl::StrCat(
