@@ -36,6 +36,9 @@ using Clock = std::chrono::steady_clock;
 // How long a plain HTTP request to the HTTPS port is read after its answer.
 constexpr int64_t kPlainHttpLingerMs = 200;
 
+// What shedding a connection reads of its request at most before answering.
+constexpr size_t kMaxDrainBytes = size_t{1} << 20;
+
 // How long one wait on a socket lasts before it looks again whether to give up.
 constexpr int64_t kWaitStepMs = 10;
 
@@ -61,18 +64,26 @@ bool WaitFor(int fd, short events, int64_t timeout_ms,
   }
 }
 
+// Whether the job running on this thread is a connection being shed
+// (CountingThreadPool), which process_and_close_socket answers 503 and closes.
+thread_local bool shedding_this_connection = false;
+
 // httplib's ThreadPool, counting the jobs (accepted connections) that wait for a
-// thread in `waiting`. Queued jobs still run after shutdown() (each closes its
-// connection at once, the server having stopped).
+// thread in `waiting`, with a thread of its own that sheds each job that has waited
+// `max_wait_ms` (negative: none is shed): it runs the job with
+// `shedding_this_connection` set. Queued jobs still run after shutdown() (each closes
+// its connection at once, the server having stopped).
 class CountingThreadPool final : public httplib::TaskQueue {
  public:
-  CountingThreadPool(int threads, std::atomic<int>& waiting) : waiting_(waiting) {
+  CountingThreadPool(int threads, int64_t max_wait_ms, std::atomic<int>& waiting)
+      : max_wait_(std::chrono::milliseconds(max_wait_ms)), waiting_(waiting) {
     for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { Work(); });
+    if (max_wait_ms >= 0) threads_.emplace_back([this] { Shed(); });
   }
 
   void enqueue(std::function<void()> job) override {
     absl::MutexLock lock(&mutex_);
-    jobs_.push_back(std::move(job));
+    jobs_.push_back({std::move(job), Clock::now()});
     waiting_.fetch_add(1);
   }
 
@@ -85,6 +96,11 @@ class CountingThreadPool final : public httplib::TaskQueue {
   }
 
  private:
+  struct Job {
+    std::function<void()> run;
+    Clock::time_point queued;
+  };
+
   void Work() {
     for (;;) {
       std::function<void()> job;
@@ -96,17 +112,65 @@ class CountingThreadPool final : public httplib::TaskQueue {
             },
             this));
         if (jobs_.empty()) return;
-        job = std::move(jobs_.front());
-        jobs_.pop_front();
-        waiting_.fetch_sub(1);
+        job = TakeFront();
       }
       job();
     }
   }
 
+  // Waits for the oldest job to pass max_wait_ (or for another to become the
+  // oldest), then sheds every job that has passed it.
+  void Shed() {
+    for (;;) {
+      std::vector<std::function<void()>> expired;
+      {
+        absl::MutexLock lock(&mutex_);
+        const Clock::time_point oldest = OldestQueued();
+        const absl::Time deadline =
+            oldest == Clock::time_point::max()
+                ? absl::InfiniteFuture()
+                : absl::Now() + absl::FromChrono(oldest + max_wait_ - Clock::now());
+        struct Watch {
+          CountingThreadPool* pool;
+          Clock::time_point oldest;
+        } watch{this, oldest};
+        mutex_.AwaitWithDeadline(
+            absl::Condition(
+                +[](Watch* w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(w->pool->mutex_) {
+                  return w->pool->stopping_ || w->pool->OldestQueued() != w->oldest;
+                },
+                &watch),
+            deadline);
+        if (stopping_) return;
+        const Clock::time_point now = Clock::now();
+        while (!jobs_.empty() && now - jobs_.front().queued >= max_wait_) {
+          expired.push_back(TakeFront());
+        }
+      }
+      for (std::function<void()>& job : expired) {
+        shedding_this_connection = true;
+        job();
+        shedding_this_connection = false;
+      }
+    }
+  }
+
+  std::function<void()> TakeFront() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
+    std::function<void()> job = std::move(jobs_.front().run);
+    jobs_.pop_front();
+    waiting_.fetch_sub(1);
+    return job;
+  }
+
+  // When the job waiting longest was queued; max() when none waits.
+  Clock::time_point OldestQueued() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
+    return jobs_.empty() ? Clock::time_point::max() : jobs_.front().queued;
+  }
+
+  const Clock::duration max_wait_;
   std::atomic<int>& waiting_;
   absl::Mutex mutex_;
-  std::deque<std::function<void()>> jobs_ ABSL_GUARDED_BY(mutex_);
+  std::deque<Job> jobs_ ABSL_GUARDED_BY(mutex_);
   bool stopping_ ABSL_GUARDED_BY(mutex_) = false;
   std::vector<std::thread> threads_;
 };
@@ -177,6 +241,11 @@ class GuardedStream final : public httplib::Stream {
     request_deadline_ =
         Clock::now() + std::chrono::milliseconds(options_.read_timeout_ms);
     return true;
+  }
+
+  // Whether bytes can be read without waiting (TLS may hold some decrypted already).
+  bool HasInputNow() const {
+    return HasInput(0, [] { return false; });
   }
 
   bool is_readable() const override {
@@ -298,6 +367,42 @@ bool ServeConnection(GuardedStream& stream, size_t max_requests,
   return served;
 }
 
+// A complete HTTP/1.1 answer with a JSON body after which the server closes the
+// connection; `headers` are extra lines, each ending in CRLF.
+std::string ClosingAnswer(absl::string_view status, absl::string_view json,
+                          absl::string_view headers = "") {
+  return absl::StrCat("HTTP/1.1 ", status,
+                      "\r\nContent-Type: application/json\r\nContent-Length: ",
+                      json.size(), "\r\n", headers, "Connection: close\r\n\r\n", json);
+}
+
+// The answer to a connection shed after waiting too long for a thread.
+std::string ShedAnswer(absl::string_view json) {
+  return ClosingAnswer("503 Service Unavailable", json, "Retry-After: 1\r\n");
+}
+
+// Reads and drops what a client has sent that can be read without waiting, at most
+// kMaxDrainBytes: a socket closed with unread bytes resets the connection, and the
+// client may lose the answer written before.
+void DrainReadable(GuardedStream& stream) {
+  char discard[16 << 10];
+  for (size_t drained = 0; drained < kMaxDrainBytes && stream.HasInputNow();) {
+    const ssize_t got = stream.read(discard, sizeof(discard));
+    if (got <= 0) return;
+    drained += static_cast<size_t>(got);
+  }
+}
+
+// Writes all of `data` through `stream` (each write bounded by its timeout).
+bool WriteAll(GuardedStream& stream, absl::string_view data) {
+  while (!data.empty()) {
+    const ssize_t sent = stream.write(data.data(), data.size());
+    if (sent <= 0) return false;
+    data.remove_prefix(static_cast<size_t>(sent));
+  }
+  return true;
+}
+
 // Whether a connection's first bytes (already arrived) are a plain HTTP request line
 // ("GET ", "POST", ...) rather than a TLS record, which starts with a byte below 0x20.
 bool StartsAsPlainHttp(int fd) {
@@ -311,9 +416,7 @@ bool StartsAsPlainHttp(int fd) {
 // the connection before the client has read the answer.
 void AnswerPlainHttp(int fd, const std::string& json, int64_t linger_ms,
                      absl::FunctionRef<bool()> stopping) {
-  const std::string answer = absl::StrCat(
-      "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: ",
-      json.size(), "\r\nConnection: close\r\n\r\n", json);
+  const std::string answer = ClosingAnswer("400 Bad Request", json);
   if (send(fd, answer.data(), answer.size(), MSG_NOSIGNAL) !=
       static_cast<ssize_t>(answer.size())) {
     return;
@@ -336,18 +439,27 @@ void CloseSocket(int fd) {
 template <typename Library>
 void Hardened<Library>::UseCountingThreadPool() {
   this->new_task_queue = [this] {
-    return new CountingThreadPool(limits_.threads, waiting_connections_);
+    return new CountingThreadPool(limits_.threads, limits_.max_queue_wait_ms,
+                                  waiting_connections_);
   };
 }
 
 template <typename Library>
 bool Hardened<Library>::process_and_close_socket(socket_t sock) {
+  // A connection shed for waiting too long: what it has sent is read and dropped,
+  // and it is answered 503, each step within kShedTlsMs.
+  const bool shed = shedding_this_connection;
   const auto stopping = [this] { return this->svr_sock_ == INVALID_SOCKET; };
   GuardedStream::Options options{
       Milliseconds(this->read_timeout_sec_, this->read_timeout_usec_),
       Milliseconds(this->write_timeout_sec_, this->write_timeout_usec_),
       limits_.max_header_bytes, stopping,
       [this] { return waiting_connections_.load() > 0; }};
+  if (shed) {
+    options.read_timeout_ms = kShedTlsMs;
+    options.write_timeout_ms = kShedTlsMs;
+    options.crowded = [] { return false; };
+  }
   const auto serve = [this](GuardedStream& stream) {
     return ServeConnection(
         stream, this->keep_alive_max_count_, this->keep_alive_timeout_sec_,
@@ -355,6 +467,10 @@ bool Hardened<Library>::process_and_close_socket(socket_t sock) {
           return this->process_request(strm, close_connection, connection_closed,
                                        nullptr);
         });
+  };
+  const auto answer_shed = [this](GuardedStream& stream) {
+    DrainReadable(stream);
+    WriteAll(stream, ShedAnswer(limits_.overload_answer));
   };
   bool served = false;
   if constexpr (std::is_same_v<Library, httplib::SSLServer>) {
@@ -365,20 +481,32 @@ bool Hardened<Library>::process_and_close_socket(socket_t sock) {
         SSL_set_fd(ssl.get(), sock) == 1) {
       GuardedStream stream(sock, ssl.get(), std::move(options));
       // The client's hello, awaited as a request is.
-      const bool hello = stream.AwaitInput(int64_t{this->keep_alive_timeout_sec_} * 1000);
+      const bool hello = stream.AwaitInput(
+          shed ? kShedTlsMs : int64_t{this->keep_alive_timeout_sec_} * 1000);
       if (hello && StartsAsPlainHttp(sock)) {
         if (!limits_.plain_http_answer.empty()) {
           AnswerPlainHttp(sock, limits_.plain_http_answer, kPlainHttpLingerMs, stopping);
         }
       } else if (hello && stream.AcceptTls()) {
-        served = serve(stream);
+        if (shed) {
+          // The request follows the handshake.
+          stream.AwaitRequest(kShedTlsMs);
+          answer_shed(stream);
+        } else {
+          served = serve(stream);
+        }
         // Tells the client the session ended; not waited for.
-        if (served) SSL_shutdown(ssl.get());
+        if (served || shed) SSL_shutdown(ssl.get());
       }
     }
   } else {
     GuardedStream stream(sock, /*ssl=*/nullptr, std::move(options));
-    served = serve(stream);
+    if (shed) {
+      answer_shed(stream);
+      shutdown(sock, SHUT_WR);
+    } else {
+      served = serve(stream);
+    }
   }
   CloseSocket(sock);
   return served;

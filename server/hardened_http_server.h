@@ -13,6 +13,10 @@
 //    requests) gives its thread up within kCrowdedIdleMs instead of holding it for
 //    the keep-alive timeout: otherwise a few hundred idle connections kept every
 //    request waiting for minutes;
+//  - a connection that has waited `max_queue_wait_ms` for a thread is shed: a
+//    thread of its own answers it 503 (over TLS after a handshake bounded by
+//    kShedTlsMs) and closes it, so overload is answered in bounded time rather than
+//    served late to clients that may have given up;
 //  - every wait on a socket ends once the server stops, so a half-sent request or a
 //    silent client cannot hold up the exit.
 //
@@ -37,6 +41,7 @@
 
 #include <atomic>
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <utility>
 
@@ -45,6 +50,11 @@ namespace headway {
 struct HardenedHttpLimits {
   size_t max_header_bytes = 64 << 10;
   int threads = 16;
+  // How long an accepted connection may wait for one of `threads`; past it, it is
+  // answered 503 with `overload_answer` (a JSON body) and Retry-After: 1, and closed,
+  // its request unserved. Negative: no bound.
+  int64_t max_queue_wait_ms = 1000;
+  std::string overload_answer;
   // HTTPS only: the body of the 400 that answers a plain HTTP request; empty closes
   // such a connection without an answer.
   std::string plain_http_answer;
@@ -53,6 +63,9 @@ struct HardenedHttpLimits {
 // How long a connection that has sent nothing keeps its thread while other accepted
 // connections wait for one.
 inline constexpr int kCrowdedIdleMs = 20;
+
+// How long shedding a TLS connection may spend on its handshake and answer.
+inline constexpr int kShedTlsMs = 200;
 
 template <typename Library>  // httplib::Server or httplib::SSLServer
 class Hardened final : public Library {

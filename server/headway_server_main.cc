@@ -120,7 +120,11 @@ ABSL_FLAG(int, http_port, 8000,
 ABSL_FLAG(std::string, http_port_file, "",
           "If set, the bound HTTP port is written to this file once it listens.");
 ABSL_FLAG(int, http_threads, 16,
-          "HTTP connections served at once; more wait in the listen queue.");
+          "HTTP connections served at once; more wait (--http_max_queue_wait).");
+ABSL_FLAG(absl::Duration, http_max_queue_wait, absl::Seconds(1),
+          "How long an HTTP connection waits for one of --http_threads; then it is "
+          "answered 503 with Retry-After: 1 instead of being served late. inf: no "
+          "bound.");
 ABSL_FLAG(int64_t, http_max_body_bytes, int64_t{64} << 20,
           "Largest HTTP request body; a longer one is refused (413) before it is read.");
 ABSL_FLAG(absl::Duration, http_request_timeout, absl::Seconds(30),
@@ -413,6 +417,7 @@ int Serve() {
     http_options.host = options.host;
     http_options.port = http_port;
     http_options.threads = absl::GetFlag(FLAGS_http_threads);
+    http_options.max_queue_wait = absl::GetFlag(FLAGS_http_max_queue_wait);
     http_options.max_body_bytes = absl::GetFlag(FLAGS_http_max_body_bytes);
     http_options.request_timeout = absl::GetFlag(FLAGS_http_request_timeout);
     http_options.tls_cert_file = absl::GetFlag(FLAGS_tls_cert_file);
@@ -518,10 +523,10 @@ int main(int argc, char** argv) {
   }
   headway::SetVersionFlag("headway_server");
   absl::SetProgramUsageMessage(kServerUsage);
-  if (absl::Status units =
-          headway::CheckDurationUnits(argc, argv,
-                                      {"store_poll_interval", "shutdown_grace",
-                                       "drain_delay", "http_request_timeout"});
+  if (absl::Status units = headway::CheckDurationUnits(
+          argc, argv,
+          {"store_poll_interval", "shutdown_grace", "drain_delay", "http_request_timeout",
+           "http_max_queue_wait"});
       !units.ok()) {
     return Fail(units);
   }

@@ -53,9 +53,27 @@ HttpGateway::HttpGateway(const Options& options, std::shared_ptr<grpc::Channel> 
 
 absl::StatusOr<std::unique_ptr<HttpGateway>> HttpGateway::Start(
     const Options& options, std::shared_ptr<grpc::Channel> channel) {
+  if (options.threads < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--http_threads must be 1 or more, not ", options.threads));
+  }
+  if (options.max_queue_wait < absl::Milliseconds(1)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--http_max_queue_wait must be at least 1ms (or inf), not ",
+                     absl::FormatDuration(options.max_queue_wait)));
+  }
   std::unique_ptr<HttpGateway> gateway(new HttpGateway(options, std::move(channel)));
   const HardenedHttpLimits limits{
       static_cast<size_t>(options.max_header_bytes), options.threads,
+      options.max_queue_wait == absl::InfiniteDuration()
+          ? int64_t{-1}
+          : absl::ToInt64Milliseconds(options.max_queue_wait),
+      ErrorJson(absl::UnavailableError(absl::StrCat(
+          "the server is overloaded: this connection waited ",
+          absl::FormatDuration(options.max_queue_wait), " for one of its ",
+          options.threads,
+          " HTTP threads (--http_max_queue_wait, --http_threads); retry later or on "
+          "another replica"))),
       ErrorJson(absl::InvalidArgumentError("this port serves HTTPS only: use https://"))};
   if (options.tls_cert_file.empty()) {
     gateway->server_ = std::make_unique<HardenedHttpServer>(limits);

@@ -8,8 +8,9 @@
 // inflates past it, is refused (413) without buffering more than the limit; a
 // request whose headers and body do not arrive within request_timeout of its first
 // byte is answered 400 or dropped; a connection that sends nothing gives its thread
-// up at once while other connections wait for one. Every answer is JSON, errors
-// included.
+// up at once while other connections wait for one; a connection that has waited
+// max_queue_wait for a thread is answered 503 (overload is shed, not served late).
+// Every answer is JSON, errors included.
 //
 // With a certificate it serves HTTPS only, from the gRPC port's TLS flags (and with a
 // client CA, mutual TLS: a client without a certificate the CA signed cannot connect);
@@ -45,6 +46,9 @@ class HttpGateway {
     int port = 8000;
     // Connections served at once; more wait their turn.
     int threads = 16;
+    // How long a connection waits for one of `threads`; then it is answered 503
+    // (Retry-After: 1) and closed. Infinite: no bound.
+    absl::Duration max_queue_wait = absl::Seconds(1);
     int64_t max_body_bytes = int64_t{64} << 20;
     // A request's headers, request line included (plain HTTP; over HTTPS the library
     // bounds each header line alone).
@@ -62,7 +66,7 @@ class HttpGateway {
   };
 
   // UNAVAILABLE when the port cannot be bound; INVALID_ARGUMENT for TLS files that
-  // cannot be used.
+  // cannot be used, or no threads, or a max_queue_wait under 1 ms.
   static absl::StatusOr<std::unique_ptr<HttpGateway>> Start(
       const Options& options, std::shared_ptr<grpc::Channel> channel);
   ~HttpGateway();

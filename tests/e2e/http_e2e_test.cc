@@ -769,6 +769,74 @@ TEST(HttpsTest, ServesBodiesAndKeepAliveAndBoundsHeaders) {
   std::filesystem::remove_all(dir);
 }
 
+// Overload is shed, not served late: with every HTTP thread held (by requests that
+// are half-sent, or TLS handshakes begun and not finished), a connection that has
+// waited --http_max_queue_wait for a thread is answered 503 with Retry-After and a
+// JSON error naming the flags, over HTTP and HTTPS. It used to wait until a thread
+// came free (29.7 s with the default 30 s request timeout, measured) and then be
+// served. Once the threads are free, requests are served again.
+TEST(HttpOverloadTest, ConnectionsThatWaitTooLongForAThreadAreAnswered503) {
+  const std::string dir = MakeTestCertificates();
+  for (bool tls : {false, true}) {
+    SCOPED_TRACE(tls ? "HTTPS" : "HTTP");
+    const int port = testing::FreePort();
+    std::vector<std::string> flags = {absl::StrCat("--http_port=", port),
+                                      "--http_threads=2", "--http_request_timeout=10m",
+                                      "--http_max_queue_wait=300ms"};
+    if (tls) {
+      flags.push_back("--tls_cert_file=" + dir + "/server.pem");
+      flags.push_back("--tls_key_file=" + dir + "/server.key");
+    }
+    absl::StatusOr<std::unique_ptr<testing::ServerProcess>> server =
+        testing::ServerProcess::Start(testing::ModelStore(), flags);
+    ASSERT_TRUE(server.ok()) << server.status();
+    // Sends `request` on a connection of its own; returns the raw answer.
+    const auto exchange = [&](const std::string& request) -> std::string {
+      if (!tls) {
+        absl::StatusOr<testing::HttpReply> reply =
+            testing::HttpExchange(port, request, absl::Seconds(30));
+        if (!reply.ok()) return std::string(reply.status().message());
+        return absl::StrCat(reply->headers, "\r\n", reply->body);
+      }
+      const std::string file = absl::StrCat(dir, "/request");
+      std::ofstream(file, std::ios::binary) << request;
+      std::string answer;
+      testing::RunCommand(
+          absl::StrCat("timeout 30 openssl s_client -quiet -ign_eof -connect 127.0.0.1:",
+                       port, " -CAfile ", dir, "/ca.pem < ", file, " 2>/dev/null"),
+          &answer);
+      return answer;
+    };
+    // Two connections take both threads and keep them: a request's first half, or
+    // the first bytes of a TLS record.
+    std::vector<int> holding;
+    for (int i = 0; i < 2; ++i) {
+      holding.push_back(testing::ConnectTcp(port, absl::Seconds(30)));
+      ASSERT_GE(holding.back(), 0);
+      const std::string half =
+          tls ? std::string("\x16\x03\x01\x00\x50", 5)
+              : std::string("GET /v2/health/live HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+      ASSERT_EQ(send(holding.back(), half.data(), half.size(), MSG_NOSIGNAL),
+                static_cast<ssize_t>(half.size()));
+    }
+    absl::SleepFor(absl::Milliseconds(200));
+    for (int i = 0; i < 3; ++i) {
+      const std::string shed = exchange(Request("GET", "/v2/health/ready"));
+      EXPECT_THAT(shed, HasSubstr("HTTP/1.1 503")) << shed;
+      EXPECT_THAT(shed, HasSubstr("Retry-After: 1")) << shed;
+      EXPECT_THAT(shed, HasSubstr("waited 300ms for one of its 2 HTTP threads "
+                                  "(--http_max_queue_wait, --http_threads)"))
+          << shed;
+      EXPECT_THAT(shed, HasSubstr(R"("code":"UNAVAILABLE")")) << shed;
+    }
+    for (int fd : holding) close(fd);
+    EXPECT_THAT(exchange(Request("GET", "/v2/health/ready")),
+                HasSubstr(R"({"ready":true})"));
+    EXPECT_EQ((*server)->Stop(), 0);
+  }
+  std::filesystem::remove_all(dir);
+}
+
 // SIGTERM is not held up by clients that stop halfway (a request's headers or body
 // half-sent, a TLS handshake never begun): their reads end when the server stops,
 // not after the request timeout (10 minutes here, past the test's own timeout).

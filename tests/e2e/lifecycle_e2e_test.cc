@@ -390,10 +390,14 @@ TEST(StartupTest, BadSettingsRefuseToStartNamingTheFlag) {
       {"--malloc_retain_mb=-1", "--malloc_retain_mb must be 0 or more, not -1"},
       {"--grpc_max_connection_age=0s",
        "--grpc_max_connection_age must be at least 100ms (or inf), not 0"},
+      {"--http_max_queue_wait=0s",
+       "--http_max_queue_wait must be at least 1ms (or inf), not 0"},
+      {"--http_threads=0", "--http_threads must be 1 or more, not 0"},
   };
   for (const auto& [flag, message] : cases) {
-    absl::StatusOr<std::unique_ptr<ServerProcess>> server =
-        ServerProcess::Start(testing::ModelStore(), {flag});
+    // With an HTTP port, so that its flags are read.
+    absl::StatusOr<std::unique_ptr<ServerProcess>> server = ServerProcess::Start(
+        testing::ModelStore(), {flag, absl::StrCat("--http_port=", testing::FreePort())});
     ASSERT_FALSE(server.ok()) << flag;
     EXPECT_THAT(std::string(server.status().message()), HasSubstr(message));
   }
