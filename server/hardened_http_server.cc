@@ -6,6 +6,8 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <poll.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -24,6 +26,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/functional/function_ref.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
@@ -68,113 +71,6 @@ bool WaitFor(int fd, short events, int64_t timeout_ms,
 // (CountingThreadPool), which process_and_close_socket answers 503 and closes.
 thread_local bool shedding_this_connection = false;
 
-// httplib's ThreadPool, counting the jobs (accepted connections) that wait for a
-// thread in `waiting`, with a thread of its own that sheds each job that has waited
-// `max_wait_ms` (negative: none is shed): it runs the job with
-// `shedding_this_connection` set. Queued jobs still run after shutdown() (each closes
-// its connection at once, the server having stopped).
-class CountingThreadPool final : public httplib::TaskQueue {
- public:
-  CountingThreadPool(int threads, int64_t max_wait_ms, std::atomic<int>& waiting)
-      : max_wait_(std::chrono::milliseconds(max_wait_ms)), waiting_(waiting) {
-    for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { Work(); });
-    if (max_wait_ms >= 0) threads_.emplace_back([this] { Shed(); });
-  }
-
-  void enqueue(std::function<void()> job) override {
-    absl::MutexLock lock(&mutex_);
-    jobs_.push_back({std::move(job), Clock::now()});
-    waiting_.fetch_add(1);
-  }
-
-  void shutdown() override {
-    {
-      absl::MutexLock lock(&mutex_);
-      stopping_ = true;
-    }
-    for (std::thread& thread : threads_) thread.join();
-  }
-
- private:
-  struct Job {
-    std::function<void()> run;
-    Clock::time_point queued;
-  };
-
-  void Work() {
-    for (;;) {
-      std::function<void()> job;
-      {
-        absl::MutexLock lock(&mutex_);
-        mutex_.Await(absl::Condition(
-            +[](CountingThreadPool* pool) ABSL_EXCLUSIVE_LOCKS_REQUIRED(pool->mutex_) {
-              return pool->stopping_ || !pool->jobs_.empty();
-            },
-            this));
-        if (jobs_.empty()) return;
-        job = TakeFront();
-      }
-      job();
-    }
-  }
-
-  // Waits for the oldest job to pass max_wait_ (or for another to become the
-  // oldest), then sheds every job that has passed it.
-  void Shed() {
-    for (;;) {
-      std::vector<std::function<void()>> expired;
-      {
-        absl::MutexLock lock(&mutex_);
-        const Clock::time_point oldest = OldestQueued();
-        const absl::Time deadline =
-            oldest == Clock::time_point::max()
-                ? absl::InfiniteFuture()
-                : absl::Now() + absl::FromChrono(oldest + max_wait_ - Clock::now());
-        struct Watch {
-          CountingThreadPool* pool;
-          Clock::time_point oldest;
-        } watch{this, oldest};
-        mutex_.AwaitWithDeadline(
-            absl::Condition(
-                +[](Watch* w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(w->pool->mutex_) {
-                  return w->pool->stopping_ || w->pool->OldestQueued() != w->oldest;
-                },
-                &watch),
-            deadline);
-        if (stopping_) return;
-        const Clock::time_point now = Clock::now();
-        while (!jobs_.empty() && now - jobs_.front().queued >= max_wait_) {
-          expired.push_back(TakeFront());
-        }
-      }
-      for (std::function<void()>& job : expired) {
-        shedding_this_connection = true;
-        job();
-        shedding_this_connection = false;
-      }
-    }
-  }
-
-  std::function<void()> TakeFront() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
-    std::function<void()> job = std::move(jobs_.front().run);
-    jobs_.pop_front();
-    waiting_.fetch_sub(1);
-    return job;
-  }
-
-  // When the job waiting longest was queued; max() when none waits.
-  Clock::time_point OldestQueued() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
-    return jobs_.empty() ? Clock::time_point::max() : jobs_.front().queued;
-  }
-
-  const Clock::duration max_wait_;
-  std::atomic<int>& waiting_;
-  absl::Mutex mutex_;
-  std::deque<Job> jobs_ ABSL_GUARDED_BY(mutex_);
-  bool stopping_ ABSL_GUARDED_BY(mutex_) = false;
-  std::vector<std::thread> threads_;
-};
-
 int64_t Milliseconds(time_t seconds, time_t microseconds) {
   return static_cast<int64_t>(seconds) * 1000 + microseconds / 1000;
 }
@@ -199,7 +95,7 @@ void AddressOf(int fd, bool peer, std::string& ip, int& port) {
 // and the library refuses the request) and gives each request the read timeout once,
 // from its first byte. Every wait on the socket is bounded by its timeout and ends
 // early once `stopping()`; a wait for a connection's next bytes also ends once it
-// has lasted kCrowdedIdleMs while `crowded()` (other connections wait for a thread).
+// has lasted its grace while `crowded()` (other connections wait for a thread).
 class GuardedStream final : public httplib::Stream {
  public:
   struct Options {
@@ -219,28 +115,41 @@ class GuardedStream final : public httplib::Stream {
     return RunTls(options_.read_timeout_ms, [&] { return SSL_accept(ssl_); }) > 0;
   }
 
+  // How a wait for a connection's next bytes ended.
+  enum class Arrival {
+    kInput,
+    // After the grace with nothing, while other connections wait for a thread.
+    kCrowdedOut,
+    // Timed out, or the server stopped.
+    kNone,
+  };
+
   // Waits at most `timeout_ms` for the connection's next bytes (TLS may hold some
-  // decrypted already), or kCrowdedIdleMs while the server is crowded; true when
-  // they came.
-  bool AwaitInput(int64_t timeout_ms) const {
+  // decrypted already), or `grace_ms` while the server is crowded.
+  Arrival AwaitInput(int64_t timeout_ms, int64_t grace_ms) const {
     const Clock::time_point start = Clock::now();
-    return HasInput(timeout_ms, [&] {
-      return options_.stopping() ||
-             (MillisecondsSince(start) >= kCrowdedIdleMs && options_.crowded());
+    bool crowded_out = false;
+    const bool input = HasInput(timeout_ms, [&] {
+      if (options_.stopping()) return true;
+      crowded_out = MillisecondsSince(start) >= grace_ms && options_.crowded();
+      return crowded_out;
     });
+    return input ? Arrival::kInput : crowded_out ? Arrival::kCrowdedOut : Arrival::kNone;
   }
 
   // AwaitInput for the next request: the bytes read after it are counted as that
   // request's headers until a blank line, and all of them must come within the read
   // timeout.
-  bool AwaitRequest(int64_t timeout_ms) {
+  Arrival AwaitRequest(int64_t timeout_ms, int64_t grace_ms) {
     in_headers_ = true;
     header_bytes_ = 0;
     last_four_ = 0;
-    if (!AwaitInput(timeout_ms)) return false;
-    request_deadline_ =
-        Clock::now() + std::chrono::milliseconds(options_.read_timeout_ms);
-    return true;
+    const Arrival arrival = AwaitInput(timeout_ms, grace_ms);
+    if (arrival == Arrival::kInput) {
+      request_deadline_ =
+          Clock::now() + std::chrono::milliseconds(options_.read_timeout_ms);
+    }
+    return arrival;
   }
 
   // Whether bytes can be read without waiting (TLS may hold some decrypted already).
@@ -351,22 +260,6 @@ class GuardedStream final : public httplib::Stream {
   Clock::time_point request_deadline_;
 };
 
-// Serves requests on one connection through `stream`: at most `max_requests`, each
-// awaited for at most `keep_alive_seconds`. `process` is the library's
-// process_request. Returns whether the last request was served.
-bool ServeConnection(GuardedStream& stream, size_t max_requests,
-                     time_t keep_alive_seconds,
-                     absl::FunctionRef<bool(httplib::Stream&, bool, bool&)> process) {
-  bool served = false;
-  for (size_t left = max_requests; left > 0; --left) {
-    if (!stream.AwaitRequest(int64_t{keep_alive_seconds} * 1000)) break;
-    bool connection_closed = false;
-    served = process(stream, left == 1, connection_closed);
-    if (!served || connection_closed) break;
-  }
-  return served;
-}
-
 // A complete HTTP/1.1 answer with a JSON body after which the server closes the
 // connection; `headers` are extra lines, each ending in CRLF.
 std::string ClosingAnswer(absl::string_view status, absl::string_view json,
@@ -436,16 +329,244 @@ void CloseSocket(int fd) {
 
 }  // namespace
 
+// httplib's ThreadPool, counting the jobs (accepted connections) that wait for a
+// thread in `waiting`, with a thread of its own that sheds each job that has waited
+// `max_wait_ms` (negative: none is shed): it runs the job with
+// `shedding_this_connection` set. Another thread of its own watches parked
+// connections (Park). Queued jobs still run after shutdown() (each closes its
+// connection at once, the server having stopped); parked ones are dropped.
+class CountingThreadPool final : public httplib::TaskQueue {
+ public:
+  CountingThreadPool(int threads, int64_t max_wait_ms, std::atomic<int>& waiting)
+      : max_wait_(std::chrono::milliseconds(max_wait_ms)),
+        waiting_(waiting),
+        epoll_(epoll_create1(EPOLL_CLOEXEC)),
+        wake_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
+    epoll_event wake{};
+    wake.events = EPOLLIN;
+    wake.data.fd = wake_;
+    epoll_ctl(epoll_, EPOLL_CTL_ADD, wake_, &wake);
+    for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { Work(); });
+    if (max_wait_ms >= 0) threads_.emplace_back([this] { Shed(); });
+    watcher_ = std::thread([this] { WatchParked(); });
+  }
+
+  ~CountingThreadPool() override {
+    close(wake_);
+    close(epoll_);
+  }
+
+  void enqueue(std::function<void()> job) override {
+    absl::MutexLock lock(&mutex_);
+    jobs_.push_back({std::move(job), Clock::now()});
+    waiting_.fetch_add(1);
+  }
+
+  // Watches `fd` (a connection between requests) off the serving threads: once it
+  // has input (or has closed), `resume` is queued as a job; if nothing comes by
+  // `deadline`, or the pool shuts down first, `resume` is destroyed unrun (on the
+  // watching thread). False, taking nothing, when kMaxParked are parked already.
+  bool Park(int fd, Clock::time_point deadline, std::function<void()> resume) {
+    absl::MutexLock lock(&park_mutex_);
+    if (park_stopping_ || parked_.size() >= kMaxParked) return false;
+    epoll_event event{};
+    event.events = EPOLLIN | EPOLLRDHUP;
+    event.data.fd = fd;
+    if (epoll_ctl(epoll_, EPOLL_CTL_ADD, fd, &event) != 0) return false;
+    parked_.emplace(fd, Parked{deadline, std::move(resume)});
+    return true;
+  }
+
+  void shutdown() override {
+    {
+      absl::MutexLock lock(&park_mutex_);
+      park_stopping_ = true;
+    }
+    const uint64_t one = 1;
+    (void)!write(wake_, &one, sizeof(one));
+    watcher_.join();
+    {
+      absl::MutexLock lock(&mutex_);
+      stopping_ = true;
+    }
+    for (std::thread& thread : threads_) thread.join();
+  }
+
+ private:
+  struct Job {
+    std::function<void()> run;
+    Clock::time_point queued;
+  };
+  struct Parked {
+    Clock::time_point deadline;
+    std::function<void()> resume;
+  };
+
+  // Connections parked at most: each holds a file descriptor.
+  static constexpr size_t kMaxParked = 4096;
+  // How often the watcher looks for parked connections past their deadline.
+  static constexpr int kParkSweepMs = 100;
+
+  void Work() {
+    for (;;) {
+      std::function<void()> job;
+      {
+        absl::MutexLock lock(&mutex_);
+        mutex_.Await(absl::Condition(
+            +[](CountingThreadPool* pool) ABSL_EXCLUSIVE_LOCKS_REQUIRED(pool->mutex_) {
+              return pool->stopping_ || !pool->jobs_.empty();
+            },
+            this));
+        if (jobs_.empty()) return;
+        job = TakeFront();
+      }
+      job();
+    }
+  }
+
+  // Waits for the oldest job to pass max_wait_ (or for another to become the
+  // oldest), then sheds every job that has passed it.
+  void Shed() {
+    for (;;) {
+      std::vector<std::function<void()>> expired;
+      {
+        absl::MutexLock lock(&mutex_);
+        const Clock::time_point oldest = OldestQueued();
+        const absl::Time deadline =
+            oldest == Clock::time_point::max()
+                ? absl::InfiniteFuture()
+                : absl::Now() + absl::FromChrono(oldest + max_wait_ - Clock::now());
+        struct Watch {
+          CountingThreadPool* pool;
+          Clock::time_point oldest;
+        } watch{this, oldest};
+        mutex_.AwaitWithDeadline(
+            absl::Condition(
+                +[](Watch* w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(w->pool->mutex_) {
+                  return w->pool->stopping_ || w->pool->OldestQueued() != w->oldest;
+                },
+                &watch),
+            deadline);
+        if (stopping_) return;
+        const Clock::time_point now = Clock::now();
+        while (!jobs_.empty() && now - jobs_.front().queued >= max_wait_) {
+          expired.push_back(TakeFront());
+        }
+      }
+      for (std::function<void()>& job : expired) {
+        shedding_this_connection = true;
+        job();
+        shedding_this_connection = false;
+      }
+    }
+  }
+
+  // Queues each parked connection that has input; drops those past their deadline,
+  // and all of them once the pool shuts down.
+  void WatchParked() {
+    epoll_event events[64];
+    for (;;) {
+      const int ready = epoll_wait(epoll_, events, 64, kParkSweepMs);
+      std::vector<std::function<void()>> resume;
+      std::vector<Parked> dropped;
+      bool stopping = false;
+      {
+        absl::MutexLock lock(&park_mutex_);
+        stopping = park_stopping_;
+        for (int i = 0; i < ready; ++i) {
+          const auto found = parked_.find(events[i].data.fd);
+          if (found == parked_.end()) continue;
+          epoll_ctl(epoll_, EPOLL_CTL_DEL, found->first, nullptr);
+          resume.push_back(std::move(found->second.resume));
+          parked_.erase(found);
+        }
+        const Clock::time_point now = Clock::now();
+        for (auto it = parked_.begin(); it != parked_.end();) {
+          if (stopping || it->second.deadline <= now) {
+            epoll_ctl(epoll_, EPOLL_CTL_DEL, it->first, nullptr);
+            dropped.push_back(std::move(it->second));
+            parked_.erase(it++);
+          } else {
+            ++it;
+          }
+        }
+      }
+      // Outside the lock: dropping closes connections, and a job may park again.
+      for (std::function<void()>& job : resume) enqueue(std::move(job));
+      dropped.clear();
+      if (stopping) return;
+    }
+  }
+
+  std::function<void()> TakeFront() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
+    std::function<void()> job = std::move(jobs_.front().run);
+    jobs_.pop_front();
+    waiting_.fetch_sub(1);
+    return job;
+  }
+
+  // When the job waiting longest was queued; max() when none waits.
+  Clock::time_point OldestQueued() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
+    return jobs_.empty() ? Clock::time_point::max() : jobs_.front().queued;
+  }
+
+  const Clock::duration max_wait_;
+  std::atomic<int>& waiting_;
+  absl::Mutex mutex_;
+  // Parked connections' sockets, and an eventfd that wakes the watcher to stop.
+  const int epoll_;
+  const int wake_;
+  std::deque<Job> jobs_ ABSL_GUARDED_BY(mutex_);
+  bool stopping_ ABSL_GUARDED_BY(mutex_) = false;
+  std::vector<std::thread> threads_;
+
+  absl::Mutex park_mutex_;
+  absl::flat_hash_map<int, Parked> parked_ ABSL_GUARDED_BY(park_mutex_);
+  bool park_stopping_ ABSL_GUARDED_BY(park_mutex_) = false;
+  std::thread watcher_;
+};
+
+// One client connection from accept to close, as it moves between threads: served
+// on a pool thread, parked while idle. Closed when the last reference goes.
+struct HardenedConnection {
+  HardenedConnection(int fd, size_t requests_left)
+      : fd(fd), requests_left(requests_left) {}
+  ~HardenedConnection() {
+    // Tells a TLS client the session ended; not waited for.
+    if (tls_established) SSL_shutdown(ssl.get());
+    CloseSocket(fd);
+  }
+  HardenedConnection(const HardenedConnection&) = delete;
+  HardenedConnection& operator=(const HardenedConnection&) = delete;
+
+  const int fd;
+  // HTTPS: the session, made on the connection's first turn on a thread.
+  std::unique_ptr<SSL, decltype(&SSL_free)> ssl{nullptr, &SSL_free};
+  bool tls_established = false;
+  // Requests the connection may still send (the library's keep-alive count).
+  size_t requests_left;
+};
+
 template <typename Library>
 void Hardened<Library>::UseCountingThreadPool() {
+  // Called by the library as it starts listening, on the bound socket.
   this->new_task_queue = [this] {
-    return new CountingThreadPool(limits_.threads, limits_.max_queue_wait_ms,
-                                  waiting_connections_);
+    ::listen(this->svr_sock_, SOMAXCONN);
+    pool_ = new CountingThreadPool(limits_.threads, limits_.max_queue_wait_ms,
+                                   waiting_connections_);
+    return pool_;
   };
 }
 
 template <typename Library>
 bool Hardened<Library>::process_and_close_socket(socket_t sock) {
+  Serve(std::make_shared<HardenedConnection>(sock, this->keep_alive_max_count_));
+  return true;
+}
+
+template <typename Library>
+void Hardened<Library>::Serve(const std::shared_ptr<HardenedConnection>& connection) {
+  HardenedConnection& c = *connection;
   // A connection shed for waiting too long: what it has sent is read and dropped,
   // and it is answered 503, each step within kShedTlsMs.
   const bool shed = shedding_this_connection;
@@ -460,56 +581,66 @@ bool Hardened<Library>::process_and_close_socket(socket_t sock) {
     options.write_timeout_ms = kShedTlsMs;
     options.crowded = [] { return false; };
   }
-  const auto serve = [this](GuardedStream& stream) {
-    return ServeConnection(
-        stream, this->keep_alive_max_count_, this->keep_alive_timeout_sec_,
-        [this](httplib::Stream& strm, bool close_connection, bool& connection_closed) {
-          return this->process_request(strm, close_connection, connection_closed,
-                                       nullptr);
-        });
+  const int64_t keep_alive_ms = int64_t{this->keep_alive_timeout_sec_} * 1000;
+  // Crowded out while idle since `since`: parked until its next bytes, or closed at
+  // the end of the keep-alive timeout.
+  const auto park = [&](Clock::time_point since) {
+    pool_->Park(c.fd, since + std::chrono::milliseconds(keep_alive_ms),
+                [this, connection] { Serve(connection); });
   };
-  const auto answer_shed = [this](GuardedStream& stream) {
-    DrainReadable(stream);
-    WriteAll(stream, ShedAnswer(limits_.overload_answer));
-  };
-  bool served = false;
   if constexpr (std::is_same_v<Library, httplib::SSLServer>) {
-    const std::unique_ptr<SSL, decltype(&SSL_free)> ssl(SSL_new(this->ssl_context()),
-                                                        &SSL_free);
-    const int flags = fcntl(sock, F_GETFL);
-    if (ssl != nullptr && flags >= 0 && fcntl(sock, F_SETFL, flags | O_NONBLOCK) == 0 &&
-        SSL_set_fd(ssl.get(), sock) == 1) {
-      GuardedStream stream(sock, ssl.get(), std::move(options));
-      // The client's hello, awaited as a request is.
-      const bool hello = stream.AwaitInput(
-          shed ? kShedTlsMs : int64_t{this->keep_alive_timeout_sec_} * 1000);
-      if (hello && StartsAsPlainHttp(sock)) {
-        if (!limits_.plain_http_answer.empty()) {
-          AnswerPlainHttp(sock, limits_.plain_http_answer, kPlainHttpLingerMs, stopping);
-        }
-      } else if (hello && stream.AcceptTls()) {
-        if (shed) {
-          // The request follows the handshake.
-          stream.AwaitRequest(kShedTlsMs);
-          answer_shed(stream);
-        } else {
-          served = serve(stream);
-        }
-        // Tells the client the session ended; not waited for.
-        if (served || shed) SSL_shutdown(ssl.get());
+    if (c.ssl == nullptr) {
+      c.ssl.reset(SSL_new(this->ssl_context()));
+      const int flags = fcntl(c.fd, F_GETFL);
+      if (c.ssl == nullptr || flags < 0 ||
+          fcntl(c.fd, F_SETFL, flags | O_NONBLOCK) != 0 ||
+          SSL_set_fd(c.ssl.get(), c.fd) != 1) {
+        return;
       }
     }
-  } else {
-    GuardedStream stream(sock, /*ssl=*/nullptr, std::move(options));
-    if (shed) {
-      answer_shed(stream);
-      shutdown(sock, SHUT_WR);
-    } else {
-      served = serve(stream);
+  }
+  GuardedStream stream(c.fd, c.ssl.get(), std::move(options));
+  if constexpr (std::is_same_v<Library, httplib::SSLServer>) {
+    if (!c.tls_established) {
+      // The client's hello, awaited as a request is.
+      const Clock::time_point since = Clock::now();
+      const GuardedStream::Arrival hello =
+          stream.AwaitInput(shed ? kShedTlsMs : keep_alive_ms, /*grace_ms=*/0);
+      if (hello == GuardedStream::Arrival::kCrowdedOut) return park(since);
+      if (hello != GuardedStream::Arrival::kInput) return;
+      if (StartsAsPlainHttp(c.fd)) {
+        if (!limits_.plain_http_answer.empty()) {
+          AnswerPlainHttp(c.fd, limits_.plain_http_answer, kPlainHttpLingerMs, stopping);
+        }
+        return;
+      }
+      if (!stream.AcceptTls()) return;
+      c.tls_established = true;
+      // The request follows the handshake.
+      if (shed) stream.AwaitRequest(kShedTlsMs, /*grace_ms=*/0);
     }
   }
-  CloseSocket(sock);
-  return served;
+  if (shed) {
+    DrainReadable(stream);
+    WriteAll(stream, ShedAnswer(limits_.overload_answer));
+    if (c.ssl == nullptr) shutdown(c.fd, SHUT_WR);
+    return;
+  }
+  while (c.requests_left > 0) {
+    const Clock::time_point since = Clock::now();
+    // A connection that has sent nothing yet is parked at once when crowded; one
+    // between requests keeps its thread kCrowdedIdleMs for the next.
+    const GuardedStream::Arrival next = stream.AwaitRequest(
+        keep_alive_ms,
+        c.requests_left == this->keep_alive_max_count_ ? 0 : kCrowdedIdleMs);
+    if (next == GuardedStream::Arrival::kCrowdedOut) return park(since);
+    if (next != GuardedStream::Arrival::kInput) return;
+    bool connection_closed = false;
+    const bool served =
+        this->process_request(stream, c.requests_left == 1, connection_closed, nullptr);
+    --c.requests_left;
+    if (!served || connection_closed) return;
+  }
 }
 
 template class Hardened<httplib::Server>;

@@ -9,16 +9,23 @@
 //    byte: the library's timeout applies to each read, so a client sending a byte at
 //    a time could hold a thread for ever;
 //  - connections are served by `threads` threads; while accepted connections wait
-//    for one, a connection that has sent nothing (new, or idle between keep-alive
-//    requests) gives its thread up within kCrowdedIdleMs instead of holding it for
-//    the keep-alive timeout: otherwise a few hundred idle connections kept every
-//    request waiting for minutes;
+//    for one, a connection that has sent nothing gives its thread up (a new one at
+//    once, one between keep-alive requests after kCrowdedIdleMs) instead of holding
+//    it for the keep-alive timeout (otherwise a few hundred idle connections kept
+//    every request waiting for minutes). It is parked, not closed: one thread watches
+//    parked connections (up to 4096; more are closed) and queues each for a
+//    thread again when its next request arrives, or closes it at the end of the
+//    keep-alive timeout. Closing them instead made keep-alive clients beyond the
+//    thread count fail a third of their requests on connections closed under them;
 //  - a connection that has waited `max_queue_wait_ms` for a thread is shed: a
 //    thread of its own answers it 503 (over TLS after a handshake bounded by
 //    kShedTlsMs) and closes it, so overload is answered in bounded time rather than
 //    served late to clients that may have given up;
 //  - every wait on a socket ends once the server stops, so a half-sent request or a
-//    silent client cannot hold up the exit.
+//    silent client cannot hold up the exit;
+//  - the listen queue holds SOMAXCONN connections: the library listens with a
+//    backlog of 5, and a burst of more new connections lost their handshakes' last
+//    packets and stalled for a second or more (TCP retransmission).
 //
 // They run the library's keep-alive loop themselves (the library's is internal): up
 // to the keep-alive count of requests per connection, each awaited for at most the
@@ -42,6 +49,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <utility>
 
@@ -60,12 +68,15 @@ struct HardenedHttpLimits {
   std::string plain_http_answer;
 };
 
-// How long a connection that has sent nothing keeps its thread while other accepted
-// connections wait for one.
+// How long a connection between keep-alive requests keeps its thread while other
+// accepted connections wait for one.
 inline constexpr int kCrowdedIdleMs = 20;
 
 // How long shedding a TLS connection may spend on its handshake and answer.
 inline constexpr int kShedTlsMs = 200;
+
+class CountingThreadPool;
+struct HardenedConnection;
 
 template <typename Library>  // httplib::Server or httplib::SSLServer
 class Hardened final : public Library {
@@ -82,8 +93,12 @@ class Hardened final : public Library {
  private:
   void UseCountingThreadPool();
   bool process_and_close_socket(socket_t sock) override;
+  // Serves `connection` on this thread until it closes, or parks it while idle.
+  void Serve(const std::shared_ptr<HardenedConnection>& connection);
 
   const HardenedHttpLimits limits_;
+  // Created by the library when it starts listening, on new_task_queue.
+  CountingThreadPool* pool_ = nullptr;
   // Connections accepted and not yet taken up by a thread.
   std::atomic<int> waiting_connections_{0};
 };
