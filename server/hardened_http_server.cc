@@ -18,7 +18,9 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <iterator>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <type_traits>
@@ -70,6 +72,9 @@ bool WaitFor(int fd, short events, int64_t timeout_ms,
 // Whether the job running on this thread is a connection being shed
 // (CountingThreadPool), which process_and_close_socket answers 503 and closes.
 thread_local bool shedding_this_connection = false;
+
+// When the job running on this thread was queued (CountingThreadPool).
+thread_local std::chrono::steady_clock::time_point running_job_queued;
 
 int64_t Milliseconds(time_t seconds, time_t microseconds) {
   return static_cast<int64_t>(seconds) * 1000 + microseconds / 1000;
@@ -357,23 +362,27 @@ class CountingThreadPool final : public httplib::TaskQueue {
   }
 
   void enqueue(std::function<void()> job) override {
-    absl::MutexLock lock(&mutex_);
-    jobs_.push_back({std::move(job), Clock::now()});
-    waiting_.fetch_add(1);
+    Queue(std::move(job), Clock::now());
   }
 
-  // Watches `fd` (a connection between requests) off the serving threads: once it
-  // has input (or has closed), `resume` is queued as a job; if nothing comes by
-  // `deadline`, or the pool shuts down first, `resume` is destroyed unrun (on the
-  // watching thread). False, taking nothing, when kMaxParked are parked already.
-  bool Park(int fd, Clock::time_point deadline, std::function<void()> resume) {
+  // Watches `fd` (a connection with nothing to read) off the serving threads: once
+  // it has input (or has closed), `resume` is queued as a job, at the back, or with
+  // `keep_place` where the job running on this thread stood (a new connection whose
+  // first request was a moment behind it keeps its place in line, and its queueing
+  // time counts on). If nothing comes by `deadline`, or the pool shuts down first,
+  // `resume` is destroyed unrun (on the watching thread). False, taking nothing,
+  // when kMaxParked are parked already.
+  bool Park(int fd, Clock::time_point deadline, bool keep_place,
+            std::function<void()> resume) {
     absl::MutexLock lock(&park_mutex_);
     if (park_stopping_ || parked_.size() >= kMaxParked) return false;
     epoll_event event{};
     event.events = EPOLLIN | EPOLLRDHUP;
     event.data.fd = fd;
     if (epoll_ctl(epoll_, EPOLL_CTL_ADD, fd, &event) != 0) return false;
-    parked_.emplace(fd, Parked{deadline, std::move(resume)});
+    std::optional<Clock::time_point> place;
+    if (keep_place) place = running_job_queued;
+    parked_.emplace(fd, Parked{deadline, place, std::move(resume)});
     return true;
   }
 
@@ -399,8 +408,19 @@ class CountingThreadPool final : public httplib::TaskQueue {
   };
   struct Parked {
     Clock::time_point deadline;
+    // Where to queue it again: as queued then; at the back when unset.
+    std::optional<Clock::time_point> place;
     std::function<void()> resume;
   };
+
+  // Queues `job` in order of `queued` (at the back unless it is older than some).
+  void Queue(std::function<void()> job, Clock::time_point queued) {
+    absl::MutexLock lock(&mutex_);
+    auto after = jobs_.end();
+    while (after != jobs_.begin() && std::prev(after)->queued > queued) --after;
+    jobs_.insert(after, {std::move(job), queued});
+    waiting_.fetch_add(1);
+  }
 
   // Connections parked at most: each holds a file descriptor.
   static constexpr size_t kMaxParked = 4096;
@@ -409,7 +429,7 @@ class CountingThreadPool final : public httplib::TaskQueue {
 
   void Work() {
     for (;;) {
-      std::function<void()> job;
+      Job job;
       {
         absl::MutexLock lock(&mutex_);
         mutex_.Await(absl::Condition(
@@ -420,7 +440,7 @@ class CountingThreadPool final : public httplib::TaskQueue {
         if (jobs_.empty()) return;
         job = TakeFront();
       }
-      job();
+      job.run();
     }
   }
 
@@ -428,7 +448,7 @@ class CountingThreadPool final : public httplib::TaskQueue {
   // oldest), then sheds every job that has passed it.
   void Shed() {
     for (;;) {
-      std::vector<std::function<void()>> expired;
+      std::vector<Job> expired;
       {
         absl::MutexLock lock(&mutex_);
         const Clock::time_point oldest = OldestQueued();
@@ -453,9 +473,10 @@ class CountingThreadPool final : public httplib::TaskQueue {
           expired.push_back(TakeFront());
         }
       }
-      for (std::function<void()>& job : expired) {
+      for (Job& job : expired) {
         shedding_this_connection = true;
-        job();
+        running_job_queued = job.queued;
+        job.run();
         shedding_this_connection = false;
       }
     }
@@ -467,7 +488,7 @@ class CountingThreadPool final : public httplib::TaskQueue {
     epoll_event events[64];
     for (;;) {
       const int ready = epoll_wait(epoll_, events, 64, kParkSweepMs);
-      std::vector<std::function<void()>> resume;
+      std::vector<Parked> resume;
       std::vector<Parked> dropped;
       bool stopping = false;
       {
@@ -477,7 +498,7 @@ class CountingThreadPool final : public httplib::TaskQueue {
           const auto found = parked_.find(events[i].data.fd);
           if (found == parked_.end()) continue;
           epoll_ctl(epoll_, EPOLL_CTL_DEL, found->first, nullptr);
-          resume.push_back(std::move(found->second.resume));
+          resume.push_back(std::move(found->second));
           parked_.erase(found);
         }
         const Clock::time_point now = Clock::now();
@@ -492,16 +513,20 @@ class CountingThreadPool final : public httplib::TaskQueue {
         }
       }
       // Outside the lock: dropping closes connections, and a job may park again.
-      for (std::function<void()>& job : resume) enqueue(std::move(job));
+      for (Parked& parked : resume) {
+        Queue(std::move(parked.resume), parked.place.value_or(Clock::now()));
+      }
       dropped.clear();
       if (stopping) return;
     }
   }
 
-  std::function<void()> TakeFront() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
-    std::function<void()> job = std::move(jobs_.front().run);
+  // Sets running_job_queued for the thread that runs it.
+  Job TakeFront() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
+    Job job = std::move(jobs_.front());
     jobs_.pop_front();
     waiting_.fetch_sub(1);
+    running_job_queued = job.queued;
     return job;
   }
 
@@ -585,7 +610,9 @@ void Hardened<Library>::Serve(const std::shared_ptr<HardenedConnection>& connect
   // Crowded out while idle since `since`: parked until its next bytes, or closed at
   // the end of the keep-alive timeout.
   const auto park = [&](Clock::time_point since) {
-    pool_->Park(c.fd, since + std::chrono::milliseconds(keep_alive_ms),
+    // One that has not sent its first request keeps its place in line.
+    const bool first = c.requests_left == this->keep_alive_max_count_;
+    pool_->Park(c.fd, since + std::chrono::milliseconds(keep_alive_ms), first,
                 [this, connection] { Serve(connection); });
   };
   if constexpr (std::is_same_v<Library, httplib::SSLServer>) {
