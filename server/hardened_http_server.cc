@@ -648,6 +648,7 @@ void Hardened<Library>::Serve(const std::shared_ptr<HardenedConnection>& connect
     }
   }
   if (shed) {
+    if (limits_.on_shed) limits_.on_shed();
     DrainReadable(stream);
     WriteAll(stream, ShedAnswer(limits_.overload_answer));
     if (c.ssl == nullptr) shutdown(c.fd, SHUT_WR);

@@ -49,6 +49,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -63,6 +64,8 @@ struct HardenedHttpLimits {
   // its request unserved. Negative: no bound.
   int64_t max_queue_wait_ms = 1000;
   std::string overload_answer;
+  // Called (on the shedding thread) for each connection shed; may be empty.
+  std::function<void()> on_shed;
   // HTTPS only: the body of the 400 that answers a plain HTTP request; empty closes
   // such a connection without an answer.
   std::string plain_http_answer;

@@ -9,6 +9,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "server/event_log.h"
 #include "server/hardened_http_server.h"
 #include "server/http_json.h"
 
@@ -64,7 +66,8 @@ absl::StatusOr<std::unique_ptr<HttpGateway>> HttpGateway::Start(
   }
   std::unique_ptr<HttpGateway> gateway(new HttpGateway(options, std::move(channel)));
   const HardenedHttpLimits limits{
-      static_cast<size_t>(options.max_header_bytes), options.threads,
+      static_cast<size_t>(options.max_header_bytes),
+      options.threads,
       options.max_queue_wait == absl::InfiniteDuration()
           ? int64_t{-1}
           : absl::ToInt64Milliseconds(options.max_queue_wait),
@@ -74,6 +77,7 @@ absl::StatusOr<std::unique_ptr<HttpGateway>> HttpGateway::Start(
           options.threads,
           " HTTP threads (--http_max_queue_wait, --http_threads); retry later or on "
           "another replica"))),
+      [self = gateway.get()] { self->RecordShed(); },
       ErrorJson(absl::InvalidArgumentError("this port serves HTTPS only: use https://"))};
   if (options.tls_cert_file.empty()) {
     gateway->server_ = std::make_unique<HardenedHttpServer>(limits);
@@ -218,6 +222,18 @@ absl::StatusOr<std::unique_ptr<HttpGateway>> HttpGateway::Start(
   }
   gateway->listener_ = std::thread([&server] { server.listen_after_bind(); });
   return gateway;
+}
+
+void HttpGateway::RecordShed() {
+  if (options_.on_shed) options_.on_shed();
+  int64_t suppressed = 0;
+  if (shed_log_.ShouldLog("HTTP", absl::StatusCode::kUnavailable, absl::Now(),
+                          suppressed)) {
+    LogEvent(LogLevel::kWarning, "http_shed",
+             {{"threads", absl::StrCat(options_.threads)},
+              {"max_queue_wait", absl::FormatDuration(options_.max_queue_wait)},
+              {"suppressed", absl::StrCat(suppressed)}});
+  }
 }
 
 HttpGateway::~HttpGateway() {

@@ -24,12 +24,14 @@
 #include <grpcpp/channel.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "server/client_error_log.h"
 #include "server/http_api.h"
 
 namespace httplib {
@@ -49,6 +51,9 @@ class HttpGateway {
     // How long a connection waits for one of `threads`; then it is answered 503
     // (Retry-After: 1) and closed. Infinite: no bound.
     absl::Duration max_queue_wait = absl::Seconds(1);
+    // Called for each connection shed (each is also logged, at a bounded rate); may
+    // be empty.
+    std::function<void()> on_shed;
     int64_t max_body_bytes = int64_t{64} << 20;
     // A request's headers, request line included (plain HTTP; over HTTPS the library
     // bounds each header line alone).
@@ -78,8 +83,12 @@ class HttpGateway {
  private:
   HttpGateway(const Options& options, std::shared_ptr<grpc::Channel> channel);
 
+  // Counts and logs (at ClientErrorLog's rate) a connection shed.
+  void RecordShed();
+
   const Options options_;
   const HttpApi api_;
+  ClientErrorLog shed_log_;
   std::unique_ptr<httplib::Server> server_;
   std::thread listener_;
   int port_ = 0;

@@ -341,6 +341,14 @@ struct ServerMetrics::Impl {
           .Name("headway_head_fits_total")
           .Help("FitHead calls, by model and result.")
           .Register(*registry);
+  prometheus::Counter& http_shed =
+      prometheus::BuildCounter()
+          .Name("headway_http_shed_total")
+          .Help(
+              "HTTP connections answered 503 after waiting --http_max_queue_wait for "
+              "one of --http_threads.")
+          .Register(*registry)
+          .Add({});
   prometheus::Gauge& fine_tune_progress =
       prometheus::BuildGauge()
           .Name("headway_fine_tune_progress_ratio")
@@ -456,6 +464,8 @@ void ServerMetrics::SetFineTuneProgress(double fraction, double examples_per_sec
   impl_->fine_tune_progress.Set(fraction);
   impl_->fine_tune_rate.Set(examples_per_second);
 }
+
+void ServerMetrics::RecordHttpShed() { impl_->http_shed.Increment(); }
 
 void ServerMetrics::RecordHeadFit(absl::string_view model, bool ok) {
   impl_->head_fits.Add({{"model", std::string(model)}, {"result", ok ? "ok" : "error"}})

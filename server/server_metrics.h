@@ -4,8 +4,8 @@
 // Recorded as things happen: requests by RPC, model, head and status code; request
 // latency; per-forward-pass batch size, inference time and each request's queue time;
 // model loads and head swaps with their durations; changes read from the store;
-// requests in flight. Read from the registry at scrape time: queue depth per
-// instance, the version and content digest of each head, loaded instances, each
+// requests in flight; HTTP connections shed. Read from the registry at scrape time: queue
+// depth per instance, the version and content digest of each head, loaded instances, each
 // model's state and whether its store entry is refused; and the process's resident
 // memory.
 //
@@ -82,6 +82,8 @@ class ServerMetrics {
   // The running job's share of steps done and its training rate.
   void SetFineTuneProgress(double fraction, double examples_per_second);
   void RecordHeadFit(absl::string_view model, bool ok);
+  // An HTTP connection answered 503 for waiting too long for a thread.
+  void RecordHttpShed();
 
   // The exposition text, as a scrape would get it (for tests and tools).
   std::string Serialize() const;

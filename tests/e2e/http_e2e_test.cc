@@ -730,6 +730,33 @@ std::string MakeTestCertificates() {
   return dir;
 }
 
+// Flags serving HTTP on `port`, or HTTPS with the certificates in `cert_dir`, and
+// `extra` ones.
+std::vector<std::string> HttpFlags(int port, bool tls, const std::string& cert_dir,
+                                   std::vector<std::string> extra = {}) {
+  extra.push_back(absl::StrCat("--http_port=", port));
+  if (tls) {
+    extra.push_back("--tls_cert_file=" + cert_dir + "/server.pem");
+    extra.push_back("--tls_key_file=" + cert_dir + "/server.key");
+  }
+  return extra;
+}
+
+// Sends `requests` (raw bytes) over one TLS connection to 127.0.0.1:`port` through
+// `openssl s_client`, trusting `cert_dir`'s CA; returns what the server answered.
+std::string TlsExchange(int port, const std::string& cert_dir,
+                        const std::string& requests) {
+  static int sent = 0;
+  const std::string file = absl::StrCat(cert_dir, "/request-", ++sent);
+  std::ofstream(file, std::ios::binary) << requests;
+  std::string answer;
+  testing::RunCommand(
+      absl::StrCat("timeout 30 openssl s_client -quiet -ign_eof -connect 127.0.0.1:",
+                   port, " -CAfile ", cert_dir, "/ca.pem < ", file, " 2>/dev/null"),
+      &answer);
+  return answer;
+}
+
 // HTTPS from the gRPC port's TLS flags, checked with curl: a CA and certificates made
 // with openssl for this test.
 TEST(HttpsTest, TheGrpcTlsFlagsServeHttpsAndMutualTls) {
@@ -745,9 +772,7 @@ TEST(HttpsTest, TheGrpcTlsFlagsServeHttpsAndMutualTls) {
   for (bool mutual : {false, true}) {
     SCOPED_TRACE(mutual ? "mutual TLS" : "TLS");
     const int port = testing::FreePort();
-    std::vector<std::string> flags = {absl::StrCat("--http_port=", port),
-                                      "--tls_cert_file=" + dir + "/server.pem",
-                                      "--tls_key_file=" + dir + "/server.key"};
+    std::vector<std::string> flags = HttpFlags(port, /*tls=*/true, dir);
     if (mutual) flags.push_back("--tls_client_ca_file=" + dir + "/ca.pem");
     absl::StatusOr<std::unique_ptr<testing::ServerProcess>> server =
         testing::ServerProcess::Start(testing::ModelStore(), flags);
@@ -777,22 +802,11 @@ TEST(HttpsTest, ServesBodiesAndKeepAliveAndBoundsHeaders) {
   const std::string dir = MakeTestCertificates();
   const int port = testing::FreePort();
   absl::StatusOr<std::unique_ptr<testing::ServerProcess>> server =
-      testing::ServerProcess::Start(
-          testing::ModelStore(),
-          {absl::StrCat("--http_port=", port), "--tls_cert_file=" + dir + "/server.pem",
-           "--tls_key_file=" + dir + "/server.key"});
+      testing::ServerProcess::Start(testing::ModelStore(),
+                                    HttpFlags(port, /*tls=*/true, dir));
   ASSERT_TRUE(server.ok()) << server.status();
-  // Sends `requests` over one TLS connection; returns what the server answered.
-  int sent = 0;
   const auto exchange = [&](const std::string& requests) {
-    const std::string file = absl::StrCat(dir, "/request-", ++sent);
-    std::ofstream(file, std::ios::binary) << requests;
-    std::string answer;
-    testing::RunCommand(
-        absl::StrCat("timeout 30 openssl s_client -quiet -ign_eof -connect 127.0.0.1:",
-                     port, " -CAfile ", dir, "/ca.pem < ", file, " 2>/dev/null"),
-        &answer);
-    return answer;
+    return TlsExchange(port, dir, requests);
   };
   const auto keep_alive = [](std::string request) {
     return absl::StrReplaceAll(request,
@@ -841,32 +855,20 @@ TEST(HttpOverloadTest, ConnectionsThatWaitTooLongForAThreadAreAnswered503) {
   for (bool tls : {false, true}) {
     SCOPED_TRACE(tls ? "HTTPS" : "HTTP");
     const int port = testing::FreePort();
-    std::vector<std::string> flags = {absl::StrCat("--http_port=", port),
-                                      "--http_threads=2", "--http_request_timeout=10m",
-                                      "--http_max_queue_wait=300ms"};
-    if (tls) {
-      flags.push_back("--tls_cert_file=" + dir + "/server.pem");
-      flags.push_back("--tls_key_file=" + dir + "/server.key");
-    }
     absl::StatusOr<std::unique_ptr<testing::ServerProcess>> server =
-        testing::ServerProcess::Start(testing::ModelStore(), flags);
+        testing::ServerProcess::Start(
+            testing::ModelStore(),
+            HttpFlags(port, tls, dir,
+                      {"--http_threads=2", "--http_request_timeout=10m",
+                       "--http_max_queue_wait=300ms"}));
     ASSERT_TRUE(server.ok()) << server.status();
     // Sends `request` on a connection of its own; returns the raw answer.
     const auto exchange = [&](const std::string& request) -> std::string {
-      if (!tls) {
-        absl::StatusOr<testing::HttpReply> reply =
-            testing::HttpExchange(port, request, absl::Seconds(30));
-        if (!reply.ok()) return std::string(reply.status().message());
-        return absl::StrCat(reply->headers, "\r\n", reply->body);
-      }
-      const std::string file = absl::StrCat(dir, "/request");
-      std::ofstream(file, std::ios::binary) << request;
-      std::string answer;
-      testing::RunCommand(
-          absl::StrCat("timeout 30 openssl s_client -quiet -ign_eof -connect 127.0.0.1:",
-                       port, " -CAfile ", dir, "/ca.pem < ", file, " 2>/dev/null"),
-          &answer);
-      return answer;
+      if (tls) return TlsExchange(port, dir, request);
+      absl::StatusOr<testing::HttpReply> reply =
+          testing::HttpExchange(port, request, absl::Seconds(30));
+      if (!reply.ok()) return std::string(reply.status().message());
+      return absl::StrCat(reply->headers, "\r\n", reply->body);
     };
     // Two connections take both threads and keep them: a request's first half, or
     // the first bytes of a TLS record.
@@ -890,6 +892,12 @@ TEST(HttpOverloadTest, ConnectionsThatWaitTooLongForAThreadAreAnswered503) {
           << shed;
       EXPECT_THAT(shed, HasSubstr(R"("code":"UNAVAILABLE")")) << shed;
     }
+    // Operators see it: a counter and a log line (one per interval).
+    const absl::StatusOr<std::string> metrics =
+        testing::HttpGet((*server)->metrics_port(), "/metrics");
+    ASSERT_TRUE(metrics.ok()) << metrics.status();
+    EXPECT_THAT(*metrics, HasSubstr("headway_http_shed_total 3"));
+    EXPECT_THAT((*server)->Log(), HasSubstr("event=http_shed threads=2"));
     for (int fd : holding) close(fd);
     EXPECT_THAT(exchange(Request("GET", "/v2/health/ready")),
                 HasSubstr(R"({"ready":true})"));
@@ -906,14 +914,10 @@ TEST(HttpShutdownTest, HalfSentRequestsAndHandshakesDoNotHoldUpSigterm) {
   for (bool tls : {false, true}) {
     SCOPED_TRACE(tls ? "HTTPS" : "HTTP");
     const int port = testing::FreePort();
-    std::vector<std::string> flags = {absl::StrCat("--http_port=", port),
-                                      "--http_request_timeout=10m"};
-    if (tls) {
-      flags.push_back("--tls_cert_file=" + dir + "/server.pem");
-      flags.push_back("--tls_key_file=" + dir + "/server.key");
-    }
     absl::StatusOr<std::unique_ptr<testing::ServerProcess>> server =
-        testing::ServerProcess::Start(testing::ModelStore(), flags);
+        testing::ServerProcess::Start(
+            testing::ModelStore(),
+            HttpFlags(port, tls, dir, {"--http_request_timeout=10m"}));
     ASSERT_TRUE(server.ok()) << server.status();
     const std::vector<std::string> halves = {
         "",
