@@ -629,10 +629,12 @@ void Hardened<Library>::Serve(const std::shared_ptr<HardenedConnection>& connect
   GuardedStream stream(c.fd, c.ssl.get(), std::move(options));
   if constexpr (std::is_same_v<Library, httplib::SSLServer>) {
     if (!c.tls_established) {
-      // The client's hello, awaited as a request is.
+      // The client's hello, awaited as a request is; a connection shed without one
+      // has sent nothing in all its wait and is closed at once (the shedding thread
+      // does not wait on clients that say nothing).
       const Clock::time_point since = Clock::now();
       const GuardedStream::Arrival hello =
-          stream.AwaitInput(shed ? kShedTlsMs : keep_alive_ms, /*grace_ms=*/0);
+          stream.AwaitInput(shed ? 0 : keep_alive_ms, /*grace_ms=*/0);
       if (hello == GuardedStream::Arrival::kCrowdedOut) return park(since);
       if (hello != GuardedStream::Arrival::kInput) return;
       if (StartsAsPlainHttp(c.fd)) {

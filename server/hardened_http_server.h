@@ -19,8 +19,9 @@
 //    thread count fail a third of their requests on connections closed under them;
 //  - a connection that has waited `max_queue_wait_ms` for a thread is shed: a
 //    thread of its own answers it 503 (over TLS after a handshake bounded by
-//    kShedTlsMs) and closes it, so overload is answered in bounded time rather than
-//    served late to clients that may have given up;
+//    kShedTlsMs; a TLS connection that has sent nothing is closed unanswered) and
+//    closes it, so overload is answered in bounded time rather than served late to
+//    clients that may have given up;
 //  - every wait on a socket ends once the server stops, so a half-sent request or a
 //    silent client cannot hold up the exit;
 //  - the listen queue holds SOMAXCONN connections: the library listens with a
