@@ -18,7 +18,6 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
-#include <iterator>
 #include <memory>
 #include <optional>
 #include <string>
@@ -70,10 +69,10 @@ bool WaitFor(int fd, short events, int64_t timeout_ms,
 }
 
 // Whether the job running on this thread is a connection being shed
-// (CountingThreadPool), which process_and_close_socket answers 503 and closes.
+// (ConnectionPool), which process_and_close_socket answers 503 and closes.
 thread_local bool shedding_this_connection = false;
 
-// When the job running on this thread was queued (CountingThreadPool).
+// When the job running on this thread was queued (ConnectionPool).
 thread_local std::chrono::steady_clock::time_point running_job_queued;
 
 int64_t Milliseconds(time_t seconds, time_t microseconds) {
@@ -334,15 +333,16 @@ void CloseSocket(int fd) {
 
 }  // namespace
 
-// httplib's ThreadPool, counting the jobs (accepted connections) that wait for a
-// thread in `waiting`, with a thread of its own that sheds each job that has waited
-// `max_wait_ms` (negative: none is shed): it runs the job with
-// `shedding_this_connection` set. Another thread of its own watches parked
-// connections (Park). Queued jobs still run after shutdown() (each closes its
-// connection at once, the server having stopped); parked ones are dropped.
-class CountingThreadPool final : public httplib::TaskQueue {
+// The library's task queue, for connections: `threads` threads serve queued jobs
+// (accepted or resumed connections) in order of arrival, and `waiting` counts the
+// jobs queued. A thread of its own sheds each job that has waited `max_wait_ms`
+// (negative: none is shed): it runs the job with `shedding_this_connection` set.
+// Another watches parked connections (Park). Queued jobs still run after shutdown()
+// (each closes its connection at once, the server having stopped); parked ones are
+// dropped.
+class ConnectionPool final : public httplib::TaskQueue {
  public:
-  CountingThreadPool(int threads, int64_t max_wait_ms, std::atomic<int>& waiting)
+  ConnectionPool(int threads, int64_t max_wait_ms, std::atomic<int>& waiting)
       : max_wait_(std::chrono::milliseconds(max_wait_ms)),
         waiting_(waiting),
         epoll_(epoll_create1(EPOLL_CLOEXEC)),
@@ -356,7 +356,7 @@ class CountingThreadPool final : public httplib::TaskQueue {
     watcher_ = std::thread([this] { WatchParked(); });
   }
 
-  ~CountingThreadPool() override {
+  ~ConnectionPool() override {
     close(wake_);
     close(epoll_);
   }
@@ -416,9 +416,15 @@ class CountingThreadPool final : public httplib::TaskQueue {
   // Queues `job` in order of `queued` (at the back unless it is older than some).
   void Queue(std::function<void()> job, Clock::time_point queued) {
     absl::MutexLock lock(&mutex_);
-    auto after = jobs_.end();
-    while (after != jobs_.begin() && std::prev(after)->queued > queued) --after;
-    jobs_.insert(after, {std::move(job), queued});
+    // New jobs go at the back; one queued again with its old place belongs near the
+    // front (the deque stays in order of `queued`).
+    if (jobs_.empty() || jobs_.back().queued <= queued) {
+      jobs_.push_back({std::move(job), queued});
+    } else {
+      auto before = jobs_.begin();
+      while (before->queued <= queued) ++before;
+      jobs_.insert(before, {std::move(job), queued});
+    }
     waiting_.fetch_add(1);
   }
 
@@ -433,7 +439,7 @@ class CountingThreadPool final : public httplib::TaskQueue {
       {
         absl::MutexLock lock(&mutex_);
         mutex_.Await(absl::Condition(
-            +[](CountingThreadPool* pool) ABSL_EXCLUSIVE_LOCKS_REQUIRED(pool->mutex_) {
+            +[](ConnectionPool* pool) ABSL_EXCLUSIVE_LOCKS_REQUIRED(pool->mutex_) {
               return pool->stopping_ || !pool->jobs_.empty();
             },
             this));
@@ -457,7 +463,7 @@ class CountingThreadPool final : public httplib::TaskQueue {
                 ? absl::InfiniteFuture()
                 : absl::Now() + absl::FromChrono(oldest + max_wait_ - Clock::now());
         struct Watch {
-          CountingThreadPool* pool;
+          ConnectionPool* pool;
           Clock::time_point oldest;
         } watch{this, oldest};
         mutex_.AwaitWithDeadline(
@@ -573,12 +579,12 @@ struct HardenedConnection {
 };
 
 template <typename Library>
-void Hardened<Library>::UseCountingThreadPool() {
+void Hardened<Library>::UseConnectionPool() {
   // Called by the library as it starts listening, on the bound socket.
   this->new_task_queue = [this] {
     ::listen(this->svr_sock_, SOMAXCONN);
-    pool_ = new CountingThreadPool(limits_.threads, limits_.max_queue_wait_ms,
-                                   waiting_connections_);
+    pool_ = new ConnectionPool(limits_.threads, limits_.max_queue_wait_ms,
+                               waiting_connections_);
     return pool_;
   };
 }

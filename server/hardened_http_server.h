@@ -79,7 +79,7 @@ inline constexpr int kCrowdedIdleMs = 20;
 // How long shedding a TLS connection may spend on its handshake and answer.
 inline constexpr int kShedTlsMs = 200;
 
-class CountingThreadPool;
+class ConnectionPool;
 struct HardenedConnection;
 
 template <typename Library>  // httplib::Server or httplib::SSLServer
@@ -91,18 +91,18 @@ class Hardened final : public Library {
   template <typename... LibraryArgs>
   explicit Hardened(const HardenedHttpLimits& limits, LibraryArgs&&... library_args)
       : Library(std::forward<LibraryArgs>(library_args)...), limits_(limits) {
-    UseCountingThreadPool();
+    UseConnectionPool();
   }
 
  private:
-  void UseCountingThreadPool();
+  void UseConnectionPool();
   bool process_and_close_socket(socket_t sock) override;
   // Serves `connection` on this thread until it closes, or parks it while idle.
   void Serve(const std::shared_ptr<HardenedConnection>& connection);
 
   const HardenedHttpLimits limits_;
   // Created by the library when it starts listening, on new_task_queue.
-  CountingThreadPool* pool_ = nullptr;
+  ConnectionPool* pool_ = nullptr;
   // Connections accepted and not yet taken up by a thread.
   std::atomic<int> waiting_connections_{0};
 };
