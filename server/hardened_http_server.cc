@@ -131,6 +131,8 @@ class GuardedStream final : public httplib::Stream {
   // Waits at most `timeout_ms` for the connection's next bytes (TLS may hold some
   // decrypted already), or `grace_ms` while the server is crowded.
   Arrival AwaitInput(int64_t timeout_ms, int64_t grace_ms) const {
+    // Bytes already there are taken, however crowded the server.
+    if (HasInputNow()) return Arrival::kInput;
     const Clock::time_point start = Clock::now();
     bool crowded_out = false;
     const bool input = HasInput(timeout_ms, [&] {

@@ -13,6 +13,7 @@
 #include <zlib.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -20,9 +21,11 @@
 #include <fstream>
 #include <iostream>
 #include <opencv2/imgproc.hpp>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -585,18 +588,21 @@ std::string ReadOneAnswer(int fd) {
 // of their handshakes: their requests arrived a second or more late, past the
 // keep-alive timeout (1 s here).
 TEST_F(HttpTest, KeepAliveClientsBeyondTheThreadsKeepTheirConnections) {
+  const std::string request =
+      absl::StrReplaceAll(Request("GET", "/v2/health/ready"),
+                          {{"Connection: close", "Connection: keep-alive"}});
+  // Each connection sends its first request as it connects.
   std::vector<int> connections;
   for (int i = 0; i < 12; ++i) {
     connections.push_back(testing::ConnectTcp(http_port_, absl::Seconds(30)));
     ASSERT_GE(connections.back(), 0);
+    ASSERT_EQ(send(connections.back(), request.data(), request.size(), MSG_NOSIGNAL),
+              static_cast<ssize_t>(request.size()));
   }
-  const std::string request =
-      absl::StrReplaceAll(Request("GET", "/v2/health/ready"),
-                          {{"Connection: close", "Connection: keep-alive"}});
   // Four requests per connection: under the library's keep-alive count (5).
   for (int round = 0; round < 4; ++round) {
     SCOPED_TRACE(absl::StrCat("round ", round));
-    for (int fd : connections) {
+    for (int fd : round == 0 ? std::vector<int>() : connections) {
       ASSERT_EQ(send(fd, request.data(), request.size(), MSG_NOSIGNAL),
                 static_cast<ssize_t>(request.size()));
     }
@@ -608,6 +614,40 @@ TEST_F(HttpTest, KeepAliveClientsBeyondTheThreadsKeepTheirConnections) {
     absl::SleepFor(absl::Milliseconds(50));
   }
   for (int fd : connections) close(fd);
+}
+
+// Many keep-alive clients at once (32 on 4 threads, 2 s): every request is answered
+// 200, none shed, none lost. Requests already there when a thread takes their
+// connection up are served however crowded the server is (a first version of
+// parking put such connections back in line again and again while others waited, and
+// 2% of them were shed).
+TEST_F(HttpTest, ManyKeepAliveClientsAreAllServed) {
+  const std::string request =
+      absl::StrReplaceAll(Request("GET", "/v2/health/ready"),
+                          {{"Connection: close", "Connection: keep-alive"}});
+  std::atomic<int> served{0};
+  std::atomic<int> failed{0};
+  const absl::Time end = absl::Now() + absl::Seconds(2);
+  std::vector<std::thread> clients;
+  for (int i = 0; i < 32; ++i) {
+    clients.emplace_back([&] {
+      while (absl::Now() < end) {
+        const int fd = testing::ConnectTcp(http_port_, absl::Seconds(30));
+        // The library's keep-alive count (5) closes a connection after five.
+        for (int n = 0; n < 5 && absl::Now() < end; ++n) {
+          const bool sent = send(fd, request.data(), request.size(), MSG_NOSIGNAL) ==
+                            static_cast<ssize_t>(request.size());
+          const std::string answer = sent ? ReadOneAnswer(fd) : "";
+          (absl::StrContains(answer, R"({"ready":true})") ? served : failed)++;
+          if (!absl::StrContains(answer, "HTTP/1.1 200")) break;
+        }
+        close(fd);
+      }
+    });
+  }
+  for (std::thread& client : clients) client.join();
+  EXPECT_EQ(failed.load(), 0) << served.load() << " served";
+  EXPECT_GT(served.load(), 32);
 }
 
 TEST_F(HttpTest, BadHttpGetsA4xxWithAJsonErrorAndTheServerServesOn) {
