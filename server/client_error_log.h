@@ -31,6 +31,13 @@ class ClientErrorLog {
   bool ShouldLog(absl::string_view rpc, absl::StatusCode code, absl::Time now,
                  int64_t& suppressed);
 
+  // Logs the failure of an `rpc` call: a server fault (server_fault.h) each time
+  // (event request_failed_server_fault, error), a client error at this log's rate
+  // (request_failed, warning). `model` and `head` are as the request named them,
+  // shown as the log may show them (EchoName), empty when it named none.
+  void LogFailure(absl::string_view rpc, absl::string_view model, absl::string_view head,
+                  const absl::Status& status, absl::Duration latency);
+
  private:
   struct Kind {
     absl::Time logged = absl::InfinitePast();

@@ -69,11 +69,11 @@ bool WaitFor(int fd, short events, int64_t timeout_ms,
 }
 
 // Whether the job running on this thread is a connection being shed
-// (ConnectionPool), which process_and_close_socket answers 503 and closes.
+// (ConnectionPool), which Serve answers 503 and closes.
 thread_local bool shedding_this_connection = false;
 
 // When the job running on this thread was queued (ConnectionPool).
-thread_local std::chrono::steady_clock::time_point running_job_queued;
+thread_local Clock::time_point running_job_queued;
 
 int64_t Milliseconds(time_t seconds, time_t microseconds) {
   return static_cast<int64_t>(seconds) * 1000 + microseconds / 1000;
@@ -615,13 +615,15 @@ void Hardened<Library>::Serve(const std::shared_ptr<HardenedConnection>& connect
     options.crowded = [] { return false; };
   }
   const int64_t keep_alive_ms = int64_t{this->keep_alive_timeout_sec_} * 1000;
+  const auto before_first_request = [&] {
+    return c.requests_left == this->keep_alive_max_count_;
+  };
   // Crowded out while idle since `since`: parked until its next bytes, or closed at
-  // the end of the keep-alive timeout.
+  // the end of the keep-alive timeout. One that has not sent its first request
+  // keeps its place in line.
   const auto park = [&](Clock::time_point since) {
-    // One that has not sent its first request keeps its place in line.
-    const bool first = c.requests_left == this->keep_alive_max_count_;
-    pool_->Park(c.fd, since + std::chrono::milliseconds(keep_alive_ms), first,
-                [this, connection] { Serve(connection); });
+    pool_->Park(c.fd, since + std::chrono::milliseconds(keep_alive_ms),
+                before_first_request(), [this, connection] { Serve(connection); });
   };
   if constexpr (std::is_same_v<Library, httplib::SSLServer>) {
     if (c.ssl == nullptr) {
@@ -668,9 +670,8 @@ void Hardened<Library>::Serve(const std::shared_ptr<HardenedConnection>& connect
     const Clock::time_point since = Clock::now();
     // A connection that has sent nothing yet is parked at once when crowded; one
     // between requests keeps its thread kCrowdedIdleMs for the next.
-    const GuardedStream::Arrival next = stream.AwaitRequest(
-        keep_alive_ms,
-        c.requests_left == this->keep_alive_max_count_ ? 0 : kCrowdedIdleMs);
+    const GuardedStream::Arrival next =
+        stream.AwaitRequest(keep_alive_ms, before_first_request() ? 0 : kCrowdedIdleMs);
     if (next == GuardedStream::Arrival::kCrowdedOut) return park(since);
     if (next != GuardedStream::Arrival::kInput) return;
     bool connection_closed = false;

@@ -418,7 +418,7 @@ int Serve() {
     http_options.port = http_port;
     http_options.threads = absl::GetFlag(FLAGS_http_threads);
     http_options.max_queue_wait = absl::GetFlag(FLAGS_http_max_queue_wait);
-    http_options.on_shed = [&metrics] { metrics.RecordHttpShed(); };
+    http_options.metrics = &metrics;
     http_options.max_body_bytes = absl::GetFlag(FLAGS_http_max_body_bytes);
     http_options.request_timeout = absl::GetFlag(FLAGS_http_request_timeout);
     http_options.tls_cert_file = absl::GetFlag(FLAGS_tls_cert_file);

@@ -225,7 +225,7 @@ absl::StatusOr<std::unique_ptr<HttpGateway>> HttpGateway::Start(
 }
 
 void HttpGateway::RecordShed() {
-  if (options_.on_shed) options_.on_shed();
+  if (options_.metrics != nullptr) options_.metrics->RecordHttpShed();
   int64_t suppressed = 0;
   if (shed_log_.ShouldLog("HTTP", absl::StatusCode::kUnavailable, absl::Now(),
                           suppressed)) {

@@ -24,7 +24,6 @@
 #include <grpcpp/channel.h>
 
 #include <cstdint>
-#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -33,6 +32,7 @@
 #include "absl/time/time.h"
 #include "server/client_error_log.h"
 #include "server/http_api.h"
+#include "server/server_metrics.h"
 
 namespace httplib {
 class Server;
@@ -51,9 +51,9 @@ class HttpGateway {
     // How long a connection waits for one of `threads`; then it is answered 503
     // (Retry-After: 1) and closed. Infinite: no bound.
     absl::Duration max_queue_wait = absl::Seconds(1);
-    // Called for each connection shed (each is also logged, at a bounded rate); may
-    // be empty.
-    std::function<void()> on_shed;
+    // Counts each connection shed (each is also logged, at a bounded rate); may be
+    // null.
+    ServerMetrics* metrics = nullptr;
     int64_t max_body_bytes = int64_t{64} << 20;
     // A request's headers, request line included (plain HTTP; over HTTPS the library
     // bounds each header line alone).

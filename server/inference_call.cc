@@ -2,11 +2,8 @@
 
 #include <chrono>
 
-#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "model_store/model_config.h"
-#include "model_store/server_fault.h"
-#include "server/event_log.h"
 #include "server/grpc_status.h"
 
 namespace headway {
@@ -29,7 +26,10 @@ void InferenceCall::Finish(const absl::Status& status, absl::string_view model,
   if (finished_->exchange(true)) return;
   const absl::Duration latency = absl::Now() - start_;
   serving_.metrics->RequestFinished(rpc_, model, head, status.code(), latency);
-  if (!status.ok()) Log(status, latency);
+  if (!status.ok()) {
+    serving_.errors->LogFailure(rpc_, EchoName(requested_model_),
+                                EchoName(requested_head_), status, latency);
+  }
   if (admitted_ != nullptr) {
     // Refused after admission (a deadline that cannot be met, a full queue, a
     // client gone): nothing was answered, which the model's flood detection counts.
@@ -40,24 +40,6 @@ void InferenceCall::Finish(const absl::Status& status, absl::string_view model,
   }
   serving_.gate->Release();
   reactor_->Finish(ToGrpcStatus(status));
-}
-
-void InferenceCall::Log(const absl::Status& status, absl::Duration latency) const {
-  const bool server_fault = IsServerFault(status);
-  int64_t suppressed = 0;
-  if (!server_fault &&
-      !serving_.errors->ShouldLog(rpc_, status.code(), absl::Now(), suppressed)) {
-    return;
-  }
-  LogEvent(server_fault ? LogLevel::kError : LogLevel::kWarning,
-           server_fault ? "request_failed_server_fault" : "request_failed",
-           {{"rpc", rpc_},
-            {"model", EchoName(requested_model_)},
-            {"head", EchoName(requested_head_)},
-            {"code", absl::StatusCodeToString(status.code())},
-            {"duration_ms", absl::StrCat(absl::ToDoubleMilliseconds(latency))},
-            {"suppressed", absl::StrCat(suppressed)},
-            {"message", std::string(status.message())}});
 }
 
 RequestControl ControlOf(grpc::CallbackServerContext* context) {

@@ -60,8 +60,6 @@ class InferenceCall {
   void HoldAdmission(std::shared_ptr<const Model> model) { admitted_ = std::move(model); }
 
  private:
-  void Log(const absl::Status& status, absl::Duration latency) const;
-
   const char* rpc_;
   grpc::ServerUnaryReactor* reactor_;
   InferenceServing serving_;

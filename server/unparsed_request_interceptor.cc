@@ -9,9 +9,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
-#include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "server/event_log.h"
 
 namespace headway {
 namespace {
@@ -25,6 +23,15 @@ const google::protobuf::MethodDescriptor* DescriptorOf(absl::string_view method)
   const std::string full_name =
       absl::StrReplaceAll(method.substr(1), {{"/", "."}});  // package.Service.Method
   return google::protobuf::DescriptorPool::generated_pool()->FindMethodByName(full_name);
+}
+
+// What answers a request whose bytes did not parse as `method`'s (nullable) request.
+std::string UnparsedRequestMessage(const google::protobuf::MethodDescriptor* method) {
+  const std::string type = method == nullptr ? std::string("of the method")
+                                             : method->input_type()->full_name();
+  return absl::StrCat("the request's bytes do not parse as message ", type,
+                      ": truncated or malformed protobuf, or a string field holding "
+                      "invalid UTF-8");
 }
 
 class UnparsedRequestInterceptor final : public grpc::experimental::Interceptor {
@@ -43,36 +50,28 @@ class UnparsedRequestInterceptor final : public grpc::experimental::Interceptor 
     if (unparsed_ &&
         methods->QueryInterceptionHookPoint(InterceptionHookPoints::PRE_SEND_STATUS) &&
         methods->GetSendStatus().error_code() == grpc::StatusCode::UNIMPLEMENTED) {
-      const std::string message = UnparsedRequestMessage(method_);
-      methods->ModifySendStatus(
-          grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, message));
-      if (const google::protobuf::MethodDescriptor* method = DescriptorOf(method_)) {
-        Record(method->name(), message);
+      const google::protobuf::MethodDescriptor* method = DescriptorOf(method_);
+      const absl::Status status =
+          absl::InvalidArgumentError(UnparsedRequestMessage(method));
+      methods->ModifySendStatus(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                             std::string(status.message())));
+      // Counted and logged as the services do their client errors; only for methods
+      // the protos declare (metric labels come from those alone).
+      if (method != nullptr) {
+        if (metrics_ != nullptr) {
+          metrics_->RequestStarted();
+          metrics_->RequestFinished(method->name(), "", "", status.code(),
+                                    absl::ZeroDuration());
+        }
+        if (errors_ != nullptr) {
+          errors_->LogFailure(method->name(), "", "", status, absl::ZeroDuration());
+        }
       }
     }
     methods->Proceed();
   }
 
  private:
-  // Counts and logs the call as the services do their client errors; `rpc` is a
-  // method the protos declare (metric labels come from those alone).
-  void Record(const std::string& rpc, const std::string& message) {
-    if (metrics_ != nullptr) {
-      metrics_->RequestStarted();
-      metrics_->RequestFinished(rpc, "", "", absl::StatusCode::kInvalidArgument,
-                                absl::ZeroDuration());
-    }
-    int64_t suppressed = 0;
-    if (errors_ != nullptr && errors_->ShouldLog(rpc, absl::StatusCode::kInvalidArgument,
-                                                 absl::Now(), suppressed)) {
-      LogEvent(LogLevel::kWarning, "request_failed",
-               {{"rpc", rpc},
-                {"code", "INVALID_ARGUMENT"},
-                {"suppressed", absl::StrCat(suppressed)},
-                {"message", message}});
-    }
-  }
-
   const char* const method_;
   ServerMetrics* const metrics_;
   ClientErrorLog* const errors_;
@@ -80,15 +79,6 @@ class UnparsedRequestInterceptor final : public grpc::experimental::Interceptor 
 };
 
 }  // namespace
-
-std::string UnparsedRequestMessage(absl::string_view method) {
-  const google::protobuf::MethodDescriptor* descriptor = DescriptorOf(method);
-  const std::string type = descriptor == nullptr ? std::string("of the method")
-                                                 : descriptor->input_type()->full_name();
-  return absl::StrCat("the request's bytes do not parse as message ", type,
-                      ": truncated or malformed protobuf, or a string field holding "
-                      "invalid UTF-8");
-}
 
 grpc::experimental::Interceptor*
 UnparsedRequestInterceptorFactory::CreateServerInterceptor(

@@ -17,9 +17,6 @@
 
 #include <grpcpp/support/server_interceptor.h>
 
-#include <string>
-
-#include "absl/strings/string_view.h"
 #include "server/client_error_log.h"
 #include "server/server_metrics.h"
 
@@ -38,10 +35,6 @@ class UnparsedRequestInterceptorFactory final
   ServerMetrics* const metrics_;
   ClientErrorLog* const errors_;
 };
-
-// The message of the INVALID_ARGUMENT answering a request to `method`
-// ("/package.Service/Method") whose bytes did not parse.
-std::string UnparsedRequestMessage(absl::string_view method);
 
 }  // namespace headway
 
