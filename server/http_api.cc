@@ -12,7 +12,9 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "model_store/model_config.h"
 #include "server/http_json.h"
+#include "server/open_inference_tensors.h"
 
 namespace headway {
 namespace {
@@ -113,6 +115,38 @@ HttpResponse ErrorResponse(const absl::Status& status) {
   return {HttpStatusOf(status.code()), ErrorJson(status), "", std::nullopt};
 }
 
+absl::StatusOr<absl::Duration> ParseGrpcTimeout(absl::string_view value) {
+  const auto refuse = [&] {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "Grpc-Timeout must be at most 8 digits and a unit (H, M, S, m, u or n; \"500m\" "
+        "is 500 ms), not \"",
+        EchoName(value.substr(0, 40)), "\""));
+  };
+  if (value.size() < 2 || value.size() > 9) return refuse();
+  const absl::string_view digits = value.substr(0, value.size() - 1);
+  int64_t amount = 0;
+  if (!std::all_of(digits.begin(), digits.end(), absl::ascii_isdigit) ||
+      !absl::SimpleAtoi(digits, &amount)) {
+    return refuse();
+  }
+  switch (value.back()) {
+    case 'H':
+      return absl::Hours(amount);
+    case 'M':
+      return absl::Minutes(amount);
+    case 'S':
+      return absl::Seconds(amount);
+    case 'm':
+      return absl::Milliseconds(amount);
+    case 'u':
+      return absl::Microseconds(amount);
+    case 'n':
+      return absl::Nanoseconds(amount);
+    default:
+      return refuse();
+  }
+}
+
 HttpApi::HttpApi(std::shared_ptr<grpc::Channel> channel, absl::Duration call_timeout)
     : inference_(v1::InferenceService::NewStub(channel)),
       management_(v1::ManagementService::NewStub(channel)),
@@ -121,14 +155,29 @@ HttpApi::HttpApi(std::shared_ptr<grpc::Channel> channel, absl::Duration call_tim
 
 template <typename Response, typename Stub, typename Request, typename Method>
 absl::StatusOr<Response> HttpApi::Call(Stub& stub, Method method, const Request& request,
-                                       const HttpRequest& http) const {
+                                       const HttpRequest& http,
+                                       absl::Duration timeout) const {
   grpc::ClientContext context;
+  timeout = std::min(timeout, call_timeout_);
+  if (!http.grpc_timeout.empty()) {
+    // Checked by Handle before any call.
+    timeout = std::min(timeout, ParseGrpcTimeout(http.grpc_timeout).value_or(timeout));
+  }
   context.set_deadline(std::chrono::system_clock::now() +
-                       absl::ToChronoMicroseconds(call_timeout_));
+                       absl::ToChronoMicroseconds(timeout));
   if (!http.authorization.empty())
     context.AddMetadata("authorization", http.authorization);
   Response response;
   const grpc::Status status = (stub.*method)(&context, request, &response);
+  if (status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED &&
+      status.error_message() == "Deadline Exceeded") {
+    // gRPC's own words when the deadline passed in transport or in a queue: say which.
+    return absl::DeadlineExceededError(absl::StrCat(
+        "no answer within the request's deadline of ", absl::FormatDuration(timeout),
+        " (the sooner of its Grpc-Timeout header, its \"timeout\" parameter and the "
+        "gateway's ",
+        absl::FormatDuration(call_timeout_), ")"));
+  }
   if (!status.ok()) {
     return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
                         status.error_message());
@@ -148,6 +197,12 @@ HttpResponse HttpApi::Handle(const HttpRequest& request) const {
                      "it, with an Inference-Header-Content-Length header)")));
     response.status = 415;
     return response;
+  }
+  if (!request.grpc_timeout.empty()) {
+    if (absl::StatusOr<absl::Duration> timeout = ParseGrpcTimeout(request.grpc_timeout);
+        !timeout.ok()) {
+      return ErrorResponse(timeout.status());
+    }
   }
   // Names in the path become protobuf strings, which must be UTF-8.
   if (!google::protobuf::internal::IsStructurallyValidUTF8(request.path) ||
@@ -270,8 +325,11 @@ HttpResponse HttpApi::HandleV2(const HttpRequest& request,
     if (!infer.ok()) return ErrorResponse(infer.status());
     infer->set_model_name(model);
     infer->set_model_version(model_version);
+    // The "timeout" parameter becomes the call's deadline too, so the answer comes
+    // when it passes (the server checks the parameter itself).
     auto response = Call<inference::ModelInferResponse>(
-        *open_inference_, &Stub::ModelInfer, *infer, request);
+        *open_inference_, &Stub::ModelInfer, *infer, request,
+        RequestedTimeout(*infer).value_or(absl::InfiniteDuration()));
     if (!response.ok()) return ErrorResponse(response.status());
     InferResponseBody body = InferResponseHttp(*response, *infer);
     HttpResponse reply = Json(std::move(body.body));

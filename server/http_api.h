@@ -54,6 +54,8 @@ struct HttpRequest {
   std::string authorization;
   // The Inference-Header-Content-Length header (binary tensor data); "" when none.
   std::string inference_header_length;
+  // The Grpc-Timeout header (a deadline, in gRPC's form: "500m", "2S"); "" when none.
+  std::string grpc_timeout;
   std::string body;
 };
 
@@ -73,9 +75,16 @@ int HttpStatusOf(absl::StatusCode code);
 // A response carrying `status` as {"error": ..., "code": ...}.
 HttpResponse ErrorResponse(const absl::Status& status);
 
+// A Grpc-Timeout header's value (gRPC's wire form: at most 8 digits and a unit, H M S
+// for hours, minutes, seconds, m u n for milli-, micro- and nanoseconds; "250m" is
+// 250 ms), the header gRPC-to-JSON gateways take a deadline from; INVALID_ARGUMENT,
+// naming the header, for anything else.
+absl::StatusOr<absl::Duration> ParseGrpcTimeout(absl::string_view value);
+
 class HttpApi {
  public:
-  // Each forwarded call has `call_timeout` as its deadline.
+  // Each forwarded call has `call_timeout` as its deadline, or the request's
+  // Grpc-Timeout when that is sooner.
   HttpApi(std::shared_ptr<grpc::Channel> channel, absl::Duration call_timeout);
 
   HttpResponse Handle(const HttpRequest& request) const;
@@ -86,10 +95,12 @@ class HttpApi {
   HttpResponse HandleV1(const HttpRequest& request,
                         const std::vector<std::string>& path) const;
 
-  // Runs a unary call of `stub` with the request's credential and the deadline.
+  // Runs a unary call of `stub` with the request's credential and the deadline
+  // (`timeout` from now, when that is sooner).
   template <typename Response, typename Stub, typename Request, typename Method>
   absl::StatusOr<Response> Call(Stub& stub, Method method, const Request& request,
-                                const HttpRequest& http) const;
+                                const HttpRequest& http,
+                                absl::Duration timeout = absl::InfiniteDuration()) const;
 
   std::unique_ptr<v1::InferenceService::Stub> inference_;
   std::unique_ptr<v1::ManagementService::Stub> management_;

@@ -117,6 +117,7 @@ absl::StatusOr<std::unique_ptr<HttpGateway>> HttpGateway::Start(
     request.authorization = in.get_header_value("Authorization");
     request.inference_header_length =
         in.get_header_value("Inference-Header-Content-Length");
+    request.grpc_timeout = in.get_header_value("Grpc-Timeout");
     request.body = std::move(body);
     const HttpResponse response = self->api_.Handle(request);
     out.status = response.status;

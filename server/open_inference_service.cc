@@ -1,10 +1,12 @@
 #include "server/open_inference_service.h"
 
+#include <algorithm>
 #include <limits>
 #include <memory>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "model_store/model_config.h"
 #include "server/grpc_status.h"
 #include "server/open_inference_tensors.h"
@@ -106,17 +108,23 @@ grpc::ServerUnaryReactor* OpenInferenceServiceImpl::ModelMetadata(
 grpc::ServerUnaryReactor* OpenInferenceServiceImpl::ModelInfer(
     grpc::CallbackServerContext* context, const inference::ModelInferRequest* request,
     inference::ModelInferResponse* response) {
+  const absl::Time arrived = absl::Now();
   const CallWork work =
       IsOneFp32Input(*request) ? CallWork::kGrpcThread : CallWork::kWorker;
   return ServeInference(
       serving_, "ModelInfer", context, request->model_name(), "", RequestedHead(*request),
       work,
-      [request, response](const std::shared_ptr<Model>& model, RequestControl control,
-                          const InferenceCall& call) {
+      [request, response, arrived](const std::shared_ptr<Model>& model,
+                                   RequestControl control, const InferenceCall& call) {
         if (absl::Status version = CheckVersion(*model, request->model_version());
             !version.ok()) {
           return call.Finish(version, model->name());
         }
+        // The "timeout" parameter tightens the transport's deadline (HTTP clients
+        // have no other way to send one); the batcher keeps whichever comes first.
+        absl::StatusOr<absl::Duration> timeout = RequestedTimeout(*request);
+        if (!timeout.ok()) return call.Finish(timeout.status(), model->name());
+        control.deadline = std::min(control.deadline, arrived + *timeout);
         absl::StatusOr<OpenInferenceOutputs> outputs =
             ToOpenInferenceOutputs(*request, model->has_heads());
         if (!outputs.ok()) return call.Finish(outputs.status(), model->name());

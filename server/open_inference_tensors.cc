@@ -321,6 +321,18 @@ bool OpenInferenceOutputs::wants(absl::string_view name) const {
                      [&](const Output& output) { return output.name == name; });
 }
 
+absl::StatusOr<absl::Duration> RequestedTimeout(
+    const inference::ModelInferRequest& request) {
+  auto timeout = request.parameters().find("timeout");
+  if (timeout == request.parameters().end()) return absl::InfiniteDuration();
+  if (timeout->second.parameter_choice_case() != inference::InferParameter::kInt64Param ||
+      timeout->second.int64_param() <= 0) {
+    return absl::InvalidArgumentError(
+        "parameter \"timeout\" must be a positive integer (microseconds)");
+  }
+  return absl::Microseconds(timeout->second.int64_param());
+}
+
 absl::StatusOr<OpenInferenceOutputs> ToOpenInferenceOutputs(
     const inference::ModelInferRequest& request, bool has_heads) {
   OpenInferenceOutputs result;

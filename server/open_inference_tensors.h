@@ -11,8 +11,10 @@
 //                             with the "classification" parameter k, BYTES [N,k]
 //                             "score:index:label", best first (Triton's extension).
 //            None requested: every output the model has.
-//   request parameters "head" (string: the head, else the default) and "l2_normalize"
-//   (bool: unit-length embeddings); others are ignored, as the protocol allows.
+//   request parameters "head" (string: the head, else the default), "l2_normalize"
+//   (bool: unit-length embeddings) and "timeout" (int64 microseconds from arrival:
+//   a deadline, as Triton's clients send it); others are ignored, as the protocol
+//   allows.
 //
 // Pure functions; thread-safe.
 #ifndef HEADWAY_SERVER_OPEN_INFERENCE_TENSORS_H_
@@ -22,6 +24,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "headway/v1/model_config.pb.h"
 #include "inference/grpc_predict_v2.pb.h"
 #include "model_store/input.h"
@@ -73,6 +76,11 @@ struct OpenInferenceOutputs {
 // a parameter of the wrong type. `has_heads`: whether the model has a head.
 absl::StatusOr<OpenInferenceOutputs> ToOpenInferenceOutputs(
     const inference::ModelInferRequest& request, bool has_heads);
+
+// The request's "timeout" parameter (microseconds), InfiniteDuration when absent;
+// INVALID_ARGUMENT when it is not a positive int64.
+absl::StatusOr<absl::Duration> RequestedTimeout(
+    const inference::ModelInferRequest& request);
 
 // Writes the requested outputs of `embedded` and `classified` (each present when its
 // output was asked for; `classified` holds every class of each input) into

@@ -884,6 +884,61 @@ TEST(HttpsTest, ServesBodiesAndKeepAliveAndBoundsHeaders) {
   std::filesystem::remove_all(dir);
 }
 
+// An HTTP client bounds its wait as a gRPC client does: a Grpc-Timeout header (what
+// gRPC-to-JSON gateways read) on any route, or the Open Inference "timeout" parameter
+// (microseconds), is the forwarded call's deadline. A request held for a batch past it
+// is answered 504 with a message giving the deadline; a malformed header is a 400
+// naming it.
+TEST(HttpDeadlineTest, GrpcTimeoutHeaderAndTimeoutParameterAreTheDeadline) {
+  const std::filesystem::path store = testing::CopyModelStore();
+  // A lone request waits 300 ms for a batch to fill.
+  std::ofstream(store / "digits" / "config.pbtxt", std::ios::app)
+      << "batching { max_batch_size: 8 max_queue_delay_us: 300000 "
+         "wait_for_full_batch: true }\n";
+  const int port = testing::FreePort();
+  testing::Served served = testing::Serve(store, {absl::StrCat("--http_port=", port)});
+  ASSERT_NE(served.client, nullptr);
+  const auto send = [&](std::string request, const std::string& header) {
+    if (!header.empty()) request.insert(request.find("\r\n") + 2, header + "\r\n");
+    absl::StatusOr<testing::HttpReply> reply =
+        testing::HttpExchange(port, request, absl::Seconds(30));
+    EXPECT_TRUE(reply.ok()) << reply.status();
+    return reply.ok() ? *reply : testing::HttpReply();
+  };
+  const std::string classify =
+      Request("POST", "/v1/models/digits:classify",
+              absl::StrCat(R"({"inputs": [{"image": ")", Base64Png(kSeven), R"("}]})"));
+  const auto infer = [](const std::string& parameters) {
+    return Request(
+        "POST", "/v2/models/digits/infer",
+        absl::StrCat("{", parameters, R"("inputs": [{"name": "images", "shape": [1], )",
+                     R"("datatype": "BYTES", "data": [")", Base64Png(kSeven),
+                     R"("]}]})"));
+  };
+
+  testing::HttpReply reply = send(classify, "Grpc-Timeout: 50m");
+  EXPECT_EQ(reply.status, 504) << reply.body;
+  EXPECT_THAT(reply.body, HasSubstr("no answer within the request's deadline of 50ms"));
+  reply = send(infer(R"("parameters": {"timeout": 50000}, )"), "");
+  EXPECT_EQ(reply.status, 504) << reply.body;
+  EXPECT_THAT(reply.body, HasSubstr("deadline"));
+
+  reply = send(classify, "Grpc-Timeout: 30S");
+  EXPECT_EQ(reply.status, 200) << reply.body;
+  reply = send(infer(R"("parameters": {"timeout": 30000000}, )"), "");
+  EXPECT_EQ(reply.status, 200) << reply.body;
+
+  for (const char* bad : {"50", "fast", "123456789S", "5s"}) {
+    reply = send(classify, absl::StrCat("Grpc-Timeout: ", bad));
+    EXPECT_EQ(reply.status, 400) << bad;
+    EXPECT_THAT(reply.body, HasSubstr("Grpc-Timeout must be at most 8 digits and a unit"))
+        << bad;
+  }
+  reply = send(infer(R"("parameters": {"timeout": "soon"}, )"), "");
+  EXPECT_EQ(reply.status, 400) << reply.body;
+  EXPECT_THAT(reply.body, HasSubstr("parameter \\\"timeout\\\" must be a positive"));
+}
+
 // Overload is shed, not served late: with every HTTP thread held (by requests that
 // are half-sent, or TLS handshakes begun and not finished), a connection that has
 // waited --http_max_queue_wait for a thread is answered 503 with Retry-After and a

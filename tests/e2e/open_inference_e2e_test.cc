@@ -620,6 +620,50 @@ std::filesystem::path StoreWithFeatureExtractor() {
   return store;
 }
 
+// The "timeout" request parameter (microseconds, as Triton's clients send it) is the
+// request's deadline on the server even when the gRPC call has a longer one: a request
+// held for a batch past it is answered DEADLINE_EXCEEDED by the server, not computed;
+// a bad value is INVALID_ARGUMENT naming the parameter.
+TEST(TimeoutParameterTest, IsTheRequestsDeadlineOnTheServer) {
+  const std::filesystem::path store = testing::CopyModelStore();
+  // A lone request waits 300 ms for a batch to fill.
+  std::ofstream(store / "digits" / "config.pbtxt", std::ios::app)
+      << "batching { max_batch_size: 8 max_queue_delay_us: 300000 "
+         "wait_for_full_batch: true }\n";
+  Served served = Serve(store);
+  ASSERT_NE(served.client, nullptr);
+  OpenInferenceClient open(served.server->target());  // a 60 s gRPC deadline
+  const auto with_timeout = [](inference::InferParameter timeout) {
+    inference::ModelInferRequest request = PngRequest(false);
+    (*request.mutable_parameters())["timeout"] = timeout;
+    return request;
+  };
+  inference::InferParameter timeout;
+  inference::ModelInferResponse response;
+
+  timeout.set_int64_param(50000);  // 50 ms
+  grpc::Status status = open.Infer(with_timeout(timeout), &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  EXPECT_THAT(status.error_message(), HasSubstr("deadline passed"));
+
+  timeout.set_int64_param(30000000);  // 30 s
+  status = open.Infer(with_timeout(timeout), &response);
+  EXPECT_TRUE(status.ok()) << status.error_message();
+  EXPECT_TRUE(open.Infer(PngRequest(false), &response).ok());
+
+  inference::InferParameter negative;
+  negative.set_int64_param(-5);
+  inference::InferParameter text;
+  text.set_string_param("50ms");
+  for (const inference::InferParameter& bad : {negative, text}) {
+    status = open.Infer(with_timeout(bad), &response);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
+        << bad.ShortDebugString();
+    EXPECT_THAT(status.error_message(), HasSubstr("parameter \"timeout\" must be a "
+                                                  "positive integer (microseconds)"));
+  }
+}
+
 TEST(EmbeddingOnlyModelTest, ServesEmbedAndGetsItsFirstHeadByHotSwap) {
   const std::filesystem::path store = StoreWithFeatureExtractor();
   Served served = Serve(store);
