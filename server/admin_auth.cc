@@ -4,9 +4,12 @@
 #include <grpcpp/security/auth_context.h>
 #include <grpcpp/server_context.h>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "model_store/status_macros.h"
+#include "model_store/store/model_files.h"
 
 namespace headway {
 namespace {
@@ -25,8 +28,15 @@ std::string ClientCommonName(const grpc::ServerContextBase& context) {
 
 }  // namespace
 
+void AdminAuthorizer::ReplaceToken(std::string token) {
+  if (!has_token_ || token.empty()) return;
+  absl::MutexLock lock(&mu_);
+  token_ = std::move(token);
+}
+
 bool AdminAuthorizer::TokenMatches(absl::string_view presented) const {
-  const std::string& expected = options_.token;
+  absl::MutexLock lock(&mu_);
+  const std::string& expected = token_;
   if (expected.empty()) return false;
   // Constant time in the token's contents: every byte is compared.
   unsigned char difference = presented.size() == expected.size() ? 0 : 1;
@@ -65,6 +75,17 @@ absl::Status AdminAuthorizer::Authorize(const grpc::ServerContextBase& context) 
   return absl::UnauthenticatedError(
       "this RPC changes what the server serves and needs an admin credential: "
       "metadata \"authorization: Bearer <token>\" or an admin client certificate");
+}
+
+absl::StatusOr<std::string> ReadAdminTokenFile(const std::string& path) {
+  if (path.empty()) return std::string();
+  HEADWAY_ASSIGN_OR_RETURN(const std::string contents, ReadFileToString(path));
+  std::string token(absl::StripAsciiWhitespace(contents));
+  if (token.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("admin token file ", path, " is empty"));
+  }
+  return token;
 }
 
 }  // namespace headway

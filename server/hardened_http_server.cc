@@ -627,7 +627,9 @@ void Hardened<Library>::Serve(const std::shared_ptr<HardenedConnection>& connect
   };
   if constexpr (std::is_same_v<Library, httplib::SSLServer>) {
     if (c.ssl == nullptr) {
-      c.ssl.reset(SSL_new(this->ssl_context()));
+      // The connection holds a reference to its context from here.
+      const std::shared_ptr<SSL_CTX> replaced = ReplacedSslContext();
+      c.ssl.reset(SSL_new(replaced != nullptr ? replaced.get() : this->ssl_context()));
       const int flags = fcntl(c.fd, F_GETFL);
       if (c.ssl == nullptr || flags < 0 ||
           fcntl(c.fd, F_SETFL, flags | O_NONBLOCK) != 0 ||

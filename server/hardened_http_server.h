@@ -55,6 +55,9 @@
 #include <string>
 #include <utility>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+
 namespace headway {
 
 struct HardenedHttpLimits {
@@ -94,7 +97,21 @@ class Hardened final : public Library {
     UseConnectionPool();
   }
 
+  // HTTPS only: connections accepted from now on handshake with `context` instead of
+  // the library's (certificates rotated while serving); those already made keep
+  // theirs. Thread-safe.
+  void ReplaceSslContext(std::shared_ptr<SSL_CTX> context) ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    ssl_context_ = std::move(context);
+  }
+
  private:
+  // The context a new TLS connection handshakes with; null for the library's.
+  std::shared_ptr<SSL_CTX> ReplacedSslContext() const ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    return ssl_context_;
+  }
+
   void UseConnectionPool();
   bool process_and_close_socket(socket_t sock) override;
   // Serves `connection` on this thread until it closes, or parks it while idle.
@@ -105,6 +122,8 @@ class Hardened final : public Library {
   ConnectionPool* pool_ = nullptr;
   // Connections accepted and not yet taken up by a thread.
   std::atomic<int> waiting_connections_{0};
+  mutable absl::Mutex mu_;
+  std::shared_ptr<SSL_CTX> ssl_context_ ABSL_GUARDED_BY(mu_);
 };
 
 using HardenedHttpServer = Hardened<httplib::Server>;

@@ -93,6 +93,10 @@ class HeadwayServer {
   // The bound port.
   int port() const { return port_; }
 
+  // Admin calls need `token` instead of the bearer token they needed (a rotated
+  // token file); a server started without a token takes none. Thread-safe.
+  void ReplaceAdminToken(std::string token) { admin_.ReplaceToken(std::move(token)); }
+
   // The server says SERVING (and each model as UpdateModelHealth would).
   void MarkServing();
 
@@ -121,7 +125,7 @@ class HeadwayServer {
                                                    HeadwayServer* server);
 
   ModelRegistry* const registry_;
-  const AdminAuthorizer admin_;
+  AdminAuthorizer admin_;
   std::unique_ptr<WorkerPool> workers_;
   std::unique_ptr<WorkerPool> management_workers_;
   CallGate gate_;

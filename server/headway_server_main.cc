@@ -34,6 +34,7 @@
 #include "model_store/store/model_files.h"
 #include "model_store/store_follower.h"
 #include "model_store/torch_runtime.h"
+#include "server/credential_reloader.h"
 #include "server/event_log.h"
 #include "server/flood_memory.h"
 #include "server/headway_server.h"
@@ -135,6 +136,12 @@ ABSL_FLAG(std::string, tls_key_file, "", "PEM private key of --tls_cert_file.");
 ABSL_FLAG(std::string, tls_client_ca_file, "",
           "PEM CA for client certificates; set means mutual TLS (clients must present a "
           "certificate it signed).");
+ABSL_FLAG(absl::Duration, credentials_poll_interval, absl::Seconds(10),
+          "How often the TLS files and the admin token file are read again: a change "
+          "that passes the checks (certificates parse, the key matches, not expired; "
+          "a token not empty) is served from the next connection or call, without a "
+          "restart; one that fails is refused and logged, and the credentials in use "
+          "stay. 0 reads them once at start.");
 
 // Who may call HotSwapHead, RemoveHead, LoadModel and UnloadModel (off by default).
 ABSL_FLAG(std::string, admin_token_file, "",
@@ -211,17 +218,6 @@ void WritePortFile(const std::string& path, int port) {
   const std::string partial = path + ".tmp";
   std::ofstream(partial) << port << "\n";
   std::rename(partial.c_str(), path.c_str());
-}
-
-absl::StatusOr<std::string> ReadAdminToken(const std::string& path) {
-  if (path.empty()) return std::string();
-  HEADWAY_ASSIGN_OR_RETURN(const std::string contents, headway::ReadFileToString(path));
-  std::string token(absl::StripAsciiWhitespace(contents));
-  if (token.empty()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("admin token file ", path, " is empty"));
-  }
-  return token;
 }
 
 headway::InputLimits InputLimitsFromFlags() {
@@ -352,12 +348,26 @@ int Serve() {
   headway::HeadwayServer::Options options;
   options.host = absl::GetFlag(FLAGS_host);
   options.port = absl::GetFlag(FLAGS_port);
-  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
-      headway::MakeServerCredentials({absl::GetFlag(FLAGS_tls_cert_file),
-                                      absl::GetFlag(FLAGS_tls_key_file),
-                                      absl::GetFlag(FLAGS_tls_client_ca_file)});
-  if (!credentials.ok()) return Fail(credentials.status());
-  options.credentials = *credentials;
+  const headway::ServerTlsFiles tls_files{absl::GetFlag(FLAGS_tls_cert_file),
+                                          absl::GetFlag(FLAGS_tls_key_file),
+                                          absl::GetFlag(FLAGS_tls_client_ca_file)};
+  if (absl::Status flags = headway::CheckTlsFlags(tls_files); !flags.ok()) {
+    return Fail(flags);
+  }
+  // Outlives the server, whose port reads its certificates.
+  std::unique_ptr<headway::GrpcServerTls> grpc_tls;
+  std::optional<headway::TlsMaterial> tls_material;
+  options.credentials = grpc::InsecureServerCredentials();
+  if (tls_files.tls()) {
+    absl::StatusOr<headway::TlsMaterial> material = headway::ReadTlsMaterial(tls_files);
+    if (!material.ok()) return Fail(material.status());
+    absl::StatusOr<std::unique_ptr<headway::GrpcServerTls>> tls =
+        headway::GrpcServerTls::Create(*material);
+    if (!tls.ok()) return Fail(tls.status());
+    grpc_tls = *std::move(tls);
+    tls_material = *std::move(material);
+    options.credentials = grpc_tls->credentials();
+  }
   options.worker_threads = absl::GetFlag(FLAGS_worker_threads);
   options.management_threads = absl::GetFlag(FLAGS_management_threads);
   options.max_requests_in_flight = absl::GetFlag(FLAGS_max_requests_in_flight);
@@ -388,7 +398,7 @@ int Serve() {
         "--fine_tune_threads must be 1 or more, not ", options.fine_tune_threads)));
   }
   absl::StatusOr<std::string> admin_token =
-      ReadAdminToken(absl::GetFlag(FLAGS_admin_token_file));
+      headway::ReadAdminTokenFile(absl::GetFlag(FLAGS_admin_token_file));
   if (!admin_token.ok()) return Fail(admin_token.status());
   options.admin.token = *std::move(admin_token);
   for (const std::string& name : absl::GetFlag(FLAGS_admin_client_cn)) {
@@ -433,6 +443,31 @@ int Serve() {
         {{"address", absl::StrCat(options.host, ":", http->port())}, {"tls", TlsMode()}});
     WritePortFile(absl::GetFlag(FLAGS_http_port_file), http->port());
   }
+  // Certificates and the admin token rotate while serving.
+  headway::CredentialReloader::Options reload;
+  reload.tls = tls_files;
+  reload.admin_token_file = absl::GetFlag(FLAGS_admin_token_file);
+  if (const absl::Duration interval = absl::GetFlag(FLAGS_credentials_poll_interval);
+      interval > absl::ZeroDuration()) {
+    reload.poll_interval = interval;
+  } else {
+    reload.poll_interval = absl::InfiniteDuration();
+  }
+  reload.replace_tls = [&](const headway::TlsMaterial& material) {
+    // HTTPS first: building its context is the step that can refuse the material.
+    if (http != nullptr) {
+      if (absl::Status replaced = http->ReplaceTls(material); !replaced.ok()) {
+        return replaced;
+      }
+    }
+    return grpc_tls->Update(material);
+  };
+  reload.replace_admin_token = [&](const std::string& token) {
+    (*server)->ReplaceAdminToken(token);
+  };
+  reload.metrics = &metrics;
+  const headway::CredentialReloader credential_reloader(std::move(reload), tls_material,
+                                                        options.admin.token);
 
   // Each model serves as soon as it is warm; the server says SERVING once every model
   // the store held at start serves or has failed. Then the store is followed.
@@ -527,7 +562,7 @@ int main(int argc, char** argv) {
   if (absl::Status units = headway::CheckDurationUnits(
           argc, argv,
           {"store_poll_interval", "shutdown_grace", "drain_delay", "http_request_timeout",
-           "http_max_queue_wait"});
+           "http_max_queue_wait", "credentials_poll_interval"});
       !units.ok()) {
     return Fail(units);
   }

@@ -53,6 +53,18 @@ std::chrono::microseconds Chrono(absl::Duration duration) {
 HttpGateway::HttpGateway(const Options& options, std::shared_ptr<grpc::Channel> channel)
     : options_(options), api_(std::move(channel), options.call_timeout) {}
 
+absl::Status HttpGateway::ReplaceTls(const TlsMaterial& material) {
+  auto* https = dynamic_cast<HardenedHttpsServer*>(server_.get());
+  if (https == nullptr) {
+    return absl::FailedPreconditionError("the HTTP port does not serve HTTPS");
+  }
+  absl::StatusOr<SslContextPtr> context = MakeHttpsContext(material);
+  if (!context.ok()) return context.status();
+  https->ReplaceSslContext(
+      std::shared_ptr<SSL_CTX>(context->release(), SslContextFree()));
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::unique_ptr<HttpGateway>> HttpGateway::Start(
     const Options& options, std::shared_ptr<grpc::Channel> channel) {
   if (options.threads < 1) {
@@ -82,6 +94,9 @@ absl::StatusOr<std::unique_ptr<HttpGateway>> HttpGateway::Start(
   if (options.tls_cert_file.empty()) {
     gateway->server_ = std::make_unique<HardenedHttpServer>(limits);
   } else {
+    absl::StatusOr<TlsMaterial> material = ReadTlsMaterial(
+        {options.tls_cert_file, options.tls_key_file, options.tls_client_ca_file});
+    if (!material.ok()) return material.status();
     gateway->server_ = std::make_unique<HardenedHttpsServer>(
         limits, options.tls_cert_file.c_str(), options.tls_key_file.c_str(),
         options.tls_client_ca_file.empty() ? nullptr
@@ -93,6 +108,11 @@ absl::StatusOr<std::unique_ptr<HttpGateway>> HttpGateway::Start(
           options.tls_client_ca_file.empty()
               ? ""
               : absl::StrCat(" and client CA ", options.tls_client_ca_file)));
+    }
+    // Every connection handshakes with a context of ours, the first one included,
+    // so that a rotation changes nothing but the certificates.
+    if (absl::Status replaced = gateway->ReplaceTls(*material); !replaced.ok()) {
+      return replaced;
     }
   }
   httplib::Server& server = *gateway->server_;

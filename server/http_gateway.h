@@ -14,7 +14,8 @@
 //
 // With a certificate it serves HTTPS only, from the gRPC port's TLS flags (and with a
 // client CA, mutual TLS: a client without a certificate the CA signed cannot connect);
-// the admin credential over HTTP is the bearer token.
+// the admin credential over HTTP is the bearer token. ReplaceTls swaps the
+// certificates for the connections that follow (rotation while serving).
 //
 // Thread-safe; the channel must outlive it. Stops (finishing the requests in
 // progress) when destroyed.
@@ -33,6 +34,7 @@
 #include "server/client_error_log.h"
 #include "server/http_api.h"
 #include "server/server_metrics.h"
+#include "server/tls.h"
 
 namespace httplib {
 class Server;
@@ -79,6 +81,10 @@ class HttpGateway {
   HttpGateway& operator=(const HttpGateway&) = delete;
 
   int port() const { return port_; }
+
+  // HTTPS only: connections accepted from now on handshake with `material`; those
+  // already made keep their session. INTERNAL if OpenSSL refuses it (nothing changes).
+  absl::Status ReplaceTls(const TlsMaterial& material);
 
  private:
   HttpGateway(const Options& options, std::shared_ptr<grpc::Channel> channel);

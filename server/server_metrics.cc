@@ -349,6 +349,19 @@ struct ServerMetrics::Impl {
               "one of --http_threads.")
           .Register(*registry)
           .Add({});
+  prometheus::Family<prometheus::Counter>& credential_reloads =
+      prometheus::BuildCounter()
+          .Name("headway_credential_reloads_total")
+          .Help(
+              "Changed credential files (credential: tls or admin_token) taken up "
+              "(result=reloaded) or refused, the credentials in use kept "
+              "(result=refused).")
+          .Register(*registry);
+  prometheus::Family<prometheus::Gauge>& tls_expiry =
+      prometheus::BuildGauge()
+          .Name("headway_tls_certificate_expiry_timestamp_seconds")
+          .Help("When the TLS certificate the server serves now expires (Unix time).")
+          .Register(*registry);
   prometheus::Gauge& fine_tune_progress =
       prometheus::BuildGauge()
           .Name("headway_fine_tune_progress_ratio")
@@ -466,6 +479,17 @@ void ServerMetrics::SetFineTuneProgress(double fraction, double examples_per_sec
 }
 
 void ServerMetrics::RecordHttpShed() { impl_->http_shed.Increment(); }
+
+void ServerMetrics::RecordCredentialReload(absl::string_view credential, bool reloaded) {
+  impl_->credential_reloads
+      .Add({{"credential", std::string(credential)},
+            {"result", reloaded ? "reloaded" : "refused"}})
+      .Increment();
+}
+
+void ServerMetrics::SetTlsCertificateExpiry(absl::Time not_after) {
+  impl_->tls_expiry.Add({}).Set(absl::ToDoubleSeconds(not_after - absl::UnixEpoch()));
+}
 
 void ServerMetrics::RecordHeadFit(absl::string_view model, bool ok) {
   impl_->head_fits.Add({{"model", std::string(model)}, {"result", ok ? "ok" : "error"}})

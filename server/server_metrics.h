@@ -84,6 +84,11 @@ class ServerMetrics {
   void RecordHeadFit(absl::string_view model, bool ok);
   // An HTTP connection answered 503 for waiting too long for a thread.
   void RecordHttpShed();
+  // A change of a credential file (`credential`: "tls" or "admin_token") that was
+  // taken up (`reloaded`) or refused.
+  void RecordCredentialReload(absl::string_view credential, bool reloaded);
+  // When the TLS certificate served now expires.
+  void SetTlsCertificateExpiry(absl::Time not_after);
 
   // The exposition text, as a scrape would get it (for tests and tools).
   std::string Serialize() const;

@@ -5,7 +5,17 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <iterator>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "client/headway_client.h"
 #include "client/load_generator.h"
 #include "tests/support/digits_data.h"
@@ -243,6 +253,147 @@ TEST_F(TlsTest, ALocalSocketAnswersTheHealthCheckOfAMutualTlsServer) {
   ASSERT_TRUE(skipped.ok()) << skipped.status();
   EXPECT_THAT((*skipped)->Log(), HasSubstr("event=local_socket_skipped"));
   EXPECT_TRUE(Connect((*skipped)->target())->Classify(ClassifyDigit(CellOf(4))).ok());
+  std::filesystem::remove_all(dir);
+}
+
+// Certificates and the admin token rotate without a restart: the server reads its
+// TLS and token files again (--credentials_poll_interval) and serves a change that
+// passes the checks from the next connection or call, over gRPC and HTTPS alike. A
+// change that fails (a file that is not PEM, a key that does not match, an expired
+// certificate, an empty token) is refused and logged, and what is served stays.
+TEST(CredentialRotationTest, CertificatesAndTheAdminTokenRotateWithoutARestart) {
+  const std::filesystem::path dir = MakeTempDir();
+  const std::string d = dir.string();
+  WriteFile(dir / "server.ext", "subjectAltName=IP:127.0.0.1\n");
+  // Two CAs, each with a server certificate; the second also with an expired one.
+  const std::string key = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+  std::string commands = absl::StrCat("cd ", d);
+  for (const char* n : {"1", "2"}) {
+    absl::StrAppend(&commands, " && openssl req -x509 ", key, " -keyout ca", n,
+                    ".key -out ca", n, ".pem -days 2 -subj /CN=headway-test-ca-", n,
+                    " && openssl req ", key, " -keyout server", n, ".key -out server", n,
+                    ".csr -subj /CN=localhost && openssl x509 -req -in server", n,
+                    ".csr -CA ca", n, ".pem -CAkey ca", n,
+                    ".key -CAcreateserial -days 2 -extfile server.ext -out server", n,
+                    ".pem");
+  }
+  absl::StrAppend(&commands,
+                  " && openssl x509 -req -in server2.csr -CA ca2.pem -CAkey ca2.key "
+                  "-CAcreateserial -days 0 -extfile server.ext -out expired2.pem");
+  std::string output;
+  ASSERT_EQ(testing::RunCommand(absl::StrCat("(", commands, ") 2>&1"), &output), 0)
+      << output;
+  const auto read = [&](const std::string& name) {
+    std::ifstream in(dir / name);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  // Replaces a served file in one step, as a Secret volume does.
+  const auto install = [&](const std::string& name, const std::string& text) {
+    WriteFile(dir / (name + ".new"), text);
+    std::filesystem::rename(dir / (name + ".new"), dir / name);
+  };
+  install("cert.pem", read("server1.pem"));
+  install("key.pem", read("server1.key"));
+  install("token", "first-token\n");
+  const int http_port = testing::FreePort();
+  absl::StatusOr<std::unique_ptr<ServerProcess>> server = ServerProcess::Start(
+      testing::ModelStore(),
+      {"--tls_cert_file=" + d + "/cert.pem", "--tls_key_file=" + d + "/key.pem",
+       "--admin_token_file=" + d + "/token", "--credentials_poll_interval=100ms",
+       absl::StrCat("--http_port=", http_port)});
+  ASSERT_TRUE(server.ok()) << server.status();
+
+  // A new connection trusting `ca` (1 or 2) lists the models over gRPC.
+  const auto grpc_trusts = [&](const std::string& ca) {
+    TlsOptions tls;
+    tls.ca_file = d + "/ca" + ca + ".pem";
+    return Connect((*server)->target(), "", tls, /*wait_for_ready=*/false)
+        ->ListModels()
+        .ok();
+  };
+  const auto https_trusts = [&](const std::string& ca) {
+    std::string body;
+    testing::RunCommand(
+        absl::StrCat("curl -s --max-time 10 --cacert ", d, "/ca", ca,
+                     ".pem https://127.0.0.1:", http_port, "/v2/health/ready"),
+        &body);
+    return body == R"({"ready":true})";
+  };
+  // The admin check passed (the model is loaded already) or not.
+  const auto admin_code = [&](const std::string& token) {
+    TlsOptions tls;
+    tls.ca_file = d + "/ca2.pem";
+    v1::LoadModelRequest load;
+    load.set_model("digits");
+    return Connect((*server)->target(), token, tls, /*wait_for_ready=*/false)
+        ->LoadModel(load)
+        .status()
+        .code();
+  };
+  const auto wait_for = [](const std::function<bool()>& done) {
+    for (const absl::Time give_up = absl::Now() + absl::Seconds(30);
+         absl::Now() < give_up; absl::SleepFor(absl::Milliseconds(100))) {
+      if (done()) return true;
+    }
+    return false;
+  };
+  EXPECT_TRUE(grpc_trusts("1"));
+  EXPECT_TRUE(https_trusts("1"));
+  EXPECT_FALSE(grpc_trusts("2"));
+
+  install("key.pem", read("server2.key"));
+  install("cert.pem", read("server2.pem"));
+  install("token", "second-token\n");
+  ASSERT_TRUE(wait_for([&] { return grpc_trusts("2"); })) << (*server)->Log();
+  EXPECT_TRUE(wait_for([&] { return https_trusts("2"); }));
+  EXPECT_FALSE(grpc_trusts("1"));
+  EXPECT_FALSE(https_trusts("1"));
+  EXPECT_EQ(admin_code("second-token"), absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(admin_code("first-token"), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT((*server)->Log(), HasSubstr("event=credentials_reloaded credential=tls"));
+  EXPECT_THAT((*server)->Log(),
+              HasSubstr("event=credentials_reloaded credential=admin_token"));
+  EXPECT_THAT((*server)->Log(), ::testing::Not(HasSubstr("second-token")));
+
+  // Bad changes are refused, each logged, and the second set keeps serving.
+  const std::string refused = "event=credentials_refused credential=tls error=";
+  const std::vector<std::pair<std::string, std::string>> bad_changes = {
+      {"not PEM", "holds no PEM certificate"},
+      {"server1.pem", "does not match the certificate"},
+      {"expired2.pem", "expired at"}};
+  for (const auto& [cert, error] : bad_changes) {
+    // Each refusal is logged anew (a transient one during the rotation may be there).
+    const auto refusals = [&, error = error] {
+      const std::string log = (*server)->Log();
+      int found = 0;
+      for (size_t at = log.find(error); at != std::string::npos;
+           at = log.find(error, at + 1)) {
+        ++found;
+      }
+      return found;
+    };
+    const int before = refusals();
+    install("cert.pem", cert == "not PEM" ? "not a certificate\n" : read(cert));
+    EXPECT_TRUE(wait_for([&] { return refusals() > before; })) << error;
+    EXPECT_TRUE(grpc_trusts("2")) << error;
+    EXPECT_TRUE(https_trusts("2")) << error;
+  }
+  EXPECT_THAT((*server)->Log(), HasSubstr(refused));
+  install("token", "");
+  EXPECT_TRUE(wait_for([&] {
+    return absl::StrContains((*server)->Log(),
+                             "admin token file " + d + "/token is empty");
+  }));
+  EXPECT_EQ(admin_code("second-token"), absl::StatusCode::kAlreadyExists);
+
+  const absl::StatusOr<std::string> metrics =
+      testing::HttpGet((*server)->metrics_port(), "/metrics");
+  ASSERT_TRUE(metrics.ok()) << metrics.status();
+  EXPECT_THAT(*metrics, HasSubstr(R"(headway_credential_reloads_total{credential="tls",)"
+                                  R"(result="reloaded"} 1)"));
+  EXPECT_THAT(*metrics, HasSubstr(R"(headway_credential_reloads_total{)"
+                                  R"(credential="admin_token",result="refused"} 1)"));
+  EXPECT_THAT(*metrics, HasSubstr("headway_tls_certificate_expiry_timestamp_seconds "));
   std::filesystem::remove_all(dir);
 }
 
