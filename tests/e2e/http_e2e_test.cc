@@ -33,6 +33,7 @@
 #include "absl/time/clock.h"
 #include "client/headway_client.h"
 #include "tests/support/digits_data.h"
+#include "tests/support/operations.h"
 #include "tests/support/served.h"
 #include "tests/support/test_files.h"
 
@@ -890,11 +891,8 @@ TEST(HttpsTest, ServesBodiesAndKeepAliveAndBoundsHeaders) {
 // is answered 504 with a message giving the deadline; a malformed header is a 400
 // naming it.
 TEST(HttpDeadlineTest, GrpcTimeoutHeaderAndTimeoutParameterAreTheDeadline) {
-  const std::filesystem::path store = testing::CopyModelStore();
   // A lone request waits 300 ms for a batch to fill.
-  std::ofstream(store / "digits" / "config.pbtxt", std::ios::app)
-      << "batching { max_batch_size: 8 max_queue_delay_us: 300000 "
-         "wait_for_full_batch: true }\n";
+  const std::filesystem::path store = testing::SlowBatchingStore(absl::Milliseconds(300));
   const int port = testing::FreePort();
   testing::Served served = testing::Serve(store, {absl::StrCat("--http_port=", port)});
   ASSERT_NE(served.client, nullptr);

@@ -20,6 +20,7 @@
 #include "client/headway_client.h"
 #include "inference/grpc_predict_v2.grpc.pb.h"
 #include "tests/support/digits_data.h"
+#include "tests/support/operations.h"
 #include "tests/support/served.h"
 
 namespace headway {
@@ -625,11 +626,8 @@ std::filesystem::path StoreWithFeatureExtractor() {
 // held for a batch past it is answered DEADLINE_EXCEEDED by the server, not computed;
 // a bad value is INVALID_ARGUMENT naming the parameter.
 TEST(TimeoutParameterTest, IsTheRequestsDeadlineOnTheServer) {
-  const std::filesystem::path store = testing::CopyModelStore();
   // A lone request waits 300 ms for a batch to fill.
-  std::ofstream(store / "digits" / "config.pbtxt", std::ios::app)
-      << "batching { max_batch_size: 8 max_queue_delay_us: 300000 "
-         "wait_for_full_batch: true }\n";
+  const std::filesystem::path store = testing::SlowBatchingStore(absl::Milliseconds(300));
   Served served = Serve(store);
   ASSERT_NE(served.client, nullptr);
   OpenInferenceClient open(served.server->target());  // a 60 s gRPC deadline
