@@ -33,6 +33,19 @@ bool StoreFollower::WaitStartedFor(absl::Duration timeout) {
   return started_;
 }
 
+void StoreFollower::SyncNow() {
+  absl::MutexLock lock(&mu_);
+  sync_requested_ = true;
+  if (watch_ != nullptr) watch_->Wake();
+}
+
+bool StoreFollower::TakeSyncRequest() {
+  absl::MutexLock lock(&mu_);
+  const bool requested = sync_requested_;
+  sync_requested_ = false;
+  return requested;
+}
+
 bool StoreFollower::Stopping() const {
   absl::MutexLock lock(&mu_);
   return stopping_;
@@ -81,16 +94,22 @@ void StoreFollower::Run() {
     watch_ = watch.get();
   }
   while (true) {
-    if (watch != nullptr) {
+    // A SyncNow that came before this wait (during the first pass) skips it.
+    if (TakeSyncRequest()) {
       if (Stopping()) break;
-      // Woken for shutdown, timed out or changed: each way the checks below decide.
+    } else if (watch != nullptr) {
+      if (Stopping()) break;
+      // Woken (shutdown, SyncNow), timed out or changed: each way, a pass unless
+      // stopping.
       watch->WaitForChange(options_.poll_interval, options_.settle);
       if (Stopping()) break;
     } else {
       absl::MutexLock lock(&mu_);
-      if (mu_.AwaitWithTimeout(absl::Condition(&stopping_), options_.poll_interval))
-        break;
+      mu_.AwaitWithTimeout(absl::Condition(this, &StoreFollower::StoppingOrSyncRequested),
+                           options_.poll_interval);
+      if (stopping_) break;
     }
+    TakeSyncRequest();
     Pass();
     if (watch != nullptr) watch->WatchFolders();
   }

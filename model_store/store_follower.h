@@ -60,6 +60,10 @@ class StoreFollower {
   void WaitStarted();
   // As WaitStarted, for at most `timeout`; true when the first pass is done.
   bool WaitStartedFor(absl::Duration timeout);
+  // Looks at the store at once instead of at the next poll (an operator's SIGHUP);
+  // during the first pass, right after it. Nothing when not following
+  // (poll_interval zero).
+  void SyncNow() ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
   void Run();
@@ -72,7 +76,14 @@ class StoreFollower {
 
   const Options options_;
   mutable absl::Mutex mu_;
+  // Takes (clears) a pending SyncNow; true when there was one.
+  bool TakeSyncRequest() ABSL_LOCKS_EXCLUDED(mu_);
+  bool StoppingOrSyncRequested() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return stopping_ || sync_requested_;
+  }
+
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  bool sync_requested_ ABSL_GUARDED_BY(mu_) = false;
   StoreWatch* watch_ ABSL_GUARDED_BY(mu_) = nullptr;  // while Run's watch lives
   bool started_ ABSL_GUARDED_BY(mu_) = false;
   std::thread thread_;

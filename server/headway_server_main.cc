@@ -175,12 +175,16 @@ ABSL_FLAG(int64_t, max_head_bytes, int64_t{256} << 20,
 
 namespace {
 
-const sigset_t& ShutdownSignals() {
+// The signals the server waits for: SIGINT and SIGTERM drain and stop it, SIGHUP
+// reads the credential files and the model store again at once (a reload, as
+// operators send one, instead of the default action: ending the process undrained).
+const sigset_t& HandledSignals() {
   static const sigset_t signals = [] {
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
     return set;
   }();
   return signals;
@@ -466,8 +470,8 @@ int Serve() {
     (*server)->ReplaceAdminToken(token);
   };
   reload.metrics = &metrics;
-  const headway::CredentialReloader credential_reloader(std::move(reload), tls_material,
-                                                        options.admin.token);
+  headway::CredentialReloader credential_reloader(std::move(reload), tls_material,
+                                                  options.admin.token);
 
   // Each model serves as soon as it is warm; the server says SERVING once every model
   // the store held at start serves or has failed. Then the store is followed.
@@ -491,17 +495,36 @@ int Serve() {
   // that is starting): it stops the startup too.
   int signal_number = 0;
   absl::Notification stop_requested;
+  absl::Mutex reload_mu;
+  headway::StoreFollower* reload_follower = nullptr;  // guarded by reload_mu
   std::thread signal_waiter([&] {
-    sigwait(&ShutdownSignals(), &signal_number);
+    while (sigwait(&HandledSignals(), &signal_number) == 0 && signal_number == SIGHUP) {
+      headway::LogEvent(headway::LogLevel::kInfo, "reload_requested",
+                        {{"signal", "SIGHUP"}, {"reads", "credentials,model_store"}});
+      credential_reloader.CheckNow();
+      absl::MutexLock lock(&reload_mu);
+      if (reload_follower != nullptr) reload_follower->SyncNow();
+    }
     stop_requested.Notify();
   });
   auto follower = std::make_unique<headway::StoreFollower>(follow);
+  {
+    absl::MutexLock lock(&reload_mu);
+    reload_follower = follower.get();
+  }
+  const auto stop_following = [&] {
+    {
+      absl::MutexLock lock(&reload_mu);
+      reload_follower = nullptr;
+    }
+    follower.reset();
+  };
   while (!follower->WaitStartedFor(absl::Milliseconds(50)) &&
          !stop_requested.HasBeenNotified()) {
   }
   if (!stop_requested.HasBeenNotified()) {
     if (absl::GetFlag(FLAGS_strict_startup) && failed_loads > 0) {
-      follower.reset();
+      stop_following();
       (*server)->Shutdown(absl::ZeroDuration());
       // Nothing else ends the signal waiter.
       pthread_kill(signal_waiter.native_handle(), SIGTERM);
@@ -532,7 +555,7 @@ int Serve() {
   (*server)->Shutdown(grace);
   (*server)->Wait();
   http.reset();  // its requests in progress were answered by the stopped services
-  follower.reset();
+  stop_following();
   server->reset();
   metrics.StopExposing();  // before the registry it reads goes away
   headway::LogEvent(headway::LogLevel::kInfo, "stopped");
@@ -548,7 +571,8 @@ constexpr char kServerUsage[] =
     "[flags]\n"
     "Exit codes: 0 stopped by SIGTERM or SIGINT after draining; 1 a bad flag, or it "
     "could not start (a port in use, an unreadable store, --strict_startup with a "
-    "failed model).";
+    "failed model). SIGHUP reads the TLS and admin token files and the model store "
+    "again at once.";
 
 int main(int argc, char** argv) {
   if (headway::PrintHelpIfAsked(argc, argv, kServerUsage,
@@ -570,7 +594,7 @@ int main(int argc, char** argv) {
   headway::ApplyBuildTypeDefaults();
   // Block the shutdown signals in every thread (before any starts); Serve waits for
   // them.
-  pthread_sigmask(SIG_BLOCK, &ShutdownSignals(), nullptr);
+  pthread_sigmask(SIG_BLOCK, &HandledSignals(), nullptr);
   // Image decoders' stderr diagnostics become parts of error messages (before any
   // thread starts: see cerr_capture.h).
   headway::InstallCerrRouting();

@@ -9,8 +9,11 @@
 
 #include <atomic>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <iterator>
+#include <string>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -383,6 +386,62 @@ TEST(LoadGeneratorTest, CountsCallsThatCompleteInsideTheWindow) {
   EXPECT_GE(report->p50, 1000) << report->ToJson();
   EXPECT_NEAR(report->throughput, 2.0, 0.01) << report->ToJson();
   std::filesystem::remove_all(store);
+}
+
+// SIGHUP is a reload, as operators send one: the server reads its credential files
+// and its model store again at once, and serves on. It used to end the process (the
+// signal's default action), undrained.
+TEST(ReloadSignalTest, SighupReadsTheCredentialsAndTheStoreAgainAndServesOn) {
+  const std::filesystem::path store = testing::CopyModelStore();
+  const std::filesystem::path dir = testing::MakeTempDir();
+  WriteFile(dir / "token", "first-token\n");
+  // Nothing but the signal would look again within the test.
+  absl::StatusOr<std::unique_ptr<ServerProcess>> server =
+      ServerProcess::Start(store, {"--admin_token_file=" + (dir / "token").string(),
+                                   "--store_poll_interval=1h", "--store_watch=false",
+                                   "--credentials_poll_interval=0"});
+  ASSERT_TRUE(server.ok()) << server.status();
+  std::unique_ptr<HeadwayClient> client = Connect((*server)->target());
+  ASSERT_TRUE(client->Classify(ClassifyDigit(CellOf(4))).ok());
+
+  std::filesystem::copy(store / "digits", store / "digits2",
+                        std::filesystem::copy_options::recursive);
+  std::string config;
+  {
+    std::ifstream in(store / "digits2" / "config.pbtxt");
+    config.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  const size_t name = config.find("name: \"digits\"");
+  ASSERT_NE(name, std::string::npos);
+  config.replace(name, 15, "name: \"digits2\"");
+  WriteFile(store / "digits2" / "config.pbtxt", config);
+  WriteFile(dir / "token", "second-token\n");
+  (*server)->Signal(SIGHUP);
+
+  const auto serves_digits2 = [&] {
+    absl::StatusOr<v1::ListModelsResponse> models = client->ListModels();
+    if (!models.ok()) return false;
+    for (const auto& model : models->models()) {
+      if (model.name() == "digits2" && model.state() == "READY") return true;
+    }
+    return false;
+  };
+  bool loaded = false;
+  for (const absl::Time give_up = absl::Now() + absl::Seconds(60);
+       !loaded && absl::Now() < give_up; absl::SleepFor(absl::Milliseconds(100))) {
+    loaded = serves_digits2();
+  }
+  EXPECT_TRUE(loaded) << (*server)->Log();
+  v1::LoadModelRequest load;
+  load.set_model("digits");
+  EXPECT_EQ(Connect((*server)->target(), "second-token")->LoadModel(load).status().code(),
+            absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(Connect((*server)->target(), "first-token")->LoadModel(load).status().code(),
+            absl::StatusCode::kPermissionDenied);
+  EXPECT_TRUE(client->Classify(ClassifyDigit(CellOf(4))).ok());
+  EXPECT_THAT((*server)->Log(), HasSubstr("event=reload_requested signal=SIGHUP"));
+  EXPECT_EQ((*server)->Stop(), 0);
+  std::filesystem::remove_all(dir);
 }
 
 TEST(StartupTest, BadSettingsRefuseToStartNamingTheFlag) {
