@@ -71,6 +71,8 @@ bool WaitFor(int fd, short events, int64_t timeout_ms,
 // Whether the job running on this thread is a connection being shed
 // (ConnectionPool), which Serve answers 503 and closes.
 thread_local bool shedding_this_connection = false;
+// The connection whose request this thread's handler serves; -1 outside one.
+thread_local int served_socket = -1;
 
 // When the job running on this thread was queued (ConnectionPool).
 thread_local Clock::time_point running_job_queued;
@@ -677,12 +679,16 @@ void Hardened<Library>::Serve(const std::shared_ptr<HardenedConnection>& connect
     if (next == GuardedStream::Arrival::kCrowdedOut) return park(since);
     if (next != GuardedStream::Arrival::kInput) return;
     bool connection_closed = false;
+    served_socket = c.fd;
     const bool served =
         this->process_request(stream, c.requests_left == 1, connection_closed, nullptr);
+    served_socket = -1;
     --c.requests_left;
     if (!served || connection_closed) return;
   }
 }
+
+int ServedConnectionSocket() { return served_socket; }
 
 template class Hardened<httplib::Server>;
 template class Hardened<httplib::SSLServer>;

@@ -85,6 +85,11 @@ inline constexpr int kShedTlsMs = 200;
 class ConnectionPool;
 struct HardenedConnection;
 
+// Inside a request handler: the socket of the connection whose request the calling
+// thread serves (for watching it for a hang-up, never for reading or writing);
+// -1 elsewhere.
+int ServedConnectionSocket();
+
 template <typename Library>  // httplib::Server or httplib::SSLServer
 class Hardened final : public Library {
  public:

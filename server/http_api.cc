@@ -151,7 +151,8 @@ HttpApi::HttpApi(std::shared_ptr<grpc::Channel> channel, absl::Duration call_tim
     : inference_(v1::InferenceService::NewStub(channel)),
       management_(v1::ManagementService::NewStub(channel)),
       open_inference_(inference::GRPCInferenceService::NewStub(channel)),
-      call_timeout_(call_timeout) {}
+      call_timeout_(call_timeout),
+      hangups_(std::make_unique<HangupWatch>()) {}
 
 template <typename Response, typename Stub, typename Request, typename Method>
 absl::StatusOr<Response> HttpApi::Call(Stub& stub, Method method, const Request& request,
@@ -168,6 +169,8 @@ absl::StatusOr<Response> HttpApi::Call(Stub& stub, Method method, const Request&
   if (!http.authorization.empty())
     context.AddMetadata("authorization", http.authorization);
   Response response;
+  // A client that hangs up cancels its call: a queued request is then dropped.
+  const HangupWatch::Scope watch(hangups_.get(), http.client_socket, &context);
   const grpc::Status status = (stub.*method)(&context, request, &response);
   if (status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED &&
       status.error_message() == "Deadline Exceeded") {

@@ -3,7 +3,9 @@
 // call it stands for to the server's own services over `channel` (the server's
 // in-process channel): admission, limits, batching, metrics, admin checks (the
 // Authorization header travels as gRPC metadata) and error messages are gRPC's. The
-// status maps to an HTTP status with a JSON body {"error": ..., "code": ...}.
+// status maps to an HTTP status with a JSON body {"error": ..., "code": ...}. A
+// client that hangs up while its call runs cancels it (HangupWatch), and a Grpc-Timeout
+// header or the Open Inference "timeout" parameter shortens its deadline.
 //
 // Routes (the Open Inference Protocol's REST form, then headway.v1 as JSON):
 //   GET  /v2/health/live, /v2/health/ready             200, or 503 when not ready
@@ -43,6 +45,7 @@
 #include "headway/v1/inference.grpc.pb.h"
 #include "headway/v1/management.grpc.pb.h"
 #include "inference/grpc_predict_v2.grpc.pb.h"
+#include "server/hangup_watch.h"
 
 namespace headway {
 
@@ -56,6 +59,9 @@ struct HttpRequest {
   std::string inference_header_length;
   // The Grpc-Timeout header (a deadline, in gRPC's form: "500m", "2S"); "" when none.
   std::string grpc_timeout;
+  // The client's connection, watched for a hang-up while the request's call runs
+  // (which cancels it); -1 for none.
+  int client_socket = -1;
   std::string body;
 };
 
@@ -106,6 +112,7 @@ class HttpApi {
   std::unique_ptr<v1::ManagementService::Stub> management_;
   std::unique_ptr<inference::GRPCInferenceService::Stub> open_inference_;
   const absl::Duration call_timeout_;
+  const std::unique_ptr<HangupWatch> hangups_;
 };
 
 }  // namespace headway

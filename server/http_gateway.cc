@@ -138,6 +138,7 @@ absl::StatusOr<std::unique_ptr<HttpGateway>> HttpGateway::Start(
     request.inference_header_length =
         in.get_header_value("Inference-Header-Content-Length");
     request.grpc_timeout = in.get_header_value("Grpc-Timeout");
+    request.client_socket = ServedConnectionSocket();
     request.body = std::move(body);
     const HttpResponse response = self->api_.Handle(request);
     out.status = response.status;

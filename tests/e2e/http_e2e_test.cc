@@ -937,6 +937,50 @@ TEST(HttpDeadlineTest, GrpcTimeoutHeaderAndTimeoutParameterAreTheDeadline) {
   EXPECT_THAT(reply.body, HasSubstr("parameter \\\"timeout\\\" must be a positive"));
 }
 
+// A request whose client hangs up while it waits is cancelled, not computed: a
+// client that closes its connection, or shuts down its sending side (taken as
+// leaving, as nginx and Go's net/http take it: the second client is answered 499),
+// has its call cancelled and dropped from the model's queue. It used to be computed
+// and answered to nobody. A client that stays is served.
+TEST(HttpHangupTest, ARequestWhoseClientHangsUpIsCancelledNotComputed) {
+  // A lone request waits 2 s for a batch to fill.
+  const std::filesystem::path store = testing::SlowBatchingStore(absl::Seconds(2));
+  const int port = testing::FreePort();
+  testing::Served served = testing::Serve(store, {absl::StrCat("--http_port=", port)});
+  ASSERT_NE(served.client, nullptr);
+  const std::string classify =
+      Request("POST", "/v1/models/digits:classify",
+              absl::StrCat(R"({"inputs": [{"image": ")", Base64Png(kSeven), R"("}]})"));
+  const auto send_request = [&] {
+    const int fd = testing::ConnectTcp(port, absl::Seconds(30));
+    EXPECT_GE(fd, 0);
+    EXPECT_EQ(send(fd, classify.data(), classify.size(), MSG_NOSIGNAL),
+              static_cast<ssize_t>(classify.size()));
+    return fd;
+  };
+  const int closes = send_request();
+  const int half_closes = send_request();
+  absl::SleepFor(absl::Milliseconds(300));
+  close(closes);
+  shutdown(half_closes, SHUT_WR);
+  EXPECT_THAT(ReadOneAnswer(half_closes), HasSubstr("HTTP/1.1 499"));
+  close(half_closes);
+  const std::string cancelled =
+      R"(headway_requests_total{code="CANCELLED",head="",model="digits",rpc="Classify"})";
+  EXPECT_TRUE(testing::WaitForMetricAtLeast(served.server->metrics_port(), cancelled, 2,
+                                            absl::Seconds(30)));
+
+  const int stays = send_request();
+  EXPECT_THAT(ReadOneAnswer(stays), HasSubstr("HTTP/1.1 200"));
+  close(stays);
+  const absl::StatusOr<std::string> metrics =
+      testing::HttpGet(served.server->metrics_port(), "/metrics");
+  ASSERT_TRUE(metrics.ok()) << metrics.status();
+  EXPECT_THAT(*metrics, HasSubstr(absl::StrCat(cancelled, " 2")));
+  EXPECT_THAT(*metrics, HasSubstr(R"(headway_requests_total{code="OK",head="digit",)"
+                                  R"(model="digits",rpc="Classify"} 1)"));
+}
+
 // Overload is shed, not served late: with every HTTP thread held (by requests that
 // are half-sent, or TLS handshakes begun and not finished), a connection that has
 // waited --http_max_queue_wait for a thread is answered 503 with Retry-After and a
